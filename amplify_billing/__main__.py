@@ -1,0 +1,3 @@
+from amplify_billing.cli import main
+
+main()
