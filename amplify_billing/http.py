@@ -1,0 +1,93 @@
+"""The one ``requests`` session factory and the one retry policy.
+
+Both adapters (Amplify over ``requests``, Recurly over its own client) retry through
+``build_retrying``: network errors and transient statuses (429, 5xx) are retried with exponential
+backoff and jitter, honouring the server's wait hint (``Retry-After`` or a rate-limit reset) when it
+gives one. Whether a call is *safe* to repeat is the caller's decision (``is_retryable``): reads
+always, writes only when the server deduplicates them (an ``Idempotency-Key``).
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import requests
+import tenacity
+
+from amplify_billing import __version__
+
+USER_AGENT = f"amplify-billing/{__version__} (python {platform.python_version()}; requests {requests.__version__})"
+
+# Longest single wait we accept from a server hint; beyond it we give up and report instead of
+# stalling a cron job for an hour.
+MAX_WAIT_SECONDS = 120.0
+
+
+def make_session() -> requests.Session:
+    """A session with our User-Agent. Timeouts are passed on every call by the adapters."""
+    session = requests.Session()
+    session.headers["User-Agent"] = USER_AGENT
+    return session
+
+
+def retry_after_seconds(value: str | None, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> float | None:
+    """Parse a ``Retry-After`` header: delta-seconds or an HTTP date. ``None`` when absent or unparsable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now()).total_seconds())
+
+
+def build_retrying(
+    *,
+    attempts: int,
+    is_retryable: Callable[[BaseException], bool],
+    wait_hint: Callable[[BaseException], float | None] = lambda _exc: None,
+    sleep: Callable[[float], None] = time.sleep,
+    before_retry: Callable[[BaseException, int], None] | None = None,
+    base_delay: float = 0.5,
+    max_delay: float = 30.0,
+) -> tenacity.Retrying:
+    """The retry policy. ``wait_hint`` may return the server's requested wait for an exception."""
+    backoff = tenacity.wait_random_exponential(multiplier=base_delay, max=max_delay)
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        hinted = wait_hint(exc) if exc is not None else None
+        if hinted is not None:
+            return min(max(hinted, 0.0), MAX_WAIT_SECONDS)
+        return float(backoff(state))
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        if before_retry is not None and state.outcome is not None:
+            exc = state.outcome.exception()
+            if exc is not None:
+                before_retry(exc, state.attempt_number)
+
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(max(1, attempts)),
+        retry=tenacity.retry_if_exception(is_retryable),
+        wait=wait,
+        sleep=sleep,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+
+
+def epoch_to_wait(reset_epoch: float | None, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds until a rate-limit reset given as epoch seconds (``X-RateLimit-Reset``)."""
+    if reset_epoch is None:
+        return None
+    return max(0.0, reset_epoch - now())
