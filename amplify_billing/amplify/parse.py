@@ -1,0 +1,280 @@
+"""Amplify resources (wire dicts) -> frozen models.
+
+A malformed resource never raises out of here and never becomes a model with a guessed value: it
+becomes a ``ParseProblem`` that the reconcilers report as a finding (or an ``unsupported`` plan).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from amplify_billing.amplify import literals
+from amplify_billing.models import AmplifySubscription, AmplifyTier, PlanUnit, Product, ProductPlan, Quota, QuotaPricing
+
+
+@dataclass(frozen=True)
+class ParseProblem:
+    kind: str  # product | productplan | quota | subscription
+    name: str
+    reason: str
+
+
+class _Bad(Exception):
+    pass
+
+
+def _dig(raw: Mapping[str, Any], path: str) -> Any:
+    node: Any = raw
+    for part in path.split("."):
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node
+
+
+def _str(raw: Mapping[str, Any], path: str, *, required: bool = True) -> str | None:
+    value = _dig(raw, path)
+    if value is None or value == "":
+        if required:
+            raise _Bad(f"{path} is missing")
+        return None
+    if not isinstance(value, str):
+        raise _Bad(f"{path} must be a string, got {type(value).__name__} {value!r}")
+    return value
+
+
+def to_decimal(value: Any, what: str) -> Decimal:
+    """Exact decimal from a JSON value; floats go through their shortest repr (0.0025 stays 0.0025)."""
+    if isinstance(value, bool) or value is None:
+        raise _Bad(f"{what} must be a number, got {value!r}")
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, float):
+        result = Decimal(repr(value))
+    elif isinstance(value, str):
+        try:
+            result = Decimal(value.strip())
+        except InvalidOperation:
+            raise _Bad(f"{what} must be a number, got {value!r}") from None
+    else:
+        raise _Bad(f"{what} must be a number, got {type(value).__name__}")
+    if not result.is_finite():
+        raise _Bad(f"{what} must be a finite number, got {value!r}")
+    if result < 0:
+        raise _Bad(f"{what} must not be negative, got {value!r}")
+    return result
+
+
+def _int(value: Any, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
+        raise _Bad(f"{what} must be a whole number, got {value!r}")
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise _Bad(f"{what} must be a whole number, got {value!r}") from None
+    if number != number.to_integral_value() or number < 0:
+        raise _Bad(f"{what} must be a whole number ≥ 0, got {value!r}")
+    return int(number)
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """Amplify timestamps look like 2024-04-05T15:30:40.054+0000 (or +00:00, or Z)."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    if len(text) > 5 and text[-5] in "+-" and text[-3] != ":":
+        text = text[:-2] + ":" + text[-2:]
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _attributes(raw: Mapping[str, Any]) -> dict[str, str]:
+    attrs = raw.get("attributes")
+    if not isinstance(attrs, Mapping):
+        return {}
+    return {str(k): str(v) for k, v in attrs.items() if v is not None}
+
+
+def _state_string(raw: Mapping[str, Any]) -> str | None:
+    state = raw.get("state")
+    if isinstance(state, Mapping):  # some kinds nest it as {name: ...}
+        state = state.get("name")
+    return state if isinstance(state, str) else None
+
+
+def parse_product(raw: Mapping[str, Any]) -> Product | ParseProblem:
+    name = str(raw.get("name") or "?")
+    try:
+        return Product(
+            id=_str(raw, "metadata.id") or "",
+            name=_str(raw, "name") or "",
+            title=_str(raw, "title", required=False) or name,
+            state=_state_string(raw),
+        )
+    except _Bad as bad:
+        return ParseProblem("product", name, str(bad))
+
+
+def parse_unit(raw: Mapping[str, Any]) -> PlanUnit | None:
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        return None
+    title = raw.get("title")
+    return PlanUnit(name, title if isinstance(title, str) and title else name)
+
+
+def _tiers(limit: Mapping[str, Any], what: str) -> tuple[AmplifyTier, ...]:
+    tiers = limit.get("tiers")
+    if not isinstance(tiers, list) or not tiers:
+        raise _Bad(f"{what}.tiers must be a non-empty list")
+    result = []
+    for index, tier in enumerate(tiers):
+        if not isinstance(tier, Mapping):
+            raise _Bad(f"{what}.tiers[{index}] must be an object")
+        fee = tier.get("flatFee")
+        result.append(
+            AmplifyTier(
+                start=_int(tier.get("from"), f"{what}.tiers[{index}].from"),
+                end=_int(tier.get("to"), f"{what}.tiers[{index}].to"),
+                cost=to_decimal(tier.get("cost"), f"{what}.tiers[{index}].cost"),
+                flat_fee=None if fee is None else to_decimal(fee, f"{what}.tiers[{index}].flatFee"),
+            )
+        )
+    return tuple(result)
+
+
+def parse_pricing(pricing: Any) -> QuotaPricing:
+    what = "spec.pricing"
+    if not isinstance(pricing, Mapping):
+        raise _Bad(f"{what} is missing")
+    kind = pricing.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise _Bad(f"{what}.type is missing")
+    interval = pricing.get("interval") if isinstance(pricing.get("interval"), str) else None
+    if kind not in literals.PRICING_TYPES:
+        return QuotaPricing(type=kind, interval=interval)
+    limit = pricing.get("limit")
+    if kind == literals.PRICING_UNLIMITED:
+        return QuotaPricing(type=kind, interval=interval)
+    if kind == literals.PRICING_PER_UNIT:
+        return QuotaPricing(type=kind, interval=interval, cost=to_decimal(pricing.get("cost"), f"{what}.cost"))
+    if not isinstance(limit, Mapping):
+        raise _Bad(f"{what}.limit is missing")
+    limit_type = limit.get("type")
+    if kind == literals.PRICING_FIXED:
+        overages = limit.get("overages")
+        overage = None
+        if limit_type == literals.LIMIT_LOOSE:
+            if not isinstance(overages, Mapping):
+                raise _Bad(f"{what}.limit.overages is missing for a loose limit")
+            overage = to_decimal(overages.get("value"), f"{what}.limit.overages.value")
+        return QuotaPricing(
+            type=kind,
+            interval=interval,
+            limit_type=limit_type if isinstance(limit_type, str) else None,
+            limit_value=_int(limit.get("value"), f"{what}.limit.value"),
+            overage_cost=overage,
+        )
+    return QuotaPricing(
+        type=kind,
+        interval=interval,
+        limit_type=limit_type if isinstance(limit_type, str) else None,
+        tiers=_tiers(limit, f"{what}.limit"),
+    )
+
+
+def parse_quota(raw: Mapping[str, Any]) -> Quota | ParseProblem:
+    name = str(raw.get("name") or "?")
+    try:
+        plan_name = _str(raw, "metadata.scope.name") or ""
+        return Quota(
+            id=_str(raw, "metadata.id") or "",
+            name=_str(raw, "name") or "",
+            plan_name=plan_name,
+            title=_str(raw, "title", required=False) or name,
+            unit=_str(raw, "spec.unit") or "",
+            pricing=parse_pricing(_dig(raw, "spec.pricing")),
+            attributes=_attributes(raw),
+            raw=raw,
+        )
+    except _Bad as bad:
+        return ParseProblem("quota", name, str(bad))
+
+
+def parse_plan(raw: Mapping[str, Any], product: Product, quotas: tuple[Quota, ...]) -> ProductPlan | ParseProblem:
+    name = str(raw.get("name") or "?")
+    try:
+        setup = _dig(raw, "spec.billing.setup.price")
+        cycles = _dig(raw, "spec.subscription.cycles")
+        price = _dig(raw, "spec.billing.price")
+        plan_type = _str(raw, "spec.type") or ""
+        return ProductPlan(
+            id=_str(raw, "metadata.id") or "",
+            name=_str(raw, "name") or "",
+            title=_str(raw, "title", required=False) or name,
+            product_name=product.name,
+            product_title=product.title,
+            type=plan_type,
+            state=_state_string(raw) or "",
+            currency=(_str(raw, "spec.billing.currency") or "").upper(),
+            price=Decimal(0) if price is None and plan_type == "free" else to_decimal(price, "spec.billing.price"),
+            setup_price=None if setup is None else to_decimal(setup, "spec.billing.setup.price"),
+            interval=_str(raw, "spec.billing.interval", required=plan_type != "free") or "monthly",
+            renewal=_str(raw, "spec.subscription.renewal", required=False),
+            cycles=_int(cycles, "spec.subscription.cycles") or None,
+            quotas=quotas,
+            attributes=_attributes(raw),
+            raw=raw,
+        )
+    except _Bad as bad:
+        return ParseProblem("productplan", name, str(bad))
+
+
+def parse_subscription(raw: Mapping[str, Any]) -> AmplifySubscription | ParseProblem:
+    name = str(raw.get("name") or "?")
+    try:
+        owner_value = raw.get("owner")
+        owner: Mapping[str, Any] = owner_value if isinstance(owner_value, Mapping) else {}
+        market_owner = _dig(raw, "marketplace.resource.owner")
+        market_owner = market_owner if isinstance(market_owner, Mapping) else {}
+        team = _dig(market_owner, "id") if market_owner.get("type", "team") == "team" else None
+        team = team or _dig(owner, "id")
+        user = _dig(market_owner, "user.id")
+        org = _dig(market_owner, "organization.id") or _dig(owner, "organization.id")
+        approval = _dig(raw, "approval.state")
+        state = _dig(raw, "state.name") if isinstance(raw.get("state"), Mapping) else raw.get("state")
+        migrated_from = _dig(raw, "references.subscription")
+        if isinstance(migrated_from, Mapping):
+            migrated_from = migrated_from.get("name")
+        return AmplifySubscription(
+            id=_str(raw, "metadata.id") or "",
+            name=_str(raw, "name") or "",
+            product_name=_str(raw, "spec.product", required=False) or "",
+            plan_name=_str(raw, "spec.plan.name") or "",
+            approval_state=approval if isinstance(approval, str) else None,
+            state_name=state if isinstance(state, str) else None,
+            owner_team=str(team) if team else None,
+            owner_user=str(user) if user else None,
+            owner_org=str(org) if org else None,
+            migrated_from=migrated_from if isinstance(migrated_from, str) else None,
+            created_at=parse_timestamp(_dig(raw, "metadata.audit.createTimestamp")),
+            state_changed_at=parse_timestamp(_dig(raw, "state.when.timestamp"))
+            or parse_timestamp(_dig(raw, "metadata.audit.modifyTimestamp")),
+            attributes=_attributes(raw),
+            raw=raw,
+        )
+    except _Bad as bad:
+        return ParseProblem("subscription", name, str(bad))

@@ -1,0 +1,239 @@
+"""DESIGN.md §3: an Amplify ProductPlan and its Quotas -> the Recurly plan and usage add-ons it must be.
+
+Pure. A plan that cannot be represented exactly is never approximated: ``desired_plan`` returns an
+``Unsupported`` with the reason instead, and nothing of that plan is written.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from amplify_billing.amplify import literals
+from amplify_billing.models import AmplifyTier, PlanUnit, ProductPlan, Quota, RecurlyAddOn, RecurlyPlan, RecurlyTier
+
+MAX_PRICE = Decimal(1_000_000)
+MAX_DECIMAL_PLACES = 9  # unit_amount_decimal precision
+
+
+@dataclass(frozen=True)
+class MappingOptions:
+    plan_code_prefix: str = "amplify-"
+    add_on_code_prefix: str = "amplify-"
+    # units the usage source can count; None = any (the file source counts whatever it is given)
+    countable_units: frozenset[str] | None = frozenset({literals.TRANSACTIONS_UNIT})
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    reason: str
+
+
+def plan_code(plan_id: str, options: MappingOptions) -> str:
+    return f"{options.plan_code_prefix}{plan_id}".lower()
+
+
+def add_on_code(quota_id: str, options: MappingOptions) -> str:
+    return f"{options.add_on_code_prefix}{quota_id}".lower()
+
+
+def unit_display_name(unit: PlanUnit | None, unit_name: str) -> str:
+    """Recurly's display_name allows only letters, digits, underscore and space, ≤ 50 chars."""
+    for candidate in (unit.title if unit else None, unit_name):
+        if candidate:
+            cleaned = re.sub(r"\s+", " ", re.sub(r"[^A-Za-z0-9_ ]", " ", candidate)).strip()[:50].strip()
+            if cleaned:
+                return cleaned
+    return "Units"
+
+
+def _places(value: Decimal) -> int:
+    exponent = value.normalize().as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+
+
+def _check_price(value: Decimal, what: str) -> str | None:
+    if _places(value) > MAX_DECIMAL_PLACES:
+        return f"{what} {value} has more than {MAX_DECIMAL_PLACES} decimal places"
+    if value > MAX_PRICE:
+        return f"{what} {value} is above Recurly's maximum of {MAX_PRICE}"
+    return None
+
+
+def _tiers(tiers: tuple[AmplifyTier, ...], quota: Quota) -> tuple[RecurlyTier, ...] | Unsupported:
+    result: list[RecurlyTier] = []
+    previous_end = 0
+    for index, tier in enumerate(tiers):
+        last = index == len(tiers) - 1
+        label = f"quota {quota.name} tier {index + 1}"
+        if tier.flat_fee is not None and tier.flat_fee != 0:
+            return Unsupported(f"{label} has a flat fee ({tier.flat_fee}), which Recurly usage tiers cannot charge")
+        problem = _check_price(tier.cost, f"{label} cost")
+        if problem:
+            return Unsupported(problem)
+        open_end = tier.end is None or tier.end >= literals.OPEN_TIER_END
+        if open_end and not last:
+            return Unsupported(f"{label} is open-ended but is not the last tier")
+        if last and not open_end:
+            return Unsupported(f"{label} is the last tier but ends at {tier.end}; the last tier must be open")
+        if not open_end:
+            assert tier.end is not None
+            if tier.end <= previous_end:
+                return Unsupported(f"{label} ends at {tier.end}, not after the previous tier ({previous_end})")
+            previous_end = tier.end
+        result.append(RecurlyTier(None if open_end else tier.end, tier.cost))
+    return tuple(result)
+
+
+def desired_add_on(
+    quota: Quota, plan: ProductPlan, units: Mapping[str, PlanUnit], options: MappingOptions
+) -> RecurlyAddOn | Unsupported | None:
+    """The usage add-on for a quota; None when the base price covers it (nothing can be billed)."""
+    pricing = quota.pricing
+    kind = pricing.type
+    if kind not in literals.PRICING_TYPES:
+        return Unsupported(f"quota {quota.name} has unknown pricing type {kind!r}")
+    if kind == literals.PRICING_UNLIMITED:
+        return None
+    if kind == literals.PRICING_FIXED and pricing.limit_type == literals.LIMIT_STRICT:
+        return None
+    if options.countable_units is not None and quota.unit not in options.countable_units:
+        return Unsupported(
+            f"quota {quota.name} bills unit {quota.unit!r}, which the usage source cannot count "
+            f"(it counts {', '.join(sorted(options.countable_units))})"
+        )
+    tiered_kind = kind in (literals.PRICING_GRADUATED, literals.PRICING_VOLUME) or kind == literals.PRICING_FIXED
+    if tiered_kind and pricing.interval and pricing.interval != plan.interval:
+        return Unsupported(
+            f"quota {quota.name} prices per {pricing.interval} period but the plan bills {plan.interval}; "
+            "tiers would not reset with the billing period"
+        )
+    code = add_on_code(quota.id, options)
+    common: dict[str, Any] = {
+        "code": code,
+        "name": (quota.title or quota.name)[:255],
+        "measured_unit_name": quota.unit,
+        "currency": plan.currency,
+    }
+    if kind == literals.PRICING_PER_UNIT:
+        assert pricing.cost is not None
+        problem = _check_price(pricing.cost, f"quota {quota.name} cost")
+        if problem:
+            return Unsupported(problem)
+        return RecurlyAddOn(tier_type="flat", unit_amount_decimal=pricing.cost, **common)
+    if kind == literals.PRICING_FIXED:
+        if pricing.limit_type != literals.LIMIT_LOOSE:
+            return Unsupported(f"quota {quota.name} has unknown fixed limit type {pricing.limit_type!r}")
+        if not pricing.limit_value or pricing.overage_cost is None:
+            return Unsupported(f"quota {quota.name} has a loose limit without a value and an overage price")
+        if pricing.limit_value >= literals.OPEN_TIER_END:
+            return Unsupported(f"quota {quota.name} limit {pricing.limit_value} is beyond Recurly's tier range")
+        problem = _check_price(pricing.overage_cost, f"quota {quota.name} overage price")
+        if problem:
+            return Unsupported(problem)
+        included = RecurlyTier(pricing.limit_value, Decimal(0))
+        return RecurlyAddOn(tier_type="tiered", tiers=(included, RecurlyTier(None, pricing.overage_cost)), **common)
+    if pricing.limit_type not in (None, literals.LIMIT_TIERED):
+        return Unsupported(f"quota {quota.name} has unknown limit type {pricing.limit_type!r} for {kind} pricing")
+    tiers = _tiers(pricing.tiers, quota)
+    if isinstance(tiers, Unsupported):
+        return tiers
+    tier_type = "tiered" if kind == literals.PRICING_GRADUATED else "volume"
+    return RecurlyAddOn(tier_type=tier_type, tiers=tiers, **common)
+
+
+def plan_name(plan: ProductPlan) -> str:
+    return f"{plan.product_title} - {plan.title}"[:255]
+
+
+def desired_plan(
+    plan: ProductPlan, units: Mapping[str, PlanUnit], options: MappingOptions
+) -> RecurlyPlan | Unsupported:
+    if plan.type not in literals.PLAN_TYPES:
+        return Unsupported(f"unknown plan type {plan.type!r}")
+    months = literals.BILLING_INTERVAL_MONTHS.get(plan.interval)
+    if months is None:
+        return Unsupported(f"unknown billing interval {plan.interval!r}")
+    if not re.fullmatch(r"[A-Z]{3}", plan.currency):
+        return Unsupported(f"currency {plan.currency!r} is not an ISO 4217 code")
+    auto_renew = True
+    if plan.renewal is not None:
+        if plan.renewal not in literals.RENEWAL_AUTO_RENEW:
+            return Unsupported(f"unknown renewal {plan.renewal!r}")
+        auto_renew = literals.RENEWAL_AUTO_RENEW[plan.renewal]
+    for value, what in ((plan.price, "price"), (plan.setup_price or Decimal(0), "setup price")):
+        if _places(value) > 2:
+            return Unsupported(f"plan {what} {value} has more than 2 decimal places")
+        if value > MAX_PRICE:
+            return Unsupported(f"plan {what} {value} is above Recurly's maximum of {MAX_PRICE}")
+    add_ons: list[RecurlyAddOn] = []
+    for quota in sorted(plan.quotas, key=lambda q: q.id):
+        wanted = desired_add_on(quota, plan, units, options)
+        if isinstance(wanted, Unsupported):
+            return wanted
+        if wanted is not None:
+            add_ons.append(wanted)
+    return RecurlyPlan(
+        code=plan_code(plan.id, options),
+        name=plan_name(plan),
+        currency=plan.currency,
+        unit_amount=plan.price,
+        setup_fee=plan.setup_price or Decimal(0),
+        interval_length=months,
+        auto_renew=auto_renew,
+        total_billing_cycles=plan.cycles,
+        add_ons=tuple(add_ons),
+    )
+
+
+# ---- Recurly request bodies (Decimal stays Decimal; the gateway converts at the boundary) ----
+
+
+def add_on_body(add_on: RecurlyAddOn, *, create: bool = True) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": add_on.name, "measured_unit_name": add_on.measured_unit_name}
+    if create:
+        body = {
+            "code": add_on.code,
+            **body,
+            "add_on_type": "usage",
+            "usage_type": "price",
+            "usage_calculation_type": "cumulative",
+            "tier_type": add_on.tier_type,
+        }
+    if add_on.tier_type == "flat":
+        body["currencies"] = [{"currency": add_on.currency, "unit_amount_decimal": add_on.unit_amount_decimal}]
+    else:
+        body["tiers"] = [
+            {
+                **({} if tier.ending_quantity is None else {"ending_quantity": tier.ending_quantity}),
+                "currencies": [{"currency": add_on.currency, "unit_amount_decimal": tier.unit_amount_decimal}],
+            }
+            for tier in add_on.tiers
+        ]
+    return body
+
+
+def plan_update_body(plan: RecurlyPlan) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": plan.name,
+        "currencies": [{"currency": plan.currency, "unit_amount": plan.unit_amount, "setup_fee": plan.setup_fee}],
+        "auto_renew": plan.auto_renew,
+    }
+    if plan.total_billing_cycles is not None:
+        body["total_billing_cycles"] = plan.total_billing_cycles
+    return body
+
+
+def plan_create_body(plan: RecurlyPlan) -> dict[str, Any]:
+    body = {
+        "code": plan.code,
+        **plan_update_body(plan),
+        "interval_unit": plan.interval_unit,
+        "interval_length": plan.interval_length,
+    }
+    if plan.add_ons:
+        body["add_ons"] = [add_on_body(a) for a in plan.add_ons]
+    return body
