@@ -222,3 +222,35 @@ class ChangeSet:
 
     def by_kind(self, kind: ChangeKind) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.kind == kind)
+
+
+class Outcome(StrEnum):
+    PLANNED = "planned"  # dry run: would be applied
+    APPLIED = "applied"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not attempted (a prerequisite failed, or --max-duration reached)
+    REPORTED = "reported"  # report-only kinds (findings, unsupported, waiting)
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    change: Change
+    outcome: Outcome
+    error: str | None = None
+    result_id: str | None = None  # Recurly id / uuid / usage id, when a write returned one
+
+
+@dataclass(frozen=True)
+class CommandReport:
+    """What one command did: the input to rendering, metrics and the exit code."""
+
+    command: str
+    dry_run: bool
+    results: tuple[ChangeResult, ...]
+    # extra figures for the summary, e.g. {"units_reported": 1234}
+    figures: Mapping[str, int | str] = field(default_factory=dict)
+    exit_code: int = 0
+    note: str | None = None  # e.g. "stopped at --max-duration; 12 changes left for the next run"
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for r in self.results if r.outcome == outcome)
