@@ -190,6 +190,8 @@ class Change:
     # stable ordering inside a phase; phases run in the order of PHASES
     phase: int = 50
     key: str = ""
+    # keys of changes in the same set that must have succeeded first (a plan before its add-ons)
+    requires: tuple[str, ...] = ()
 
     @property
     def writes(self) -> bool:

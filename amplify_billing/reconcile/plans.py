@@ -69,7 +69,15 @@ def _plan_ref(plan: ProductPlan) -> str:
     return f"{plan.product_name}/{plan.name} ({plan.id})"
 
 
-def _link(resource_kind: str, ref: str, recurly: str, raw: Mapping[str, object], attribute: str, value: str) -> Change:
+def _link(
+    resource_kind: str,
+    ref: str,
+    recurly: str,
+    raw: Mapping[str, object],
+    attribute: str,
+    value: str,
+    requires: tuple[str, ...],
+) -> Change:
     return Change(
         kind=ChangeKind.LINK,
         object=resource_kind,
@@ -80,6 +88,7 @@ def _link(resource_kind: str, ref: str, recurly: str, raw: Mapping[str, object],
         payload={"resource": raw, "attributes": {attribute: value}},
         phase=PHASE_LINKS,
         key=ref,
+        requires=requires,
     )
 
 
@@ -102,6 +111,7 @@ def _add_on_changes(plan: ProductPlan, want: RecurlyPlan, have: RecurlyPlan) -> 
                     payload={"plan_id": f"code-{want.code}", "body": add_on_body(add_on)},
                     phase=PHASE_ADD_ONS,
                     key=f"{want.code}/{add_on.code}",
+                    requires=(f"unit:{add_on.measured_unit_name}",),
                 )
             )
         elif current.tier_type != add_on.tier_type:
@@ -264,6 +274,7 @@ def diff_plans(amplify: CatalogSnapshot, recurly: RecurlyCatalog, options: PlanS
                     payload={"body": plan_create_body(want)},
                     phase=PHASE_PLANS,
                     key=want.code,
+                    requires=tuple(sorted({f"unit:{a.measured_unit_name}" for a in want.add_ons})),
                 )
             )
         elif have.state != "active":
@@ -312,7 +323,15 @@ def diff_plans(amplify: CatalogSnapshot, recurly: RecurlyCatalog, options: PlanS
         # link attributes (the objects exist once the phases above have run)
         if plan.attributes.get(options.plan_link_attribute) != want.code:
             changes.append(
-                _link("productplan", ref, f"plan {want.code}", plan.raw, options.plan_link_attribute, want.code)
+                _link(
+                    "productplan",
+                    ref,
+                    f"plan {want.code}",
+                    plan.raw,
+                    options.plan_link_attribute,
+                    want.code,
+                    (want.code,),
+                )
             )
         codes_by_quota = {q.id: f"{options.mapping.add_on_code_prefix}{q.id}".lower() for q in plan.quotas}
         billed = {a.code for a in want.add_ons}
@@ -327,6 +346,7 @@ def diff_plans(amplify: CatalogSnapshot, recurly: RecurlyCatalog, options: PlanS
                         quota.raw,
                         options.quota_link_attribute,
                         code,
+                        (want.code, f"{want.code}/{code}"),
                     )
                 )
 
@@ -343,7 +363,7 @@ def diff_plans(amplify: CatalogSnapshot, recurly: RecurlyCatalog, options: PlanS
                     action="recurly.create_measured_unit",
                     payload={"body": {"name": name, "display_name": display}},
                     phase=PHASE_UNITS,
-                    key=name,
+                    key=f"unit:{name}",
                 )
             )
         elif current.display_name != display:
@@ -357,7 +377,7 @@ def diff_plans(amplify: CatalogSnapshot, recurly: RecurlyCatalog, options: PlanS
                     action="recurly.update_measured_unit",
                     payload={"unit_id": f"name-{name}", "body": {"display_name": display}},
                     phase=PHASE_UNITS,
-                    key=name,
+                    key=f"unit:{name}",
                 )
             )
 
