@@ -1,0 +1,221 @@
+"""Listings of both systems, turned into the immutable snapshots the pure reconcilers compare.
+
+Every resource kind is listed (never fetched one by one), at the largest page size, filtered on the
+server where the API allows it. ``Snapshots`` memoises each listing for one process, so ``run`` lists
+nothing twice; a command that changed something tells it which listing is stale.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from amplify_billing.amplify.parse import (
+    ParseProblem,
+    parse_plan,
+    parse_product,
+    parse_quota,
+    parse_subscription,
+    parse_unit,
+)
+from amplify_billing.models import AmplifySubscription, PlanUnit, Product, ProductPlan, Quota
+from amplify_billing.reconcile.plans import CatalogSnapshot, RecurlyCatalog
+from amplify_billing.recurly_parse import measured_unit_from_recurly, plan_from_recurly
+from amplify_billing.settings import Settings
+
+# RSQL `=in=` lists are chunked to keep URLs well under common 8 KB limits.
+IN_CHUNK = 40
+
+
+class ResourceLister(Protocol):
+    def list(
+        self, plural: str, *, query: str | None = None, scope: str | None = None, group: str = "catalog"
+    ) -> list[dict[str, Any]]: ...
+
+
+class RecurlyLister(Protocol):
+    def list_plans(self, params: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
+    def list_add_ons(self, params: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
+    def list_measured_units(self) -> list[dict[str, Any]]: ...
+    def list_subscriptions(self, params: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
+    def list_accounts(self, params: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
+
+
+def _chunks(values: Sequence[str], size: int = IN_CHUNK) -> Iterator[Sequence[str]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _in(field_name: str, values: Iterable[str]) -> str:
+    quoted = ",".join('"' + v.replace('"', "") + '"' for v in values)
+    return f"{field_name}=in=({quoted})"
+
+
+@dataclass(frozen=True)
+class AmplifyCatalog:
+    products: tuple[Product, ...]
+    snapshot: CatalogSnapshot
+
+
+@dataclass
+class Snapshots:
+    """Per-process memo of listings. Clients are passed in; nothing here writes."""
+
+    settings: Settings
+    amplify: ResourceLister
+    recurly: RecurlyLister
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    def forget(self, *names: str) -> None:
+        for name in names:
+            self._cache.pop(name, None)
+
+    def _memo(self, name: str, load: Any) -> Any:
+        if name not in self._cache:
+            self._cache[name] = load()
+        return self._cache[name]
+
+    # ---- Amplify ---------------------------------------------------------------------------------
+    def amplify_catalog(self, product_filter: Sequence[str] = ()) -> AmplifyCatalog:
+        key = "amplify_catalog:" + ",".join(sorted(product_filter))
+        result: AmplifyCatalog = self._memo(key, lambda: self._load_amplify_catalog(product_filter))
+        return result
+
+    def _load_amplify_catalog(self, product_filter: Sequence[str]) -> AmplifyCatalog:
+        amplify = self.settings.amplify
+        query = f'attributes.{amplify.opt_in_attribute}=="{amplify.opt_in_value}"'
+        problems: list[ParseProblem] = []
+        products: list[Product] = []
+        for raw in self.amplify.list("products", query=query):
+            parsed = parse_product(raw)
+            if isinstance(parsed, ParseProblem):
+                problems.append(parsed)
+            elif not product_filter or parsed.name in product_filter:
+                products.append(parsed)
+        by_name = {p.name: p for p in products}
+        plan_raws: list[dict[str, Any]] = []
+        for names in _chunks(sorted(by_name)):
+            plan_raws.extend(self.amplify.list("productplans", query=_in("spec.product", names)))
+        plan_names = sorted({str(r.get("name")) for r in plan_raws})
+        quotas_by_plan: dict[str, list[Quota]] = {}
+        for names in _chunks(plan_names):
+            for raw in self.amplify.list("quotas", query=_in("metadata.scope.name", names)):
+                parsed_quota = parse_quota(raw)
+                if isinstance(parsed_quota, ParseProblem):
+                    scope = raw.get("metadata", {}).get("scope", {}) if isinstance(raw.get("metadata"), dict) else {}
+                    plan_name = scope.get("name") if isinstance(scope, dict) else None
+                    problems.append(
+                        ParseProblem("quota", f"{plan_name}/{parsed_quota.name}", parsed_quota.reason)
+                    )
+                    # a plan with an unreadable quota must not be synced without it
+                    quotas_by_plan.setdefault(str(plan_name), []).append(_BROKEN_QUOTA)
+                    continue
+                quotas_by_plan.setdefault(parsed_quota.plan_name, []).append(parsed_quota)
+        units: dict[str, PlanUnit] = {}
+        if plan_raws:
+            for raw in self.amplify.list("productplanunits"):
+                unit = parse_unit(raw)
+                if unit is not None:
+                    units[unit.name] = unit
+        plans: list[ProductPlan] = []
+        for raw in plan_raws:
+            product_name = raw.get("spec", {}).get("product") if isinstance(raw.get("spec"), dict) else None
+            product = by_name.get(str(product_name))
+            if product is None:
+                continue
+            quotas = quotas_by_plan.get(str(raw.get("name")), [])
+            if any(q is _BROKEN_QUOTA for q in quotas):
+                problems.append(
+                    ParseProblem("productplan", str(raw.get("name")), "one of its quotas cannot be read (see above)")
+                )
+                continue
+            parsed_plan = parse_plan(raw, product, tuple(sorted(quotas, key=lambda q: q.id)))
+            if isinstance(parsed_plan, ParseProblem):
+                problems.append(parsed_plan)
+            else:
+                plans.append(parsed_plan)
+        snapshot = CatalogSnapshot(
+            plans=tuple(plans), units=units, problems=tuple(problems), complete=not product_filter
+        )
+        return AmplifyCatalog(tuple(products), snapshot)
+
+    def amplify_subscriptions(self, plan_names: Sequence[str]) -> tuple[list[AmplifySubscription], list[ParseProblem]]:
+        key = "amplify_subscriptions:" + ",".join(sorted(plan_names))
+        result: tuple[list[AmplifySubscription], list[ParseProblem]] = self._memo(
+            key, lambda: self._load_subscriptions(plan_names)
+        )
+        return result
+
+    def _load_subscriptions(self, plan_names: Sequence[str]) -> tuple[list[AmplifySubscription], list[ParseProblem]]:
+        subscriptions: list[AmplifySubscription] = []
+        problems: list[ParseProblem] = []
+        for names in _chunks(sorted(set(plan_names))):
+            for raw in self.amplify.list("subscriptions", query=_in("spec.plan.name", names)):
+                parsed = parse_subscription(raw)
+                if isinstance(parsed, ParseProblem):
+                    problems.append(parsed)
+                else:
+                    subscriptions.append(parsed)
+        return subscriptions, problems
+
+    # ---- Recurly ---------------------------------------------------------------------------------
+    def recurly_subscriptions(self) -> list[dict[str, Any]]:
+        """Every live Recurly subscription (active, canceled until term end, future, paused) on one of our plans."""
+        prefix = self.settings.catalog.plan_code_prefix
+
+        def load() -> list[dict[str, Any]]:
+            return [
+                s
+                for s in self.recurly.list_subscriptions({"state": "live", "sort": "updated_at", "order": "asc"})
+                if str((s.get("plan") or {}).get("code", "")).startswith(prefix)
+            ]
+
+        result: list[dict[str, Any]] = self._memo("recurly_subscriptions", load)
+        return result
+
+    def recurly_accounts(self) -> dict[str, dict[str, Any]]:
+        def load() -> dict[str, dict[str, Any]]:
+            return {
+                str(a.get("code")): a
+                for a in self.recurly.list_accounts({"sort": "updated_at", "order": "asc"})
+                if str(a.get("code", "")).startswith("amplify-")
+            }
+
+        result: dict[str, dict[str, Any]] = self._memo("recurly_accounts", load)
+        return result
+
+    def recurly_catalog(self) -> RecurlyCatalog:
+        result: RecurlyCatalog = self._memo("recurly_catalog", self._load_recurly_catalog)
+        return result
+
+    def _load_recurly_catalog(self) -> RecurlyCatalog:
+        prefix = self.settings.catalog.plan_code_prefix
+        units = [measured_unit_from_recurly(u) for u in self.recurly.list_measured_units()]
+        unit_names = {str(u.id): u.name for u in units if u.id}
+        plans_raw = [p for p in self.recurly.list_plans({"sort": "updated_at", "order": "asc"})
+                     if str(p.get("code", "")).startswith(prefix)]
+        plan_ids = {str(p.get("id")) for p in plans_raw}
+        add_ons_by_plan: dict[str, list[dict[str, Any]]] = {}
+        if plans_raw:
+            for add_on in self.recurly.list_add_ons({"sort": "updated_at", "order": "asc"}):
+                plan_id = str(add_on.get("plan_id"))
+                if plan_id in plan_ids:
+                    add_ons_by_plan.setdefault(plan_id, []).append(add_on)
+        plans = {
+            str(p.get("code")): plan_from_recurly(p, add_ons_by_plan.get(str(p.get("id")), []), unit_names)
+            for p in plans_raw
+        }
+        live = Counter(
+            str((s.get("plan") or {}).get("code"))
+            for s in self.recurly_subscriptions()
+            if s.get("state") in ("active", "canceled", "future", "paused")
+        )
+        return RecurlyCatalog(
+            plans=plans, measured_units={u.name: u for u in units}, live_subscriptions_by_plan=dict(live)
+        )
+
+
+# Marker for a quota that failed to parse: keeps its plan out of the sync.
+_BROKEN_QUOTA: Any = object()
