@@ -1,0 +1,281 @@
+"""The command line: parse, load settings, call one runner, render, exit code. Nothing else.
+
+One handler (``run_cli``) turns every expected error into one ``Error: …`` line on stderr and the
+exit code of DESIGN.md §7; a traceback is shown only with ``--verbose``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from amplify_billing import __version__
+from amplify_billing.errors import AmplifyBillingError, ConfigError, ExitCode
+from amplify_billing.models import CommandReport
+from amplify_billing.settings import Settings
+
+log = logging.getLogger("amplify_billing")
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+@dataclass
+class GlobalOptions:
+    config: Path | None
+    output: OutputFormat
+    log_format: LogFormat
+    verbose: bool
+    metrics_file: Path | None
+
+
+app = typer.Typer(
+    name="amplify-billing",
+    help="Bill Axway Amplify Marketplace subscriptions through Recurly: plans, accounts, subscriptions and usage.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"amplify-billing {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="Configuration file (default: $AMPLIFY_BILLING_CONFIG, else ./config.yaml)."
+        ),
+    ] = None,
+    output: Annotated[
+        OutputFormat, typer.Option("--output", "-o", help="Report format on stdout.")
+    ] = OutputFormat.table,
+    log_format: Annotated[
+        LogFormat, typer.Option("--log-format", help="Diagnostics format on stderr.")
+    ] = LogFormat.text,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging; tracebacks on errors.")] = False,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option("--metrics-file", help="Write Prometheus text metrics here (node_exporter textfile collector)."),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    from amplify_billing.render import configure_logging
+
+    configure_logging(fmt=log_format.value, verbose=verbose)
+    ctx.obj = GlobalOptions(config, output, log_format, verbose, metrics_file)
+
+
+def _options(ctx: typer.Context) -> GlobalOptions:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, GlobalOptions)
+    return obj
+
+
+def load_configured_settings(options: GlobalOptions) -> Settings:
+    from amplify_billing.render import register_secret
+    from amplify_billing.settings import load_settings, resolve_config_path
+
+    settings = load_settings(resolve_config_path(options.config, os.environ), os.environ)
+    for secret in (settings.recurly.api_key, settings.amplify.client_secret, settings.amplify.private_key):
+        if secret is not None:
+            register_secret(secret.reveal())
+    return settings
+
+
+# A command body gets the runtime and returns its reports.
+Body = Callable[["Runtime"], list[CommandReport]]
+
+
+def invoke(
+    ctx: typer.Context,
+    command: str,
+    body: Body,
+    *,
+    dry_run: bool,
+    max_duration: float | None = None,
+    settings: Settings | None = None,
+) -> int:
+    """Load settings, take the lock (real runs only), run ``body``, render, write metrics, exit code."""
+    from amplify_billing.journal import RunLock
+    from amplify_billing.render import make_console, render_report, render_reports
+    from amplify_billing.runtime import Runtime
+
+    options = _options(ctx)
+    settings = settings or load_configured_settings(options)
+    started = time.monotonic()
+    rt = Runtime(settings, make_console(), make_console(stderr=True), output=options.output.value)
+    if max_duration is not None:
+        rt.deadline = started + max_duration
+    lock = None if dry_run else RunLock.acquire(settings.state.path, command, clock=rt.clock)
+    reports: list[CommandReport] = []
+    try:
+        reports = body(rt)
+    finally:
+        try:
+            if reports:
+                if command == "run":
+                    render_reports(rt.console, reports, output=options.output.value)
+                else:
+                    for report in reports:
+                        render_report(rt.console, report, output=options.output.value)
+            code = max((r.exit_code for r in reports), default=int(ExitCode.OK))
+            if options.metrics_file is not None and reports:
+                _write_metrics(rt, options.metrics_file, reports, time.monotonic() - started, code)
+        finally:
+            rt.close()
+            if lock is not None:
+                lock.release()
+    return code
+
+
+def _write_metrics(rt: Runtime, path: Path, reports: list[CommandReport], duration: float, code: int) -> None:
+    from amplify_billing.metrics import write_metrics
+
+    now = datetime.now(UTC)
+    last_success = now if code == 0 else None
+    if last_success is None:
+        try:
+            successes = [r for r in rt.journal().recent_runs(200) if r.exit_code == 0 and r.finished_at]
+            last_success = max((r.finished_at for r in successes if r.finished_at), default=None)
+        except AmplifyBillingError:
+            last_success = None
+    write_metrics(
+        path,
+        reports,
+        duration_seconds=duration,
+        exit_code=code,
+        api_calls=rt.api_calls(),
+        retries=rt.retries(),
+        now=now,
+        last_success=last_success,
+    )
+
+
+def recorded(rt: Runtime, command: str, dry_run: bool, run: Callable[[int | None], CommandReport]) -> CommandReport:
+    """Run one command body with its entry in the journal's run history (real runs only)."""
+    if dry_run:
+        return run(None)
+    journal = rt.journal()
+    run_id = journal.start_run(command, dry_run)
+    report: CommandReport | None = None
+    try:
+        report = run(run_id)
+        return report
+    finally:
+        code = report.exit_code if report is not None else int(ExitCode.PARTIAL_FAILURE)
+        counts: dict[str, int | str] = {k: v for k, v in (report.figures.items() if report else ())}
+        if report is not None:
+            for result in report.results:
+                key = f"{result.change.kind.value}_{result.outcome.value}"
+                counts[key] = int(counts.get(key, 0)) + 1
+        journal.finish_run(run_id, code, counts)
+
+
+# ---- commands -------------------------------------------------------------------------------------
+
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Compute and print the changes; write nothing anywhere.")]
+ExitCodeFlag = Annotated[
+    bool,
+    typer.Option("--exit-code", help="Exit 4 when changes are pending or findings exist (for checks and alerts)."),
+]
+Force = Annotated[
+    bool, typer.Option("--force", help="Apply even when the safety valve would refuse a mass deactivation.")
+]
+
+
+@app.command("sync-plans")
+def sync_plans_command(
+    ctx: typer.Context,
+    dry_run: DryRun = False,
+    exit_code: ExitCodeFlag = False,
+    force: Force = False,
+    product: Annotated[
+        list[str] | None, typer.Option("--product", help="Only this Amplify product (name); repeatable.")
+    ] = None,
+) -> int:
+    """Create and update Recurly plans, usage add-ons and measured units from Amplify product plans."""
+    from amplify_billing.commands.sync_plans import SyncPlansOptions, sync_plans
+
+    options = SyncPlansOptions(dry_run=dry_run, exit_code=exit_code, force=force, products=tuple(product or ()))
+
+    def body(rt: Runtime) -> list[CommandReport]:
+        return [recorded(rt, "sync-plans", dry_run, lambda run_id: sync_plans(rt, options, run_id=run_id))]
+
+    return invoke(ctx, "sync-plans", body, dry_run=dry_run)
+
+
+# ---- entry point ----------------------------------------------------------------------------------
+
+
+def run_cli(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return the exit code instead of exiting (tests call this)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in args or "-v" in args
+    try:
+        result = app(args=args, prog_name="amplify-billing", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        return int(done.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("Interrupted; nothing more was written. Run again to finish.", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    except click.ClickException as bad:
+        bad.show(file=sys.stderr)
+        return int(ExitCode.CONFIG)
+    except AmplifyBillingError as error:
+        if verbose:
+            traceback.print_exc(file=sys.stderr)
+        print(f"Error: {error}", file=sys.stderr)
+        return int(error.exit_code)
+    except Exception as crash:  # the one place an unexpected bug is turned into a message
+        if verbose:
+            traceback.print_exc(file=sys.stderr)
+        print(
+            f"Error: unexpected internal error: {type(crash).__name__}: {crash}. Nothing more was written; "
+            "run again with --verbose for the traceback and report it.",
+            file=sys.stderr,
+        )
+        return int(ExitCode.PARTIAL_FAILURE)
+    return int(result) if isinstance(result, int) else int(ExitCode.OK)
+
+
+def main() -> None:
+    sys.exit(run_cli())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+
+
+# late import for type annotations used in nested functions above
+from amplify_billing.runtime import Runtime  # noqa: E402
+
+__all__ = ["ConfigError", "Runtime", "app", "main", "run_cli"]

@@ -1,0 +1,133 @@
+"""What every command shares: turning a ChangeSet into results (dry or applied) and an exit code."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from amplify_billing import safety
+from amplify_billing.apply import Applier, Handler, planned
+from amplify_billing.errors import ExitCode
+from amplify_billing.models import REPORT_ONLY, Change, ChangeResult, ChangeSet, CommandReport, Outcome
+from amplify_billing.runtime import Runtime
+
+RECURLY_ACTIONS = (
+    "create_measured_unit",
+    "update_measured_unit",
+    "create_plan",
+    "update_plan",
+    "remove_plan",
+    "create_plan_add_on",
+    "update_plan_add_on",
+    "create_account",
+    "create_subscription",
+    "cancel_subscription",
+    "terminate_subscription",
+    "create_usage",
+    "update_usage",
+)
+
+
+def _result_id(result: Any) -> str | None:
+    if isinstance(result, Mapping):
+        for key in ("uuid", "id", "code"):
+            if result.get(key):
+                return str(result[key])
+    return None
+
+
+def _recurly_handler(rt: Runtime, method: str) -> Handler:
+    def handle(change: Change, key: str) -> str | None:
+        call = getattr(rt.recurly(), method)
+        return _result_id(call(**change.payload, idempotency_key=key))
+
+    return handle
+
+
+def _set_attributes(rt: Runtime) -> Handler:
+    def handle(change: Change, key: str) -> str | None:
+        rt.amplify().resources.update_attributes(change.payload["resource"], change.payload["attributes"])
+        return None
+
+    return handle
+
+
+def _approve(rt: Runtime) -> Handler:
+    def handle(change: Change, key: str) -> str | None:
+        rt.amplify().resources.put_subresource(
+            change.payload["resource"], "approval", {"state": "approved", "reason": change.payload["reason"]}
+        )
+        return None
+
+    return handle
+
+
+def default_handlers(rt: Runtime) -> dict[str, Handler]:
+    handlers: dict[str, Handler] = {f"recurly.{m}": _recurly_handler(rt, m) for m in RECURLY_ACTIONS}
+    handlers["amplify.set_attributes"] = _set_attributes(rt)
+    handlers["amplify.approve"] = _approve(rt)
+    return handlers
+
+
+def execute(
+    rt: Runtime,
+    changeset: ChangeSet,
+    *,
+    dry_run: bool,
+    force: bool,
+    destructive_verb: str,
+    run_id: int | None,
+    handlers: Mapping[str, Handler] | None = None,
+) -> tuple[list[ChangeResult], str | None]:
+    """Dry run: plan. Otherwise: safety valve, then apply. Returns results and a note for the report."""
+    if dry_run:
+        return planned(changeset), None
+    safety.check(changeset, rt.settings.safety, force=force, what=destructive_verb)
+    assert run_id is not None
+    applier = Applier(
+        handlers=handlers or default_handlers(rt),
+        journal=rt.journal(),
+        run_id=run_id,
+        deadline=rt.deadline,
+        monotonic=rt.monotonic,
+    )
+    results = applier.apply(changeset)
+    note = None
+    if applier.stopped_early:
+        left = sum(1 for r in results if r.outcome is Outcome.SKIPPED)
+        note = f"stopped at --max-duration; {left} change(s) left for the next run"
+    return results, note
+
+
+def exit_code_for(results: list[ChangeResult], *, dry_run: bool, exit_code_flag: bool) -> int:
+    if any(r.outcome is Outcome.FAILED for r in results):
+        return int(ExitCode.PARTIAL_FAILURE)
+    if exit_code_flag:
+        pending = any(r.outcome is Outcome.PLANNED for r in results) or any(
+            r.change.kind in REPORT_ONLY for r in results
+        )
+        if pending:
+            return int(ExitCode.REFUSED)
+    if any(r.outcome is Outcome.SKIPPED for r in results) and not dry_run:
+        # skipped because a prerequisite failed or the deadline hit: not done, say so
+        return int(ExitCode.PARTIAL_FAILURE)
+    return int(ExitCode.OK)
+
+
+def make_report(
+    command: str,
+    results: list[ChangeResult],
+    *,
+    dry_run: bool,
+    exit_code_flag: bool,
+    note: str | None = None,
+    figures: Mapping[str, int | str] | None = None,
+) -> CommandReport:
+    return CommandReport(
+        command=command,
+        dry_run=dry_run,
+        results=tuple(results),
+        figures=dict(figures or {}),
+        exit_code=exit_code_for(results, dry_run=dry_run, exit_code_flag=exit_code_flag),
+        note=note,
+    )

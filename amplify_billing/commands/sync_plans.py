@@ -1,0 +1,55 @@
+"""sync-plans: Amplify product plans and quotas -> Recurly plans, usage add-ons and measured units."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amplify_billing.commands.common import execute, make_report
+from amplify_billing.models import CommandReport, Outcome
+from amplify_billing.reconcile.plan_mapping import MappingOptions
+from amplify_billing.reconcile.plans import PlanSyncOptions, diff_plans
+from amplify_billing.runtime import Runtime
+from amplify_billing.settings import Settings
+
+
+@dataclass(frozen=True)
+class SyncPlansOptions:
+    dry_run: bool = False
+    exit_code: bool = False
+    force: bool = False
+    products: tuple[str, ...] = ()
+
+
+def plan_sync_options(settings: Settings) -> PlanSyncOptions:
+    countable = None if settings.usage.source == "file" else frozenset({"transactions"})
+    return PlanSyncOptions(
+        mapping=MappingOptions(
+            plan_code_prefix=settings.catalog.plan_code_prefix,
+            add_on_code_prefix=settings.catalog.add_on_code_prefix,
+            countable_units=countable,
+        ),
+        sync_free_plans=settings.catalog.sync_free_plans,
+        plan_link_attribute=settings.catalog.plan_link_attribute,
+        quota_link_attribute=settings.catalog.quota_link_attribute,
+    )
+
+
+def sync_plans(rt: Runtime, options: SyncPlansOptions, *, run_id: int | None) -> CommandReport:
+    snapshots = rt.snapshots()
+    catalog = snapshots.amplify_catalog(options.products)
+    recurly = snapshots.recurly_catalog()
+    changeset = diff_plans(catalog.snapshot, recurly, plan_sync_options(rt.settings))
+    results, note = execute(
+        rt, changeset, dry_run=options.dry_run, force=options.force, destructive_verb="deactivate", run_id=run_id
+    )
+    if any(r.outcome is Outcome.APPLIED and r.change.object != "productplan" and r.change.object != "quota"
+           for r in results):
+        snapshots.forget("recurly_catalog")
+    figures = {
+        "opted_in_products": len(catalog.products),
+        "plans_seen": len(catalog.snapshot.plans),
+        "recurly_plans": len(recurly.plans),
+    }
+    return make_report(
+        "sync-plans", results, dry_run=options.dry_run, exit_code_flag=options.exit_code, note=note, figures=figures
+    )

@@ -1,0 +1,95 @@
+"""What one invocation works with: settings, clients, journal, snapshots, clock and consoles.
+
+Clients are built lazily, so ``--help`` and ``--dry-run`` of a command that needs only one system
+never touch the other. Tests and the demo construct a Runtime with their own clock and consoles.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
+
+from rich.console import Console
+
+from amplify_billing.settings import Settings
+
+if TYPE_CHECKING:
+    from amplify_billing.amplify import AmplifyClients
+    from amplify_billing.journal import Journal
+    from amplify_billing.recurly_gateway import RecurlyGateway
+    from amplify_billing.snapshots import Snapshots
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    console: Console
+    err_console: Console
+    output: Literal["table", "json"] = "table"
+    clock: Callable[[], datetime] = utc_now
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    # set by --max-duration: a monotonic deadline shared by every command of the invocation
+    deadline: float | None = None
+    _amplify: AmplifyClients | None = field(default=None, init=False)
+    _recurly: RecurlyGateway | None = field(default=None, init=False)
+    _journal: Journal | None = field(default=None, init=False)
+    _snapshots: Snapshots | None = field(default=None, init=False)
+
+    def amplify(self) -> AmplifyClients:
+        if self._amplify is None:
+            from amplify_billing.amplify import AmplifyClients
+
+            self._amplify = AmplifyClients.build(self.settings.amplify, sleep=self.sleep)
+        return self._amplify
+
+    def recurly(self) -> RecurlyGateway:
+        if self._recurly is None:
+            from amplify_billing.recurly_gateway import RecurlyGateway
+
+            self._recurly = RecurlyGateway(self.settings.recurly, sleep=self.sleep)
+        return self._recurly
+
+    def journal(self) -> Journal:
+        if self._journal is None:
+            from amplify_billing.journal import Journal
+
+            self._journal = Journal.open(self.settings.state.path, clock=self.clock)
+        return self._journal
+
+    def snapshots(self) -> Snapshots:
+        if self._snapshots is None:
+            from amplify_billing.snapshots import Snapshots
+
+            self._snapshots = Snapshots(self.settings, self.amplify().resources, self.recurly())
+        return self._snapshots
+
+    def api_calls(self) -> dict[str, dict[str, int]]:
+        """Requests made so far by system and method, for the summary and the metrics file."""
+        calls: dict[str, dict[str, int]] = {}
+        if self._amplify is not None:
+            calls["amplify"] = {k: v for k, v in self._amplify.transport.stats.items() if k.isupper()}
+        if self._recurly is not None:
+            calls["recurly"] = {k: v for k, v in self._recurly.stats.items() if k.isupper()}
+        return calls
+
+    def retries(self) -> dict[str, int]:
+        result: dict[str, int] = {}
+        if self._amplify is not None:
+            result["amplify"] = int(self._amplify.transport.stats.get("retries", 0))
+        if self._recurly is not None:
+            result["recurly"] = int(self._recurly.stats.get("retries", 0))
+        return result
+
+    def close(self) -> None:
+        if self._recurly is not None:
+            self._recurly.close()
+        if self._journal is not None:
+            self._journal.close()
