@@ -38,8 +38,10 @@ class AuditSink(Protocol):
     ) -> None: ...
 
 
-# A handler performs one write and returns the id of what it wrote (or None).
-Handler = Callable[[Change, str], str | None]
+# A handler performs one write and returns the id of what it wrote (or None). It gets the change, its
+# idempotency key, and the ids returned by earlier changes of the set by their key (a link attribute
+# written after a create needs the id the create returned).
+Handler = Callable[[Change, str, Mapping[str, str | None]], str | None]
 
 
 def idempotency_key(change: Change) -> str:
@@ -66,6 +68,7 @@ class Applier:
     monotonic: Callable[[], float] = time.monotonic
     on_progress: Callable[[int], None] | None = None
     stopped_early: bool = field(default=False, init=False)
+    result_ids: dict[str, str | None] = field(default_factory=dict, init=False)
 
     def apply(self, changeset: ChangeSet) -> list[ChangeResult]:
         results: list[ChangeResult] = []
@@ -108,7 +111,7 @@ class Applier:
             raise KeyError(f"no handler for action {change.action}")  # a programming error, not an input error
         key = idempotency_key(change)
         try:
-            result_id = handler(change, key)
+            result_id = handler(change, key, self.result_ids)
         except AmplifyBillingError as error:
             log.warning(
                 "%s %s failed: %s", change.action, change.recurly, error, extra={"action": change.action, "key": key}
@@ -131,6 +134,8 @@ class Applier:
             detail={"outcome": "applied", "idempotency_key": key, "summary": change.summary},
         )
         log.info("%s %s: %s", change.action, change.recurly, change.summary, extra={"action": change.action})
+        if change.key:
+            self.result_ids[change.key] = result_id
         return ChangeResult(change, Outcome.APPLIED, result_id=result_id), None
 
 

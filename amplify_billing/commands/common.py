@@ -37,7 +37,7 @@ def _result_id(result: Any) -> str | None:
 
 
 def _recurly_handler(rt: Runtime, method: str) -> Handler:
-    def handle(change: Change, key: str) -> str | None:
+    def handle(change: Change, key: str, done: Mapping[str, str | None]) -> str | None:
         call = getattr(rt.recurly(), method)
         return _result_id(call(**change.payload, idempotency_key=key))
 
@@ -45,7 +45,7 @@ def _recurly_handler(rt: Runtime, method: str) -> Handler:
 
 
 def _set_attributes(rt: Runtime) -> Handler:
-    def handle(change: Change, key: str) -> str | None:
+    def handle(change: Change, key: str, done: Mapping[str, str | None]) -> str | None:
         rt.amplify().resources.update_attributes(change.payload["resource"], change.payload["attributes"])
         return None
 
@@ -53,7 +53,7 @@ def _set_attributes(rt: Runtime) -> Handler:
 
 
 def _approve(rt: Runtime) -> Handler:
-    def handle(change: Change, key: str) -> str | None:
+    def handle(change: Change, key: str, done: Mapping[str, str | None]) -> str | None:
         rt.amplify().resources.put_subresource(
             change.payload["resource"], "approval", {"state": "approved", "reason": change.payload["reason"]}
         )
