@@ -1,0 +1,425 @@
+"""sync-subscriptions diff: Amplify subscriptions x Recurly subscriptions -> ChangeSet. Pure.
+
+Identity, in order of trust: the journal's link, then the Recurly custom field holding the Amplify id,
+then (account, plan). Two different candidates are ambiguous: reported, never guessed. Nothing here
+cancels, terminates or approves on a state or approval value it does not know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from amplify_billing.amplify import literals
+from amplify_billing.amplify.parse import ParseProblem
+from amplify_billing.models import AmplifySubscription, Change, ChangeKind, ChangeSet
+from amplify_billing.reconcile.accounts import account_code
+
+PHASE_END = 40
+PHASE_CREATE = 50
+PHASE_APPROVE = 60
+PHASE_LINKS = 90
+PHASE_REPORT = 95
+
+LIVE_STATES = frozenset({"active", "canceled", "future", "paused"})
+
+
+@dataclass(frozen=True)
+class LinkedPlan:
+    """An Amplify plan that exists (active) in Recurly."""
+
+    amplify_name: str
+    code: str
+    currency: str
+    add_on_codes: tuple[str, ...]  # usage add-ons to attach, in order
+    quota_add_ons: Mapping[str, str] = field(default_factory=dict)  # quota id -> add-on code
+
+
+@dataclass(frozen=True)
+class RecurlySubscription:
+    uuid: str
+    account_code: str
+    plan_code: str
+    state: str
+    custom_fields: Mapping[str, str] = field(default_factory=dict)
+    activated_at: datetime | None = None
+    canceled_at: datetime | None = None
+    expires_at: datetime | None = None
+    add_on_codes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SubscriptionOptions:
+    owner: str = "marketplace"
+    custom_field: str | None = None
+    collection_method: str = "automatic"
+    approve_pending: bool = True
+    on_cancel: str = "term_end"
+    link_attribute: str = "recurlySubscriptionUuid"
+    account_link_attribute: str = "recurlyAccountCode"
+
+
+@dataclass(frozen=True)
+class SubscriptionInputs:
+    amplify: tuple[AmplifySubscription, ...]
+    plans: Mapping[str, LinkedPlan]  # by Amplify plan name
+    recurly: tuple[RecurlySubscription, ...]  # live subscriptions on our plans
+    accounts: Collection[str]  # existing Recurly account codes
+    journal_links: Mapping[str, str] = field(default_factory=dict)  # Amplify id -> Recurly uuid
+    # end of the usage already reported for each Amplify subscription (min over its quotas)
+    usage_reported_through: Mapping[str, datetime | None] = field(default_factory=dict)
+    problems: tuple[ParseProblem, ...] = ()
+
+
+def _ref(s: AmplifySubscription) -> str:
+    return f"subscription {s.name} ({s.id})"
+
+
+def _rec(uuid: str | None, plan: str | None = None) -> str:
+    if uuid is None:
+        return f"new subscription on {plan}" if plan else "-"
+    return f"subscription {uuid}"
+
+
+def ended_state(s: AmplifySubscription) -> bool:
+    return s.approval_state == literals.APPROVAL_REJECTED or (
+        s.approval_state == literals.APPROVAL_APPROVED and s.state_name in literals.ENDED_STATES
+    )
+
+
+def _unknown_values(s: AmplifySubscription) -> str | None:
+    if s.approval_state not in literals.APPROVAL_STATES:
+        return f"unknown approval state {s.approval_state!r}"
+    if s.state_name is not None and s.state_name not in literals.SUBSCRIPTION_STATES:
+        return f"unknown subscription state {s.state_name!r}"
+    return None
+
+
+def create_body(s: AmplifySubscription, plan: LinkedPlan, code: str, options: SubscriptionOptions) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "plan_code": plan.code,
+        "currency": plan.currency,
+        "account": {"code": code},
+        "collection_method": options.collection_method,
+    }
+    if plan.add_on_codes:
+        # the API attaches no add-on by itself: list every usage add-on explicitly
+        body["add_ons"] = [{"code": add_on} for add_on in plan.add_on_codes]
+    if options.custom_field:
+        body["custom_fields"] = [{"name": options.custom_field, "value": s.id}]
+    return body
+
+
+@dataclass
+class _Matcher:
+    inputs: SubscriptionInputs
+    options: SubscriptionOptions
+    by_uuid: dict[str, RecurlySubscription] = field(init=False)
+    by_field: dict[str, list[RecurlySubscription]] = field(init=False)
+    by_account_plan: dict[tuple[str, str], list[RecurlySubscription]] = field(init=False)
+    claimed: set[str] = field(default_factory=set, init=False)
+
+    def __post_init__(self) -> None:
+        self.by_uuid = {r.uuid: r for r in self.inputs.recurly}
+        self.by_field = {}
+        self.by_account_plan = {}
+        for r in self.inputs.recurly:
+            if self.options.custom_field and r.custom_fields.get(self.options.custom_field):
+                self.by_field.setdefault(r.custom_fields[self.options.custom_field], []).append(r)
+            self.by_account_plan.setdefault((r.account_code, r.plan_code), []).append(r)
+        # a Recurly subscription the journal or the custom field ties to some Amplify id is claimed by it
+        for uuid in self.inputs.journal_links.values():
+            self.claimed.add(uuid)
+        for found in self.by_field.values():
+            self.claimed.update(r.uuid for r in found)
+
+    def match(self, s: AmplifySubscription, code: str | None, plan: LinkedPlan | None) -> list[RecurlySubscription]:
+        candidates: dict[str, RecurlySubscription] = {}
+        linked = self.inputs.journal_links.get(s.id)
+        if linked and linked in self.by_uuid:
+            candidates[linked] = self.by_uuid[linked]
+        for r in self.by_field.get(s.id, []):
+            candidates[r.uuid] = r
+        if not candidates:
+            # the Amplify side's own link attribute, written after a successful create
+            attribute = s.attributes.get(self.options.link_attribute)
+            if attribute and attribute in self.by_uuid:
+                candidates[attribute] = self.by_uuid[attribute]
+        if not candidates and code and plan:
+            for r in self.by_account_plan.get((code, plan.code), []):
+                if r.uuid not in self.claimed or r.custom_fields.get(self.options.custom_field or "") == s.id:
+                    candidates[r.uuid] = r
+        return sorted(candidates.values(), key=lambda r: r.uuid)
+
+
+def match_subscriptions(inputs: SubscriptionInputs, options: SubscriptionOptions) -> dict[str, str]:
+    """Amplify id -> Recurly uuid for every subscription with exactly one match (to remember in the journal)."""
+    matcher = _Matcher(inputs, options)
+    found: dict[str, str] = {}
+    for s in inputs.amplify:
+        plan = inputs.plans.get(s.plan_name)
+        if plan is None:
+            continue
+        candidates = matcher.match(s, account_code(s, options.owner), plan)
+        if len(candidates) == 1:
+            found[s.id] = candidates[0].uuid
+    return found
+
+
+def diff_subscriptions(inputs: SubscriptionInputs, options: SubscriptionOptions) -> ChangeSet:
+    changes: list[Change] = []
+    matcher = _Matcher(inputs, options)
+    seen_uuids: set[str] = set()
+    for problem in inputs.problems:
+        changes.append(
+            Change(
+                ChangeKind.FINDING,
+                "subscription",
+                problem.name,
+                "-",
+                f"cannot read the Amplify subscription: {problem.reason}",
+                phase=PHASE_REPORT,
+                key=problem.name,
+            )
+        )
+    # an Amplify subscription that was migrated away ends where its successor starts
+    for s in sorted(inputs.amplify, key=lambda s: s.id):
+        plan = inputs.plans.get(s.plan_name)
+        if plan is None:
+            continue
+        ref = _ref(s)
+        code = account_code(s, options.owner)
+        unknown = _unknown_values(s)
+        candidates = matcher.match(s, code, plan)
+        seen_uuids.update(r.uuid for r in candidates)
+        if unknown:
+            changes.append(
+                Change(
+                    ChangeKind.FINDING,
+                    "subscription",
+                    ref,
+                    _rec(None),
+                    f"{unknown}; nothing done",
+                    phase=PHASE_REPORT,
+                    key=s.id,
+                )
+            )
+            continue
+        if len(candidates) > 1:
+            uuids = ", ".join(r.uuid for r in candidates)
+            changes.append(
+                Change(
+                    ChangeKind.FINDING,
+                    "subscription",
+                    ref,
+                    uuids,
+                    f"{len(candidates)} Recurly subscriptions match it ({uuids}); resolve by hand (keep one, "
+                    "cancel the others), then run again",
+                    phase=PHASE_REPORT,
+                    key=s.id,
+                )
+            )
+            continue
+        current = candidates[0] if candidates else None
+        if ended_state(s):
+            changes.extend(_end(s, current, inputs, options))
+            continue
+        # pending, or approved and active (an approved subscription has no state until Amplify sets it)
+        if current is None:
+            if code is None or code not in inputs.accounts:
+                changes.append(
+                    Change(
+                        ChangeKind.WAITING,
+                        "subscription",
+                        ref,
+                        f"account {code or '?'}",
+                        "its Recurly account is missing (see link-accounts); "
+                        + ("stays pending in Amplify" if s.approval_state == "pending" else "not billed yet"),
+                        phase=PHASE_REPORT,
+                        key=s.id,
+                    )
+                )
+                continue
+            create_key = f"create:{s.id}"
+            changes.append(
+                Change(
+                    ChangeKind.CREATE,
+                    "subscription",
+                    ref,
+                    _rec(None, plan.code),
+                    f"subscribe {code} to {plan.code}"
+                    + (f" with {len(plan.add_on_codes)} usage add-on(s)" if plan.add_on_codes else ""),
+                    action="recurly.create_subscription",
+                    payload={"body": create_body(s, plan, code, options), "amplify_id": s.id},
+                    phase=PHASE_CREATE,
+                    key=create_key,
+                )
+            )
+            requires: tuple[str, ...] = (create_key,)
+            uuid_source: dict[str, str] = {"uuid_from": create_key}
+        else:
+            if current.plan_code != plan.code:
+                changes.append(
+                    Change(
+                        ChangeKind.FINDING,
+                        "subscription",
+                        ref,
+                        _rec(current.uuid),
+                        f"Recurly subscription is on plan {current.plan_code} but Amplify says {plan.code}; "
+                        "Amplify plan changes arrive as migrations (a new subscription): check by hand",
+                        phase=PHASE_REPORT,
+                        key=s.id,
+                    )
+                )
+            requires = ()
+            uuid_source = {"uuid": current.uuid}
+        uuid = current.uuid if current else None
+        if s.approval_state == literals.APPROVAL_PENDING:
+            if options.approve_pending:
+                changes.append(
+                    Change(
+                        ChangeKind.APPROVE,
+                        "approval",
+                        ref,
+                        _rec(uuid, plan.code),
+                        "approve in Amplify: billing is in place",
+                        action="amplify.approve",
+                        payload={
+                            "resource": s.raw,
+                            "reason": "Billing set up in Recurly by amplify-billing",
+                            **uuid_source,
+                        },
+                        phase=PHASE_APPROVE,
+                        key=f"approve:{s.id}",
+                        requires=requires,
+                    )
+                )
+            else:
+                changes.append(
+                    Change(
+                        ChangeKind.WAITING,
+                        "approval",
+                        ref,
+                        _rec(uuid, plan.code),
+                        "pending approval by the provider (subscriptions.approve_pending is false)",
+                        phase=PHASE_REPORT,
+                        key=s.id,
+                    )
+                )
+        wanted: dict[str, str] = {}
+        if code and s.attributes.get(options.account_link_attribute) != code:
+            wanted[options.account_link_attribute] = code
+        if uuid is None or s.attributes.get(options.link_attribute) != uuid:
+            wanted[options.link_attribute] = uuid or "(from create)"
+        if wanted:
+            changes.append(
+                Change(
+                    ChangeKind.LINK,
+                    "subscription",
+                    ref,
+                    _rec(uuid, plan.code),
+                    "set attribute " + ", ".join(f"{k}={v}" for k, v in sorted(wanted.items())),
+                    action="amplify.link_subscription",
+                    payload={
+                        "resource": s.raw,
+                        "attributes": wanted,
+                        "uuid_attribute": options.link_attribute,
+                        **uuid_source,
+                    },
+                    phase=PHASE_LINKS,
+                    key=f"link:{s.id}",
+                    requires=requires,
+                )
+            )
+    # Recurly subscriptions the journal ties to an Amplify subscription that is gone (deleted)
+    listed = {s.id for s in inputs.amplify}
+    for amplify_id, uuid in sorted(inputs.journal_links.items()):
+        if amplify_id in listed or uuid in seen_uuids:
+            continue
+        current = matcher.by_uuid.get(uuid)
+        if current is None:
+            continue
+        changes.extend(_end_deleted(amplify_id, current, options))
+    linked = sum(1 for r in inputs.recurly if r.state in LIVE_STATES)
+    return ChangeSet.of("sync-subscriptions", changes, linked_count=linked)
+
+
+def _end_change(
+    ref: str, current: RecurlySubscription, options: SubscriptionOptions, why: str, *, migrated: bool, key: str
+) -> Change | None:
+    if options.on_cancel == "terminate" or migrated:
+        if current.state not in ("active", "canceled", "future", "paused"):
+            return None
+        # a migration ends the old subscription now with a prorated refund, so base price is not billed
+        # twice for the rest of the term; unbilled usage is charged on the final invoice
+        refund = "partial" if migrated else "none"
+        return Change(
+            ChangeKind.TERMINATE,
+            "subscription",
+            ref,
+            _rec(current.uuid),
+            f"{why}; terminate now (refund {refund}, unbilled usage charged)",
+            action="recurly.terminate_subscription",
+            payload={"subscription_id": f"uuid-{current.uuid}", "params": {"refund": refund, "charge": True}},
+            phase=PHASE_END,
+            key=key,
+        )
+    if current.state != "active":
+        return None  # already canceled: it ends at term end as asked
+    return Change(
+        ChangeKind.CANCEL,
+        "subscription",
+        ref,
+        _rec(current.uuid),
+        f"{why}; cancel at the end of the term",
+        action="recurly.cancel_subscription",
+        payload={"subscription_id": f"uuid-{current.uuid}", "body": {"timeframe": "term_end"}},
+        phase=PHASE_END,
+        key=key,
+    )
+
+
+def _end(
+    s: AmplifySubscription,
+    current: RecurlySubscription | None,
+    inputs: SubscriptionInputs,
+    options: SubscriptionOptions,
+) -> list[Change]:
+    if current is None:
+        return []
+    ref = _ref(s)
+    migrated = s.state_name == literals.STATE_MIGRATED
+    why = "rejected in Amplify" if s.approval_state == literals.APPROVAL_REJECTED else f"{s.state_name} in Amplify"
+    end = s.state_changed_at
+    reported = inputs.usage_reported_through.get(s.id)
+    plan = inputs.plans.get(s.plan_name)
+    billable = bool(plan and plan.add_on_codes) and s.approval_state == literals.APPROVAL_APPROVED
+    if billable and end is not None and (reported is None or reported < end):
+        return [
+            Change(
+                ChangeKind.WAITING,
+                "subscription",
+                ref,
+                _rec(current.uuid),
+                f"{why} at {end.isoformat()}; ends in Recurly once usage up to then is reported "
+                f"(reported through {reported.isoformat() if reported else 'nothing yet'})",
+                phase=PHASE_REPORT,
+                key=s.id,
+            )
+        ]
+    change = _end_change(ref, current, options, why, migrated=migrated, key=f"end:{s.id}")
+    return [change] if change else []
+
+
+def _end_deleted(amplify_id: str, current: RecurlySubscription, options: SubscriptionOptions) -> list[Change]:
+    change = _end_change(
+        f"(deleted subscription) {amplify_id}",
+        current,
+        options,
+        "deleted in Amplify",
+        migrated=False,
+        key=f"end:{amplify_id}",
+    )
+    return [change] if change else []
