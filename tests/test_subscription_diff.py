@@ -1,0 +1,220 @@
+"""Table-driven tests of the sync-subscriptions diff: every Amplify state x Recurly state pair."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from amplify_billing.models import AmplifySubscription, ChangeKind
+from amplify_billing.reconcile.accounts import AccountOptions, OwnerDetails, diff_accounts
+from amplify_billing.reconcile.subscriptions import (
+    LinkedPlan,
+    RecurlySubscription,
+    SubscriptionInputs,
+    SubscriptionOptions,
+    diff_subscriptions,
+    match_subscriptions,
+)
+
+NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
+ENDED_AT = NOW - timedelta(days=1)
+TEAM = "d9120f39-88d1-4977-bc56-5dd7d7335a18"
+ACCOUNT = f"amplify-team-{TEAM}"
+PLAN = LinkedPlan("gold", "amplify-p1", "USD", ("amplify-q1", "amplify-q2"), {"q1": "amplify-q1", "q2": "amplify-q2"})
+SUB_ID = "a" * 32
+
+
+def amplify(approval: str | None, state: str | None, **extra: Any) -> AmplifySubscription:
+    fields: dict[str, Any] = {
+        "id": SUB_ID,
+        "name": "sub-1",
+        "product_name": "weather",
+        "plan_name": "gold",
+        "approval_state": approval,
+        "state_name": state,
+        "owner_team": TEAM,
+        "owner_user": None,
+        "owner_org": "100",
+        "state_changed_at": ENDED_AT if state in ("cancelled", "archived", "migrated") else None,
+        "raw": {"name": "sub-1", "metadata": {"selfLink": "/catalog/v1/subscriptions/sub-1"}},
+    }
+    fields.update(extra)
+    return AmplifySubscription(**fields)
+
+
+def recurly(state: str, uuid: str = "u" * 32, **extra: Any) -> RecurlySubscription:
+    return RecurlySubscription(uuid=uuid, account_code=ACCOUNT, plan_code="amplify-p1", state=state, **extra)
+
+
+def kinds(subscription: AmplifySubscription, recurly_subs: tuple[RecurlySubscription, ...], **inputs: Any) -> list[tuple[str, str]]:
+    options = SubscriptionOptions(custom_field=inputs.pop("custom_field", None), on_cancel=inputs.pop("on_cancel", "term_end"))
+    links = inputs.pop("journal_links", {r.uuid and SUB_ID: r.uuid for r in recurly_subs[:1]})
+    changeset = diff_subscriptions(
+        SubscriptionInputs(
+            amplify=(subscription,),
+            plans={"gold": PLAN},
+            recurly=recurly_subs,
+            accounts=inputs.pop("accounts", {ACCOUNT}),
+            journal_links=links,
+            usage_reported_through=inputs.pop("usage_reported_through", {SUB_ID: NOW}),
+        ),
+        options,
+    )
+    return [(c.kind.value, c.object) for c in changeset.changes]
+
+
+PENDING = ("pending", None)
+ACTIVE = ("approved", "active")
+APPROVED_NO_STATE = ("approved", None)
+CANCELLED = ("approved", "cancelled")
+ARCHIVED = ("approved", "archived")
+MIGRATED = ("approved", "migrated")
+REJECTED = ("rejected", None)
+
+LINK = ("link", "subscription")
+CREATE = ("create", "subscription")
+APPROVE = ("approve", "approval")
+CANCEL = ("cancel", "subscription")
+TERMINATE = ("terminate", "subscription")
+
+# (Amplify approval/state, Recurly state or None, expected (kind, object) in order)
+TABLE = [
+    (PENDING, None, [CREATE, APPROVE, LINK]),
+    (PENDING, "active", [APPROVE, LINK]),
+    (PENDING, "canceled", [APPROVE, LINK]),
+    (ACTIVE, None, [CREATE, LINK]),
+    (ACTIVE, "active", [LINK]),
+    (ACTIVE, "canceled", [LINK]),
+    (APPROVED_NO_STATE, None, [CREATE, LINK]),
+    (CANCELLED, None, []),
+    (CANCELLED, "active", [CANCEL]),
+    (CANCELLED, "canceled", []),
+    (ARCHIVED, "active", [CANCEL]),
+    (ARCHIVED, None, []),
+    (MIGRATED, "active", [TERMINATE]),
+    (MIGRATED, "canceled", [TERMINATE]),
+    (MIGRATED, None, []),
+    (REJECTED, None, []),
+    (REJECTED, "active", [CANCEL]),
+    (("suspendedX", None), "active", [("finding", "subscription")]),
+    (("approved", "suspendedX"), "active", [("finding", "subscription")]),
+    (("approved", "suspendedX"), None, [("finding", "subscription")]),
+]
+
+
+@pytest.mark.parametrize(("amplify_state", "recurly_state", "expected"), TABLE)
+def test_every_state_pair(amplify_state: tuple[str, str | None], recurly_state: str | None, expected: list[tuple[str, str]]) -> None:
+    recurly_subs = (recurly(recurly_state),) if recurly_state else ()
+    assert kinds(amplify(*amplify_state), recurly_subs) == expected
+
+
+def test_create_body_lists_every_usage_add_on_and_custom_field() -> None:
+    changeset = diff_subscriptions(
+        SubscriptionInputs(amplify=(amplify(*PENDING),), plans={"gold": PLAN}, recurly=(), accounts={ACCOUNT}),
+        SubscriptionOptions(custom_field="amplify_subscription_id", collection_method="manual"),
+    )
+    [create] = changeset.by_kind(ChangeKind.CREATE)
+    assert create.payload["body"] == {
+        "plan_code": "amplify-p1",
+        "currency": "USD",
+        "account": {"code": ACCOUNT},
+        "collection_method": "manual",
+        "add_ons": [{"code": "amplify-q1"}, {"code": "amplify-q2"}],
+        "custom_fields": [{"name": "amplify_subscription_id", "value": SUB_ID}],
+    }
+    [approve] = changeset.by_kind(ChangeKind.APPROVE)
+    assert approve.requires == (create.key,)
+    [link] = changeset.by_kind(ChangeKind.LINK)
+    assert link.requires == (create.key,)
+    assert link.payload["attributes"] == {"recurlyAccountCode": ACCOUNT, "recurlySubscriptionUuid": "(from create)"}
+    assert link.payload["uuid_from"] == create.key
+
+
+def test_missing_account_leaves_it_pending_and_is_reported() -> None:
+    changeset = diff_subscriptions(
+        SubscriptionInputs(amplify=(amplify(*PENDING),), plans={"gold": PLAN}, recurly=(), accounts=set()),
+        SubscriptionOptions(),
+    )
+    assert changeset.writes == ()
+    [waiting] = changeset.by_kind(ChangeKind.WAITING)
+    assert waiting.summary == "its Recurly account is missing (see link-accounts); stays pending in Amplify"
+
+
+def test_no_approval_when_approve_pending_is_off() -> None:
+    changeset = diff_subscriptions(
+        SubscriptionInputs(amplify=(amplify(*PENDING),), plans={"gold": PLAN}, recurly=(recurly("active"),), accounts={ACCOUNT},
+                           journal_links={SUB_ID: "u" * 32}),
+        SubscriptionOptions(approve_pending=False),
+    )
+    assert not changeset.by_kind(ChangeKind.APPROVE)
+    assert [c.summary for c in changeset.by_kind(ChangeKind.WAITING)] == [
+        "pending approval by the provider (subscriptions.approve_pending is false)"
+    ]
+
+
+def test_terminate_when_configured() -> None:
+    assert kinds(amplify(*CANCELLED), (recurly("active"),), on_cancel="terminate") == [TERMINATE]
+
+
+def test_end_waits_for_final_usage() -> None:
+    result = kinds(amplify(*CANCELLED), (recurly("active"),), usage_reported_through={SUB_ID: ENDED_AT - timedelta(hours=3)})
+    assert result == [("waiting", "subscription")]
+
+
+def test_identity_after_a_crash_found_by_account_and_plan_without_journal() -> None:
+    # created in Recurly, then killed before anything was written back: found, not created twice
+    assert kinds(amplify(*PENDING), (recurly("active"),), journal_links={}) == [APPROVE, LINK]
+
+
+def test_identity_by_custom_field() -> None:
+    tagged = recurly("active", uuid="c" * 32, custom_fields={"amplify_id": SUB_ID})
+    other = recurly("active", uuid="d" * 32, custom_fields={"amplify_id": "b" * 32})
+    inputs = SubscriptionInputs(amplify=(amplify(*ACTIVE),), plans={"gold": PLAN}, recurly=(tagged, other), accounts={ACCOUNT})
+    assert match_subscriptions(inputs, SubscriptionOptions(custom_field="amplify_id")) == {SUB_ID: "c" * 32}
+
+
+def test_ambiguity_is_reported_never_guessed() -> None:
+    result = kinds(amplify(*ACTIVE), (recurly("active", uuid="1" * 32), recurly("active", uuid="2" * 32)), journal_links={})
+    assert result == [("finding", "subscription")]
+
+
+def test_deleted_subscription_with_journal_link_is_cancelled() -> None:
+    changeset = diff_subscriptions(
+        SubscriptionInputs(amplify=(), plans={"gold": PLAN}, recurly=(recurly("active"),), accounts={ACCOUNT},
+                           journal_links={SUB_ID: "u" * 32}),
+        SubscriptionOptions(),
+    )
+    [cancel] = changeset.by_kind(ChangeKind.CANCEL)
+    assert cancel.payload == {"subscription_id": "uuid-" + "u" * 32, "body": {"timeframe": "term_end"}}
+    assert changeset.linked_count == 1
+
+
+def test_linked_attributes_unchanged_means_no_writes() -> None:
+    linked = amplify(*ACTIVE, attributes={"recurlyAccountCode": ACCOUNT, "recurlySubscriptionUuid": "u" * 32})
+    assert kinds(linked, (recurly("active"),)) == []
+
+
+def test_accounts_created_only_when_configured_and_never_without_email() -> None:
+    subs = [amplify(*PENDING), amplify(*ACTIVE, id="b" * 32, name="sub-2", owner_user="user-1")]
+    details = {
+        ACCOUNT: OwnerDetails("ops@acme.test", "Ada", "Lovelace", "Acme"),
+        "amplify-user-user-1": OwnerDetails(None, "No", "Mail", None),
+    }
+    changeset = diff_accounts(subs, set(), details, AccountOptions(create_missing=True))
+    [create] = changeset.by_kind(ChangeKind.CREATE)
+    assert create.payload["body"] == {"code": ACCOUNT, "email": "ops@acme.test", "first_name": "Ada", "last_name": "Lovelace", "company": "Acme"}
+    [waiting] = changeset.by_kind(ChangeKind.WAITING)
+    assert waiting.recurly == "account amplify-user-user-1"
+    assert "no e-mail address" in waiting.summary
+    not_configured = diff_accounts(subs, set(), details, AccountOptions(create_missing=False))
+    assert not_configured.writes == ()
+    assert {c.recurly for c in not_configured.by_kind(ChangeKind.WAITING)} == {f"account {ACCOUNT}", "account amplify-user-user-1"}
+    assert all("accounts.create_missing is false" in c.summary for c in not_configured.by_kind(ChangeKind.WAITING))
+
+
+def test_org_mode_account_codes() -> None:
+    changeset = diff_accounts([amplify(*ACTIVE)], {"amplify-org-100"}, {}, AccountOptions(owner="org"))
+    [link] = changeset.by_kind(ChangeKind.LINK)
+    assert link.payload["attributes"] == {"recurlyAccountCode": "amplify-org-100"}
