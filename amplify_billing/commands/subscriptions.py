@@ -1,0 +1,289 @@
+"""link-accounts and sync-subscriptions: every consumer on the right Recurly account and subscription."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from amplify_billing.amplify.parse import ParseProblem, parse_timestamp
+from amplify_billing.apply import Handler
+from amplify_billing.commands.common import default_handlers, execute, make_report
+from amplify_billing.errors import AmplifyBillingError
+from amplify_billing.models import AmplifySubscription, Change, CommandReport, Outcome
+from amplify_billing.reconcile.accounts import (
+    AccountOptions,
+    OwnerDetails,
+    account_code,
+    diff_accounts,
+    needs_billing,
+)
+from amplify_billing.reconcile.subscriptions import (
+    LinkedPlan,
+    RecurlySubscription,
+    SubscriptionInputs,
+    SubscriptionOptions,
+    diff_subscriptions,
+    ended_state,
+    match_subscriptions,
+)
+from amplify_billing.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+SUBSCRIPTION_LINK = "subscription"
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    dry_run: bool = False
+    exit_code: bool = False
+    force: bool = False
+
+
+def linked_plans(rt: Runtime) -> dict[str, LinkedPlan]:
+    """Amplify plans (any state) whose Recurly plan exists and is active, with the add-ons it has."""
+    snapshots = rt.snapshots()
+    catalog = snapshots.amplify_catalog()
+    recurly = snapshots.recurly_catalog()
+    prefix = rt.settings.catalog.plan_code_prefix
+    add_on_prefix = rt.settings.catalog.add_on_code_prefix
+    result: dict[str, LinkedPlan] = {}
+    for plan in catalog.snapshot.plans:
+        code = f"{prefix}{plan.id}".lower()
+        have = recurly.plans.get(code)
+        if have is None or have.state != "active":
+            continue
+        codes = tuple(sorted(a.code for a in have.add_ons))
+        quota_add_ons = {
+            q.id: f"{add_on_prefix}{q.id}".lower() for q in plan.quotas if f"{add_on_prefix}{q.id}".lower() in codes
+        }
+        result[plan.name] = LinkedPlan(plan.name, code, have.currency, codes, quota_add_ons)
+    return result
+
+
+def amplify_subscriptions(
+    rt: Runtime, plans: Mapping[str, LinkedPlan]
+) -> tuple[list[AmplifySubscription], list[ParseProblem]]:
+    return rt.snapshots().amplify_subscriptions(sorted(plans))
+
+
+def recurly_subscription(data: Mapping[str, Any]) -> RecurlySubscription:
+    fields = {
+        str(f.get("name")): str(f.get("value"))
+        for f in data.get("custom_fields") or ()
+        if isinstance(f, Mapping) and f.get("value") is not None
+    }
+    add_ons = tuple(
+        sorted(str((a.get("add_on") or {}).get("code") or a.get("code") or "") for a in data.get("add_ons") or ())
+    )
+
+    def when(name: str) -> datetime | None:
+        value = data.get(name)
+        if isinstance(value, datetime):
+            return value
+        return parse_timestamp(value)
+
+    return RecurlySubscription(
+        uuid=str(data.get("uuid")),
+        account_code=str((data.get("account") or {}).get("code") or ""),
+        plan_code=str((data.get("plan") or {}).get("code") or ""),
+        state=str(data.get("state") or ""),
+        custom_fields=fields,
+        activated_at=when("activated_at"),
+        canceled_at=when("canceled_at"),
+        expires_at=when("expires_at"),
+        add_on_codes=add_ons,
+    )
+
+
+# ---- link-accounts ---------------------------------------------------------------------------------
+
+
+def _owner_details(rt: Runtime, codes: set[str], subscriptions: list[AmplifySubscription]) -> dict[str, OwnerDetails]:
+    """Platform API lookups for accounts we are about to create (only those: they cost Amplify budget)."""
+    platform = rt.amplify().platform
+    owner_mode = rt.settings.accounts.owner
+    details: dict[str, OwnerDetails] = {}
+    teams: dict[str, Mapping[str, Any]] = {}
+
+    def team(guid: str) -> Mapping[str, Any]:
+        if guid not in teams:
+            teams[guid] = platform.get_team(guid)
+        return teams[guid]
+
+    def person(guid: str) -> Mapping[str, Any]:
+        return platform.get_user(guid)
+
+    for subscription in subscriptions:
+        code = account_code(subscription, owner_mode)
+        if code is None or code not in codes or code in details:
+            continue
+        try:
+            if owner_mode == "org":
+                org = platform.get_org(str(subscription.owner_org))
+                users = [u for u in org.get("users") or () if isinstance(u, Mapping)]
+                primary = next((u for u in users if u.get("primary")), users[0] if users else None)
+                user = person(str(primary["guid"])) if primary else {}
+                company = org.get("name")
+            elif subscription.owner_user:
+                user = person(subscription.owner_user)
+                company = team(subscription.owner_team).get("name") if subscription.owner_team else None
+            else:
+                assert subscription.owner_team is not None
+                team_data = team(subscription.owner_team)
+                members = [u for u in team_data.get("users") or () if isinstance(u, Mapping)]
+                humans = [u for u in members if u.get("type") != "client"]
+                admin = next(
+                    (u for u in humans if any("admin" in str(r) for r in u.get("roles") or ())),
+                    humans[0] if humans else None,
+                )
+                user = person(str(admin["guid"])) if admin else {}
+                company = team_data.get("name")
+            details[code] = OwnerDetails(
+                email=user.get("email") or None,
+                first_name=user.get("firstname") or None,
+                last_name=user.get("lastname") or None,
+                company=str(company) if company else None,
+            )
+        except AmplifyBillingError as error:
+            details[code] = OwnerDetails(None, None, None, None, problem=str(error))
+    return details
+
+
+def link_accounts(rt: Runtime, options: SyncOptions, *, run_id: int | None) -> CommandReport:
+    snapshots = rt.snapshots()
+    plans = linked_plans(rt)
+    subscriptions, _problems = amplify_subscriptions(rt, plans)
+    existing = snapshots.recurly_accounts()
+    account_options = AccountOptions(
+        owner=rt.settings.accounts.owner,
+        create_missing=rt.settings.accounts.create_missing,
+        link_attribute=rt.settings.accounts.link_attribute,
+    )
+    needed = {account_code(s, account_options.owner) for s in subscriptions if needs_billing(s)}
+    missing = {c for c in needed if c and c not in existing}
+    details = _owner_details(rt, missing, subscriptions) if missing and account_options.create_missing else {}
+    changeset = diff_accounts(subscriptions, set(existing), details, account_options)
+    results, note = execute(
+        rt, changeset, dry_run=options.dry_run, force=options.force, destructive_verb="change", run_id=run_id
+    )
+    for result in results:
+        if result.outcome is Outcome.APPLIED and result.change.action == "recurly.create_account":
+            code = str(result.change.payload["body"]["code"])
+            existing[code] = {"code": code, "id": result.result_id}
+    figures = {"subscriptions_billed": len([s for s in subscriptions if needs_billing(s)]), "accounts": len(needed)}
+    return make_report(
+        "link-accounts", results, dry_run=options.dry_run, exit_code_flag=options.exit_code, note=note, figures=figures
+    )
+
+
+# ---- sync-subscriptions ----------------------------------------------------------------------------
+
+
+def usage_reported_through(
+    rt: Runtime, subscriptions: list[AmplifySubscription], plans: Mapping[str, LinkedPlan]
+) -> dict[str, datetime | None]:
+    """For ended subscriptions: the end of the usage reported for them (the minimum over their quotas)."""
+    journal = rt.journal()
+    result: dict[str, datetime | None] = {}
+    for subscription in subscriptions:
+        if not ended_state(subscription):
+            continue
+        plan = plans.get(subscription.plan_name)
+        marks = [journal.usage_watermark(subscription.id, q) for q in (plan.quota_add_ons if plan else {})]
+        result[subscription.id] = (
+            None if not marks or any(m is None for m in marks) else min(m for m in marks if m is not None)
+        )
+    return result
+
+
+def subscription_options(rt: Runtime) -> SubscriptionOptions:
+    s = rt.settings.subscriptions
+    return SubscriptionOptions(
+        owner=rt.settings.accounts.owner,
+        custom_field=s.custom_field,
+        collection_method=s.collection_method,
+        approve_pending=s.approve_pending,
+        on_cancel=s.on_cancel,
+        link_attribute=s.link_attribute,
+        account_link_attribute=rt.settings.accounts.link_attribute,
+    )
+
+
+def subscription_inputs(rt: Runtime) -> SubscriptionInputs:
+    plans = linked_plans(rt)
+    subscriptions, problems = amplify_subscriptions(rt, plans)
+    snapshots = rt.snapshots()
+    return SubscriptionInputs(
+        amplify=tuple(subscriptions),
+        plans=plans,
+        recurly=tuple(recurly_subscription(r) for r in snapshots.recurly_subscriptions()),
+        accounts=set(snapshots.recurly_accounts()),
+        journal_links=rt.journal().links(SUBSCRIPTION_LINK),
+        usage_reported_through=usage_reported_through(rt, subscriptions, plans),
+        problems=tuple(problems),
+    )
+
+
+def _subscription_handlers(rt: Runtime) -> dict[str, Handler]:
+    handlers = default_handlers(rt)
+
+    def create(change: Change, key: str, done: Mapping[str, str | None]) -> str | None:
+        created = rt.recurly().create_subscription(change.payload["body"], idempotency_key=key)
+        uuid = str(created.get("uuid"))
+        rt.journal().set_link(SUBSCRIPTION_LINK, str(change.payload["amplify_id"]), uuid)
+        return uuid
+
+    def link(change: Change, key: str, done: Mapping[str, str | None]) -> str | None:
+        uuid = change.payload.get("uuid") or done.get(str(change.payload.get("uuid_from")))
+        attributes = dict(change.payload["attributes"])
+        if uuid:
+            attributes[str(change.payload["uuid_attribute"])] = str(uuid)
+        else:
+            attributes.pop(str(change.payload["uuid_attribute"]), None)
+        rt.amplify().resources.update_attributes(change.payload["resource"], attributes)
+        return None
+
+    handlers["recurly.create_subscription"] = create
+    handlers["amplify.link_subscription"] = link
+    return handlers
+
+
+def sync_subscriptions(rt: Runtime, options: SyncOptions, *, run_id: int | None) -> CommandReport:
+    inputs = subscription_inputs(rt)
+    sub_options = subscription_options(rt)
+    changeset = diff_subscriptions(inputs, sub_options)
+    results, note = execute(
+        rt,
+        changeset,
+        dry_run=options.dry_run,
+        force=options.force,
+        destructive_verb="cancel or terminate",
+        run_id=run_id,
+        handlers=_subscription_handlers(rt),
+    )
+    if not options.dry_run:
+        journal = rt.journal()
+        for amplify_id, uuid in match_subscriptions(inputs, sub_options).items():
+            if inputs.journal_links.get(amplify_id) != uuid:
+                journal.set_link(SUBSCRIPTION_LINK, amplify_id, uuid)
+        if any(
+            r.outcome is Outcome.APPLIED
+            and r.change.object == "subscription"
+            and r.change.action
+            and r.change.action.startswith("recurly.")
+            for r in results
+        ):
+            rt.snapshots().forget("recurly_subscriptions")
+    figures = {"amplify_subscriptions": len(inputs.amplify), "recurly_subscriptions": len(inputs.recurly)}
+    return make_report(
+        "sync-subscriptions",
+        results,
+        dry_run=options.dry_run,
+        exit_code_flag=options.exit_code,
+        note=note,
+        figures=figures,
+    )
