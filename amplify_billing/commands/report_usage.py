@@ -1,0 +1,416 @@
+"""report-usage: counted API traffic -> Recurly usage records, exactly once (DESIGN.md §3 Usage, §4, §5).
+
+Order of a run:
+1. resolve open intents left by a killed run, by looking for their merchant_tag in Recurly;
+2. for each billed (subscription, quota) never seen by this journal, read what Recurly already holds
+   (so a lost journal never causes a second post);
+3. plan windows from each pair's watermark (plus the lookback for late traffic), count them with one
+   query per distinct range, compare with the ledger;
+4. apply: intent -> write with Idempotency-Key -> ledger + confirmation; then advance the watermarks of the
+   pairs whose changes all succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from amplify_billing.amplify.parse import parse_timestamp
+from amplify_billing.apply import Handler
+from amplify_billing.commands.common import default_handlers, execute, make_report
+from amplify_billing.commands.subscriptions import (
+    SUBSCRIPTION_LINK,
+    subscription_inputs,
+    subscription_options,
+)
+from amplify_billing.errors import ConfigError
+from amplify_billing.journal import UsageLedgerEntry
+from amplify_billing.models import Change, ChangeKind, CommandReport, Outcome
+from amplify_billing.reconcile.subscriptions import ended_state, match_subscriptions
+from amplify_billing.reconcile.usage import BilledQuota, LedgerView, plan_usage, unbilled_findings
+from amplify_billing.recurly_parse import money
+from amplify_billing.runtime import Runtime
+from amplify_billing.usage.sources import build_source
+from amplify_billing.usage.windows import (
+    WINDOW_SIZES,
+    UsageWindow,
+    idempotency_key,
+    merchant_tag,
+    parse_merchant_tag,
+    reportable_windows,
+)
+
+log = logging.getLogger(__name__)
+
+INTENT_KIND = "usage"
+WINDOW_SETTING = ("setting", "usage.window")
+
+
+@dataclass(frozen=True)
+class UsageOptions:
+    dry_run: bool = False
+    exit_code: bool = False
+    force: bool = False
+    start: datetime | None = None  # --from
+    end: datetime | None = None  # --to
+    window: str | None = None  # --window
+
+
+@dataclass
+class _Ledger:
+    """The journal's ledger plus what this run learned from Recurly (kept in memory on a dry run)."""
+
+    rt: Runtime
+    dry_run: bool
+    extra: dict[str, list[UsageLedgerEntry]] = field(default_factory=dict)
+
+    def record(self, entry: UsageLedgerEntry) -> None:
+        if self.dry_run:
+            base = entry.base_tag or entry.merchant_tag
+            self.extra.setdefault(base, []).append(entry)
+        else:
+            self.rt.journal().record_usage(entry)
+
+    def view(self, subscription_id: str, quota_id: str, window_start: datetime) -> LedgerView | None:
+        entries = list(self.rt.journal().usage_for_window(subscription_id, quota_id, window_start))
+        tag = merchant_tag(subscription_id, quota_id, window_start)
+        known = {e.merchant_tag for e in entries}
+        entries += [e for e in self.extra.get(tag, []) if e.merchant_tag not in known]
+        if not entries:
+            return None
+        base = next((e for e in entries if e.kind == "base"), None)
+        return LedgerView(
+            base_tag=tag,
+            base_usage_id=base.usage_id if base else None,
+            total=sum((e.amount for e in entries), Decimal(0)),
+            adjustments=sum(1 for e in entries if e.kind == "adjustment"),
+            billed=bool(base and base.billed),
+        )
+
+
+def _usage_entry(
+    record: Mapping[str, Any], *, subscription_id: str, quota_id: str, uuid: str, add_on: str, size: timedelta
+) -> UsageLedgerEntry | None:
+    tag = parse_merchant_tag(str(record.get("merchant_tag") or ""))
+    if tag is None or tag.subscription_id != subscription_id or tag.quota_id != quota_id:
+        return None
+    now_value = record.get("updated_at") or record.get("created_at")
+    recorded = now_value if isinstance(now_value, datetime) else parse_timestamp(now_value)
+    base = merchant_tag(subscription_id, quota_id, tag.window_start)
+    return UsageLedgerEntry(
+        merchant_tag=str(record.get("merchant_tag")),
+        subscription_id=subscription_id,
+        quota_id=quota_id,
+        window_start=tag.window_start,
+        window_end=tag.window_start + size,
+        recurly_subscription_id=uuid,
+        add_on_code=add_on,
+        amount=money(record.get("amount")) or Decimal(0),
+        usage_id=str(record.get("id")) if record.get("id") else None,
+        billed=record.get("billed_at") is not None,
+        kind="adjustment" if tag.adjustment else "base",
+        base_tag=base if tag.adjustment else None,
+        recorded_at=recorded or tag.window_start,
+        updated_at=recorded or tag.window_start,
+    )
+
+
+def _resolve_open_intents(rt: Runtime, ledger: _Ledger, size: timedelta) -> int:
+    """DESIGN.md §4 step 4: an intent left open by a killed run is looked up in Recurly before any resend."""
+    journal = rt.journal()
+    resolved = 0
+    for intent in journal.open_intents(INTENT_KIND):
+        p = intent.payload
+        when = str(p["usage_timestamp"])
+        records = rt.recurly().list_usage(
+            p["subscription_id"],
+            p["add_on_id"],
+            {"billing_status": "all", "begin_time": when, "end_time": when, "limit": 200},
+        )
+        found = [r for r in records if r.get("merchant_tag") == intent.key]
+        if found:
+            entry = _usage_entry(
+                found[0],
+                subscription_id=str(p["amplify_subscription_id"]),
+                quota_id=str(p["quota_id"]),
+                uuid=str(p["subscription_id"]).removeprefix("uuid-"),
+                add_on=str(p["add_on_id"]).removeprefix("code-"),
+                size=size,
+            )
+            if entry is not None:
+                ledger.record(entry)
+            if not ledger.dry_run:
+                journal.complete_intent(intent.key, str(found[0].get("id")))
+            if len(found) > 1:
+                log.error("merchant_tag %s appears %d times in Recurly", intent.key, len(found))
+        elif not ledger.dry_run:
+            journal.abandon_intent(intent.key, "not found in Recurly: the write never landed")
+        resolved += 1
+    return resolved
+
+
+def _bootstrap(rt: Runtime, ledger: _Ledger, quota: BilledQuota, since: datetime, size: timedelta) -> None:
+    """First contact with a pair (or a lost journal): learn what Recurly already holds for it."""
+    records = rt.recurly().list_usage(
+        f"uuid-{quota.recurly_uuid}",
+        f"code-{quota.add_on_code}",
+        {"billing_status": "all", "begin_time": since.strftime("%Y-%m-%dT%H:%M:%SZ"), "limit": 200},
+    )
+    for record in records:
+        entry = _usage_entry(
+            record,
+            subscription_id=quota.subscription_id,
+            quota_id=quota.quota_id,
+            uuid=quota.recurly_uuid,
+            add_on=quota.add_on_code,
+            size=size,
+        )
+        if entry is not None:
+            ledger.record(entry)
+
+
+def _check_window_setting(rt: Runtime, window: str, dry_run: bool) -> None:
+    journal = rt.journal()
+    previous = journal.get_link(*WINDOW_SETTING)
+    if previous and previous != window:
+        raise ConfigError(
+            f"usage was reported in {previous} windows by this journal ({rt.settings.state.path}); "
+            f"counting {window} windows now would bill the same traffic twice. Keep usage.window: {previous} "
+            "(and no --window), or start a new journal and Recurly site"
+        )
+    if not previous and not dry_run:
+        journal.set_link(*WINDOW_SETTING, window)
+
+
+def report_usage(rt: Runtime, options: UsageOptions, *, run_id: int | None) -> CommandReport:
+    settings = rt.settings.usage
+    window_name = options.window or settings.window
+    size = WINDOW_SIZES[window_name]
+    now = rt.clock()
+    _check_window_setting(rt, window_name, options.dry_run)
+    ledger = _Ledger(rt, options.dry_run)
+    resolved = _resolve_open_intents(rt, ledger, size)
+
+    inputs = subscription_inputs(rt)
+    matches = {**inputs.journal_links, **match_subscriptions(inputs, subscription_options(rt))}
+    recurly_by_uuid = {r.uuid: r for r in inputs.recurly}
+    earliest = options.start or (now - settings.max_backfill)
+    journal = rt.journal()
+    billed: list[BilledQuota] = []
+    reasons: dict[tuple[str, str], str] = {}
+    known_names: dict[str, str] = {}
+    for subscription in inputs.amplify:
+        plan = inputs.plans.get(subscription.plan_name)
+        if plan is None:
+            continue
+        known_names[subscription.id] = subscription.name
+        current = recurly_by_uuid.get(matches.get(subscription.id, ""))
+        quota_ids = [q for q in plan.quota_add_ons]
+        if current is None or current.activated_at is None:
+            for quota_id in quota_ids:
+                reasons[(subscription.id, quota_id)] = "the subscription has no live Recurly subscription"
+            continue
+        until = subscription.state_changed_at if ended_state(subscription) else None
+        if current.expires_at is not None and (until is None or current.expires_at < until):
+            until = current.expires_at
+        for quota_id, add_on in sorted(plan.quota_add_ons.items()):
+            if add_on not in current.add_on_codes:
+                reasons[(subscription.id, quota_id)] = f"add-on {add_on} is not on Recurly subscription {current.uuid}"
+                continue
+            watermark = journal.usage_watermark(subscription.id, quota_id)
+            pair = BilledQuota(subscription.id, subscription.name, quota_id, current.uuid, add_on, ())
+            if watermark is None:
+                _bootstrap(rt, ledger, pair, max(earliest, current.activated_at), size)
+            backfill = options.start is not None or options.end is not None
+            windows = reportable_windows(
+                size=size,
+                now=now,
+                settle_delay=settings.settle_delay,
+                active_from=current.activated_at,
+                active_until=until,
+                since=None if backfill else watermark,
+                earliest=earliest,
+                until=options.end,
+            )
+            recount: list[UsageWindow] = []
+            if watermark is not None and not backfill:
+                recount = [
+                    w
+                    for w in reportable_windows(
+                        size=size,
+                        now=now,
+                        settle_delay=settings.settle_delay,
+                        active_from=current.activated_at,
+                        active_until=until,
+                        since=None,
+                        earliest=max(earliest, now - settings.lookback),
+                        until=watermark,
+                    )
+                    if w.clip_end <= watermark
+                ]
+            billed.append(
+                BilledQuota(
+                    subscription.id, subscription.name, quota_id, current.uuid, add_on, tuple(windows), tuple(recount)
+                )
+            )
+    # plan-level quotas without an add-on (unlimited, strict) are covered by the base price
+    for subscription in inputs.amplify:
+        plan = inputs.plans.get(subscription.plan_name)
+        if plan is not None:
+            for quota in _plan_quotas(rt, subscription.plan_name):
+                if quota not in plan.quota_add_ons:
+                    reasons.setdefault(
+                        (subscription.id, quota), "the quota has no usage add-on (the base price covers it)"
+                    )
+
+    ranges = sorted({(w.clip_start, w.clip_end) for q in billed for w in (*q.windows, *q.recount)})
+    source = build_source(rt.settings, rt.amplify() if rt.settings.usage.source == "traceability" else None)
+    counts = source.counts(ranges) if ranges else {}
+    views: dict[str, LedgerView] = {}
+    for quota in billed:
+        for window in (*quota.recount, *quota.windows):
+            view = ledger.view(quota.subscription_id, quota.quota_id, window.start)
+            if view is not None:
+                views[view.base_tag] = view
+    usage_plan = plan_usage(billed, counts, views, now=now, skip_zero=settings.skip_zero)
+    billed_pairs = {(q.subscription_id, q.quota_id) for q in billed}
+    findings = unbilled_findings(counts, billed_pairs, known_names, reasons)
+
+    from amplify_billing.models import ChangeSet
+
+    changeset = ChangeSet.of("report-usage", [*usage_plan.changes, *findings])
+    results, note = execute(
+        rt,
+        changeset,
+        dry_run=options.dry_run,
+        force=options.force,
+        destructive_verb="change",
+        run_id=run_id,
+        handlers=_usage_handlers(rt, size),
+    )
+    if not options.dry_run:
+        failed_pairs = {
+            (str(r.change.payload.get("amplify_subscription_id")), str(r.change.payload.get("quota_id")))
+            for r in results
+            if r.outcome in (Outcome.FAILED, Outcome.SKIPPED) and r.change.object == "usage"
+        }
+        for pair, mark in usage_plan.watermarks.items():
+            if pair in failed_pairs:
+                continue
+            old = journal.usage_watermark(*pair)
+            if old is None or mark > old:
+                journal.set_usage_watermark(pair[0], pair[1], mark)
+    applied = [r for r in results if r.outcome in (Outcome.APPLIED, Outcome.PLANNED)]
+    units = sum(
+        int(r.change.payload.get("amount", 0))
+        if r.change.kind is ChangeKind.POST
+        else int(r.change.payload["new_total"]) - int(Decimal(str(r.change.payload["old_total"])))
+        for r in applied
+        if r.change.object == "usage"
+    )
+    figures: dict[str, int | str] = {
+        "units_reported": units,
+        "records_reported": sum(1 for r in applied if r.change.kind is ChangeKind.POST),
+        "restated": sum(1 for r in applied if r.change.kind is ChangeKind.RESTATE),
+        "windows_counted": sum(len(q.windows) + len(q.recount) for q in billed),
+        "count_queries": source.queries,
+        "intents_resolved": resolved,
+        "unbilled_units": sum(int(c.summary.split(" ", 1)[0]) for c in findings),
+    }
+    return make_report(
+        "report-usage", results, dry_run=options.dry_run, exit_code_flag=options.exit_code, note=note, figures=figures
+    )
+
+
+def _plan_quotas(rt: Runtime, plan_name: str) -> list[str]:
+    for plan in rt.snapshots().amplify_catalog().snapshot.plans:
+        if plan.name == plan_name:
+            return [q.id for q in plan.quotas]
+    return []
+
+
+def _usage_handlers(rt: Runtime, size: timedelta) -> dict[str, Handler]:
+    handlers = default_handlers(rt)
+    journal_payload_keys = (
+        "subscription_id",
+        "add_on_id",
+        "merchant_tag",
+        "amount",
+        "usage_timestamp",
+        "amplify_subscription_id",
+        "quota_id",
+    )
+
+    def post_record(change: Change, tag: str, amount: Decimal | int, kind: str) -> str | None:
+        p = change.payload
+        journal = rt.journal()
+        intent_payload = {k: (str(p[k]) if k == "amount" else p[k]) for k in journal_payload_keys if k in p}
+        intent_payload.update({"merchant_tag": tag, "amount": str(amount)})
+        journal.begin_intent(tag, INTENT_KIND, intent_payload)
+        body = {"amount": amount, "merchant_tag": tag, "usage_timestamp": p["usage_timestamp"]}
+        created = rt.recurly().create_usage(
+            p["subscription_id"], p["add_on_id"], body, idempotency_key=idempotency_key(tag, "create")
+        )
+        usage_id = str(created.get("id"))
+        now = rt.clock()
+        journal.record_usage(
+            UsageLedgerEntry(
+                merchant_tag=tag,
+                subscription_id=str(p["amplify_subscription_id"]),
+                quota_id=str(p["quota_id"]),
+                window_start=p["window_start"],
+                window_end=p["window_end"],
+                recurly_subscription_id=str(p["subscription_id"]).removeprefix("uuid-"),
+                add_on_code=str(p["add_on_id"]).removeprefix("code-"),
+                amount=Decimal(amount),
+                usage_id=usage_id,
+                billed=False,
+                kind=kind,
+                base_tag=None if kind == "base" else str(p["merchant_tag"]),
+                recorded_at=now,
+                updated_at=now,
+            )
+        )
+        journal.complete_intent(tag, usage_id)
+        return usage_id
+
+    def post(change: Change, key: str, done: Mapping[str, str | None]) -> str | None:
+        return post_record(change, str(change.payload["merchant_tag"]), int(change.payload["amount"]), "base")
+
+    def restate(change: Change, key: str, done: Mapping[str, str | None]) -> str | None:
+        p = change.payload
+        journal = rt.journal()
+        entries = journal.usage_for_window(str(p["amplify_subscription_id"]), str(p["quota_id"]), p["window_start"])
+        base = next((e for e in entries if e.kind == "base"), None)
+        adjustments = sum(1 for e in entries if e.kind == "adjustment")
+        record = rt.recurly().get_usage(base.usage_id) if base and base.usage_id else None
+        billed = record is None or record.get("billed_at") is not None
+        new_total = Decimal(p["new_total"])
+        if base is not None and record is not None and not billed and adjustments == 0:
+            rt.recurly().update_usage(
+                base.usage_id,
+                {"amount": int(new_total)},
+                idempotency_key=idempotency_key(f"{base.merchant_tag}={new_total}", "update"),
+            )
+            now = rt.clock()
+            journal.record_usage(replace(base, amount=new_total, updated_at=now))
+            return base.usage_id
+        if base is not None and billed and not base.billed:
+            journal.mark_billed(base.merchant_tag)
+        old_total = sum((e.amount for e in entries), Decimal(0))
+        difference = new_total - old_total
+        if difference == 0:
+            return base.usage_id if base else None
+        tag = merchant_tag(str(p["amplify_subscription_id"]), str(p["quota_id"]), p["window_start"], adjustments + 1)
+        return post_record(change, tag, int(difference), "adjustment")
+
+    handlers["usage.post"] = post
+    handlers["usage.restate"] = restate
+    return handlers
+
+
+__all__ = ["SUBSCRIPTION_LINK", "UsageOptions", "report_usage"]
