@@ -233,6 +233,141 @@ def sync_plans_command(
     return invoke(ctx, "sync-plans", body, dry_run=dry_run)
 
 
+@app.command("link-accounts")
+def link_accounts_command(
+    ctx: typer.Context,
+    dry_run: DryRun = False,
+    exit_code: ExitCodeFlag = False,
+    force: Force = False,
+) -> int:
+    """Match subscription owners (team, user or org) to Recurly accounts; create missing ones if configured."""
+    from amplify_billing.commands.subscriptions import SyncOptions, link_accounts
+
+    options = SyncOptions(dry_run=dry_run, exit_code=exit_code, force=force)
+
+    def body(rt: Runtime) -> list[CommandReport]:
+        return [recorded(rt, "link-accounts", dry_run, lambda run_id: link_accounts(rt, options, run_id=run_id))]
+
+    return invoke(ctx, "link-accounts", body, dry_run=dry_run)
+
+
+@app.command("sync-subscriptions")
+def sync_subscriptions_command(
+    ctx: typer.Context,
+    dry_run: DryRun = False,
+    exit_code: ExitCodeFlag = False,
+    force: Force = False,
+) -> int:
+    """Create, cancel or terminate Recurly subscriptions as Amplify subscriptions start and end; approve pending ones."""
+    from amplify_billing.commands.subscriptions import SyncOptions, sync_subscriptions
+
+    options = SyncOptions(dry_run=dry_run, exit_code=exit_code, force=force)
+
+    def body(rt: Runtime) -> list[CommandReport]:
+        return [
+            recorded(rt, "sync-subscriptions", dry_run, lambda run_id: sync_subscriptions(rt, options, run_id=run_id))
+        ]
+
+    return invoke(ctx, "sync-subscriptions", body, dry_run=dry_run)
+
+
+class WindowChoice(StrEnum):
+    hourly = "hourly"
+    daily = "daily"
+
+
+def _parse_time(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"{option} {value!r}: not an ISO 8601 time; use e.g. 2026-11-01 or 2026-11-01T00:00:00Z"
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+@app.command("report-usage")
+def report_usage_command(
+    ctx: typer.Context,
+    dry_run: DryRun = False,
+    exit_code: ExitCodeFlag = False,
+    force: Force = False,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--from", help="Backfill from this UTC time (ISO 8601); windows already posted are checked, not re-posted."
+        ),
+    ] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Backfill up to this UTC time (exclusive).")] = None,
+    window: Annotated[
+        WindowChoice | None,
+        typer.Option("--window", help="Window size (default: usage.window from the configuration)."),
+    ] = None,
+) -> int:
+    """Report each subscription's API traffic as Recurly usage, exactly once per (subscription, quota, window)."""
+    from amplify_billing.commands.report_usage import UsageOptions, report_usage
+
+    options = UsageOptions(
+        dry_run=dry_run,
+        exit_code=exit_code,
+        force=force,
+        start=_parse_time(start, "--from"),
+        end=_parse_time(end, "--to"),
+        window=window.value if window else None,
+    )
+    if options.start and options.end and options.start >= options.end:
+        raise ConfigError(f"--from {start} is not before --to {end}; give a range that ends after it starts")
+
+    def body(rt: Runtime) -> list[CommandReport]:
+        return [recorded(rt, "report-usage", dry_run, lambda run_id: report_usage(rt, options, run_id=run_id))]
+
+    return invoke(ctx, "report-usage", body, dry_run=dry_run)
+
+
+def _parse_duration(value: str | None) -> float | None:
+    if value is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600}
+    text = value.strip().lower()
+    try:
+        if text[-1:] in units:
+            seconds = float(text[:-1]) * units[text[-1]]
+        else:
+            seconds = float(text)
+    except ValueError:
+        raise ConfigError(f"--max-duration {value!r}: use seconds or a number with s, m or h (e.g. 15m)") from None
+    if seconds <= 0:
+        raise ConfigError(f"--max-duration {value!r}: must be more than zero")
+    return seconds
+
+
+@app.command("run")
+def run_command(
+    ctx: typer.Context,
+    dry_run: DryRun = False,
+    exit_code: ExitCodeFlag = False,
+    force: Force = False,
+    max_duration: Annotated[
+        str | None,
+        typer.Option(
+            "--max-duration", help="Stop cleanly between changes after this long (e.g. 15m); the next run goes on."
+        ),
+    ] = None,
+) -> int:
+    """sync-plans, link-accounts, sync-subscriptions and report-usage in order, sharing one set of listings."""
+    from amplify_billing.commands.run import RunOptions, run_all
+
+    options = RunOptions(dry_run=dry_run, exit_code=exit_code, force=force)
+
+    def body(rt: Runtime) -> list[CommandReport]:
+        return run_all(rt, options, recorded)
+
+    return invoke(ctx, "run", body, dry_run=dry_run, max_duration=_parse_duration(max_duration))
+
+
 # ---- entry point ----------------------------------------------------------------------------------
 
 
