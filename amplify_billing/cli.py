@@ -258,7 +258,7 @@ def sync_subscriptions_command(
     exit_code: ExitCodeFlag = False,
     force: Force = False,
 ) -> int:
-    """Create, cancel or terminate Recurly subscriptions as Amplify subscriptions start and end; approve pending ones."""
+    """Create, cancel or terminate Recurly subscriptions as Amplify ones start and end; approve pending ones."""
     from amplify_billing.commands.subscriptions import SyncOptions, sync_subscriptions
 
     options = SyncOptions(dry_run=dry_run, exit_code=exit_code, force=force)
@@ -333,10 +333,7 @@ def _parse_duration(value: str | None) -> float | None:
     units = {"s": 1, "m": 60, "h": 3600}
     text = value.strip().lower()
     try:
-        if text[-1:] in units:
-            seconds = float(text[:-1]) * units[text[-1]]
-        else:
-            seconds = float(text)
+        seconds = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
     except ValueError:
         raise ConfigError(f"--max-duration {value!r}: use seconds or a number with s, m or h (e.g. 15m)") from None
     if seconds <= 0:
