@@ -22,6 +22,7 @@ import click
 import typer
 
 from amplify_billing import __version__
+from amplify_billing.commands.common import recorded
 from amplify_billing.errors import AmplifyBillingError, ConfigError, ExitCode
 from amplify_billing.models import CommandReport
 from amplify_billing.settings import Settings
@@ -178,26 +179,6 @@ def _write_metrics(rt: Runtime, path: Path, reports: list[CommandReport], durati
         now=now,
         last_success=last_success,
     )
-
-
-def recorded(rt: Runtime, command: str, dry_run: bool, run: Callable[[int | None], CommandReport]) -> CommandReport:
-    """Run one command body with its entry in the journal's run history (real runs only)."""
-    if dry_run:
-        return run(None)
-    journal = rt.journal()
-    run_id = journal.start_run(command, dry_run)
-    report: CommandReport | None = None
-    try:
-        report = run(run_id)
-        return report
-    finally:
-        code = report.exit_code if report is not None else int(ExitCode.PARTIAL_FAILURE)
-        counts: dict[str, int | str] = {k: v for k, v in (report.figures.items() if report else ())}
-        if report is not None:
-            for result in report.results:
-                key = f"{result.change.kind.value}_{result.outcome.value}"
-                counts[key] = int(counts.get(key, 0)) + 1
-        journal.finish_run(run_id, code, counts)
 
 
 # ---- commands -------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ class Runtime:
         if self._amplify is None:
             from amplify_billing.amplify import AmplifyClients
 
-            self._amplify = AmplifyClients.build(self.settings.amplify, sleep=self.sleep)
+            self._amplify = AmplifyClients.build(self.settings.amplify, sleep=self.sleep, monotonic=self.monotonic)
         return self._amplify
 
     def recurly(self) -> RecurlyGateway:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from amplify_billing import safety
@@ -131,3 +131,23 @@ def make_report(
         exit_code=exit_code_for(results, dry_run=dry_run, exit_code_flag=exit_code_flag),
         note=note,
     )
+
+
+def recorded(rt: Runtime, command: str, dry_run: bool, run: Callable[[int | None], CommandReport]) -> CommandReport:
+    """Run one command body with its entry in the journal's run history (real runs only)."""
+    if dry_run:
+        return run(None)
+    journal = rt.journal()
+    run_id = journal.start_run(command, dry_run)
+    report: CommandReport | None = None
+    try:
+        report = run(run_id)
+        return report
+    finally:
+        code = report.exit_code if report is not None else int(ExitCode.PARTIAL_FAILURE)
+        counts: dict[str, int | str] = {k: v for k, v in (report.figures.items() if report else ())}
+        if report is not None:
+            for result in report.results:
+                key = f"{result.change.kind.value}_{result.outcome.value}"
+                counts[key] = int(counts.get(key, 0)) + 1
+        journal.finish_run(run_id, code, counts)

@@ -1,0 +1,72 @@
+"""Amplify Platform API (reference/amplify-api.md §6): the teams, users and orgs that own subscriptions.
+
+Answers are wrapped as ``{"success": true, "result": …}``; the clients hand out ``result`` only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from amplify_billing.amplify.transport import AmplifyTransport
+from amplify_billing.amplify.wire import json_body
+from amplify_billing.errors import UpstreamError
+from amplify_billing.settings import AmplifySettings
+
+
+class PlatformClient:
+    def __init__(self, transport: AmplifyTransport, settings: AmplifySettings) -> None:
+        self._transport = transport
+        self._settings = settings
+        self._api = f"{settings.platform_url.rstrip('/')}/api/v1"
+
+    def get_team(self, guid: str) -> dict[str, Any]:
+        return _one(self._get(f"team/{quote(guid, safe='')}"), "team", guid)
+
+    def get_user(self, guid: str) -> dict[str, Any]:
+        return _one(self._get(f"user/{quote(guid, safe='')}"), "user", guid)
+
+    def get_org(self, org_id: str) -> dict[str, Any]:
+        return _one(self._get(f"org/{quote(str(org_id), safe='')}"), "org", str(org_id))
+
+    def list_teams(self) -> list[dict[str, Any]]:
+        """Every team of the tenant's org, a page of ``page_size`` at a time until a short page."""
+        limit = self._settings.page_size
+        teams: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        page = 1
+        while True:
+            batch = self._get("team", {"org_id": self._settings.tenant_id, "limit": limit, "page": page})
+            if not isinstance(batch, list) or not all(isinstance(team, dict) for team in batch):
+                raise UpstreamError(
+                    "the Amplify Platform API answered the team listing with something other than a list of teams",
+                    system="amplify",
+                )
+            guids = {str(team.get("guid")) for team in batch}
+            if batch and guids <= seen:
+                # a server that ignores `page` would otherwise be paged for ever
+                raise UpstreamError(
+                    f"the Amplify Platform API repeats page {page} of the team listing", system="amplify"
+                )
+            seen |= guids
+            teams.extend(batch)
+            if len(batch) < limit:
+                return teams
+            page += 1
+
+    def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        url = f"{self._api}/{path}"
+        body = json_body(self._transport.request("GET", url, params=params))
+        if not isinstance(body, dict) or body.get("success") is not True or "result" not in body:
+            raise UpstreamError(
+                f"the Amplify Platform API answered GET {url} without a successful result", system="amplify"
+            )
+        return body["result"]
+
+
+def _one(result: Any, kind: str, key: str) -> dict[str, Any]:
+    if not isinstance(result, dict):
+        raise UpstreamError(
+            f"the Amplify Platform API answered {kind} {key} with something other than a {kind}", system="amplify"
+        )
+    return result
