@@ -346,6 +346,49 @@ def run_command(
     return invoke(ctx, "run", body, dry_run=dry_run, max_duration=_parse_duration(max_duration))
 
 
+@app.command("demo")
+def demo_command(
+    ctx: typer.Context,
+    seed: Annotated[int, typer.Option("--seed", help="Scenario seed (same seed, same scenario).")] = 7,
+    subscriptions: Annotated[int, typer.Option("--subscriptions", help="Subscriptions in the scenario.", min=1)] = 40,
+) -> int:
+    """Run the whole cycle against built-in emulators of Amplify and Recurly and show what it did."""
+    from amplify_billing.render import make_console
+    from amplify_billing.sandbox.demo import run_demo
+
+    return run_demo(
+        make_console(), make_console(stderr=True), seed=seed, subscriptions=subscriptions, output=_options(ctx).output
+    )
+
+
+sandbox_app = typer.Typer(
+    help="Run the Amplify and Recurly emulators with a seeded scenario, for exploring by hand.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(sandbox_app, name="sandbox")
+
+
+@sandbox_app.callback()
+def sandbox_command(
+    ctx: typer.Context,
+    seed: Annotated[int, typer.Option("--seed", help="Scenario seed.")] = 7,
+    subscriptions: Annotated[int, typer.Option("--subscriptions", help="Subscriptions in the scenario.", min=1)] = 40,
+    config_out: Annotated[
+        Path, typer.Option("--write-config", help="Where to write the configuration that points at the emulators.")
+    ] = Path("sandbox-config.yaml"),
+    state_dir: Annotated[Path, typer.Option("--state-dir", help="Directory for the sandbox journal.")] = Path(
+        "sandbox-state"
+    ),
+) -> int:
+    """Start both emulators on free loopback ports, seed them, write a config file, serve until Ctrl-C."""
+    if ctx.invoked_subcommand is not None:
+        return 0
+    from amplify_billing.sandbox.serve import serve
+
+    return serve(seed=seed, subscriptions=subscriptions, config_path=config_out, state_dir=state_dir)
+
+
 # ---- entry point ----------------------------------------------------------------------------------
 
 
