@@ -18,8 +18,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
+from typer.exceptions import TyperException
 
 from amplify_billing import __version__
 from amplify_billing.commands.common import recorded
@@ -398,13 +398,18 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     verbose = "--verbose" in args or "-v" in args
     try:
         result = app(args=args, prog_name="amplify-billing", standalone_mode=False)
-    except click.exceptions.Exit as done:
+    except typer.Exit as done:
         return int(done.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         print("Interrupted; nothing more was written. Run again to finish.", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
-    except click.ClickException as bad:
-        bad.show(file=sys.stderr)
+    except TyperException as bad:
+        # a usage error (unknown option, bad value): typer's own message, with the usage line
+        show = getattr(bad, "show", None)
+        if callable(show):
+            show(file=sys.stderr)
+        else:
+            print(f"Error: {bad.format_message()}", file=sys.stderr)
         return int(ExitCode.CONFIG)
     except AmplifyBillingError as error:
         if verbose:

@@ -261,14 +261,14 @@ def report_usage(rt: Runtime, options: UsageOptions, *, run_id: int | None) -> C
     for subscription in inputs.amplify:
         plan = inputs.plans.get(subscription.plan_name)
         if plan is not None:
-            for quota in _plan_quotas(rt, subscription.plan_name):
-                if quota not in plan.quota_add_ons:
+            for covered in _plan_quotas(rt, subscription.plan_name):
+                if covered not in plan.quota_add_ons:
                     reasons.setdefault(
-                        (subscription.id, quota), "the quota has no usage add-on (the base price covers it)"
+                        (subscription.id, covered), "the quota has no usage add-on (the base price covers it)"
                     )
 
     ranges = sorted({(w.clip_start, w.clip_end) for q in billed for w in (*q.windows, *q.recount)})
-    source = build_source(rt.settings, rt.amplify() if rt.settings.usage.source == "traceability" else None)
+    source = build_source(rt.settings, rt.amplify() if rt.settings.usage.source == "traceability" else None, size)
     counts = source.counts(ranges) if ranges else {}
     views: dict[str, LedgerView] = {}
     for quota in billed:
@@ -293,17 +293,17 @@ def report_usage(rt: Runtime, options: UsageOptions, *, run_id: int | None) -> C
         handlers=_usage_handlers(rt, size),
     )
     if not options.dry_run:
-        failed_pairs = {
+        failed_pairs: set[tuple[str, str]] = {
             (str(r.change.payload.get("amplify_subscription_id")), str(r.change.payload.get("quota_id")))
             for r in results
             if r.outcome in (Outcome.FAILED, Outcome.SKIPPED) and r.change.object == "usage"
         }
-        for pair, mark in usage_plan.watermarks.items():
-            if pair in failed_pairs:
+        for (subscription_id, quota_id), mark in usage_plan.watermarks.items():
+            if (subscription_id, quota_id) in failed_pairs:
                 continue
-            old = journal.usage_watermark(*pair)
+            old = journal.usage_watermark(subscription_id, quota_id)
             if old is None or mark > old:
-                journal.set_usage_watermark(pair[0], pair[1], mark)
+                journal.set_usage_watermark(subscription_id, quota_id, mark)
     applied = [r for r in results if r.outcome in (Outcome.APPLIED, Outcome.PLANNED)]
     units = sum(
         int(r.change.payload.get("amount", 0))
