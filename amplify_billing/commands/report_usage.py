@@ -195,6 +195,12 @@ def report_usage(rt: Runtime, options: UsageOptions, *, run_id: int | None) -> C
     ledger = _Ledger(rt, options.dry_run)
     resolved = _resolve_open_intents(rt, ledger, size)
 
+    source = build_source(rt.settings, rt.amplify() if settings.source == "traceability" else None, size)
+    # A file says nothing about windows past its last row: counting them as zero would move the watermarks
+    # past traffic a later file may bring, so the windows stop where the file does.
+    span_end = getattr(source, "span", (None, None))[1]
+    report_until = options.end if span_end is None else min(options.end or span_end, span_end)
+
     inputs = subscription_inputs(rt)
     matches = {**inputs.journal_links, **match_subscriptions(inputs, subscription_options(rt))}
     recurly_by_uuid = {r.uuid: r for r in inputs.recurly}
@@ -234,7 +240,7 @@ def report_usage(rt: Runtime, options: UsageOptions, *, run_id: int | None) -> C
                 active_until=until,
                 since=None if backfill else watermark,
                 earliest=earliest,
-                until=options.end,
+                until=report_until,
             )
             recount: list[UsageWindow] = []
             if watermark is not None and not backfill:
@@ -268,7 +274,6 @@ def report_usage(rt: Runtime, options: UsageOptions, *, run_id: int | None) -> C
                     )
 
     ranges = sorted({(w.clip_start, w.clip_end) for q in billed for w in (*q.windows, *q.recount)})
-    source = build_source(rt.settings, rt.amplify() if rt.settings.usage.source == "traceability" else None, size)
     counts = source.counts(ranges) if ranges else {}
     views: dict[str, LedgerView] = {}
     for quota in billed:
@@ -278,7 +283,7 @@ def report_usage(rt: Runtime, options: UsageOptions, *, run_id: int | None) -> C
                 views[view.base_tag] = view
     usage_plan = plan_usage(billed, counts, views, now=now, skip_zero=settings.skip_zero)
     billed_pairs = {(q.subscription_id, q.quota_id) for q in billed}
-    findings = unbilled_findings(counts, billed_pairs, known_names, reasons)
+    findings = unbilled_findings(counts, billed_pairs, known_names, reasons, size)
 
     from amplify_billing.models import ChangeSet
 
@@ -390,7 +395,7 @@ def _usage_handlers(rt: Runtime, size: timedelta) -> dict[str, Handler]:
         record = rt.recurly().get_usage(base.usage_id) if base and base.usage_id else None
         billed = record is None or record.get("billed_at") is not None
         new_total = Decimal(p["new_total"])
-        if base is not None and record is not None and not billed and adjustments == 0:
+        if base is not None and base.usage_id and record is not None and not billed and adjustments == 0:
             rt.recurly().update_usage(
                 base.usage_id,
                 {"amount": int(new_total)},

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from amplify_billing.models import Change, ChangeKind
-from amplify_billing.usage.windows import UsageWindow, merchant_tag
+from amplify_billing.usage.windows import UsageWindow, merchant_tag, window_floor
 
 PHASE_USAGE = 70
 PHASE_REPORT = 95
@@ -144,17 +144,25 @@ def unbilled_findings(
     billed_pairs: set[tuple[str, str]],
     known_subscriptions: Mapping[str, str],
     reasons: Mapping[tuple[str, str], str],
+    size: timedelta,
 ) -> list[Change]:
     """Traffic that cannot be billed, totalled per (subscription, quota): never silently dropped.
 
     ``known_subscriptions`` maps Amplify subscription id -> name for subscriptions on linked plans;
     ``reasons`` says why a known pair is not billed (no Recurly link, no add-on for the quota …).
     """
-    totals: dict[tuple[str, str], int] = {}
-    for per_pair in counts.values():
+    # Ranges overlap: a window clipped at one subscription's start and the same window whole for another are
+    # both counted. Per (pair, window) only the widest range counts (a clipped range is a subset of it).
+    per_window: dict[tuple[tuple[str, str], datetime], int] = {}
+    for (start, _end), per_pair in counts.items():
+        window = window_floor(start, size)
         for pair, count in per_pair.items():
             if pair not in billed_pairs and count:
-                totals[pair] = totals.get(pair, 0) + count
+                key = (pair, window)
+                per_window[key] = max(per_window.get(key, 0), count)
+    totals: dict[tuple[str, str], int] = {}
+    for (pair, _window), count in per_window.items():
+        totals[pair] = totals.get(pair, 0) + count
     changes = []
     for (subscription_id, quota_id), total in sorted(totals.items()):
         name = known_subscriptions.get(subscription_id)
