@@ -150,7 +150,12 @@ def invoke(
                         render_report(rt.console, report, output=options.output.value)
             code = max((r.exit_code for r in reports), default=int(ExitCode.OK))
             if options.metrics_file is not None and reports:
-                _write_metrics(rt, options.metrics_file, reports, time.monotonic() - started, code)
+                try:
+                    _write_metrics(rt, options.metrics_file, reports, time.monotonic() - started, code)
+                except AmplifyBillingError as error:
+                    # the run's own outcome stands; a stale metrics file is what the alert on
+                    # last_success_timestamp catches, and this line says why
+                    log.error("metrics not written: %s", error)
         finally:
             rt.close()
             if lock is not None:
@@ -414,18 +419,25 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     except AmplifyBillingError as error:
         if verbose:
             traceback.print_exc(file=sys.stderr)
-        print(f"Error: {error}", file=sys.stderr)
+        print(f"Error: {_redact(str(error))}", file=sys.stderr)
         return int(error.exit_code)
     except Exception as crash:  # the one place an unexpected bug is turned into a message
         if verbose:
             traceback.print_exc(file=sys.stderr)
         print(
-            f"Error: unexpected internal error: {type(crash).__name__}: {crash}. Nothing more was written; "
-            "run again with --verbose for the traceback and report it.",
+            f"Error: unexpected internal error: {type(crash).__name__}: {_redact(str(crash))}. "
+            "Nothing more was written; run again with --verbose for the traceback and report it.",
             file=sys.stderr,
         )
         return int(ExitCode.PARTIAL_FAILURE)
     return int(result) if isinstance(result, int) else int(ExitCode.OK)
+
+
+def _redact(text: str) -> str:
+    # an upstream error may echo a credential back; the same redaction as the logs applies
+    from amplify_billing.render import redact
+
+    return redact(text)
 
 
 def main() -> None:
