@@ -313,6 +313,71 @@ def report_usage_command(
     return invoke(ctx, "report-usage", body, dry_run=dry_run)
 
 
+def _read_only(ctx: typer.Context, command: Callable[[Runtime], int]) -> int:
+    """Settings, consoles and a Runtime for a command that writes nothing: no lock and no run history
+    (the history is of runs that change things; a report or a check in it would only hide them)."""
+    from amplify_billing.render import make_console
+    from amplify_billing.runtime import Runtime
+
+    options = _options(ctx)
+    settings = load_configured_settings(options)
+    rt = Runtime(settings, make_console(), make_console(stderr=True), output=options.output.value)
+    try:
+        return command(rt)
+    finally:
+        rt.close()
+
+
+class StatusFormat(StrEnum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+
+
+@app.command("status")
+def status_command(
+    ctx: typer.Context,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify", help="Read every usage record and open intent in Recurly instead of trusting the journal."
+        ),
+    ] = False,
+    exit_code: ExitCodeFlag = False,
+    fmt: Annotated[
+        StatusFormat | None,
+        typer.Option("--format", help="table, json, or markdown to paste into a ticket (default: --output)."),
+    ] = None,
+) -> int:
+    """Read-only reconciliation report: links, drift, orphans, pending items, open intents, last runs, usage."""
+    from amplify_billing.commands.status import StatusOptions, status, status_output
+
+    options = StatusOptions(
+        verify=verify,
+        exit_code=exit_code,
+        output=status_output(fmt.value if fmt is not None else _options(ctx).output.value),
+    )
+    return _read_only(ctx, lambda rt: status(rt, options))
+
+
+config_app = typer.Typer(help="Validate the configuration and prove its credentials.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("check")
+def config_check_command(
+    ctx: typer.Context,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Validate the file, credentials' form and journal; contact no system.")
+    ] = False,
+) -> int:
+    """Validate the file and, unless --offline, prove each credential with one cheap call; print what was found."""
+    from amplify_billing.commands.config_check import config_check
+
+    output = _options(ctx).output.value
+    return _read_only(ctx, lambda rt: config_check(rt, offline=offline, output=output))
+
+
 def _parse_duration(value: str | None) -> float | None:
     if value is None:
         return None
