@@ -7,10 +7,10 @@ never touch the other. Tests and the demo construct a Runtime with their own clo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from rich.console import Console
 
@@ -21,6 +21,11 @@ if TYPE_CHECKING:
     from amplify_billing.journal import Journal
     from amplify_billing.recurly_gateway import RecurlyGateway
     from amplify_billing.snapshots import Snapshots
+
+
+def _self_link(resource: Mapping[str, Any]) -> str:
+    metadata = resource.get("metadata")
+    return str(metadata.get("selfLink") or "") if isinstance(metadata, Mapping) else ""
 
 
 def utc_now() -> datetime:
@@ -42,6 +47,10 @@ class Runtime:
     _recurly: RecurlyGateway | None = field(default=None, init=False)
     _journal: Journal | None = field(default=None, init=False)
     _snapshots: Snapshots | None = field(default=None, init=False)
+    # The newest version of each Amplify resource this process wrote, by selfLink. A second write to the same
+    # resource in one run (approve, then link) must carry the new resourceVersion, not the listing's: a stale
+    # one costs a 428, a re-read and a retry, at 25 requests a minute.
+    _written: dict[str, Mapping[str, Any]] = field(default_factory=dict, init=False)
 
     def amplify(self) -> AmplifyClients:
         if self._amplify is None:
@@ -70,6 +79,15 @@ class Runtime:
 
             self._snapshots = Snapshots(self.settings, self.amplify().resources, self.recurly())
         return self._snapshots
+
+    def newest(self, resource: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The latest version of an Amplify resource known to this process (it may be the one given)."""
+        return self._written.get(_self_link(resource), resource)
+
+    def wrote(self, resource: Mapping[str, Any]) -> None:
+        link = _self_link(resource)
+        if link:
+            self._written[link] = resource
 
     def api_calls(self) -> dict[str, dict[str, int]]:
         """Requests made so far by system and method, for the summary and the metrics file."""

@@ -46,7 +46,8 @@ def _recurly_handler(rt: Runtime, method: str) -> Handler:
 
 def _set_attributes(rt: Runtime) -> Handler:
     def handle(change: Change, key: str, done: Mapping[str, str | None]) -> str | None:
-        rt.amplify().resources.update_attributes(change.payload["resource"], change.payload["attributes"])
+        resource = rt.newest(change.payload["resource"])
+        rt.wrote(rt.amplify().resources.update_attributes(resource, change.payload["attributes"]))
         return None
 
     return handle
@@ -54,8 +55,12 @@ def _set_attributes(rt: Runtime) -> Handler:
 
 def _approve(rt: Runtime) -> Handler:
     def handle(change: Change, key: str, done: Mapping[str, str | None]) -> str | None:
-        rt.amplify().resources.put_subresource(
-            change.payload["resource"], "approval", {"state": "approved", "reason": change.payload["reason"]}
+        rt.wrote(
+            rt.amplify().resources.put_subresource(
+                rt.newest(change.payload["resource"]),
+                "approval",
+                {"state": "approved", "reason": change.payload["reason"]},
+            )
         )
         return None
 

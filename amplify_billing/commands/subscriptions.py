@@ -244,7 +244,7 @@ def _subscription_handlers(rt: Runtime) -> dict[str, Handler]:
             attributes[str(change.payload["uuid_attribute"])] = str(uuid)
         else:
             attributes.pop(str(change.payload["uuid_attribute"]), None)
-        rt.amplify().resources.update_attributes(change.payload["resource"], attributes)
+        rt.wrote(rt.amplify().resources.update_attributes(rt.newest(change.payload["resource"]), attributes))
         return None
 
     handlers["recurly.create_subscription"] = create

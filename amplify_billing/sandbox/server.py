@@ -257,6 +257,8 @@ class Emulator:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out in separate writes; with Nagle each answer would stall ~40 ms
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
                 pass
@@ -304,7 +306,9 @@ class Emulator:
         server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         server.daemon_threads = True
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name=f"{self.system}-emulator", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"{self.system}-emulator", daemon=True
+        )
         self._thread.start()
         return self
 
