@@ -423,11 +423,14 @@ def demo_command(
     subscriptions: Annotated[int, typer.Option("--subscriptions", help="Subscriptions in the scenario.", min=1)] = 40,
 ) -> int:
     """Run the whole cycle against built-in emulators of Amplify and Recurly and show what it did."""
-    from amplify_billing.render import make_console
+    from amplify_billing.render import configure_logging, make_console
     from amplify_billing.sandbox.demo import run_demo
 
+    options = _options(ctx)
+    # the report says what was written; per-write log lines would bury it (--verbose brings them back)
+    configure_logging(fmt=options.log_format.value, verbose=options.verbose, quiet=not options.verbose)
     return run_demo(
-        make_console(), make_console(stderr=True), seed=seed, subscriptions=subscriptions, output=_options(ctx).output
+        make_console(), make_console(stderr=True), seed=seed, subscriptions=subscriptions, output=options.output.value
     )
 
 

@@ -637,13 +637,15 @@ def _diagnostics_handler() -> DiagnosticsHandler:
     return handler
 
 
-def configure_logging(*, fmt: str, verbose: bool) -> None:
-    """Diagnostics on stderr as text or JSON lines; INFO, or DEBUG with ``verbose``. Safe to call again."""
+def configure_logging(*, fmt: str, verbose: bool, quiet: bool = False) -> None:
+    """Diagnostics on stderr as text or JSON lines; INFO, DEBUG with ``verbose``, WARNING with ``quiet``
+    (the demo, whose report already says what was written). Safe to call again."""
     if fmt not in ("text", "json"):
         raise ValueError(f"unknown log format {fmt!r}; use text or json")
     handler = _diagnostics_handler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    logging.getLogger(LOGGER_NAME).setLevel(logging.DEBUG if verbose else logging.INFO)
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.getLogger(LOGGER_NAME).setLevel(level)
     for name in THIRD_PARTY_LOGGERS:
         third_party = logging.getLogger(name)
         third_party.setLevel(logging.DEBUG if verbose else logging.WARNING)

@@ -1,38 +1,54 @@
 """``amplify-billing demo``: the whole cycle against the built-in emulators, on a virtual week.
 
 Day 0: the first run creates plans, accounts and subscriptions and approves pending subscriptions.
-Day 7: the cron run reports the week's traffic as usage. Then the same run again changes nothing.
+Day 7: the cron run reports the week's traffic as usage. Then the same run again changes nothing, and the
+status report shows both systems in step. Everything runs through the production code over HTTP; only the
+clock is virtual.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from amplify_billing.commands.common import recorded
 from amplify_billing.commands.run import RunOptions, run_all
+from amplify_billing.commands.status import build_status, gather_status, render_status
 from amplify_billing.models import CommandReport, Outcome
-from amplify_billing.render import render_reports
+from amplify_billing.render import overall_exit_code, render_reports, report_document
 from amplify_billing.runtime import Runtime
 from amplify_billing.sandbox.clock import VirtualClock
 from amplify_billing.sandbox.harness import Sandbox
 from amplify_billing.sandbox.scenario import build_scenario
+
+# The demo shows the shape of each report, not every one of its hundreds of rows.
+DEMO_ROWS_PER_KIND = 6
+# one row per subscription would fill screens; the summary, plans and drift tell the story
+DEMO_STATUS_SECTIONS = frozenset({"summary", "plans", "drift", "intents", "runs"})
 
 
 def _writes(reports: list[CommandReport]) -> int:
     return sum(1 for r in reports for result in r.results if result.outcome is Outcome.APPLIED)
 
 
-def _run(sandbox: Sandbox, clock: VirtualClock, console: Console, err: Console, output: str) -> list[CommandReport]:
-    runtime = Runtime(sandbox.settings(), console, err, output="json" if output == "json" else "table", clock=clock)
+def _runtime(sandbox: Sandbox, clock: VirtualClock, console: Console, err: Console) -> Runtime:
+    return Runtime(sandbox.settings(), console, err, clock=clock)
+
+
+def _run(sandbox: Sandbox, clock: VirtualClock, console: Console, err: Console, table: bool) -> list[CommandReport]:
+    runtime = _runtime(sandbox, clock, console, err)
     try:
         reports = run_all(runtime, RunOptions(), recorded)
     finally:
         runtime.close()
-    render_reports(console, reports, output="json" if output == "json" else "table")
+    if table:
+        render_reports(console, reports, output="table", max_rows_per_kind=DEMO_ROWS_PER_KIND)
     return reports
 
 
@@ -40,47 +56,72 @@ def run_demo(console: Console, err: Console, *, seed: int = 7, subscriptions: in
     today = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     clock = VirtualClock(today - timedelta(days=7))
     scenario = build_scenario(seed=seed, subscriptions=subscriptions, now=today, days_of_traffic=7)
+    table = output != "json"
     with tempfile.TemporaryDirectory(prefix="amplify-billing-demo-") as temp:
         sandbox = Sandbox.start(clock=clock, state_dir=Path(temp), seed=seed)
         try:
             scenario.seed_amplify(sandbox.amplify)
-            table = output != "json"
+            runs: list[tuple[str, list[CommandReport]]] = []
             if table:
                 console.rule(f"Day 0 ({clock():%Y-%m-%d %H:%M} UTC): first run against a fresh Recurly site")
-            first = _run(sandbox, clock, console, err, output)
+            runs.append(("day 0", _run(sandbox, clock, console, err, table)))
             clock.set(today)
             if table:
                 console.rule(f"Day 7 ({clock():%Y-%m-%d %H:%M} UTC): the cron run reports a week of traffic")
-            second = _run(sandbox, clock, console, err, output)
+            runs.append(("day 7", _run(sandbox, clock, console, err, table)))
             if table:
                 console.rule("Day 7 again: a second run finds nothing to do")
-            third = _run(sandbox, clock, console, err, output)
+            runs.append(("day 7 again", _run(sandbox, clock, console, err, table)))
+
+            runtime = _runtime(sandbox, clock, console, err)
+            try:
+                status = build_status(gather_status(runtime, verify=True), clock())
+            finally:
+                runtime.close()
             usage = sandbox.recurly.usage_records()
             units = sum(int(u["amount"]) for u in usage)
-            failures = sum(r.count(Outcome.FAILED) for r in (*first, *second, *third))
-            if table:
-                console.rule("What just happened")
-                console.print(
-                    f"1. Plans, accounts and {len(sandbox.recurly.subscriptions())} subscriptions were created in "
-                    f"the Recurly emulator ({_writes(first)} writes on day 0), and pending Amplify subscriptions "
-                    "were approved once billing was in place.",
-                    markup=False,
-                    highlight=False,
-                )
-                console.print(
-                    f"2. A week of API traffic became {len(usage)} usage records ({units} units), one per "
-                    "(subscription, quota, day); the last run wrote nothing "
-                    f"({_writes(third)} writes): every call is billed once.",
-                    markup=False,
-                    highlight=False,
-                )
-                console.print(
-                    "3. For a real tenant: copy config.example.yaml to config.yaml, set the service account, "
-                    "Recurly API key and the billingSystem=recurly product attribute, then run "
-                    "`amplify-billing run --dry-run` (see README, 'Pointing at a real tenant').",
-                    markup=False,
-                    highlight=False,
-                )
-            return 0 if failures == 0 and _writes(third) == 0 else 1
+            first, last = runs[0][1], runs[-1][1]
+            failures = sum(r.count(Outcome.FAILED) for _, reports in runs for r in reports)
+            code = 0 if failures == 0 and _writes(last) == 0 else 1
+            if not table:
+                document: dict[str, Any] = {
+                    "runs": [
+                        {
+                            "name": name,
+                            "reports": [report_document(r) for r in reports],
+                            "exit_code": overall_exit_code(reports),
+                        }
+                        for name, reports in runs
+                    ],
+                    "status": status.to_json(),
+                    "recurly": {
+                        "subscriptions": len(sandbox.recurly.subscriptions()),
+                        "usage_records": len(usage),
+                        "usage_units": units,
+                    },
+                    "exit_code": code,
+                }
+                console.file.write(json.dumps(document, indent=2, default=str) + "\n")
+                return code
+            console.rule("Status (--verify: Recurly read in full; `amplify-billing status` shows every section)")
+            render_status(
+                console,
+                replace(status, sections=tuple(s for s in status.sections if s.name in DEMO_STATUS_SECTIONS)),
+                "table",
+            )
+            console.rule("What just happened")
+            for line in (
+                f"1. Plans, accounts and {len(sandbox.recurly.subscriptions())} subscriptions were created in the "
+                f"Recurly emulator ({_writes(first)} writes on day 0); pending Amplify subscriptions were approved "
+                "once billing was in place.",
+                f"2. A week of API traffic became {len(usage)} usage records ({units:,} units), one per "
+                f"(subscription, quota, day); the last run wrote nothing ({_writes(last)} writes): every call is "
+                "billed once, and the status above compares Amplify's counts, the journal and Recurly.",
+                "3. For a real tenant: copy config.example.yaml to config.yaml, set the service account, the "
+                "Recurly API key and the billingSystem=recurly product attribute, run `amplify-billing config "
+                "check`, then `amplify-billing run --dry-run` (README, 'Pointing it at a real tenant').",
+            ):
+                console.print(line, markup=False, highlight=False)
+            return code
         finally:
             sandbox.stop()
