@@ -1,0 +1,385 @@
+"""Wire conventions of the Recurly v2021-02-25 emulator: errors, timestamps, money, request bodies, paging.
+
+Everything here is pure and HTTP-free, so the state module and the server share one definition of what the
+real service answers: ``{"error": {"type", "message", "params"}}`` bodies, ``YYYY-MM-DDTHH:MM:SSZ`` timestamps
+(the official client cannot parse fractional seconds), ``unit_amount`` as JSON numbers and
+``unit_amount_decimal`` as exact strings, and cursor paging that stays stable while records are added.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+T = TypeVar("T")
+
+OPEN_TIER_END = 999_999_999  # how the API answers the open last tier
+MAX_PRICE = Decimal(1_000_000)
+LIMIT_DEFAULT = 20
+LIMIT_MAX = 200
+
+
+# ---- errors ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParamProblem:
+    param: str
+    message: str
+
+    @property
+    def sentence(self) -> str:
+        """``add_ons[0].code`` + ``is invalid`` -> ``Add ons[0].code is invalid`` (the API's message style)."""
+        label = self.param.replace("_", " ")
+        return f"{label[:1].upper()}{label[1:]} {self.message}"
+
+
+class RecurlyProblem(Exception):
+    """An error answer of the API. Raised anywhere in a handler; the server turns it into the response."""
+
+    def __init__(self, status: int, error_type: str, message: str, params: Sequence[ParamProblem] = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+        self.params = tuple(params)
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"type": self.error_type, "message": self.message}
+        if self.params:
+            error["params"] = [{"param": p.param, "message": p.message} for p in self.params]
+        return {"error": error}
+
+
+def not_found(kind: str, ref: str) -> RecurlyProblem:
+    """404 in the API's words: ``Couldn't find Plan with code = gold``."""
+    if "-" in ref and ref.split("-", 1)[0] in ("code", "name", "uuid", "subdomain"):
+        what, value = ref.split("-", 1)
+    else:
+        what, value = "id", ref
+    return RecurlyProblem(404, "not_found", f"Couldn't find {kind} with {what} = {value}")
+
+
+def bad_request(message: str) -> RecurlyProblem:
+    return RecurlyProblem(400, "bad_request", message)
+
+
+def validation(param: str, message: str) -> RecurlyProblem:
+    problem = ParamProblem(param, message)
+    return RecurlyProblem(422, "validation", problem.sentence, [problem])
+
+
+@dataclass
+class Problems:
+    """Collects every validation problem of one request, so a 422 lists them all as the API does."""
+
+    items: list[ParamProblem] = field(default_factory=list)
+
+    def add(self, param: str, message: str) -> None:
+        self.items.append(ParamProblem(param, message))
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            message = ", ".join(p.sentence for p in self.items)
+            raise RecurlyProblem(422, "validation", message, self.items)
+
+
+# ---- timestamps and money -------------------------------------------------------------------------
+
+
+def whole_seconds(moment: datetime) -> datetime:
+    """Stored times are whole UTC seconds, so what a client reads back is exactly what filters compare."""
+    if moment.tzinfo is None:
+        raise ValueError("the emulator's clock must return timezone-aware datetimes")
+    return moment.astimezone(UTC).replace(microsecond=0)
+
+
+def fmt_time(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: Any) -> datetime | None:
+    """ISO 8601 as the API accepts it (``Z``, an offset, or no zone meaning UTC); None when unreadable."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return whole_seconds(moment)
+
+
+def decimal_places(value: Decimal) -> int:
+    exponent = value.normalize().as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+
+
+def decimal_text(value: Decimal) -> str:
+    """Exact text without exponent: Decimal("0.0025") -> "0.0025", Decimal("1E+2") -> "100"."""
+    return format(value.normalize(), "f")
+
+
+def to_decimal(value: Any) -> Decimal | None:
+    """A JSON number or numeric string as an exact Decimal (floats through repr, so 0.1 stays 0.1)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        if isinstance(value, float):
+            result = Decimal(repr(value))
+        elif isinstance(value, int | str):
+            result = Decimal(str(value).strip())
+        else:
+            return None
+    except InvalidOperation:
+        return None
+    return result if result.is_finite() else None
+
+
+# ---- request bodies -------------------------------------------------------------------------------
+
+
+def json_object(body: Any, what: str = "request body") -> Mapping[str, Any]:
+    if body is None:
+        return {}
+    if not isinstance(body, Mapping):
+        raise bad_request(f"The {what} must be a JSON object")
+    return body
+
+
+@dataclass
+class BodyReader:
+    """Typed reads of one JSON object; every problem is collected under its dotted parameter name."""
+
+    body: Mapping[str, Any]
+    problems: Problems
+    prefix: str = ""
+
+    def param(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def has(self, name: str) -> bool:
+        return name in self.body and self.body[name] is not None
+
+    def string(
+        self,
+        name: str,
+        *,
+        required: bool = False,
+        max_length: int | None = None,
+        pattern: str | None = None,
+        choices: Iterable[str] | None = None,
+        flags: int = 0,
+    ) -> str | None:
+        value = self.body.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if required:
+                self.problems.add(self.param(name), "can't be blank")
+            return None
+        if not isinstance(value, str):
+            self.problems.add(self.param(name), "is invalid")
+            return None
+        if max_length is not None and len(value) > max_length:
+            self.problems.add(self.param(name), f"is too long (maximum is {max_length} characters)")
+            return None
+        if pattern is not None and not re.fullmatch(pattern, value, flags):
+            self.problems.add(self.param(name), "is invalid")
+            return None
+        allowed = tuple(choices) if choices is not None else None
+        if allowed is not None and value not in allowed:
+            self.problems.add(self.param(name), f"is not included in the list ({', '.join(allowed)})")
+            return None
+        return value
+
+    def integer(self, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int | None:
+        value = self.body.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+            self.problems.add(self.param(name), "must be an integer")
+            return None
+        number = int(value)
+        if minimum is not None and number < minimum:
+            self.problems.add(self.param(name), f"must be greater than or equal to {minimum}")
+            return None
+        if maximum is not None and number > maximum:
+            self.problems.add(self.param(name), f"must be less than or equal to {maximum}")
+            return None
+        return number
+
+    def boolean(self, name: str) -> bool | None:
+        value = self.body.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, bool):
+            self.problems.add(self.param(name), "must be true or false")
+            return None
+        return value
+
+    def money(
+        self, name: str, *, places: int, maximum: Decimal = MAX_PRICE, minimum: Decimal = Decimal(0)
+    ) -> Decimal | None:
+        raw = self.body.get(name)
+        if raw is None:
+            return None
+        value = to_decimal(raw)
+        if value is None:
+            self.problems.add(self.param(name), "is not a number")
+            return None
+        if value < minimum or value > maximum:
+            self.problems.add(self.param(name), f"must be between {minimum} and {maximum}")
+            return None
+        if decimal_places(value) > places:
+            self.problems.add(self.param(name), f"must have at most {places} decimal places")
+            return None
+        return value
+
+    def time(self, name: str) -> datetime | None:
+        raw = self.body.get(name)
+        if raw is None:
+            return None
+        value = parse_time(raw)
+        if value is None:
+            self.problems.add(self.param(name), "is not a valid ISO 8601 date-time")
+        return value
+
+    def objects(self, name: str) -> list[tuple[str, Mapping[str, Any]]] | None:
+        """A list of JSON objects, each with its parameter prefix (``add_ons[2].``)."""
+        raw = self.body.get(name)
+        if raw is None:
+            return None
+        if not isinstance(raw, list) or not all(isinstance(item, Mapping) for item in raw):
+            self.problems.add(self.param(name), "must be a list of objects")
+            return None
+        return [(f"{self.param(name)}[{index}].", item) for index, item in enumerate(raw)]
+
+    def nested(self, name: str) -> BodyReader | None:
+        raw = self.body.get(name)
+        if raw is None:
+            return None
+        if not isinstance(raw, Mapping):
+            self.problems.add(self.param(name), "must be an object")
+            return None
+        return BodyReader(raw, self.problems, f"{self.param(name)}.")
+
+
+# ---- paging ---------------------------------------------------------------------------------------
+
+SortKey = tuple[datetime, int]  # (value of the sort field, insertion sequence as the tie-breaker)
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    limit: int
+    order: str
+    sort: str
+    begin: datetime | None
+    end: datetime | None
+    after: SortKey | None
+    ids: frozenset[str] | None
+
+
+def _encode_cursor(key: SortKey) -> str:
+    raw = f"{int(key[0].timestamp())}:{key[1]}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> SortKey:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        seconds, seq = raw.split(":")
+        return datetime.fromtimestamp(int(seconds), UTC), int(seq)
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
+        raise bad_request(f"The cursor {cursor!r} is invalid; use the next link of the previous page") from None
+
+
+def parse_list_query(query: Mapping[str, list[str]], *, sorts: Sequence[str], default_sort: str) -> ListQuery:
+    def arg(name: str) -> str | None:
+        values = query.get(name)
+        return values[0] if values else None
+
+    limit_text = arg("limit")
+    try:
+        limit = LIMIT_DEFAULT if limit_text in (None, "") else int(str(limit_text))
+    except ValueError:
+        raise bad_request(f"limit must be an integer between 1 and {LIMIT_MAX}") from None
+    if not 1 <= limit <= LIMIT_MAX:
+        raise bad_request(f"limit must be an integer between 1 and {LIMIT_MAX}")
+    order = arg("order") or "desc"
+    if order not in ("asc", "desc"):
+        raise bad_request("order must be asc or desc")
+    sort = arg("sort") or default_sort
+    if sort not in sorts:
+        raise bad_request(f"sort must be one of {', '.join(sorts)}")
+    bounds: list[datetime | None] = []
+    for name in ("begin_time", "end_time"):
+        text = arg(name)
+        moment = parse_time(text) if text else None
+        if text and moment is None:
+            raise bad_request(f"{name} must be an ISO 8601 date-time")
+        bounds.append(moment)
+    cursor = arg("cursor")
+    ids_text = arg("ids")
+    ids = frozenset(i.strip() for i in ids_text.split(",") if i.strip()) if ids_text else None
+    if ids is not None and len(ids) > LIMIT_MAX:
+        raise bad_request(f"ids accepts at most {LIMIT_MAX} ids")
+    return ListQuery(limit, order, sort, bounds[0], bounds[1], _decode_cursor(cursor) if cursor else None, ids)
+
+
+@dataclass(frozen=True)
+class Page:
+    body: dict[str, Any]
+    total: int  # matching records across all pages (Recurly-Total-Records)
+
+
+def paginate(
+    items: Iterable[T],
+    q: ListQuery,
+    *,
+    key: Callable[[T], SortKey],
+    ident: Callable[[T], str],
+    render: Callable[[T], dict[str, Any]],
+    path: str,
+    query: Mapping[str, list[str]],
+) -> Page:
+    """One page of ``items`` in the API's list format.
+
+    Keyset paging: the cursor names the last (sort value, sequence) served, and the next page starts strictly
+    after it, so records created while a client walks the pages neither repeat nor shift others out.
+    """
+    chosen = [
+        item
+        for item in items
+        if (q.ids is None or ident(item) in q.ids)
+        and (q.begin is None or key(item)[0] >= q.begin)
+        and (q.end is None or key(item)[0] <= q.end)
+    ]
+    descending = q.order == "desc"
+    chosen.sort(key=key, reverse=descending)
+    total = len(chosen)
+    if q.after is not None:
+        after = q.after
+        chosen = [item for item in chosen if (key(item) < after if descending else key(item) > after)]
+    served = chosen[: q.limit]
+    has_more = len(chosen) > q.limit
+    next_path: str | None = None
+    if has_more:
+        params = [(name, value) for name, values in query.items() if name != "cursor" for value in values]
+        params.append(("cursor", _encode_cursor(key(served[-1]))))
+        next_path = f"{path}?{urlencode(params)}"
+    body = {"object": "list", "has_more": has_more, "next": next_path, "data": [render(item) for item in served]}
+    return Page(body, total)
