@@ -498,7 +498,10 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return int(ExitCode.PARTIAL_FAILURE)
-    return int(result) if isinstance(result, int) else int(ExitCode.OK)
+    code = int(result) if isinstance(result, int) else int(ExitCode.OK)
+    if code == ExitCode.INTERRUPTED:  # typer answers Ctrl-C by returning 130 when not standalone
+        print("Interrupted; nothing more was written. Run again to finish.", file=sys.stderr)
+    return code
 
 
 def _redact(text: str) -> str:

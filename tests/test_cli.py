@@ -1,0 +1,283 @@
+"""The command line as an operator meets it: exit codes, key lines, JSON, help text, and every refusal.
+
+These run ``run_cli`` in-process against the sandbox emulators on the real clock, with a config file on disk,
+exactly as cron would (but without a subprocess, to keep them fast).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+
+from amplify_billing.cli import app, run_cli
+from amplify_billing.errors import ExitCode
+from amplify_billing.journal import RunLock
+
+
+@dataclass
+class Setup:
+    sandbox: Any
+    config: Path
+    tmp: Path
+
+    def cli(self, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+        code = run_cli(["--config", str(self.config), *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[Setup]:
+    from amplify_billing.sandbox.harness import Sandbox
+    from amplify_billing.sandbox.scenario import build_scenario
+
+    now = datetime.now(UTC)
+    sandbox = Sandbox.start(clock=lambda: datetime.now(UTC), state_dir=tmp_path, seed=5)
+    build_scenario(seed=5, subscriptions=8, now=now, days_of_traffic=2).seed_amplify(sandbox.amplify)
+    config = sandbox.write_config(tmp_path / "config.yaml")
+    try:
+        yield Setup(sandbox, config, tmp_path)
+    finally:
+        sandbox.stop()
+
+
+def _writes(sandbox: Any) -> int:
+    return sum(1 for r in sandbox.recurly.requests if r.method in ("POST", "PUT", "DELETE"))
+
+
+def test_every_command_and_option_has_help_text() -> None:
+    root = typer.main.get_command(app)
+    missing: list[str] = []
+
+    def walk(command: Any, path: str) -> None:
+        if not (command.help or "").strip():
+            missing.append(path)
+        for param in command.params:
+            is_option = getattr(param, "param_type_name", "") == "option"
+            if is_option and param.name != "help" and not (getattr(param, "help", "") or "").strip():
+                missing.append(f"{path} {param.opts[0]}")
+        for name, sub in (getattr(command, "commands", None) or {}).items():
+            walk(sub, f"{path} {name}")
+
+    walk(root, "amplify-billing")
+    assert missing == []
+    names = set(getattr(root, "commands", {}))
+    expected = {"sync-plans", "link-accounts", "sync-subscriptions", "report-usage", "run", "status", "demo", "config"}
+    assert expected <= names
+
+
+def test_help_and_version_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["--help"]) == 0
+    assert "sync-plans" in capsys.readouterr().out
+    assert run_cli(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("amplify-billing ")
+
+
+def test_missing_config_file_exits_2_and_says_where_it_looked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AMPLIFY_BILLING_CONFIG", raising=False)
+    assert run_cli(["sync-plans"]) == ExitCode.CONFIG
+    err = capsys.readouterr().err
+    assert err.startswith("Error: ") and "config.yaml" in err and "Traceback" not in err
+
+
+def test_unknown_option_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["sync-plans", "--bogus"]) == ExitCode.CONFIG
+    assert "--bogus" in capsys.readouterr().err
+
+
+def test_sync_plans_dry_run_exit_code_then_apply_then_json(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = setup.cli(capsys, "sync-plans", "--dry-run", "--exit-code")
+    assert code == ExitCode.REFUSED
+    assert "(dry run) sync-plans:" in out and "planned" in out
+    assert _writes(setup.sandbox) == 0
+
+    code, out, _ = setup.cli(capsys, "sync-plans")
+    assert code == ExitCode.OK
+    assert "sync-plans:" in out and "applied" in out
+
+    code, out, _ = setup.cli(capsys, "--output", "json", "sync-plans")
+    document = json.loads(out)
+    assert code == ExitCode.OK and document["command"] == "sync-plans" and document["exit_code"] == 0
+    assert document["counts"]["applied"] == 0
+    kinds = {c["kind"] for c in document["changes"]}
+    assert kinds == {"unsupported"}, "only the finding about the flat-fee plan is left"
+
+
+def test_run_json_then_again_writes_nothing(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = setup.cli(capsys, "--output", "json", "run")
+    assert code == ExitCode.OK, err
+    document = json.loads(out)
+    assert [r["command"] for r in document["reports"]] == [
+        "sync-plans",
+        "link-accounts",
+        "sync-subscriptions",
+        "report-usage",
+    ]
+    before = _writes(setup.sandbox)
+    code, out, _ = setup.cli(capsys, "run")
+    assert code == ExitCode.OK
+    assert _writes(setup.sandbox) == before
+    assert "Summary" in out and "exit code 0" in out
+
+
+def test_metrics_file_is_written(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    metrics = setup.tmp / "amplify_billing.prom"
+    code, _, _ = setup.cli(capsys, "--metrics-file", str(metrics), "run")
+    assert code == ExitCode.OK
+    families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
+    assert families["amplify_billing_run_exit_code"].samples[0].value == 0
+    assert families["amplify_billing_last_success_timestamp_seconds"].samples[0].value > 0
+    requests = {
+        (s.labels["system"], s.labels["method"]): s.value for s in families["amplify_billing_api_requests"].samples
+    }
+    assert requests[("recurly", "POST")] > 0 and requests[("amplify", "GET")] > 0
+
+
+def test_second_run_while_one_holds_the_lock_exits_75(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    state = setup.tmp / "amplify-billing.db"
+    with RunLock.acquire(state, "run", clock=lambda: datetime.now(UTC)):
+        code, _, err = setup.cli(capsys, "run")
+    assert code == ExitCode.LOCKED
+    assert "pid" in err and "`run`" in err
+    assert _writes(setup.sandbox) == 0
+
+
+def test_recurly_unreachable_exits_3_and_writes_nothing(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    setup.sandbox.write_config(setup.config, recurly={"max_retries": 1})  # one retry keeps the test quick
+    setup.sandbox.recurly.inject("503")  # every request, every retry
+    code, _, err = setup.cli(capsys, "sync-plans")
+    setup.sandbox.recurly.clear_faults()
+    assert code == ExitCode.UPSTREAM
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("Error: Recurly did not complete GET") and "recurly.api_url" in last
+    assert "Traceback" not in err
+    assert _writes(setup.sandbox) == 0
+    assert [r for r in setup.sandbox.amplify.requests if r.method == "PUT"] == []
+
+
+def test_wrong_recurly_key_exits_3_naming_the_key(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    text = setup.config.read_text().replace("sandbox-recurly-key", "wrong-key")
+    setup.config.write_text(text)
+    code, _, err = setup.cli(capsys, "sync-plans")
+    assert code == ExitCode.UPSTREAM
+    assert "recurly.api_key" in err and "wrong-key" not in err
+
+
+def test_safety_valve_refuses_mass_deactivation_unless_forced(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    assert setup.cli(capsys, "sync-plans")[0] == ExitCode.OK
+    linked = [
+        r for r in setup.sandbox.amplify.resources("ProductPlan") if (r.get("attributes") or {}).get("recurlyPlanCode")
+    ]
+    assert len(linked) >= 5
+    # a lost permission looks like this: the plans are gone from the listing
+    for plan in linked:
+        setup.sandbox.amplify.delete_resource("ProductPlan", plan["name"])
+    code, _, err = setup.cli(capsys, "sync-plans")
+    assert code == ExitCode.REFUSED
+    assert "--force" in err and "nothing was written" in err
+    assert [r for r in setup.sandbox.recurly.requests if r.method == "DELETE"] == []
+    code, _, _ = setup.cli(capsys, "sync-plans", "--force")
+    assert code == ExitCode.OK
+    assert len([r for r in setup.sandbox.recurly.requests if r.method == "DELETE"]) == len(linked)
+
+
+def test_report_usage_bad_range_and_bad_usage_file_exit_2(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = setup.cli(capsys, "report-usage", "--from", "2026-11-02", "--to", "2026-11-01")
+    assert code == ExitCode.CONFIG and "--from" in err
+    code, _, err = setup.cli(capsys, "report-usage", "--from", "yesterday")
+    assert code == ExitCode.CONFIG and "ISO 8601" in err
+
+    usage = setup.tmp / "usage.csv"
+    usage.write_text("subscription_id,quota_id,window_start,count\nabc,def,2026-11-01T00:00:00Z,ten\n")
+    text = setup.config.read_text() + f"usage:\n  source: file\n  file_path: {usage}\n"
+    setup.config.write_text(text)
+    assert setup.cli(capsys, "run")[0] in (ExitCode.OK, ExitCode.CONFIG)
+    code, _, err = setup.cli(capsys, "report-usage")
+    assert code == ExitCode.CONFIG
+    assert "usage.csv:2" in err and "count" in err
+    assert [r for r in setup.sandbox.recurly.requests if r.path.endswith("/usage") and r.method == "POST"] == []
+
+
+def test_max_duration_stops_between_changes_and_says_what_is_left(
+    setup: Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = setup.cli(capsys, "run", "--max-duration", "0.001s")
+    assert code == ExitCode.PARTIAL_FAILURE
+    assert "--max-duration" in out
+    code, _, _ = setup.cli(capsys, "run")
+    assert code == ExitCode.OK, "the next run finishes what was left"
+
+
+def test_bad_max_duration_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["run", "--max-duration", "soon"]) == ExitCode.CONFIG
+    assert "--max-duration" in capsys.readouterr().err
+
+
+def test_ctrl_c_exits_130(setup: Setup, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import amplify_billing.commands.sync_plans as module
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "sync_plans", interrupted)
+    code, _, err = setup.cli(capsys, "sync-plans")
+    assert code == ExitCode.INTERRUPTED
+    assert "Interrupted" in err
+
+
+def test_unexpected_bug_is_one_line_without_traceback_unless_verbose(
+    setup: Setup, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import amplify_billing.commands.sync_plans as module
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(module, "sync_plans", broken)
+    code, _, err = setup.cli(capsys, "sync-plans")
+    assert code == ExitCode.PARTIAL_FAILURE
+    assert "unexpected internal error: ZeroDivisionError: boom" in err and "Traceback" not in err
+    code, _, err = setup.cli(capsys, "--verbose", "sync-plans")
+    assert "Traceback" in err
+
+
+def test_demo_exits_0_and_explains(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["demo", "--subscriptions", "6"]) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "What just happened" in out and "every call is" in out
+    assert run_cli(["--output", "json", "demo", "--subscriptions", "6"]) == ExitCode.OK
+    document = json.loads(capsys.readouterr().out)
+    assert document["exit_code"] == 0 and document["recurly"]["usage_records"] > 0
+    last = document["runs"][-1]["reports"]
+    assert all(r["counts"]["applied"] == 0 for r in last), "the last run writes nothing"
+
+
+def test_dry_run_takes_no_lock_and_writes_no_run_history(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    state = setup.tmp / "amplify-billing.db"
+    with RunLock.acquire(state, "run", clock=lambda: datetime.now(UTC)):
+        code, _, _ = setup.cli(capsys, "run", "--dry-run")
+    assert code == ExitCode.OK
+    assert _writes(setup.sandbox) == 0
+    assert not (setup.tmp / "amplify-billing.db").exists() or _no_runs(setup.tmp / "amplify-billing.db")
+
+
+def _no_runs(path: Path) -> bool:
+    from amplify_billing.journal import Journal
+
+    journal = Journal.open(path, clock=lambda: datetime.now(UTC))
+    try:
+        return journal.recent_runs(10) == []
+    finally:
+        journal.close()

@@ -1,0 +1,201 @@
+"""Crashes and faults: every API call billed exactly once, whatever happens to the process or the network.
+
+The tool runs as a real process (``python -m amplify_billing``) against the emulators. To kill it *after a
+Recurly write*, the Recurly emulator applies the write and then SIGKILLs the client before answering: the record
+is stored, the client never learns it. The next run must find it (DESIGN.md §4 step 4) instead of posting it
+again. The default suite kills at a sample of positions; ``pytest -m slow`` kills after every write in turn.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from amplify_billing.amplify.parse import parse_timestamp
+from amplify_billing.sandbox.driver import Cycle, failed
+from amplify_billing.sandbox.server import Request, Response
+
+# The child process uses the real clock, so the scenario is laid out around the real "now".
+REAL_TODAY = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _cli(cycle: Cycle, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AMPLIFY_BILLING")}
+    return subprocess.run(
+        [sys.executable, "-m", "amplify_billing", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+
+
+def _spawn(config: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "amplify_billing", "--config", str(config), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+class KillAfterWrite:
+    """Wraps the Recurly emulator's dispatch: after the n-th successful matching write, SIGKILL the client."""
+
+    def __init__(self, cycle: Cycle, matches: Callable[[Request], bool]) -> None:
+        self.emulator = cycle.sandbox.recurly
+        self.matches = matches
+        self.original = self.emulator.dispatch
+        self.target: int | None = None
+        self.pid: int | None = None
+        self.seen = 0
+        self.killed = False
+
+    def dispatch(self, raw: Request) -> tuple[Response | None, Any, str]:
+        response, fault, route = self.original(raw)
+        if response is not None and response.status < 300 and self.matches(raw):
+            self.seen += 1
+            if self.target is not None and self.seen == self.target and self.pid is not None:
+                os.kill(self.pid, signal.SIGKILL)
+                self.killed = True
+                return None, fault, route  # the client is gone; the record stays
+        return response, fault, route
+
+    def arm(self, target: int | None, pid: int | None) -> None:
+        self.target, self.pid, self.seen, self.killed = target, pid, 0, False
+        self.emulator.dispatch = self.dispatch  # type: ignore[method-assign]
+
+
+def _usage_post(raw: Request) -> bool:
+    return raw.method == "POST" and raw.path.endswith("/usage")
+
+
+def _subscription_post(raw: Request) -> bool:
+    return raw.method == "POST" and raw.path == "/subscriptions"
+
+
+def _prepare(make_cycle: Any, subscriptions: int = 4) -> tuple[Cycle, Path]:
+    cycle: Cycle = make_cycle(subscriptions=subscriptions, today=REAL_TODAY)
+    reports = cycle.run()  # day 0, in-process on the virtual clock: plans, accounts, subscriptions
+    assert all(failed(r) == [] for r in reports)
+    cycle.clock.set(datetime.now(UTC))
+    config = cycle.sandbox.write_config(cycle.sandbox.state_dir / "config.yaml")
+    return cycle, config
+
+
+def _expected(cycle: Cycle) -> dict[tuple[str, str], int]:
+    last_end = (datetime.now(UTC) - timedelta(hours=2)).replace(hour=0, minute=0, second=0, microsecond=0)
+    expected: dict[tuple[str, str], int] = {}
+    for s in cycle.sandbox.recurly.subscriptions():
+        amplify_id = {f["name"]: f["value"] for f in s.get("custom_fields") or ()}["amplify_subscription_id"]
+        started = parse_timestamp(s["activated_at"])
+        assert started is not None
+        traffic = cycle.sandbox.amplify.traffic(started, last_end) if started < last_end else {}
+        for add_on in s["add_ons"]:
+            code = add_on["add_on"]["code"]
+            count = traffic.get((amplify_id, code.removeprefix("amplify-")), 0)
+            if count:
+                expected[(s["uuid"], code)] = count
+    return expected
+
+
+def _billed(cycle: Cycle) -> dict[tuple[str, str], int]:
+    totals: dict[tuple[str, str], int] = {}
+    for record in cycle.sandbox.recurly.usage_records():
+        key = (record["subscription_uuid"], record["add_on_code"])
+        totals[key] = totals.get(key, 0) + int(Decimal(str(record["amount"])))
+    return {k: v for k, v in totals.items() if v}
+
+
+def _assert_exactly_once(cycle: Cycle) -> None:
+    tags = Counter(r["merchant_tag"] for r in cycle.sandbox.recurly.usage_records())
+    doubled = {t: n for t, n in tags.items() if n > 1}
+    assert doubled == {}, f"merchant_tags posted twice: {doubled}"
+    assert _billed(cycle) == _expected(cycle)
+
+
+def _kill_then_finish(cycle: Cycle, config: Path, killer: KillAfterWrite, target: int, command: str) -> None:
+    child = _spawn(config, command)
+    killer.arm(target, child.pid)
+    child.communicate(timeout=120)
+    assert killer.killed, f"write {target} was never reached"
+    assert child.returncode == -signal.SIGKILL
+    killer.arm(None, None)
+    finish = _cli(cycle, config, command)
+    assert finish.returncode == 0, finish.stderr
+
+
+def _writes_needed(make_cycle: Any) -> int:
+    cycle, config = _prepare(make_cycle)
+    result = _cli(cycle, config, "report-usage")
+    assert result.returncode == 0, result.stderr
+    _assert_exactly_once(cycle)
+    return len([r for r in cycle.sandbox.recurly.requests if r.method == "POST" and r.path.endswith("/usage")])
+
+
+def _positions(total: int) -> list[int]:
+    return sorted({1, max(1, total // 2), total})
+
+
+def test_killed_after_usage_writes_then_rerun_bills_each_window_once(make_cycle: Any) -> None:
+    total = _writes_needed(make_cycle)
+    assert total >= 5, "the scenario needs a handful of usage writes"
+    for target in _positions(total):
+        cycle, config = _prepare(make_cycle)
+        killer = KillAfterWrite(cycle, _usage_post)
+        _kill_then_finish(cycle, config, killer, target, "report-usage")
+        _assert_exactly_once(cycle)
+        again = _cli(cycle, config, "report-usage")
+        assert again.returncode == 0
+
+
+@pytest.mark.slow
+def test_killed_after_every_usage_write_in_turn(make_cycle: Any) -> None:
+    total = _writes_needed(make_cycle)
+    for target in range(1, total + 1):
+        cycle, config = _prepare(make_cycle)
+        killer = KillAfterWrite(cycle, _usage_post)
+        _kill_then_finish(cycle, config, killer, target, "report-usage")
+        _assert_exactly_once(cycle)
+
+
+def test_killed_after_subscription_create_finds_it_instead_of_creating_another(make_cycle: Any) -> None:
+    cycle: Cycle = make_cycle(subscriptions=4, today=REAL_TODAY)
+    for report in (cycle.sync_plans(), cycle.link_accounts()):
+        assert failed(report) == []
+    config = cycle.sandbox.write_config(cycle.sandbox.state_dir / "config.yaml")
+    killer = KillAfterWrite(cycle, _subscription_post)
+    _kill_then_finish(cycle, config, killer, 1, "sync-subscriptions")
+    per_amplify = Counter(
+        f["value"]
+        for s in cycle.sandbox.recurly.subscriptions()
+        for f in s.get("custom_fields") or ()
+        if f["name"] == "amplify_subscription_id"
+    )
+    assert per_amplify and max(per_amplify.values()) == 1
+
+
+def test_faults_on_usage_writes_are_retried_without_doubling(make_cycle: Any) -> None:
+    cycle, config = _prepare(make_cycle)
+    # every way a write can fail, a few times each; a retry carries the same Idempotency-Key, and a stored
+    # record whose answer was lost (drop_after) is answered from the key instead of being stored twice
+    kinds = ("429", "503", "empty", "drop_before", "drop_after")
+    rules = [cycle.sandbox.recurly.inject(kind, method="POST", path=r"/usage$", rate=0.3, times=2) for kind in kinds]
+    result = _cli(cycle, config, "report-usage")
+    cycle.sandbox.recurly.clear_faults()
+    assert {k: r.injected for k, r in zip(kinds, rules, strict=True)} == dict.fromkeys(kinds, 2)
+    assert result.returncode == 0, result.stderr
+    _assert_exactly_once(cycle)
+    assert _cli(cycle, config, "report-usage").returncode == 0
+    _assert_exactly_once(cycle)
