@@ -104,11 +104,10 @@ def pytest_report_header() -> str:
 def make_cycle(tmp_path: Path, recurly_contract: RecurlyContract | None) -> Iterator[Callable[..., Cycle]]:
     """``make_cycle(subscriptions=12, seed=3, days=7, today=TODAY, **config_overrides)``: a started, seeded sandbox
     whose clock stands ``days`` before ``today``; the sandbox modules are imported here so unit tests never depend on them."""
-    from amplify_billing.sandbox.scenario import build_scenario
-
     from amplify_billing.sandbox.clock import VirtualClock
     from amplify_billing.sandbox.driver import Cycle
     from amplify_billing.sandbox.harness import Sandbox
+    from amplify_billing.sandbox.scenario import build_scenario
 
     started: list[Sandbox] = []
 
