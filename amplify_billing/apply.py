@@ -11,10 +11,13 @@ would all fail the same way, and the next run picks them up.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -58,6 +61,11 @@ def _plain(payload: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# Actions whose writes go to Recurly: these may run side by side (one client per worker thread). Amplify
+# writes stay strictly serial: its budget is 25 requests a minute, and order there is the budget's order.
+PARALLEL_SYSTEMS = frozenset({"recurly", "usage"})
+
+
 @dataclass
 class Applier:
     handlers: Mapping[str, Handler]
@@ -67,41 +75,78 @@ class Applier:
     deadline: float | None = None
     monotonic: Callable[[], float] = time.monotonic
     on_progress: Callable[[int], None] | None = None
+    # Recurly writes in flight at once (recurly.concurrency). Changes of one phase never depend on each other
+    # (plans before add-ons, accounts before subscriptions, subscriptions before usage are separate phases),
+    # so a phase's Recurly writes may overlap; phases still run one after the other.
+    concurrency: int = 1
     stopped_early: bool = field(default=False, init=False)
     result_ids: dict[str, str | None] = field(default_factory=dict, init=False)
+    _failed_keys: set[str] = field(default_factory=set, init=False)
+    _halted: str | None = field(default=None, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def apply(self, changeset: ChangeSet) -> list[ChangeResult]:
-        results: list[ChangeResult] = []
-        failed_keys: set[str] = set()
-        halted: str | None = None
-        for change in changeset.changes:
-            if not change.writes:
-                results.append(ChangeResult(change, Outcome.REPORTED))
-                continue
-            if halted is not None:
-                results.append(ChangeResult(change, Outcome.SKIPPED, halted))
-                failed_keys.add(change.key)
-                continue
-            if self.deadline is not None and self.monotonic() >= self.deadline:
-                self.stopped_early = True
-                halted = "not attempted: --max-duration reached; the next run does it"
-                results.append(ChangeResult(change, Outcome.SKIPPED, halted))
-                failed_keys.add(change.key)
-                continue
-            blocked = [k for k in change.requires if k in failed_keys]
-            if blocked:
-                results.append(ChangeResult(change, Outcome.SKIPPED, f"skipped: {', '.join(blocked)} failed"))
-                failed_keys.add(change.key)
-                continue
-            result, error = self._apply_one(change)
-            results.append(result)
+        results: list[ChangeResult | None] = [None] * len(changeset.changes)
+        indexed = list(enumerate(changeset.changes))
+        for _phase, group in itertools.groupby(indexed, key=lambda item: item[1].phase):
+            self._apply_phase(list(group), results)
+        done = [r for r in results if r is not None]
+        assert len(done) == len(results)
+        return done
+
+    def _apply_phase(self, items: list[tuple[int, Change]], results: list[ChangeResult | None]) -> None:
+        keys = {change.key for _, change in items if change.key}
+        # a dependency inside the phase (none today) would need ordering: run such a phase serially
+        inner = any(k in keys for _, change in items for k in change.requires)
+        parallel = [] if self.concurrency <= 1 or inner else [(i, c) for i, c in items if self._parallel(c)]
+        in_parallel = {i for i, _ in parallel}
+        serial = [(i, c) for i, c in items if i not in in_parallel]
+        for index, change in serial:
+            results[index] = self._step(change)
+        if not parallel:
+            return
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="recurly-writer") as pool:
+            futures = {pool.submit(self._step, change): index for index, change in parallel}
+            for future, index in futures.items():
+                results[index] = future.result()
+
+    @staticmethod
+    def _parallel(change: Change) -> bool:
+        return change.writes and change.action is not None and change.action.split(".", 1)[0] in PARALLEL_SYSTEMS
+
+    def _step(self, change: Change) -> ChangeResult:
+        """Decide whether ``change`` may run, run it, record the outcome. Safe to call from worker threads."""
+        if not change.writes:
+            return ChangeResult(change, Outcome.REPORTED)
+        with self._lock:
+            skip = self._skip_reason(change)
+            if skip is not None:
+                self._failed_keys.add(change.key)
+                return ChangeResult(change, Outcome.SKIPPED, skip)
+        result, error = self._apply_one(change)
+        with self._lock:
             if result.outcome is Outcome.FAILED:
-                failed_keys.add(change.key)
-                if isinstance(error, UnreachableError | AuthError):
-                    halted = f"not attempted: {error.system} failed ({error})"
-            if self.on_progress is not None:
-                self.on_progress(1)
-        return results
+                self._failed_keys.add(change.key)
+                if isinstance(error, UnreachableError | AuthError) and self._halted is None:
+                    # the rest would fail the same way; the next run picks them up
+                    self._halted = f"not attempted: {error.system} failed ({error})"
+            elif change.key:
+                self.result_ids[change.key] = result.result_id
+        if self.on_progress is not None:
+            self.on_progress(1)
+        return result
+
+    def _skip_reason(self, change: Change) -> str | None:
+        if self._halted is not None:
+            return self._halted
+        if self.deadline is not None and self.monotonic() >= self.deadline:
+            self.stopped_early = True
+            self._halted = "not attempted: --max-duration reached; the next run does it"
+            return self._halted
+        blocked = [k for k in change.requires if k in self._failed_keys]
+        if blocked:
+            return f"skipped: {', '.join(blocked)} failed"
+        return None
 
     def _apply_one(self, change: Change) -> tuple[ChangeResult, AmplifyBillingError | None]:
         assert change.action is not None
@@ -134,8 +179,6 @@ class Applier:
             detail={"outcome": "applied", "idempotency_key": key, "summary": change.summary},
         )
         log.info("%s %s: %s", change.action, change.recurly, change.summary, extra={"action": change.action})
-        if change.key:
-            self.result_ids[change.key] = result_id
         return ChangeResult(change, Outcome.APPLIED, result_id=result_id), None
 
 

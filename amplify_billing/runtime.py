@@ -6,14 +6,19 @@ never touch the other. Tests and the demo construct a Runtime with their own clo
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.status import Status
 
+from amplify_billing.models import ChangeSet
 from amplify_billing.settings import Settings
 
 if TYPE_CHECKING:
@@ -51,8 +56,16 @@ class Runtime:
     # resource in one run (approve, then link) must carry the new resourceVersion, not the listing's: a stale
     # one costs a 428, a re-read and a retry, at 25 requests a minute.
     _written: dict[str, Mapping[str, Any]] = field(default_factory=dict, init=False)
+    # concurrent Recurly writers ask for clients and the journal from worker threads
+    _lock: threading.RLock = field(default_factory=threading.RLock, init=False)
+    # what a person at a terminal sees while a command works; nothing at all under cron
+    _live: Status | Progress | None = field(default=None, init=False)
 
     def amplify(self) -> AmplifyClients:
+        with self._lock:
+            return self._amplify_clients()
+
+    def _amplify_clients(self) -> AmplifyClients:
         if self._amplify is None:
             from amplify_billing.amplify import AmplifyClients
 
@@ -60,6 +73,10 @@ class Runtime:
         return self._amplify
 
     def recurly(self) -> RecurlyGateway:
+        with self._lock:
+            return self._recurly_gateway()
+
+    def _recurly_gateway(self) -> RecurlyGateway:
         if self._recurly is None:
             from amplify_billing.recurly_gateway import RecurlyGateway
 
@@ -67,6 +84,10 @@ class Runtime:
         return self._recurly
 
     def journal(self) -> Journal:
+        with self._lock:
+            return self._open_journal()
+
+    def _open_journal(self) -> Journal:
         if self._journal is None:
             from amplify_billing.journal import Journal
 
@@ -79,6 +100,49 @@ class Runtime:
 
             self._snapshots = Snapshots(self.settings, self.amplify().resources, self.recurly())
         return self._snapshots
+
+    # ---- progress on a terminal ---------------------------------------------------------------------
+    @contextmanager
+    def activity(self, text: str) -> Iterator[None]:
+        """A spinner while ``text`` goes on (listings); silent when stderr is not a terminal (cron)."""
+        if not self.err_console.is_terminal:
+            yield
+            return
+        status = self.err_console.status(text)
+        self._live = status
+        status.start()
+        try:
+            yield
+        finally:
+            status.stop()
+            if self._live is status:
+                self._live = None
+
+    def progress(self, changeset: ChangeSet) -> Callable[[int], None] | None:
+        """A progress bar over the writes of ``changeset``; None (no bar) off a terminal or with nothing to do."""
+        total = len(changeset.writes)
+        if total == 0 or not self.err_console.is_terminal:
+            return None
+        if self._live is not None:
+            self._live.stop()  # one live display at a time: the bar replaces the listing spinner
+        bar = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.err_console,
+            transient=True,
+        )
+        task = bar.add_task(f"{changeset.command}: applying", total=total)
+        bar.start()
+        self._live = bar
+        return lambda steps: bar.advance(task, steps)  # Progress locks internally: safe from worker threads
+
+    def progress_done(self) -> None:
+        if isinstance(self._live, Progress):
+            self._live.stop()
+            self._live = None
 
     def newest(self, resource: Mapping[str, Any]) -> Mapping[str, Any]:
         """The latest version of an Amplify resource known to this process (it may be the one given)."""

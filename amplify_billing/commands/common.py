@@ -95,8 +95,13 @@ def execute(
         run_id=run_id,
         deadline=rt.deadline,
         monotonic=rt.monotonic,
+        concurrency=rt.settings.recurly.concurrency,
+        on_progress=rt.progress(changeset),
     )
-    results = applier.apply(changeset)
+    try:
+        results = applier.apply(changeset)
+    finally:
+        rt.progress_done()
     note = None
     if applier.stopped_early:
         left = sum(1 for r in results if r.outcome is Outcome.SKIPPED)
@@ -141,12 +146,14 @@ def make_report(
 def recorded(rt: Runtime, command: str, dry_run: bool, run: Callable[[int | None], CommandReport]) -> CommandReport:
     """Run one command body with its entry in the journal's run history (real runs only)."""
     if dry_run:
-        return run(None)
+        with rt.activity(f"{command}: reading Amplify and Recurly (dry run)"):
+            return run(None)
     journal = rt.journal()
     run_id = journal.start_run(command, dry_run)
     report: CommandReport | None = None
     try:
-        report = run(run_id)
+        with rt.activity(f"{command}: reading Amplify and Recurly"):
+            report = run(run_id)
         return report
     finally:
         code = report.exit_code if report is not None else int(ExitCode.PARTIAL_FAILURE)
