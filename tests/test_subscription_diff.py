@@ -14,6 +14,8 @@ from amplify_billing.reconcile.subscriptions import (
     RecurlySubscription,
     SubscriptionInputs,
     SubscriptionOptions,
+    awaiting_final_usage,
+    deleted_stand_in,
     diff_subscriptions,
     match_subscriptions,
 )
@@ -218,3 +220,47 @@ def test_org_mode_account_codes() -> None:
     changeset = diff_accounts([amplify(*ACTIVE)], {"amplify-org-100"}, {}, AccountOptions(owner="org"))
     [link] = changeset.by_kind(ChangeKind.LINK)
     assert link.payload["attributes"] == {"recurlyAccountCode": "amplify-org-100"}
+
+
+def _inputs(subscription: AmplifySubscription, reported: datetime | None) -> SubscriptionInputs:
+    return SubscriptionInputs(
+        amplify=(subscription,),
+        plans={"gold": PLAN},
+        recurly=(recurly("active"),),
+        accounts={ACCOUNT},
+        journal_links={SUB_ID: "u" * 32},
+        usage_reported_through={SUB_ID: reported},
+    )
+
+
+@pytest.mark.parametrize(
+    ("subscription", "reported", "expected"),
+    [
+        (amplify(*CANCELLED), None, [SUB_ID]),
+        (amplify(*CANCELLED), ENDED_AT - timedelta(hours=1), [SUB_ID]),
+        (amplify(*CANCELLED), ENDED_AT, []),  # reported up to the end: may end now
+        (amplify(*MIGRATED), None, [SUB_ID]),
+        (amplify(*ACTIVE), None, []),  # not ended
+        (amplify(*REJECTED, state_changed_at=ENDED_AT), None, []),  # never approved: never billed usage
+        (amplify("approved", "frozen", state_changed_at=ENDED_AT), None, []),  # unknown: a finding, not an end
+    ],
+)
+def test_awaiting_final_usage(subscription: AmplifySubscription, reported: datetime | None, expected: list[str]) -> None:
+    assert awaiting_final_usage(_inputs(subscription, reported), SubscriptionOptions()) == expected
+
+
+def test_awaiting_final_usage_needs_a_recurly_subscription() -> None:
+    inputs = SubscriptionInputs(amplify=(amplify(*CANCELLED),), plans={"gold": PLAN}, recurly=(), accounts={ACCOUNT})
+    assert awaiting_final_usage(inputs, SubscriptionOptions()) == []
+
+
+def test_deleted_stand_in_waits_for_its_usage_then_cancels() -> None:
+    stand_in = deleted_stand_in(SUB_ID, "gold", ENDED_AT)
+    waiting = diff_subscriptions(_inputs(stand_in, ENDED_AT - timedelta(hours=5)), SubscriptionOptions())
+    assert [(c.kind.value, c.summary.split(";")[0]) for c in waiting.changes] == [
+        ("waiting", f"deleted in Amplify (missed by the run) at {ENDED_AT.isoformat()}")
+    ]
+    ends = diff_subscriptions(_inputs(stand_in, ENDED_AT), SubscriptionOptions())
+    [cancel] = ends.changes
+    assert cancel.kind is ChangeKind.CANCEL and cancel.payload["subscription_id"] == "uuid-" + "u" * 32
+    assert cancel.summary == "deleted in Amplify (missed by the run); cancel at the end of the term"

@@ -58,6 +58,9 @@ class UsageOptions:
     start: datetime | None = None  # --from
     end: datetime | None = None  # --to
     window: str | None = None  # --window
+    # Only these Amplify subscription ids (None: all). sync-subscriptions reports the last usage of ended
+    # subscriptions this way before it ends them, so that nothing after the end is billed and nothing before lost.
+    only: frozenset[str] | None = None
 
 
 @dataclass
@@ -187,6 +190,14 @@ def _check_window_setting(rt: Runtime, window: str, dry_run: bool) -> None:
 
 
 def report_usage(rt: Runtime, options: UsageOptions, *, run_id: int | None) -> CommandReport:
+    return report_usage_with_watermarks(rt, options, run_id=run_id)[0]
+
+
+def report_usage_with_watermarks(
+    rt: Runtime, options: UsageOptions, *, run_id: int | None
+) -> tuple[CommandReport, dict[tuple[str, str], datetime]]:
+    """The report, and the watermark of each (subscription, quota) this run moved: planned on a dry run,
+    stored otherwise (sync-subscriptions uses them to decide whether an ended subscription may end now)."""
     settings = rt.settings.usage
     window_name = options.window or settings.window
     size = WINDOW_SIZES[window_name]
@@ -209,7 +220,8 @@ def report_usage(rt: Runtime, options: UsageOptions, *, run_id: int | None) -> C
     billed: list[BilledQuota] = []
     reasons: dict[tuple[str, str], str] = {}
     known_names: dict[str, str] = {}
-    for subscription in inputs.amplify:
+    chosen = [s for s in inputs.amplify if options.only is None or s.id in options.only]
+    for subscription in chosen:
         plan = inputs.plans.get(subscription.plan_name)
         if plan is None:
             continue
@@ -264,7 +276,7 @@ def report_usage(rt: Runtime, options: UsageOptions, *, run_id: int | None) -> C
                 )
             )
     # plan-level quotas without an add-on (unlimited, strict) are covered by the base price
-    for subscription in inputs.amplify:
+    for subscription in chosen:
         plan = inputs.plans.get(subscription.plan_name)
         if plan is not None:
             for covered in _plan_quotas(rt, subscription.plan_name):
@@ -283,6 +295,9 @@ def report_usage(rt: Runtime, options: UsageOptions, *, run_id: int | None) -> C
                 views[view.base_tag] = view
     usage_plan = plan_usage(billed, counts, views, now=now, skip_zero=settings.skip_zero)
     billed_pairs = {(q.subscription_id, q.quota_id) for q in billed}
+    if options.only is not None:
+        # the ranges counted for the chosen subscriptions hold others' traffic too: not this run's to report
+        counts = {r: {p: n for p, n in c.items() if p[0] in options.only} for r, c in counts.items()}
     findings = unbilled_findings(counts, billed_pairs, known_names, reasons, size)
 
     from amplify_billing.models import ChangeSet
@@ -297,7 +312,10 @@ def report_usage(rt: Runtime, options: UsageOptions, *, run_id: int | None) -> C
         run_id=run_id,
         handlers=_usage_handlers(rt, size),
     )
-    if not options.dry_run:
+    moved: dict[tuple[str, str], datetime] = {}
+    if options.dry_run:
+        moved = dict(usage_plan.watermarks)
+    else:
         failed_pairs: set[tuple[str, str]] = {
             (str(r.change.payload.get("amplify_subscription_id")), str(r.change.payload.get("quota_id")))
             for r in results
@@ -309,6 +327,7 @@ def report_usage(rt: Runtime, options: UsageOptions, *, run_id: int | None) -> C
             old = journal.usage_watermark(subscription_id, quota_id)
             if old is None or mark > old:
                 journal.set_usage_watermark(subscription_id, quota_id, mark)
+                moved[(subscription_id, quota_id)] = mark
     applied = [r for r in results if r.outcome in (Outcome.APPLIED, Outcome.PLANNED)]
     units = sum(
         int(r.change.payload.get("amount", 0))
@@ -326,9 +345,10 @@ def report_usage(rt: Runtime, options: UsageOptions, *, run_id: int | None) -> C
         "intents_resolved": resolved,
         "unbilled_units": sum(int(c.summary.split(" ", 1)[0]) for c in findings),
     }
-    return make_report(
+    report = make_report(
         "report-usage", results, dry_run=options.dry_run, exit_code_flag=options.exit_code, note=note, figures=figures
     )
+    return report, moved
 
 
 def _plan_quotas(rt: Runtime, plan_name: str) -> list[str]:
@@ -418,4 +438,4 @@ def _usage_handlers(rt: Runtime, size: timedelta) -> dict[str, Handler]:
     return handlers
 
 
-__all__ = ["SUBSCRIPTION_LINK", "UsageOptions", "report_usage"]
+__all__ = ["SUBSCRIPTION_LINK", "UsageOptions", "report_usage", "report_usage_with_watermarks"]

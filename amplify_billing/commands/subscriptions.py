@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from amplify_billing import safety
 from amplify_billing.amplify.parse import ParseProblem, parse_timestamp
 from amplify_billing.apply import Handler
 from amplify_billing.commands.common import default_handlers, execute, make_report
 from amplify_billing.errors import AmplifyBillingError
-from amplify_billing.models import AmplifySubscription, Change, CommandReport, Outcome
+from amplify_billing.models import AmplifySubscription, Change, ChangeResult, CommandReport, Outcome
 from amplify_billing.reconcile.accounts import (
     AccountOptions,
     OwnerDetails,
@@ -21,10 +22,13 @@ from amplify_billing.reconcile.accounts import (
     needs_billing,
 )
 from amplify_billing.reconcile.subscriptions import (
+    STAND_IN,
     LinkedPlan,
     RecurlySubscription,
     SubscriptionInputs,
     SubscriptionOptions,
+    awaiting_final_usage,
+    deleted_stand_in,
     diff_subscriptions,
     ended_state,
     match_subscriptions,
@@ -34,6 +38,9 @@ from amplify_billing.runtime import Runtime
 log = logging.getLogger(__name__)
 
 SUBSCRIPTION_LINK = "subscription"
+# Amplify id -> when a run first missed a journal-linked subscription in the listing ("" once listed again)
+MISSED_LINK = "subscription-missed"
+VERB = "cancel or terminate"
 
 
 @dataclass(frozen=True)
@@ -184,16 +191,24 @@ def link_accounts(rt: Runtime, options: SyncOptions, *, run_id: int | None) -> C
 
 
 def usage_reported_through(
-    rt: Runtime, subscriptions: list[AmplifySubscription], plans: Mapping[str, LinkedPlan]
+    rt: Runtime,
+    subscriptions: Iterable[AmplifySubscription],
+    plans: Mapping[str, LinkedPlan],
+    planned: Mapping[tuple[str, str], datetime] | None = None,
 ) -> dict[str, datetime | None]:
-    """For ended subscriptions: the end of the usage reported for them (the minimum over their quotas)."""
+    """For ended subscriptions: the end of the usage reported for them (the minimum over their quotas).
+
+    ``planned``: watermarks a dry run of report-usage would store, which the journal does not hold yet."""
     journal = rt.journal()
     result: dict[str, datetime | None] = {}
     for subscription in subscriptions:
         if not ended_state(subscription):
             continue
         plan = plans.get(subscription.plan_name)
-        marks = [journal.usage_watermark(subscription.id, q) for q in (plan.quota_add_ons if plan else {})]
+        marks = [
+            (planned or {}).get((subscription.id, q)) or journal.usage_watermark(subscription.id, q)
+            for q in (plan.quota_add_ons if plan else {})
+        ]
         result[subscription.id] = (
             None if not marks or any(m is None for m in marks) else min(m for m in marks if m is not None)
         )
@@ -213,16 +228,55 @@ def subscription_options(rt: Runtime) -> SubscriptionOptions:
     )
 
 
+def _deleted_stand_ins(
+    rt: Runtime,
+    listed: list[AmplifySubscription],
+    plans: Mapping[str, LinkedPlan],
+    recurly: tuple[RecurlySubscription, ...],
+    links: Mapping[str, str],
+) -> list[AmplifySubscription]:
+    """Journal-linked subscriptions missing from the listing whose live Recurly subscription is on a linked plan:
+    ended at the moment a run first missed them (see deleted_stand_in)."""
+    listed_ids = {s.id for s in listed}
+    by_uuid = {r.uuid: r for r in recurly}
+    by_code = {p.code: p for p in plans.values()}
+    missed = rt.journal().links(MISSED_LINK)
+    stand_ins = []
+    for amplify_id, uuid in sorted(links.items()):
+        current = by_uuid.get(uuid)
+        plan = by_code.get(current.plan_code) if current else None
+        if amplify_id in listed_ids or plan is None:
+            continue
+        when = parse_timestamp(missed.get(amplify_id)) or rt.clock()
+        stand_ins.append(deleted_stand_in(amplify_id, plan.amplify_name, when))
+    return stand_ins
+
+
+def _remember_missed(rt: Runtime, inputs: SubscriptionInputs) -> None:
+    """Keep the moment a subscription was first missed, so later runs end its usage there (real runs only)."""
+    journal = rt.journal()
+    missed = journal.links(MISSED_LINK)
+    for s in inputs.amplify:
+        stand_in = bool(s.raw.get(STAND_IN))
+        if stand_in and not missed.get(s.id) and s.state_changed_at is not None:
+            journal.set_link(MISSED_LINK, s.id, s.state_changed_at.isoformat())
+        elif not stand_in and missed.get(s.id):
+            journal.set_link(MISSED_LINK, s.id, "")  # listed again (a listing glitch): not deleted after all
+
+
 def subscription_inputs(rt: Runtime) -> SubscriptionInputs:
     plans = linked_plans(rt)
     subscriptions, problems = amplify_subscriptions(rt, plans)
     snapshots = rt.snapshots()
+    recurly = tuple(recurly_subscription(r) for r in snapshots.recurly_subscriptions())
+    links = rt.journal().links(SUBSCRIPTION_LINK)
+    subscriptions = [*subscriptions, *_deleted_stand_ins(rt, subscriptions, plans, recurly, links)]
     return SubscriptionInputs(
         amplify=tuple(subscriptions),
         plans=plans,
-        recurly=tuple(recurly_subscription(r) for r in snapshots.recurly_subscriptions()),
+        recurly=recurly,
         accounts=set(snapshots.recurly_accounts()),
-        journal_links=rt.journal().links(SUBSCRIPTION_LINK),
+        journal_links=links,
         usage_reported_through=usage_reported_through(rt, subscriptions, plans),
         problems=tuple(problems),
     )
@@ -252,19 +306,52 @@ def _subscription_handlers(rt: Runtime) -> dict[str, Handler]:
     return handlers
 
 
+def _report_final_usage(
+    rt: Runtime, inputs: SubscriptionInputs, sub_options: SubscriptionOptions, options: SyncOptions, run_id: int | None
+) -> tuple[SubscriptionInputs, list[ChangeResult]]:
+    """Report the last usage of ended subscriptions (up to their end) before the diff may end them.
+
+    DESIGN.md §3: usage up to the end is reported first, then the Recurly subscription ends. `run` calls
+    sync-subscriptions before report-usage, so without this the end would always wait for the next run.
+    A usage change that fails leaves the watermark where it was, so that subscription waits (not ended).
+    """
+    ending = awaiting_final_usage(inputs, sub_options)
+    if not ending:
+        return inputs, []
+    if not options.dry_run:
+        # the safety valve judges the ends this run would make, before the usage is written, so that a refusal
+        # still means "nothing was written"
+        ends = {s.id: s.state_changed_at for s in inputs.amplify if s.id in ending}
+        assumed = replace(inputs, usage_reported_through={**inputs.usage_reported_through, **ends})
+        safety.check(diff_subscriptions(assumed, sub_options), rt.settings.safety, force=options.force, what=VERB)
+    # imported here: report_usage builds on this module's inputs
+    from amplify_billing.commands.report_usage import UsageOptions, report_usage_with_watermarks
+
+    usage, moved = report_usage_with_watermarks(
+        rt, UsageOptions(dry_run=options.dry_run, force=options.force, only=frozenset(ending)), run_id=run_id
+    )
+    chosen = [s for s in inputs.amplify if s.id in ending]
+    through = usage_reported_through(rt, chosen, inputs.plans, moved)
+    return replace(inputs, usage_reported_through={**inputs.usage_reported_through, **through}), list(usage.results)
+
+
 def sync_subscriptions(rt: Runtime, options: SyncOptions, *, run_id: int | None) -> CommandReport:
     inputs = subscription_inputs(rt)
     sub_options = subscription_options(rt)
+    if not options.dry_run:
+        _remember_missed(rt, inputs)
+    inputs, usage_results = _report_final_usage(rt, inputs, sub_options, options, run_id)
     changeset = diff_subscriptions(inputs, sub_options)
     results, note = execute(
         rt,
         changeset,
         dry_run=options.dry_run,
         force=options.force,
-        destructive_verb="cancel or terminate",
+        destructive_verb=VERB,
         run_id=run_id,
         handlers=_subscription_handlers(rt),
     )
+    results = usage_results + results
     if not options.dry_run:
         journal = rt.journal()
         for amplify_id, uuid in match_subscriptions(inputs, sub_options).items():

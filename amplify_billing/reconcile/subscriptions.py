@@ -24,6 +24,8 @@ PHASE_LINKS = 90
 PHASE_REPORT = 95
 
 LIVE_STATES = frozenset({"active", "canceled", "future", "paused"})
+# marks the stand-in of a deleted Amplify subscription (see deleted_stand_in) in its otherwise empty raw
+STAND_IN = "amplify-billing:deleted"
 
 
 @dataclass(frozen=True)
@@ -392,11 +394,11 @@ def _end(
     ref = _ref(s)
     migrated = s.state_name == literals.STATE_MIGRATED
     why = "rejected in Amplify" if s.approval_state == literals.APPROVAL_REJECTED else f"{s.state_name} in Amplify"
+    if s.raw.get(STAND_IN):
+        why = "deleted in Amplify (missed by the run)"
     end = s.state_changed_at
     reported = inputs.usage_reported_through.get(s.id)
-    plan = inputs.plans.get(s.plan_name)
-    billable = bool(plan and plan.add_on_codes) and s.approval_state == literals.APPROVAL_APPROVED
-    if billable and end is not None and (reported is None or reported < end):
+    if end is not None and _awaits_final_usage(s, inputs):
         return [
             Change(
                 ChangeKind.WAITING,
@@ -411,6 +413,52 @@ def _end(
         ]
     change = _end_change(ref, current, options, why, migrated=migrated, key=f"end:{s.id}")
     return [change] if change else []
+
+
+def _awaits_final_usage(s: AmplifySubscription, inputs: SubscriptionInputs) -> bool:
+    """An ended subscription whose usage up to its end is not reported yet: it must not end in Recurly yet."""
+    end = s.state_changed_at
+    reported = inputs.usage_reported_through.get(s.id)
+    plan = inputs.plans.get(s.plan_name)
+    billable = bool(plan and plan.add_on_codes) and s.approval_state == literals.APPROVAL_APPROVED
+    return billable and end is not None and (reported is None or reported < end)
+
+
+def awaiting_final_usage(inputs: SubscriptionInputs, options: SubscriptionOptions) -> list[str]:
+    """Amplify ids of ended subscriptions with a Recurly subscription that wait for their last usage.
+
+    sync-subscriptions reports that usage first and then ends them in the same run (DESIGN.md §3: "usage up
+    to that moment is reported first"); without it the end would wait for the next run's report-usage.
+    """
+    matched = match_subscriptions(inputs, options)
+    return sorted(
+        s.id
+        for s in inputs.amplify
+        if s.id in matched and ended_state(s) and _unknown_values(s) is None and _awaits_final_usage(s, inputs)
+    )
+
+
+def deleted_stand_in(amplify_id: str, plan_name: str, missed_at: datetime) -> AmplifySubscription:
+    """A journal-linked subscription that Amplify no longer lists, as an ended one (DESIGN.md §3).
+
+    Amplify keeps no trace of when a resource was deleted; the first run that missed it is the latest moment it
+    can have existed. Treated as cancelled then, its usage up to that moment is reported first and only then
+    does the Recurly subscription end, as for a cancellation. (Ending it at once lost the usage since the last
+    report-usage run.)
+    """
+    return AmplifySubscription(
+        id=amplify_id,
+        name="(deleted)",
+        product_name="",
+        plan_name=plan_name,
+        approval_state=literals.APPROVAL_APPROVED,
+        state_name=literals.STATE_CANCELLED,
+        owner_team=None,
+        owner_user=None,
+        owner_org=None,
+        state_changed_at=missed_at,
+        raw={STAND_IN: True},
+    )
 
 
 def _end_deleted(amplify_id: str, current: RecurlySubscription, options: SubscriptionOptions) -> list[Change]:
