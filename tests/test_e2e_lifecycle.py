@@ -606,3 +606,35 @@ def test_cancelling_too_many_refuses_with_counts_and_force_applies(make_cycle: A
     assert sorted(k for k, *_ in applied(forced) if k in ("cancel", "terminate")) == ["cancel"] * 5
     ids = {cycle.scenario.subscriptions_by_name[n]["metadata"]["id"] for n in chosen}
     assert sorted(s["state"] for s in cycle.sandbox.recurly.subscriptions() if _field(s) in ids) == ["canceled"] * 5
+
+
+# ---- an ended subscription whose plan gained a quota after it started --------------------------------------
+
+
+def test_a_quota_added_after_the_subscription_started_does_not_keep_it_from_ending(make_cycle: Any) -> None:
+    cycle: Cycle = make_cycle(subscriptions=8)
+    _day0(cycle)
+    target = _candidates(cycle)[0]
+    amplify_id, name, plan = target["metadata"]["id"], target["name"], target["spec"]["plan"]["name"]
+    (live,) = _recurly_for(cycle, amplify_id, "active")
+    before = sorted(a["add_on"]["code"] for a in live["add_ons"])
+
+    # the provider adds a quota to the plan: sync-plans gives the Recurly plan a new add-on, which the existing
+    # Recurly subscription does not have (no usage is ever reported for it there)
+    quota = next(q for q in cycle.sandbox.amplify.resources("Quota") if q["metadata"]["scope"]["name"] == plan)
+    extra = {k: v for k, v in quota.items() if k not in ("metadata", "attributes")}
+    extra["name"] = f"{quota['name']}-extra"
+    extra["metadata"] = {"scope": dict(quota["metadata"]["scope"])}
+    cycle.sandbox.amplify.put_resource(extra)
+    cycle.clock.set(DAY0 + timedelta(days=2, hours=3))
+    _ok(cycle.run())
+    plan_codes = sorted(a["code"] for a in cycle.sandbox.recurly.add_ons(live["plan"]["code"]))
+    assert len(plan_codes) == len(before) + 1
+    assert sorted(a["add_on"]["code"] for a in _recurly_for(cycle, amplify_id, "active")[0]["add_ons"]) == before
+
+    cancelled_at = DAY0 + timedelta(days=2, hours=9)
+    cycle.clock.set(cancelled_at)
+    cycle.sandbox.amplify.set_subscription_state(name, "cancelled")
+    cycle.clock.set(cancelled_at + SETTLE + timedelta(minutes=5))
+    _ok(cycle.run())
+    assert _recurly_for(cycle, amplify_id, "canceled") != [], "it ends once the usage of its own add-ons is reported"

@@ -195,6 +195,7 @@ def usage_reported_through(
     subscriptions: Iterable[AmplifySubscription],
     plans: Mapping[str, LinkedPlan],
     planned: Mapping[tuple[str, str], datetime] | None = None,
+    attached: Mapping[str, frozenset[str]] | None = None,
 ) -> dict[str, datetime | None]:
     """For ended subscriptions: the end of the usage reported for them (the minimum over their quotas).
 
@@ -205,14 +206,28 @@ def usage_reported_through(
         if not ended_state(subscription):
             continue
         plan = plans.get(subscription.plan_name)
+        on_recurly = (attached or {}).get(subscription.id)
+        # a quota added to the plan after the Recurly subscription was created has no add-on on it, so no usage
+        # is ever reported for it: waiting for its watermark would keep the subscription from ending for ever
+        quotas = [
+            q for q, code in (plan.quota_add_ons if plan else {}).items() if on_recurly is None or code in on_recurly
+        ]
+        if plan and on_recurly is not None and not quotas:
+            result[subscription.id] = subscription.state_changed_at  # nothing on it is billed by usage
+            continue
         marks = [
-            (planned or {}).get((subscription.id, q)) or journal.usage_watermark(subscription.id, q)
-            for q in (plan.quota_add_ons if plan else {})
+            (planned or {}).get((subscription.id, q)) or journal.usage_watermark(subscription.id, q) for q in quotas
         ]
         result[subscription.id] = (
             None if not marks or any(m is None for m in marks) else min(m for m in marks if m is not None)
         )
     return result
+
+
+def attached_add_ons(recurly: Iterable[RecurlySubscription], links: Mapping[str, str]) -> dict[str, frozenset[str]]:
+    """Amplify id -> the add-on codes on its journal-linked Recurly subscription."""
+    by_uuid = {r.uuid: r for r in recurly}
+    return {amplify_id: frozenset(by_uuid[uuid].add_on_codes) for amplify_id, uuid in links.items() if uuid in by_uuid}
 
 
 def subscription_options(rt: Runtime) -> SubscriptionOptions:
@@ -277,7 +292,9 @@ def subscription_inputs(rt: Runtime) -> SubscriptionInputs:
         recurly=recurly,
         accounts=set(snapshots.recurly_accounts()),
         journal_links=links,
-        usage_reported_through=usage_reported_through(rt, subscriptions, plans),
+        usage_reported_through=usage_reported_through(
+            rt, subscriptions, plans, attached=attached_add_ons(recurly, links)
+        ),
         problems=tuple(problems),
     )
 
@@ -331,7 +348,9 @@ def _report_final_usage(
         rt, UsageOptions(dry_run=options.dry_run, force=options.force, only=frozenset(ending)), run_id=run_id
     )
     chosen = [s for s in inputs.amplify if s.id in ending]
-    through = usage_reported_through(rt, chosen, inputs.plans, moved)
+    through = usage_reported_through(
+        rt, chosen, inputs.plans, moved, attached=attached_add_ons(inputs.recurly, inputs.journal_links)
+    )
     return replace(inputs, usage_reported_through={**inputs.usage_reported_through, **through}), list(usage.results)
 
 
