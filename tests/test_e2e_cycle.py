@@ -201,3 +201,15 @@ def test_late_traffic_is_restated_in_place_then_as_an_adjustment_once_billed(mak
     total = sum(int(r["amount"]) for r in cycle.sandbox.recurly.usage_records() if r["merchant_tag"].startswith(tag))
     assert total == int(target["amount"]) + 10
     assert applied(cycle.report_usage()) == []
+
+
+def test_run_spends_one_amplify_attribute_write_per_subscription_and_approvals_come_first(make_cycle: Any) -> None:
+    cycle: Cycle = make_cycle()
+    reports = cycle.run()
+    assert all(failed(r) == [] for r in reports)
+    puts = [r for r in cycle.sandbox.amplify.requests if r.method == "PUT" and "/subscriptions/" in r.path]
+    attribute_puts = Counter(r.path for r in puts if not r.path.endswith(("/approval", "/state", "/marketplace")))
+    assert attribute_puts and max(attribute_puts.values()) == 1, "account code and uuid go in one PUT"
+    assert all(r.status in (200, 201) for r in puts), "no stale resourceVersion (428) on any write"
+    order = [r.path.endswith("/approval") for r in puts]
+    assert any(order) and order.index(False) > max(i for i, a in enumerate(order) if a), "approvals first"

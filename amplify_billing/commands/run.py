@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from amplify_billing.commands.report_usage import UsageOptions, report_usage
 from amplify_billing.commands.subscriptions import SyncOptions, link_accounts, sync_subscriptions
@@ -37,7 +37,8 @@ def run_all(rt: Runtime, options: RunOptions, recorded: Recorder) -> list[Comman
                 run_id=run_id,
             ),
         ),
-        ("link-accounts", lambda run_id: link_accounts(rt, sync, run_id=run_id)),
+        # sync-subscriptions writes the account link together with the uuid: one Amplify PUT, not two
+        ("link-accounts", lambda run_id: link_accounts(rt, replace(sync, account_links=False), run_id=run_id)),
         ("sync-subscriptions", lambda run_id: sync_subscriptions(rt, sync, run_id=run_id)),
         (
             "report-usage",
