@@ -19,10 +19,11 @@ from amplify_billing.amplify.parse import (
     parse_quota,
     parse_subscription,
     parse_unit,
+    resource_id,
 )
-from amplify_billing.models import AmplifySubscription, PlanUnit, Product, ProductPlan, Quota
+from amplify_billing.models import AmplifySubscription, PlanUnit, Product, ProductPlan, Quota, RecurlyPlan
 from amplify_billing.reconcile.plans import CatalogSnapshot, RecurlyCatalog
-from amplify_billing.recurly_parse import measured_unit_from_recurly, plan_from_recurly
+from amplify_billing.recurly_parse import UnreadableRecurlyError, measured_unit_from_recurly, plan_from_recurly
 from amplify_billing.settings import Settings
 
 # RSQL `=in=` lists are chunked to keep URLs well under common 8 KB limits.
@@ -128,7 +129,12 @@ class Snapshots:
             quotas = quotas_by_plan.get(str(raw.get("name")), [])
             if any(q is _BROKEN_QUOTA for q in quotas):
                 problems.append(
-                    ParseProblem("productplan", str(raw.get("name")), "one of its quotas cannot be read (see above)")
+                    ParseProblem(
+                        "productplan",
+                        str(raw.get("name")),
+                        "one of its quotas cannot be read (see above)",
+                        resource_id(raw),
+                    )
                 )
                 continue
             parsed_plan = parse_plan(raw, product, tuple(sorted(quotas, key=lambda q: q.id)))
@@ -203,17 +209,24 @@ class Snapshots:
                 plan_id = str(add_on.get("plan_id"))
                 if plan_id in plan_ids:
                     add_ons_by_plan.setdefault(plan_id, []).append(add_on)
-        plans = {
-            str(p.get("code")): plan_from_recurly(p, add_ons_by_plan.get(str(p.get("id")), []), unit_names)
-            for p in plans_raw
-        }
+        plans: dict[str, RecurlyPlan] = {}
+        unreadable: dict[str, str] = {}
+        for p in plans_raw:
+            try:
+                plans[str(p.get("code"))] = plan_from_recurly(p, add_ons_by_plan.get(str(p.get("id")), []), unit_names)
+            except UnreadableRecurlyError as error:
+                # kept out of the comparison: read as 0 (or an open tier) it would be "updated" from a misreading
+                unreadable[str(p.get("code"))] = str(error)
         live = Counter(
             str((s.get("plan") or {}).get("code"))
             for s in self.recurly_subscriptions()
             if s.get("state") in ("active", "canceled", "future", "paused")
         )
         return RecurlyCatalog(
-            plans=plans, measured_units={u.name: u for u in units}, live_subscriptions_by_plan=dict(live)
+            plans=plans,
+            measured_units={u.name: u for u in units},
+            live_subscriptions_by_plan=dict(live),
+            unparsed=unreadable,
         )
 
 

@@ -6,6 +6,7 @@ becomes a ``ParseProblem`` that the reconcilers report as a finding (or an ``uns
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,10 +22,31 @@ class ParseProblem:
     kind: str  # product | productplan | quota | subscription
     name: str
     reason: str
+    # metadata.id when it could be read: a resource that exists but cannot be read must never pass for deleted
+    id: str | None = None
+
+
+def resource_id(raw: Mapping[str, Any]) -> str | None:
+    """The resource's metadata.id when it is a non-empty string, else None."""
+    value = _dig(raw, "metadata.id")
+    return value if isinstance(value, str) and value else None
 
 
 class _Bad(Exception):
     pass
+
+
+# Owner ids become Recurly account codes ``amplify-team-{id}`` (≤ 50 characters; Recurly documents
+# letters, digits, "@", "-", "_" and "." for account codes), so an id outside that is unusable.
+_OWNER_ID = re.compile(r"[A-Za-z0-9@._-]+", re.ASCII)
+ACCOUNT_CODE_MAX = 50
+
+
+def _text(value: Any, what: str) -> str | None:
+    """A value that must be a string when present: a number or an object there is malformed, not absent."""
+    if value is None or isinstance(value, str):
+        return value
+    raise _Bad(f"{what} must be a string, got {type(value).__name__} {value!r}")
 
 
 def _dig(raw: Mapping[str, Any], path: str) -> Any:
@@ -111,8 +133,9 @@ def _attributes(raw: Mapping[str, Any]) -> dict[str, str]:
 def _state_string(raw: Mapping[str, Any]) -> str | None:
     state = raw.get("state")
     if isinstance(state, Mapping):  # some kinds nest it as {name: ...}
-        state = state.get("name")
-    return state if isinstance(state, str) else None
+        return _text(state.get("name"), "state.name")
+    # a state that is not text would otherwise read as "no state" and be reported as '' (or ignored)
+    return _text(state, "state")
 
 
 def parse_product(raw: Mapping[str, Any]) -> Product | ParseProblem:
@@ -125,7 +148,7 @@ def parse_product(raw: Mapping[str, Any]) -> Product | ParseProblem:
             state=_state_string(raw),
         )
     except _Bad as bad:
-        return ParseProblem("product", name, str(bad))
+        return ParseProblem("product", name, str(bad), resource_id(raw))
 
 
 def parse_unit(raw: Mapping[str, Any]) -> PlanUnit | None:
@@ -160,8 +183,8 @@ def parse_pricing(pricing: Any) -> QuotaPricing:
     what = "spec.pricing"
     if not isinstance(pricing, Mapping):
         raise _Bad(f"{what} is missing")
-    kind = pricing.get("type")
-    if not isinstance(kind, str) or not kind:
+    kind = _text(pricing.get("type"), f"{what}.type")
+    if not kind:
         raise _Bad(f"{what}.type is missing")
     interval = pricing.get("interval") if isinstance(pricing.get("interval"), str) else None
     if kind not in literals.PRICING_TYPES:
@@ -211,7 +234,7 @@ def parse_quota(raw: Mapping[str, Any]) -> Quota | ParseProblem:
             raw=raw,
         )
     except _Bad as bad:
-        return ParseProblem("quota", name, str(bad))
+        return ParseProblem("quota", name, str(bad), resource_id(raw))
 
 
 def parse_plan(raw: Mapping[str, Any], product: Product, quotas: tuple[Quota, ...]) -> ProductPlan | ParseProblem:
@@ -221,6 +244,9 @@ def parse_plan(raw: Mapping[str, Any], product: Product, quotas: tuple[Quota, ..
         cycles = _dig(raw, "spec.subscription.cycles")
         price = _dig(raw, "spec.billing.price")
         plan_type = _str(raw, "spec.type") or ""
+        if not isinstance(_dig(raw, "spec.billing"), Mapping):
+            # say what is missing, not the first field read from it
+            raise _Bad("spec.billing is missing")
         return ProductPlan(
             id=_str(raw, "metadata.id") or "",
             name=_str(raw, "name") or "",
@@ -240,7 +266,7 @@ def parse_plan(raw: Mapping[str, Any], product: Product, quotas: tuple[Quota, ..
             raw=raw,
         )
     except _Bad as bad:
-        return ParseProblem("productplan", name, str(bad))
+        return ParseProblem("productplan", name, str(bad), resource_id(raw))
 
 
 def parse_subscription(raw: Mapping[str, Any]) -> AmplifySubscription | ParseProblem:
@@ -254,18 +280,30 @@ def parse_subscription(raw: Mapping[str, Any]) -> AmplifySubscription | ParsePro
         team = team or _dig(owner, "id")
         user = _dig(market_owner, "user.id")
         org = _dig(market_owner, "organization.id") or _dig(owner, "organization.id")
-        approval = _dig(raw, "approval.state")
-        state = _dig(raw, "state.name") if isinstance(raw.get("state"), Mapping) else raw.get("state")
+        # A state or approval that is present but not text is malformed: read as "none" it would make an
+        # approved subscription look active and start billing it (DESIGN.md §3: unknown values are findings).
+        approval = _text(_dig(raw, "approval.state"), "approval.state")
+        state = _state_string(raw)
+        for kind, owner_id, prefix in (
+            ("team", team, "amplify-team-"),
+            ("user", user, "amplify-user-"),
+            ("organization", org, "amplify-org-"),
+        ):
+            _check_owner_id(kind, owner_id, prefix)
+        subscription_id = _str(raw, "metadata.id") or ""
+        if ":" in subscription_id or any(c.isspace() for c in subscription_id):
+            # the id is part of every usage merchant_tag, whose parts are separated by ':'
+            raise _Bad(f"metadata.id {subscription_id!r} contains ':' or a space, which a merchant_tag cannot hold")
         migrated_from = _dig(raw, "references.subscription")
         if isinstance(migrated_from, Mapping):
             migrated_from = migrated_from.get("name")
         return AmplifySubscription(
-            id=_str(raw, "metadata.id") or "",
+            id=subscription_id,
             name=_str(raw, "name") or "",
             product_name=_str(raw, "spec.product", required=False) or "",
             plan_name=_str(raw, "spec.plan.name") or "",
-            approval_state=approval if isinstance(approval, str) else None,
-            state_name=state if isinstance(state, str) else None,
+            approval_state=approval,
+            state_name=state,
             owner_team=str(team) if team else None,
             owner_user=str(user) if user else None,
             owner_org=str(org) if org else None,
@@ -277,4 +315,15 @@ def parse_subscription(raw: Mapping[str, Any]) -> AmplifySubscription | ParsePro
             raw=raw,
         )
     except _Bad as bad:
-        return ParseProblem("subscription", name, str(bad))
+        return ParseProblem("subscription", name, str(bad), resource_id(raw))
+
+
+def _check_owner_id(kind: str, value: Any, prefix: str) -> None:
+    if not value:
+        return
+    text = str(value)
+    if not _OWNER_ID.fullmatch(text) or len(prefix) + len(text) > ACCOUNT_CODE_MAX:
+        raise _Bad(
+            f"owner {kind} id {text!r} cannot be part of a Recurly account code "
+            f"({prefix}{{id}}: letters, digits, '@', '.', '_' and '-', at most {ACCOUNT_CODE_MAX} characters)"
+        )

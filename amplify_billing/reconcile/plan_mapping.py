@@ -17,6 +17,9 @@ from amplify_billing.models import AmplifyTier, PlanUnit, ProductPlan, Quota, Re
 
 MAX_PRICE = Decimal(1_000_000)
 MAX_DECIMAL_PLACES = 9  # unit_amount_decimal precision
+# DESIGN.md §2: a plan or add-on code is ``[a-z0-9_-]``, at most 50 characters. Ids are opaque, so an id that
+# does not fit is refused rather than mangled (a mangled code could collide, and could not be found again).
+CODE = re.compile(r"[a-z0-9_-]{1,50}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,15 @@ def plan_code(plan_id: str, options: MappingOptions) -> str:
 
 def add_on_code(quota_id: str, options: MappingOptions) -> str:
     return f"{options.add_on_code_prefix}{quota_id}".lower()
+
+
+def _bad_code(code: str, what: str, resource_id: str) -> Unsupported | None:
+    if CODE.fullmatch(code):
+        return None
+    return Unsupported(
+        f"{what} id {resource_id!r} gives {code!r}, which is not a valid Recurly {what} code "
+        "([a-z0-9_-], at most 50 characters)"
+    )
 
 
 def unit_display_name(unit: PlanUnit | None, unit_name: str) -> str:
@@ -75,6 +87,18 @@ def _tiers(tiers: tuple[AmplifyTier, ...], quota: Quota) -> tuple[RecurlyTier, .
         if problem:
             return Unsupported(problem)
         open_end = tier.end is None or tier.end >= literals.OPEN_TIER_END
+        # Recurly tiers have only an end; Amplify's "from" must follow on from the previous tier (the first
+        # starts at 0 or 1), or an overlap or a gap would be priced at a tier it was not given
+        if tier.start is not None:
+            if not open_end and tier.end is not None and tier.end < tier.start:
+                return Unsupported(f"{label} ends at {tier.end}, before it starts at {tier.start}")
+            expected = (0, 1) if index == 0 else (previous_end + 1,)
+            if tier.start not in expected:
+                return Unsupported(
+                    f"{label} starts at {tier.start} but the previous tier ends at {previous_end}"
+                    if index
+                    else f"{label} starts at {tier.start}; the first tier must start at 0 or 1"
+                )
         if open_end and not last:
             return Unsupported(f"{label} is open-ended but is not the last tier")
         if last and not open_end:
@@ -112,6 +136,9 @@ def desired_add_on(
             "tiers would not reset with the billing period"
         )
     code = add_on_code(quota.id, options)
+    bad = _bad_code(code, "add-on", quota.id)
+    if bad:
+        return bad
     common: dict[str, Any] = {
         "code": code,
         "name": (quota.title or quota.name)[:255],
@@ -154,6 +181,9 @@ def desired_plan(
 ) -> RecurlyPlan | Unsupported:
     if plan.type not in literals.PLAN_TYPES:
         return Unsupported(f"unknown plan type {plan.type!r}")
+    bad = _bad_code(plan_code(plan.id, options), "plan", plan.id)
+    if bad:
+        return bad
     months = literals.BILLING_INTERVAL_MONTHS.get(plan.interval)
     if months is None:
         return Unsupported(f"unknown billing interval {plan.interval!r}")

@@ -53,8 +53,9 @@ class RecurlyCatalog:
     plans: Mapping[str, RecurlyPlan]  # by code, active and inactive
     measured_units: Mapping[str, MeasuredUnit]  # by name
     live_subscriptions_by_plan: Mapping[str, int] = field(default_factory=dict)
-    # add-ons under our prefix that exist on a plan but that the plan no longer wants are kept here too
-    unparsed: tuple[str, ...] = ()
+    # plans under our prefix whose prices or tiers cannot be read exactly: code -> why. They are reported and left
+    # alone (never updated, deactivated or linked), because every comparison with them would be a misreading.
+    unparsed: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -226,6 +227,22 @@ def diff_plans(amplify: CatalogSnapshot, recurly: RecurlyCatalog, options: PlanS
             )
         )
 
+    refs = {f"{options.mapping.plan_code_prefix}{p.id}".lower(): _plan_ref(p) for p in amplify.plans}
+    for code, reason in sorted(recurly.unparsed.items()):
+        changes.append(
+            Change(
+                ChangeKind.FINDING,
+                "plan",
+                refs.get(code, "-"),
+                f"plan {code}",
+                f"cannot read the Recurly plan: {reason}; nothing is changed for it until it reads correctly "
+                "(check it in the Recurly admin UI)",
+                phase=PHASE_REPORT,
+                key=code,
+            )
+        )
+        kept_codes.add(code)
+
     for plan in sorted(amplify.plans, key=lambda p: p.id):
         ref = _plan_ref(plan)
         if plan.state not in literals.PLAN_STATES:
@@ -257,6 +274,8 @@ def diff_plans(amplify: CatalogSnapshot, recurly: RecurlyCatalog, options: PlanS
             kept_codes.add(f"{options.mapping.plan_code_prefix}{plan.id}".lower())
             continue
         kept_codes.add(want.code)
+        if want.code in recurly.unparsed:
+            continue  # reported above
         for add_on in want.add_ons:
             unit = amplify.units.get(add_on.measured_unit_name)
             wanted_units[add_on.measured_unit_name] = unit_display_name(unit, add_on.measured_unit_name)
@@ -381,6 +400,14 @@ def diff_plans(amplify: CatalogSnapshot, recurly: RecurlyCatalog, options: PlanS
                 )
             )
 
+    # A plan that exists in Amplify but cannot be read is not gone: its Recurly plan stays. When a plan or a
+    # product cannot even be identified, no absent plan proves anything (as for a narrowed listing).
+    for problem in amplify.problems:
+        if problem.kind == "productplan" and problem.id:
+            kept_codes.add(f"{options.mapping.plan_code_prefix}{problem.id}".lower())
+    complete = amplify.complete and not any(
+        p.kind == "product" or (p.kind == "productplan" and not p.id) for p in amplify.problems
+    )
     by_code = {f"{options.mapping.plan_code_prefix}{p.id}".lower(): p for p in amplify.plans}
     active_linked = 0
     for code, have in sorted(recurly.plans.items()):
@@ -390,8 +417,8 @@ def diff_plans(amplify: CatalogSnapshot, recurly: RecurlyCatalog, options: PlanS
         if code in kept_codes:
             continue
         amplify_plan = by_code.get(code)
-        if amplify_plan is None and not amplify.complete:
-            continue  # a narrowed listing cannot prove the plan is gone
+        if amplify_plan is None and not complete:
+            continue  # a narrowed listing, or an unreadable plan or product, cannot prove the plan is gone
         if amplify_plan is not None and amplify_plan.type == "free" and not options.sync_free_plans:
             continue
         if amplify_plan is not None and amplify_plan.state in literals.PLAN_STATES_IN_RECURLY:
