@@ -286,6 +286,17 @@ class RecurlyGateway:
         except recurly.ApiError as exc:
             self._observe(client)
             raise self._translate(exc, method, what) from None
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            # the client decodes the answer itself: invalid JSON, a page whose data is not a list, a price that
+            # is not a number. Nothing may be read from such an answer (and nothing written on it).
+            self._observe(client)
+            raise UpstreamError(
+                f"Recurly answered {method} {what} with a body that cannot be read ({type(exc).__name__}: {exc}); "
+                "nothing was changed on it. Run again; if it persists, report the request id "
+                f"{self.last_request_id or '(none)'} to Recurly support",
+                system="recurly",
+                request_id=self.last_request_id,
+            ) from None
         self._observe(client)
         return result
 
@@ -366,7 +377,15 @@ class RecurlyGateway:
             page = self._call("GET", what, next_page, repeatable=True)
             if page is done:
                 return items
-            items.extend(_plain(item) for item in page)
+            plain = [_plain(item) for item in page] if isinstance(page, list) else None
+            if plain is None or not all(isinstance(item, dict) for item in plain):
+                raise UpstreamError(
+                    f"Recurly answered the listing of {what} with a page that cannot be read (not a list of objects); "
+                    f"nothing was changed on it (request id {self.last_request_id or '(none)'})",
+                    system="recurly",
+                    request_id=self.last_request_id,
+                )
+            items.extend(plain)
 
     def list_plans(self, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         return self._list("plans", lambda c, p: c.list_plans(params=p), params)

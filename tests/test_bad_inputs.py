@@ -936,7 +936,6 @@ RECURLY_CASES: tuple[RecurlyCase, ...] = (
         _edit_items(lambda p: p["currencies"][0].update(unit_amount="abc"), only=_ours),
         ERROR,
         "cannot be read",
-        pending=GATEWAY_FIX,
     ),
     RecurlyCase(
         "add-on-tier-without-ending-quantity",
@@ -952,17 +951,14 @@ RECURLY_CASES: tuple[RecurlyCase, ...] = (
         FINDING,
         "tier 1 USD price 'abc' is not a number",
     ),
-    RecurlyCase(
-        "page-data-not-a-list", "list_plans", _page({"code": "x"}), ERROR, "cannot be read", pending=GATEWAY_FIX
-    ),
-    RecurlyCase("page-data-null", "list_add_ons", _page(None), ERROR, "cannot be read", pending=GATEWAY_FIX),
+    RecurlyCase("page-data-not-a-list", "list_plans", _page({"code": "x"}), ERROR, "cannot be read"),
+    RecurlyCase("page-data-null", "list_add_ons", _page(None), ERROR, "cannot be read"),
     RecurlyCase(
         "invalid-json",
         "list_plans",
         _raw(200, b'{"object": "list", "data": [', "application/json"),
         ERROR,
         "cannot be read",
-        pending=GATEWAY_FIX,
     ),
     RecurlyCase(
         "html-502",
@@ -977,7 +973,6 @@ RECURLY_CASES: tuple[RecurlyCase, ...] = (
         _raw(502, b'{"message": "bad gateway"}', "application/json"),
         ERROR,
         "cannot be read",
-        pending=GATEWAY_FIX,
     ),
     RecurlyCase(
         "usage-record-without-merchant-tag",
@@ -1323,13 +1318,11 @@ WENT_BAD_CASES: tuple[WentBadCase, ...] = (
         "plan-price-becomes-word",
         _edit("ProductPlan", _plan_name, lambda p: p["spec"]["billing"].update(price="ten")),
         "spec.billing.price must be a number, got 'ten'",
-        pending=SUBSCRIPTIONS_FIX,
     ),
     WentBadCase(
         "subscription-state-becomes-number",
         _edit("Subscription", lambda w, s: str(w.sub()["name"]), lambda r: r["state"].update(name=42)),
         "state.name must be a string, got int 42",
-        pending=SUBSCRIPTIONS_FIX,
     ),
 )
 

@@ -258,6 +258,7 @@ def _deleted_stand_ins(
     plans: Mapping[str, LinkedPlan],
     recurly: tuple[RecurlySubscription, ...],
     links: Mapping[str, str],
+    unreadable: frozenset[str] = frozenset(),
 ) -> list[AmplifySubscription]:
     """Journal-linked subscriptions missing from the listing whose live Recurly subscription is on a linked plan:
     ended at the moment a run first missed them (see deleted_stand_in)."""
@@ -269,8 +270,8 @@ def _deleted_stand_ins(
     for amplify_id, uuid in sorted(links.items()):
         current = by_uuid.get(uuid)
         plan = by_code.get(current.plan_code) if current else None
-        if amplify_id in listed_ids or plan is None:
-            continue
+        if amplify_id in listed_ids or plan is None or amplify_id in unreadable:
+            continue  # an unreadable subscription is reported as a finding, never taken for deleted
         when = parse_timestamp(missed.get(amplify_id)) or rt.clock()
         stand_ins.append(deleted_stand_in(amplify_id, plan.amplify_name, when))
     return stand_ins
@@ -294,7 +295,10 @@ def subscription_inputs(rt: Runtime) -> SubscriptionInputs:
     snapshots = rt.snapshots()
     recurly = tuple(recurly_subscription(r) for r in snapshots.recurly_subscriptions())
     links = rt.journal().links(SUBSCRIPTION_LINK)
-    subscriptions = [*subscriptions, *_deleted_stand_ins(rt, subscriptions, plans, recurly, links)]
+    unreadable = frozenset(p.id for p in problems if p.id)
+    catalog_unreadable = bool(snapshots.amplify_catalog().snapshot.problems)
+    if not catalog_unreadable:
+        subscriptions = [*subscriptions, *_deleted_stand_ins(rt, subscriptions, plans, recurly, links, unreadable)]
     return SubscriptionInputs(
         amplify=tuple(subscriptions),
         plans=plans,
@@ -305,6 +309,7 @@ def subscription_inputs(rt: Runtime) -> SubscriptionInputs:
             rt, subscriptions, plans, attached=attached_add_ons(recurly, links)
         ),
         problems=tuple(problems),
+        catalog_unreadable=catalog_unreadable,
     )
 
 

@@ -73,6 +73,14 @@ class SubscriptionInputs:
     # end of the usage already reported for each Amplify subscription (min over its quotas)
     usage_reported_through: Mapping[str, datetime | None] = field(default_factory=dict)
     problems: tuple[ParseProblem, ...] = ()
+    # some opted-in product or plan could not be read: a subscription missing from the listing may be one of
+    # its subscriptions, so absence proves nothing and nothing is ended for being absent
+    catalog_unreadable: bool = False
+
+
+def unreadable_ids(inputs: SubscriptionInputs) -> frozenset[str]:
+    """Amplify subscriptions that exist but could not be read: never to be taken for deleted."""
+    return frozenset(p.id for p in inputs.problems if p.id)
 
 
 def _ref(s: AmplifySubscription) -> str:
@@ -337,8 +345,25 @@ def diff_subscriptions(inputs: SubscriptionInputs, options: SubscriptionOptions)
             )
     # Recurly subscriptions the journal ties to an Amplify subscription that is gone (deleted)
     listed = {s.id for s in inputs.amplify}
+    unreadable = unreadable_ids(inputs)
     for amplify_id, uuid in sorted(inputs.journal_links.items()):
-        if amplify_id in listed or uuid in seen_uuids:
+        if amplify_id in listed or uuid in seen_uuids or amplify_id in unreadable:
+            continue
+        if inputs.catalog_unreadable:
+            current = matcher.by_uuid.get(uuid)
+            if current is not None:
+                changes.append(
+                    Change(
+                        ChangeKind.WAITING,
+                        "subscription",
+                        f"subscription ({amplify_id})",
+                        _rec(current.uuid, current.plan_code),
+                        "not listed by Amplify, but some opted-in plan or product cannot be read (see the findings): "
+                        "not ended until the catalog reads cleanly",
+                        phase=PHASE_REPORT,
+                        key=amplify_id,
+                    )
+                )
             continue
         current = matcher.by_uuid.get(uuid)
         if current is None:
