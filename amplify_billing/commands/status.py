@@ -30,13 +30,7 @@ from rich.text import Text
 
 from amplify_billing.amplify.parse import parse_timestamp
 from amplify_billing.commands.report_usage import INTENT_KIND, WINDOW_SETTING
-from amplify_billing.commands.subscriptions import (
-    SUBSCRIPTION_LINK,
-    amplify_subscriptions,
-    linked_plans,
-    recurly_subscription,
-    subscription_options,
-)
+from amplify_billing.commands.subscriptions import subscription_inputs, subscription_options
 from amplify_billing.commands.sync_plans import plan_sync_options
 from amplify_billing.errors import ConfigError, ExitCode
 from amplify_billing.journal import Intent, RunRecord, UsageLedgerEntry
@@ -45,7 +39,6 @@ from amplify_billing.reconcile.accounts import account_code
 from amplify_billing.reconcile.plans import CatalogSnapshot, PlanSyncOptions, RecurlyCatalog, diff_plans
 from amplify_billing.reconcile.subscriptions import (
     LIVE_STATES,
-    LinkedPlan,
     SubscriptionInputs,
     SubscriptionOptions,
     diff_subscriptions,
@@ -783,21 +776,6 @@ def _journal(rt: Runtime) -> tuple[JournalReader, bool]:
     return EmptyJournal(), False
 
 
-def _reported_through(
-    journal: JournalReader, subscriptions: Sequence[AmplifySubscription], plans: Mapping[str, LinkedPlan]
-) -> dict[str, datetime | None]:
-    """As ``usage_reported_through`` in commands/subscriptions.py, but from a reader that may be empty."""
-    result: dict[str, datetime | None] = {}
-    for s in subscriptions:
-        if not ended_state(s):
-            continue
-        plan = plans.get(s.plan_name)
-        marks = [journal.usage_watermark(s.id, q) for q in (plan.quota_add_ons if plan else {})]
-        known = [m for m in marks if m is not None]
-        result[s.id] = None if not marks or len(known) != len(marks) else min(known)
-    return result
-
-
 def _recurly_usage(rt: Runtime, target: UsageTarget) -> tuple[Mapping[str, Any], ...]:
     records = rt.recurly().list_usage(
         f"uuid-{target.recurly_uuid}",
@@ -829,19 +807,12 @@ def gather_status(rt: Runtime, *, verify: bool) -> StatusInputs:
     snapshots = rt.snapshots()
     catalog = snapshots.amplify_catalog()
     recurly_catalog = snapshots.recurly_catalog()
-    plans = linked_plans(rt)
-    amplify, problems = amplify_subscriptions(rt, plans)
-    recurly_raw = snapshots.recurly_subscriptions()
     sub_options = subscription_options(rt)
-    subscriptions = SubscriptionInputs(
-        amplify=tuple(amplify),
-        plans=plans,
-        recurly=tuple(recurly_subscription(r) for r in recurly_raw),
-        accounts=set(snapshots.recurly_accounts()),
-        journal_links=journal.links(SUBSCRIPTION_LINK),
-        usage_reported_through=_reported_through(journal, amplify, plans),
-        problems=tuple(problems),
-    )
+    # the same inputs sync-subscriptions builds (deleted subscriptions waiting for their usage included), read
+    # through a journal reader that never creates the file
+    subscriptions = subscription_inputs(rt, journal)
+    plans = subscriptions.plans
+    recurly_raw = snapshots.recurly_subscriptions()
     matches = {**subscriptions.journal_links, **match_subscriptions(subscriptions, sub_options)}
     # the window size the journal's usage was reported in (report-usage pins it), else the configured one
     window = journal.get_link(*WINDOW_SETTING) or settings.usage.window

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from amplify_billing import safety
 from amplify_billing.amplify.parse import ParseProblem, parse_timestamp
@@ -205,11 +205,13 @@ def usage_reported_through(
     plans: Mapping[str, LinkedPlan],
     planned: Mapping[tuple[str, str], datetime] | None = None,
     attached: Mapping[str, frozenset[str]] | None = None,
+    journal: LinkReader | None = None,
 ) -> dict[str, datetime | None]:
     """For ended subscriptions: the end of the usage reported for them (the minimum over their quotas).
 
-    ``planned``: watermarks a dry run of report-usage would store, which the journal does not hold yet."""
-    journal = rt.journal()
+    ``planned``: watermarks a dry run of report-usage would store, which the journal does not hold yet.
+    ``journal``: where to read (status passes a reader that never creates the file); default the run's journal."""
+    reader: LinkReader = journal if journal is not None else rt.journal()
     result: dict[str, datetime | None] = {}
     for subscription in subscriptions:
         if not ended_state(subscription):
@@ -225,7 +227,7 @@ def usage_reported_through(
             result[subscription.id] = subscription.state_changed_at  # nothing on it is billed by usage
             continue
         marks = [
-            (planned or {}).get((subscription.id, q)) or journal.usage_watermark(subscription.id, q) for q in quotas
+            (planned or {}).get((subscription.id, q)) or reader.usage_watermark(subscription.id, q) for q in quotas
         ]
         result[subscription.id] = (
             None if not marks or any(m is None for m in marks) else min(m for m in marks if m is not None)
@@ -259,13 +261,14 @@ def _deleted_stand_ins(
     recurly: tuple[RecurlySubscription, ...],
     links: Mapping[str, str],
     unreadable: frozenset[str] = frozenset(),
+    journal: LinkReader | None = None,
 ) -> list[AmplifySubscription]:
     """Journal-linked subscriptions missing from the listing whose live Recurly subscription is on a linked plan:
     ended at the moment a run first missed them (see deleted_stand_in)."""
     listed_ids = {s.id for s in listed}
     by_uuid = {r.uuid: r for r in recurly}
     by_code = {p.code: p for p in plans.values()}
-    missed = rt.journal().links(MISSED_LINK)
+    missed = (journal or rt.journal()).links(MISSED_LINK)
     stand_ins = []
     for amplify_id, uuid in sorted(links.items()):
         current = by_uuid.get(uuid)
@@ -289,16 +292,28 @@ def _remember_missed(rt: Runtime, inputs: SubscriptionInputs) -> None:
             journal.set_link(MISSED_LINK, s.id, "")  # listed again (a listing glitch): not deleted after all
 
 
-def subscription_inputs(rt: Runtime) -> SubscriptionInputs:
+class LinkReader(Protocol):
+    """The part of the journal that building the subscription inputs reads."""
+
+    def links(self, kind: str) -> dict[str, str]: ...
+    def usage_watermark(self, subscription_id: str, quota_id: str) -> datetime | None: ...
+
+
+def subscription_inputs(rt: Runtime, journal: LinkReader | None = None) -> SubscriptionInputs:
+    """Both sides of sync-subscriptions. ``journal``: a reader to use instead of the run's journal (status)."""
+    reader: LinkReader = journal if journal is not None else rt.journal()
     plans = linked_plans(rt)
     subscriptions, problems = amplify_subscriptions(rt, plans)
     snapshots = rt.snapshots()
     recurly = tuple(recurly_subscription(r) for r in snapshots.recurly_subscriptions())
-    links = rt.journal().links(SUBSCRIPTION_LINK)
+    links = reader.links(SUBSCRIPTION_LINK)
     unreadable = frozenset(p.id for p in problems if p.id)
     catalog_unreadable = bool(snapshots.amplify_catalog().snapshot.problems)
     if not catalog_unreadable:
-        subscriptions = [*subscriptions, *_deleted_stand_ins(rt, subscriptions, plans, recurly, links, unreadable)]
+        subscriptions = [
+            *subscriptions,
+            *_deleted_stand_ins(rt, subscriptions, plans, recurly, links, unreadable, journal),
+        ]
     return SubscriptionInputs(
         amplify=tuple(subscriptions),
         plans=plans,
