@@ -7,8 +7,9 @@ nothing twice; a command that changed something tells it which listing is stale.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -25,6 +26,9 @@ from amplify_billing.models import AmplifySubscription, PlanUnit, Product, Produ
 from amplify_billing.reconcile.plans import CatalogSnapshot, RecurlyCatalog
 from amplify_billing.recurly_parse import UnreadableRecurlyError, measured_unit_from_recurly, plan_from_recurly
 from amplify_billing.settings import Settings
+
+# what `state=live` lists: active, canceled (until term end), future, in trial, paused
+LISTED_STATES = frozenset({"active", "canceled", "future", "in_trial", "paused"})
 
 # RSQL `=in=` lists are chunked to keep URLs well under common 8 KB limits.
 IN_CHUNK = 40
@@ -68,6 +72,24 @@ class Snapshots:
     amplify: ResourceLister
     recurly: RecurlyLister
     _cache: dict[str, Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record_recurly_subscription(self, data: Mapping[str, Any]) -> None:
+        """Keep the memoised subscription listing current with one this run created, cancelled or terminated.
+
+        The write's answer is the subscription as Recurly now holds it, so the next command of the same run
+        (report-usage after sync-subscriptions) needs no second listing. Writers may call this from worker
+        threads."""
+        with self._lock:
+            cached = self._cache.get("recurly_subscriptions")
+            if cached is None:
+                return
+            uuid = data.get("uuid")
+            kept = [s for s in cached if s.get("uuid") != uuid]
+            plan_code = str((data.get("plan") or {}).get("code", ""))
+            if data.get("state") in LISTED_STATES and plan_code.startswith(self.settings.catalog.plan_code_prefix):
+                kept.append(dict(data))
+            self._cache["recurly_subscriptions"] = kept
 
     def forget(self, *names: str) -> None:
         for name in names:

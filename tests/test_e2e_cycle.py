@@ -149,6 +149,8 @@ def test_usage_sums_match_traffic_to_the_unit_and_a_second_run_posts_nothing(mak
     dry = cycle.report_usage(dry_run=True)
     _assert_no_writes(cycle, marks)
     real = cycle.report_usage()
+    first_reads = [r for r in cycle.sandbox.recurly.requests[marks[0] :] if r.method == "GET" and "usage" in r.path]
+    assert first_reads == [], "subscriptions this journal created need no usage reads before their first post"
     assert failed(real) == []
     assert sorted(applied(real)) == sorted(planned(dry))
     assert int(real.figures["records_reported"]) > 0
@@ -207,6 +209,9 @@ def test_run_spends_one_amplify_attribute_write_per_subscription_and_approvals_c
     cycle: Cycle = make_cycle()
     reports = cycle.run()
     assert all(failed(r) == [] for r in reports)
+    listings = Counter(r.path for r in cycle.sandbox.recurly.requests if r.method == "GET")
+    assert listings["/subscriptions"] == 1, "created subscriptions are added to the run's listing, not re-listed"
+    assert listings["/accounts"] == 1
     puts = [r for r in cycle.sandbox.amplify.requests if r.method == "PUT" and "/subscriptions/" in r.path]
     attribute_puts = Counter(r.path for r in puts if not r.path.endswith(("/approval", "/state", "/marketplace")))
     assert attribute_puts and max(attribute_puts.values()) == 1, "account code and uuid go in one PUT"

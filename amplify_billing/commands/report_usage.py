@@ -23,6 +23,7 @@ from amplify_billing.amplify.parse import parse_timestamp
 from amplify_billing.apply import Handler
 from amplify_billing.commands.common import default_handlers, execute, make_report
 from amplify_billing.commands.subscriptions import (
+    CREATED_LINK,
     SUBSCRIPTION_LINK,
     subscription_inputs,
     subscription_options,
@@ -221,6 +222,7 @@ def report_usage_with_watermarks(
     reasons: dict[tuple[str, str], str] = {}
     known_names: dict[str, str] = {}
     chosen = [s for s in inputs.amplify if options.only is None or s.id in options.only]
+    created_here = journal.links(CREATED_LINK)
     for subscription in chosen:
         plan = inputs.plans.get(subscription.plan_name)
         if plan is None:
@@ -241,8 +243,6 @@ def report_usage_with_watermarks(
                 continue
             watermark = journal.usage_watermark(subscription.id, quota_id)
             pair = BilledQuota(subscription.id, subscription.name, quota_id, current.uuid, add_on, ())
-            if watermark is None:
-                _bootstrap(rt, ledger, pair, max(earliest, current.activated_at), size)
             backfill = options.start is not None or options.end is not None
             windows = reportable_windows(
                 size=size,
@@ -254,6 +254,11 @@ def report_usage_with_watermarks(
                 earliest=earliest,
                 until=report_until,
             )
+            # First contact with a pair (or a lost journal): learn what Recurly already holds before posting.
+            # Not needed when nothing is to be posted yet, nor for a subscription this journal created (all its
+            # usage went through this journal's ledger): that keeps the first runs free of per-pair reads.
+            if watermark is None and windows and created_here.get(subscription.id) != current.uuid:
+                _bootstrap(rt, ledger, pair, max(earliest, current.activated_at), size)
             recount: list[UsageWindow] = []
             if watermark is not None and not backfill:
                 recount = [

@@ -38,6 +38,7 @@ from amplify_billing.runtime import Runtime
 log = logging.getLogger(__name__)
 
 SUBSCRIPTION_LINK = "subscription"
+CREATED_LINK = "subscription-created"
 # Amplify id -> when a run first missed a journal-linked subscription in the listing ("" once listed again)
 MISSED_LINK = "subscription-missed"
 VERB = "cancel or terminate"
@@ -334,8 +335,22 @@ def _subscription_handlers(rt: Runtime) -> dict[str, Handler]:
     def create(change: Change, key: str, done: Mapping[str, str | None]) -> str | None:
         created = rt.recurly().create_subscription(change.payload["body"], idempotency_key=key)
         uuid = str(created.get("uuid"))
-        rt.journal().set_link(SUBSCRIPTION_LINK, str(change.payload["amplify_id"]), uuid)
+        amplify_id = str(change.payload["amplify_id"])
+        journal = rt.journal()
+        journal.set_link(SUBSCRIPTION_LINK, amplify_id, uuid)
+        # created by this journal: every usage record on it goes through this journal's ledger, so report-usage
+        # need not read Recurly to learn what is already there
+        journal.set_link(CREATED_LINK, amplify_id, uuid)
+        rt.snapshots().record_recurly_subscription(created)
         return uuid
+
+    def ended(method: str) -> Handler:
+        def end(change: Change, key: str, done: Mapping[str, str | None]) -> str | None:
+            answer = getattr(rt.recurly(), method)(**change.payload, idempotency_key=key)
+            rt.snapshots().record_recurly_subscription(answer)
+            return str(answer.get("uuid") or "") or None
+
+        return end
 
     def link(change: Change, key: str, done: Mapping[str, str | None]) -> str | None:
         uuid = change.payload.get("uuid") or done.get(str(change.payload.get("uuid_from")))
@@ -348,6 +363,8 @@ def _subscription_handlers(rt: Runtime) -> dict[str, Handler]:
         return None
 
     handlers["recurly.create_subscription"] = create
+    handlers["recurly.cancel_subscription"] = ended("cancel_subscription")
+    handlers["recurly.terminate_subscription"] = ended("terminate_subscription")
     handlers["amplify.link_subscription"] = link
     return handlers
 
@@ -405,14 +422,7 @@ def sync_subscriptions(rt: Runtime, options: SyncOptions, *, run_id: int | None)
         for amplify_id, uuid in match_subscriptions(inputs, sub_options).items():
             if inputs.journal_links.get(amplify_id) != uuid:
                 journal.set_link(SUBSCRIPTION_LINK, amplify_id, uuid)
-        if any(
-            r.outcome is Outcome.APPLIED
-            and r.change.object == "subscription"
-            and r.change.action
-            and r.change.action.startswith("recurly.")
-            for r in results
-        ):
-            rt.snapshots().forget("recurly_subscriptions")
+        # the handlers kept the memoised Recurly listing current with every write: nothing to re-list
     figures = {"amplify_subscriptions": len(inputs.amplify), "recurly_subscriptions": len(inputs.recurly)}
     return make_report(
         "sync-subscriptions",
