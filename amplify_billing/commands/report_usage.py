@@ -48,6 +48,7 @@ from amplify_billing.usage.windows import (
 log = logging.getLogger(__name__)
 
 INTENT_KIND = "usage"
+LOOKED_UP_LINK = "usage-looked-up"  # (subscription, quota, Recurly uuid) whose Recurly usage is in the ledger
 WINDOW_SETTING = ("setting", "usage.window")
 
 
@@ -223,6 +224,7 @@ def report_usage_with_watermarks(
     known_names: dict[str, str] = {}
     chosen = [s for s in inputs.amplify if options.only is None or s.id in options.only]
     created_here = journal.links(CREATED_LINK)
+    looked_up = journal.links(LOOKED_UP_LINK)
     for subscription in chosen:
         plan = inputs.plans.get(subscription.plan_name)
         if plan is None:
@@ -257,8 +259,18 @@ def report_usage_with_watermarks(
             # First contact with a pair (or a lost journal): learn what Recurly already holds before posting.
             # Not needed when nothing is to be posted yet, nor for a subscription this journal created (all its
             # usage went through this journal's ledger): that keeps the first runs free of per-pair reads.
-            if watermark is None and windows and created_here.get(subscription.id) != current.uuid:
+            known_key = f"{subscription.id}:{quota_id}:{current.uuid}"
+            if (
+                watermark is None
+                and windows
+                and created_here.get(subscription.id) != current.uuid
+                and known_key not in looked_up
+            ):
                 _bootstrap(rt, ledger, pair, max(earliest, current.activated_at), size)
+                if not options.dry_run:
+                    # the ledger now holds what Recurly held, and every later post goes through an intent: a run
+                    # killed before the watermark moves need not read this pair again
+                    journal.set_link(LOOKED_UP_LINK, known_key, now.isoformat())
             recount: list[UsageWindow] = []
             if watermark is not None and not backfill:
                 recount = [
