@@ -40,7 +40,7 @@ import random
 import uuid
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -252,6 +252,8 @@ class Scenario:
     users: tuple[dict[str, Any], ...]
     subscriptions: tuple[dict[str, Any], ...]
     traffic_series: tuple[TrafficSeries, ...] = field(repr=False)
+    # the catalog the scenario was built from: PLANS, plus numbered copies when scaled by subscriptions_per_plan
+    plan_specs: tuple[PlanSpec, ...] = field(default=PLANS, repr=False)
 
     # ---- seeding ------------------------------------------------------------------------------------
     def seed_amplify(self, amplify: AmplifyEmulator) -> None:
@@ -281,11 +283,11 @@ class Scenario:
     @cached_property
     def supported_plans(self) -> tuple[str, ...]:
         """Plans the tool must create in Recurly: paid, active or deprecated, opted in, representable."""
-        return tuple(spec.name for spec in PLANS if _reaches_recurly(spec))
+        return tuple(spec.name for spec in self.plan_specs if _reaches_recurly(spec))
 
     @cached_property
     def unsupported_plans(self) -> tuple[str, ...]:
-        return tuple(spec.name for spec in PLANS if not spec.supported)
+        return tuple(spec.name for spec in self.plan_specs if not spec.supported)
 
     @cached_property
     def plans_by_state(self) -> dict[str, tuple[str, ...]]:
@@ -402,12 +404,26 @@ def _state(subscription: dict[str, Any]) -> str | None:
 
 
 class _Builder:
-    def __init__(self, seed: int, now: datetime, days_of_traffic: int, quotas_per_plan: int | None) -> None:
+    def __init__(
+        self, seed: int, now: datetime, days_of_traffic: int, quotas_per_plan: int | None, plan_copies: dict[str, int]
+    ) -> None:
         self.rng = random.Random(f"amplify-billing-scenario:{seed}")
         self.now = now
         self.traffic_start = now - timedelta(days=days_of_traffic)
         self.hours = days_of_traffic * 24
         self.quotas_per_plan = quotas_per_plan
+        # each weighted plan and its numbered copies ("weather-payg", "weather-payg-2", …), which share its weight
+        self.families: dict[str, tuple[str, ...]] = {}
+        specs: list[PlanSpec] = []
+        for spec in PLANS:
+            specs.append(spec)
+            copies = tuple(
+                replace(spec, name=f"{spec.name}-{n}", title=f"{spec.title} {n}", weight=0)
+                for n in range(2, plan_copies.get(spec.name, 1) + 1)
+            )
+            specs.extend(copies)
+            self.families[spec.name] = (spec.name, *(c.name for c in copies))
+        self.specs = tuple(specs)
 
     def new_id(self) -> str:
         return f"{self.rng.getrandbits(128):032x}"
@@ -451,7 +467,7 @@ class _Builder:
         created = self.stamp(self.traffic_start - timedelta(days=90))
         plans: list[dict[str, Any]] = []
         quotas: list[dict[str, Any]] = []
-        for spec in PLANS:
+        for spec in self.specs:
             billing: dict[str, Any] = {"currency": spec.currency, "cycle": "recurring", "interval": spec.interval}
             if spec.price is not None:
                 billing["price"] = spec.price
@@ -587,7 +603,11 @@ class _Builder:
         marketplace: dict[str, Any],
     ) -> tuple[dict[str, Any], ...]:
         weighted = [spec for spec in PLANS if spec.weight and _reaches_recurly(spec) for _ in range(spec.weight)]
-        plan_names = [weighted[self.rng.randrange(len(weighted))].name for _ in range(count)]
+        plan_names: list[str] = []
+        for _ in range(count):
+            family = self.families[weighted[self.rng.randrange(len(weighted))].name]
+            # no second draw for an unscaled catalog, so a seed gives the same scenario as before scaling existed
+            plan_names.append(family[self.rng.randrange(len(family))] if len(family) > 1 else family[0])
         plan_names += IGNORED_EXTRAS
         by_name = {p["name"]: p for p in plans}
         total = len(plan_names)
@@ -681,13 +701,22 @@ class _Builder:
 
 
 def build_scenario(
-    *, seed: int, subscriptions: int, now: datetime, days_of_traffic: int = 7, quotas_per_plan: int | None = None
+    *,
+    seed: int,
+    subscriptions: int,
+    now: datetime,
+    days_of_traffic: int = 7,
+    quotas_per_plan: int | None = None,
+    subscriptions_per_plan: int | None = None,
 ) -> Scenario:
     """The scenario for ``seed``: the same arguments always give the same scenario.
 
     ``subscriptions``: how many subscriptions to spread over the supported plans (four more go to plans
     the tool must ignore). ``quotas_per_plan``: when set, every plan whose quotas bill transactions gets
     that many such quotas (copies of its first one), to scale the number of usage add-ons.
+    ``subscriptions_per_plan``: when set, every plan that receives subscriptions gets numbered copies
+    (``weather-payg-2``, …) so that each of them holds about that many, to scale the catalog with the
+    population (a tenant of 10,000 subscriptions has about 1,000 plans at 10 per plan).
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError(f"now must be timezone-aware, got {now!r}")
@@ -697,8 +726,10 @@ def build_scenario(
         raise ValueError(f"days_of_traffic must be at least 1, got {days_of_traffic}")
     if quotas_per_plan is not None and quotas_per_plan < 1:
         raise ValueError(f"quotas_per_plan must be at least 1, got {quotas_per_plan}")
+    if subscriptions_per_plan is not None and subscriptions_per_plan < 1:
+        raise ValueError(f"subscriptions_per_plan must be at least 1, got {subscriptions_per_plan}")
     now = now.astimezone(UTC)
-    builder = _Builder(seed, now, days_of_traffic, quotas_per_plan)
+    builder = _Builder(seed, now, days_of_traffic, quotas_per_plan, _plan_copies(subscriptions, subscriptions_per_plan))
     products = builder.products()
     units = builder.units()
     plans, quotas = builder.plans_and_quotas()
@@ -727,4 +758,14 @@ def build_scenario(
         users=users,
         subscriptions=subs,
         traffic_series=traffic,
+        plan_specs=builder.specs,
     )
+
+
+def _plan_copies(subscriptions: int, per_plan: int | None) -> dict[str, int]:
+    """How many plans each weighted plan becomes so that each holds about ``per_plan`` of ``subscriptions``."""
+    if per_plan is None:
+        return {}
+    weighted = [spec for spec in PLANS if spec.weight and _reaches_recurly(spec)]
+    total = sum(spec.weight for spec in weighted)
+    return {spec.name: max(1, round(subscriptions * spec.weight / total / per_plan)) for spec in weighted}

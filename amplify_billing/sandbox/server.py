@@ -4,7 +4,9 @@ Each emulator registers routes (method + path regex -> handler) and keeps its st
 Handlers run one at a time under the emulator's lock, so state is consistent without per-object
 locking. The base records every request (for call counting and contract checks) and injects
 faults — 429, 5xx, empty-body errors, delays past the client's timeout, and connections dropped
-before or after the server applied a write — at a rate or at the n-th matching request.
+before or after the server applied a write — at a rate or at the n-th matching request. ``latency_seconds``
+delays every answer like a network round trip (benchmarks): the wait happens outside the lock, so
+concurrent requests overlap as they would against a real API.
 """
 
 from __future__ import annotations
@@ -127,6 +129,8 @@ class Emulator:
         self._random = random.Random(seed)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        # a simulated network round trip added to every request; 0 answers as fast as loopback allows
+        self.latency_seconds = 0.0
 
     # ---- routes -------------------------------------------------------------------------------
     def route(self, method: str, pattern: str, name: str, handler: Handler, *, write: bool | None = None) -> None:
@@ -203,6 +207,9 @@ class Emulator:
         """Handle one request. Returns (response or None for a dropped connection, fault, route name)."""
         route, params = self._match(raw.method, raw.path)
         name = route.name if route else "unknown"
+        if self.latency_seconds > 0:
+            # outside the lock: a real API serves concurrent requests in parallel, so their latencies overlap
+            time.sleep(self.latency_seconds)
         with self.lock:
             fault = self._pick_fault(raw.method, raw.path, name)
         if fault is not None and fault.kind == "delay":
