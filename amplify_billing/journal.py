@@ -118,7 +118,7 @@ CREATE TABLE IF NOT EXISTS links (
 # ---- values ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UsageLedgerEntry:
     """One usage record the tool posted to (or found in) Recurly, by its merchant_tag."""
 

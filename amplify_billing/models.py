@@ -84,7 +84,7 @@ class ProductPlan:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AmplifySubscription:
     id: str
     name: str
@@ -172,7 +172,7 @@ REPORT_ONLY = frozenset({ChangeKind.UNSUPPORTED, ChangeKind.WAITING, ChangeKind.
 DESTRUCTIVE = frozenset({ChangeKind.DEACTIVATE, ChangeKind.CANCEL, ChangeKind.TERMINATE})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     """One difference to act on (or, for report-only kinds, to show).
 
@@ -234,7 +234,7 @@ class Outcome(StrEnum):
     REPORTED = "reported"  # report-only kinds (findings, unsupported, waiting)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChangeResult:
     change: Change
     outcome: Outcome

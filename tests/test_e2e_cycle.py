@@ -218,3 +218,19 @@ def test_run_spends_one_amplify_attribute_write_per_subscription_and_approvals_c
     assert all(r.status in (200, 201) for r in puts), "no stale resourceVersion (428) on any write"
     order = [r.path.endswith("/approval") for r in puts]
     assert any(order) and order.index(False) > max(i for i, a in enumerate(order) if a), "approvals first"
+
+
+def test_usage_in_small_batches_bills_the_same(make_cycle: Any, monkeypatch: Any) -> None:
+    import amplify_billing.commands.report_usage as report_usage
+
+    monkeypatch.setattr(report_usage, "USAGE_BATCH_PAIRS", 3)  # many batches: planning and applying per batch
+    cycle: Cycle = make_cycle()
+    cycle.run()
+    cycle.clock.set(TODAY + timedelta(hours=3))
+    real = cycle.report_usage()
+    assert failed(real) == []
+    assert all(r.change.payload == {} for r in real.results), "batch results keep no payloads"
+    expected = _expected_usage(cycle)
+    assert {k: v for k, v in _recurly_usage(cycle).items() if v} == {k: v for k, v in expected.items() if v}
+    assert int(real.figures["units_reported"]) == sum(expected.values())
+    assert applied(cycle.report_usage()) == []

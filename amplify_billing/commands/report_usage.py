@@ -30,7 +30,7 @@ from amplify_billing.commands.subscriptions import (
 )
 from amplify_billing.errors import ConfigError
 from amplify_billing.journal import UsageLedgerEntry
-from amplify_billing.models import Change, ChangeKind, CommandReport, Outcome
+from amplify_billing.models import Change, ChangeKind, ChangeResult, ChangeSet, CommandReport, Outcome
 from amplify_billing.reconcile.subscriptions import ended_state, match_subscriptions
 from amplify_billing.reconcile.usage import BilledQuota, LedgerView, plan_usage, unbilled_findings
 from amplify_billing.recurly_parse import money
@@ -48,6 +48,8 @@ from amplify_billing.usage.windows import (
 log = logging.getLogger(__name__)
 
 INTENT_KIND = "usage"
+# (subscription, quota) pairs planned and applied together; bounds the changes held in memory at once
+USAGE_BATCH_PAIRS = 1000
 LOOKED_UP_LINK = "usage-looked-up"  # (subscription, quota, Recurly uuid) whose Recurly usage is in the ledger
 WINDOW_SETTING = ("setting", "usage.window")
 
@@ -293,10 +295,11 @@ def report_usage_with_watermarks(
                 )
             )
     # plan-level quotas without an add-on (unlimited, strict) are covered by the base price
+    quotas_of = _plan_quotas(rt)
     for subscription in chosen:
         plan = inputs.plans.get(subscription.plan_name)
         if plan is not None:
-            for covered in _plan_quotas(rt, subscription.plan_name):
+            for covered in quotas_of.get(subscription.plan_name, ()):
                 if covered not in plan.quota_add_ons:
                     reasons.setdefault(
                         (subscription.id, covered), "the quota has no usage add-on (the base price covers it)"
@@ -304,75 +307,103 @@ def report_usage_with_watermarks(
 
     ranges = sorted({(w.clip_start, w.clip_end) for q in billed for w in (*q.windows, *q.recount)})
     counts = source.counts(ranges) if ranges else {}
-    views: dict[str, LedgerView] = {}
-    for quota in billed:
-        for window in (*quota.recount, *quota.windows):
-            view = ledger.view(quota.subscription_id, quota.quota_id, window.start)
-            if view is not None:
-                views[view.base_tag] = view
-    usage_plan = plan_usage(billed, counts, views, now=now, skip_zero=settings.skip_zero)
     billed_pairs = {(q.subscription_id, q.quota_id) for q in billed}
     if options.only is not None:
         # the ranges counted for the chosen subscriptions hold others' traffic too: not this run's to report
         counts = {r: {p: n for p, n in c.items() if p[0] in options.only} for r, c in counts.items()}
     findings = unbilled_findings(counts, billed_pairs, known_names, reasons, size)
 
-    from amplify_billing.models import ChangeSet
-
-    changeset = ChangeSet.of("report-usage", [*usage_plan.changes, *findings])
-    results, note = execute(
-        rt,
-        changeset,
-        dry_run=options.dry_run,
-        force=options.force,
-        destructive_verb="change",
-        run_id=run_id,
-        handlers=_usage_handlers(rt, size),
-    )
+    # Plan and apply in batches of pairs: a week of hourly usage for 10,000 subscriptions is ~100,000 changes,
+    # and holding all of them (with their payloads) at once is what bounds the memory of a run. Counting stays
+    # one query per window for everything (above); each batch keeps only slim results for the report.
+    results: list[ChangeResult] = []
     moved: dict[tuple[str, str], datetime] = {}
-    if options.dry_run:
-        moved = dict(usage_plan.watermarks)
-    else:
-        failed_pairs: set[tuple[str, str]] = {
-            (str(r.change.payload.get("amplify_subscription_id")), str(r.change.payload.get("quota_id")))
-            for r in results
-            if r.outcome in (Outcome.FAILED, Outcome.SKIPPED) and r.change.object == "usage"
-        }
-        for (subscription_id, quota_id), mark in usage_plan.watermarks.items():
-            if (subscription_id, quota_id) in failed_pairs:
+    units = records = restated = 0
+    stopped = False
+    handlers = _usage_handlers(rt, size)
+    for start in range(0, len(billed), USAGE_BATCH_PAIRS):
+        batch = billed[start : start + USAGE_BATCH_PAIRS]
+        views: dict[str, LedgerView] = {}
+        for quota in batch:
+            for window in (*quota.recount, *quota.windows):
+                view = ledger.view(quota.subscription_id, quota.quota_id, window.start)
+                if view is not None:
+                    views[view.base_tag] = view
+        usage_plan = plan_usage(batch, counts, views, now=now, skip_zero=settings.skip_zero)
+        batch_results, note = execute(
+            rt,
+            ChangeSet.of("report-usage", list(usage_plan.changes)),
+            dry_run=options.dry_run,
+            force=options.force,
+            destructive_verb="change",
+            run_id=run_id,
+            handlers=handlers,
+        )
+        stopped = stopped or note is not None
+        moved.update(_advance_watermarks(rt, usage_plan.watermarks, batch_results, dry_run=options.dry_run))
+        for r in batch_results:
+            if r.outcome not in (Outcome.APPLIED, Outcome.PLANNED) or r.change.object != "usage":
                 continue
-            old = journal.usage_watermark(subscription_id, quota_id)
-            if old is None or mark > old:
-                journal.set_usage_watermark(subscription_id, quota_id, mark)
-                moved[(subscription_id, quota_id)] = mark
-    applied = [r for r in results if r.outcome in (Outcome.APPLIED, Outcome.PLANNED)]
-    units = sum(
-        int(r.change.payload.get("amount", 0))
-        if r.change.kind is ChangeKind.POST
-        else int(r.change.payload["new_total"]) - int(Decimal(str(r.change.payload["old_total"])))
-        for r in applied
-        if r.change.object == "usage"
-    )
+            if r.change.kind is ChangeKind.POST:
+                records += 1
+                units += int(r.change.payload.get("amount", 0))
+            elif r.change.kind is ChangeKind.RESTATE:
+                restated += 1
+                units += int(r.change.payload["new_total"]) - int(Decimal(str(r.change.payload["old_total"])))
+        # payloads are for the handlers only (the report never shows them): drop them before the next batch
+        results.extend(replace(r, change=replace(r.change, payload={})) for r in batch_results)
+    results.extend(ChangeResult(c, Outcome.REPORTED) for c in ChangeSet.of("report-usage", findings).changes)
+    left = sum(1 for r in results if r.outcome is Outcome.SKIPPED)
     figures: dict[str, int | str] = {
         "units_reported": units,
-        "records_reported": sum(1 for r in applied if r.change.kind is ChangeKind.POST),
-        "restated": sum(1 for r in applied if r.change.kind is ChangeKind.RESTATE),
+        "records_reported": records,
+        "restated": restated,
         "windows_counted": sum(len(q.windows) + len(q.recount) for q in billed),
         "count_queries": source.queries,
         "intents_resolved": resolved,
         "unbilled_units": sum(int(c.summary.split(" ", 1)[0]) for c in findings),
     }
     report = make_report(
-        "report-usage", results, dry_run=options.dry_run, exit_code_flag=options.exit_code, note=note, figures=figures
+        "report-usage",
+        results,
+        dry_run=options.dry_run,
+        exit_code_flag=options.exit_code,
+        note=f"stopped at --max-duration; {left} change(s) left for the next run" if stopped else None,
+        figures=figures,
     )
     return report, moved
 
 
-def _plan_quotas(rt: Runtime, plan_name: str) -> list[str]:
-    for plan in rt.snapshots().amplify_catalog().snapshot.plans:
-        if plan.name == plan_name:
-            return [q.id for q in plan.quotas]
-    return []
+def _advance_watermarks(
+    rt: Runtime,
+    watermarks: Mapping[tuple[str, str], datetime],
+    results: list[ChangeResult],
+    *,
+    dry_run: bool,
+) -> dict[tuple[str, str], datetime]:
+    """Move each pair's watermark past its windows once every change of that pair succeeded (real runs)."""
+    if dry_run:
+        return dict(watermarks)
+    journal = rt.journal()
+    failed_pairs = {
+        (str(r.change.payload.get("amplify_subscription_id")), str(r.change.payload.get("quota_id")))
+        for r in results
+        if r.outcome in (Outcome.FAILED, Outcome.SKIPPED) and r.change.object == "usage"
+    }
+    moved: dict[tuple[str, str], datetime] = {}
+    for (subscription_id, quota_id), mark in watermarks.items():
+        if (subscription_id, quota_id) in failed_pairs:
+            continue
+        old = journal.usage_watermark(subscription_id, quota_id)
+        if old is None or mark > old:
+            journal.set_usage_watermark(subscription_id, quota_id, mark)
+            moved[(subscription_id, quota_id)] = mark
+    return moved
+
+
+def _plan_quotas(rt: Runtime) -> dict[str, list[str]]:
+    """Quota ids of every plan of the catalog, by plan name (one pass, not one per subscription)."""
+    return {plan.name: [q.id for q in plan.quotas] for plan in rt.snapshots().amplify_catalog().snapshot.plans}
 
 
 def _usage_handlers(rt: Runtime, size: timedelta) -> dict[str, Handler]:

@@ -23,7 +23,7 @@ PHASE_USAGE = 70
 PHASE_REPORT = 95
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LedgerView:
     """What the journal says Recurly holds for one (subscription, quota, window)."""
 
@@ -34,7 +34,7 @@ class LedgerView:
     billed: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BilledQuota:
     """One (subscription, quota) that is billed through a Recurly usage add-on."""
 

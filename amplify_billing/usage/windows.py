@@ -29,7 +29,7 @@ _TAG_RE = re.compile(r"amplify:(?P<s>[^:\s]+):(?P<q>[^:\s]+):(?P<w>[0-9]{8}T[0-9
 _OPERATION_RE = re.compile(r"[a-z0-9_-]{1,16}", re.ASCII)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UsageWindow:
     """An aligned UTC window ``[start, end)`` and the part of it inside a subscription's active interval."""
 
