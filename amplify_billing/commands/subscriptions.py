@@ -127,8 +127,13 @@ def _owner_details(rt: Runtime, codes: set[str], subscriptions: list[AmplifySubs
             teams[guid] = platform.get_team(guid)
         return teams[guid]
 
+    people: dict[str, Mapping[str, Any]] = {}
+
     def person(guid: str) -> Mapping[str, Any]:
-        return platform.get_user(guid)
+        # a team's administrator often owns user subscriptions too: one read per person, not per account
+        if guid not in people:
+            people[guid] = platform.get_user(guid)
+        return people[guid]
 
     for subscription in subscriptions:
         code = account_code(subscription, owner_mode)
