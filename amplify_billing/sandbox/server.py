@@ -16,6 +16,7 @@ import json
 import random
 import re
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -114,6 +115,15 @@ class Route:
 
 class _DroppedConnection(Exception):
     pass
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that left (killed, timed out, dropped by an injected fault) is expected here, not an error."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
 
 
 class Emulator:
@@ -310,7 +320,7 @@ class Emulator:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
 
-        server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        server = _QuietServer(("127.0.0.1", port), _Handler)
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(

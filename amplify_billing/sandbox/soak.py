@@ -306,24 +306,6 @@ class _Killer:
             return self.killed
 
 
-def _quiet_disconnects(emulator: Emulator) -> None:
-    """Keep the emulator's server from printing a traceback each time it answers a client that left.
-
-    An injected delay answers after the client's timeout, and a killed client leaves answers unread: both
-    are the point of the soak, not errors, yet ``socketserver`` prints each one to stderr.
-    """
-    server = getattr(emulator, "_server", None)
-    if server is None:
-        return
-    report = server.handle_error
-
-    def handle_error(request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            report(request, client_address)
-
-    server.handle_error = handle_error
-
-
 # ---- the soak -------------------------------------------------------------------------------------------
 
 
@@ -355,8 +337,6 @@ class _Soak:
         clock = VirtualClock(self.scenario.traffic_start)
         sandbox = Sandbox.start(clock=clock, state_dir=state, seed=self.options.seed)
         self.sandboxes.append(sandbox)
-        for emulator in (sandbox.amplify, sandbox.recurly):
-            _quiet_disconnects(emulator)
         self.scenario.seed_amplify(sandbox.amplify)
         timeout = {"timeout_seconds": self.options.timeout_seconds}
         config = sandbox.write_config(state / "config.yaml", amplify=timeout, recurly=timeout)
