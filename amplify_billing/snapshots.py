@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from amplify_billing.amplify.parse import (
     ParseProblem,
@@ -30,8 +31,11 @@ from amplify_billing.settings import Settings
 # what `state=live` lists: active, canceled (until term end), future, in trial, paused
 LISTED_STATES = frozenset({"active", "canceled", "future", "in_trial", "paused"})
 
-# RSQL `=in=` lists are chunked to keep URLs well under common 8 KB limits.
-IN_CHUNK = 40
+# RSQL `=in=` lists are cut to keep the encoded URL well under common 8 KB limits. Cutting by length rather
+# than by a count of names fills each query (each one ends with a partial page, so fewer queries, fewer pages).
+IN_QUERY_CHARS = 6000
+# a quoted, comma-separated name costs its length plus its URL-encoded quotes and comma (%22 %22 %2C)
+IN_NAME_OVERHEAD = 9
 
 
 class ResourceLister(Protocol):
@@ -48,9 +52,18 @@ class RecurlyLister(Protocol):
     def list_accounts(self, params: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
 
 
-def _chunks(values: Sequence[str], size: int = IN_CHUNK) -> Iterator[Sequence[str]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
+def _chunks(values: Sequence[str], budget: int = IN_QUERY_CHARS) -> Iterator[Sequence[str]]:
+    chunk: list[str] = []
+    used = 0
+    for value in values:
+        cost = len(quote(value, safe="")) + IN_NAME_OVERHEAD
+        if chunk and used + cost > budget:
+            yield chunk
+            chunk, used = [], 0
+        chunk.append(value)
+        used += cost
+    if chunk:
+        yield chunk
 
 
 def _in(field_name: str, values: Iterable[str]) -> str:
