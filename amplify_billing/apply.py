@@ -61,9 +61,10 @@ def _plain(payload: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-# Actions whose writes go to Recurly: these may run side by side (one client per worker thread). Amplify
-# writes stay strictly serial: its budget is 25 requests a minute, and order there is the budget's order.
-PARALLEL_SYSTEMS = frozenset({"recurly", "usage"})
+# Writes of one phase may run side by side: Recurly with one client per worker thread; Amplify through its
+# one transport, whose rate limiter keeps the whole process within its budget (25 requests a minute) however
+# many threads ask. Approvals (one phase) still all come before link attributes (a later phase).
+PARALLEL_SYSTEMS = frozenset({"recurly", "usage", "amplify"})
 
 
 @dataclass

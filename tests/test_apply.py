@@ -61,7 +61,7 @@ def change(key: str, action: str, phase: int, requires: tuple[str, ...] = ()) ->
     return Change(ChangeKind.CREATE, "x", key, key, key, action=action, phase=phase, key=key, requires=requires)
 
 
-def test_recurly_writes_of_one_phase_overlap_amplify_writes_never_and_phases_stay_in_order() -> None:
+def test_writes_of_one_phase_overlap_and_phases_stay_in_order() -> None:
     changes = [change(f"p{i}", "recurly.create_plan", 10) for i in range(8)]
     changes += [change(f"u{i}", "usage.post", 70) for i in range(8)]
     changes += [change(f"a{i}", "amplify.set_attributes", 90) for i in range(4)]
@@ -73,7 +73,7 @@ def test_recurly_writes_of_one_phase_overlap_amplify_writes_never_and_phases_sta
     assert [r.change.key for r in results] == [c.key for c in ChangeSet.of("t", changes).changes], "order kept"
     assert recorder.peak["recurly"] > 1 and recorder.peak["usage"] > 1
     assert recorder.peak["recurly"] <= 4 and recorder.peak["usage"] <= 4
-    assert recorder.peak["amplify"] == 1
+    assert 1 < recorder.peak["amplify"] <= 4
     phases = [phase for _, phase in recorder.order]
     assert phases == sorted(phases), "no write of a later phase starts before the earlier phase is done"
     assert len(audit.rows) == 20

@@ -11,6 +11,7 @@ becomes one exception of ``amplify_billing.errors`` whose message tells the oper
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
@@ -61,6 +62,12 @@ class AmplifyTransport:
         self.tokens = TokenProvider(settings, self.session, clock=clock, post=self._post_token)
         # requests sent, by HTTP method, plus "retries"; read by the run summary and the metrics file
         self.stats: dict[str, int] = {}
+        self._stats_lock = threading.Lock()
+
+    def _count(self, key: str) -> None:
+        # writes of one phase may run on several threads; the rate limiter and token cache are locked, so is this
+        with self._stats_lock:
+            self.stats[key] = self.stats.get(key, 0) + 1
 
     @property
     def calls(self) -> int:
@@ -135,7 +142,7 @@ class AmplifyTransport:
             return None
 
         def count_retry(exc: BaseException, attempt: int) -> None:
-            self.stats["retries"] = self.stats.get("retries", 0) + 1
+            self._count("retries")
             log.warning("Amplify %s %s failed (%s), attempt %d of %d; retrying", method, url, exc, attempt, ATTEMPTS)
 
         retrying = build_retrying(
@@ -146,7 +153,7 @@ class AmplifyTransport:
                 with attempt:
                     if throttled:
                         self.limiter.acquire()
-                    self.stats[method] = self.stats.get(method, 0) + 1
+                    self._count(method)
                     response = self.session.request(method, url, timeout=self.settings.timeout_seconds, **kwargs)
                     log.debug("Amplify %s %s -> %d", method, url, response.status_code)
                     if response.status_code in TRANSIENT_STATUSES:
