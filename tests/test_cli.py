@@ -281,3 +281,24 @@ def _no_runs(path: Path) -> bool:
         return journal.recent_runs(10) == []
     finally:
         journal.close()
+
+
+def test_each_command_in_turn_with_json_reports(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    expected = {
+        "sync-plans": {"create"},
+        "link-accounts": {"create", "link"},
+        "sync-subscriptions": {"create", "approve", "link"},
+        "report-usage": set(),
+    }
+    for command, kinds in expected.items():
+        code, out, err = setup.cli(capsys, "--output", "json", command)
+        document = json.loads(out)
+        assert code == ExitCode.OK, (command, err)
+        assert document["command"] == command and document["dry_run"] is False
+        applied_kinds = {c["kind"] for c in document["changes"] if c["outcome"] == "applied"}
+        assert kinds <= applied_kinds, (command, applied_kinds)
+        assert all(c["error"] is None for c in document["changes"])
+    code, out, _ = setup.cli(capsys, "report-usage")
+    assert code == ExitCode.OK and out.startswith("report-usage:")
+    code, out, _ = setup.cli(capsys, "--output", "json", "status")
+    assert code == ExitCode.OK and json.loads(out)["command"] == "status"
