@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -115,59 +116,89 @@ def recurly_subscription(data: Mapping[str, Any]) -> RecurlySubscription:
 # ---- link-accounts ---------------------------------------------------------------------------------
 
 
+def _fetch_all(
+    keys: Iterable[str], fetch: Callable[[str], Mapping[str, Any]], workers: int
+) -> dict[str, Mapping[str, Any] | AmplifyBillingError]:
+    """Read each key once, ``workers`` at a time (the transport's rate limiter still bounds the pace)."""
+
+    def one(key: str) -> Mapping[str, Any] | AmplifyBillingError:
+        try:
+            return fetch(key)
+        except AmplifyBillingError as error:
+            return error
+
+    unique = sorted(set(keys))
+    if workers <= 1 or len(unique) <= 1:
+        return {key: one(key) for key in unique}
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="platform-reader") as pool:
+        return dict(zip(unique, pool.map(one, unique), strict=True))
+
+
+def _admin_of(team: Mapping[str, Any]) -> str | None:
+    """The team's first human administrator (else its first human member): whose e-mail bills the team."""
+    members = [u for u in team.get("users") or () if isinstance(u, Mapping)]
+    humans = [u for u in members if u.get("type") != "client"]
+    admin = next(
+        (u for u in humans if any("admin" in str(r) for r in u.get("roles") or ())), humans[0] if humans else None
+    )
+    return str(admin["guid"]) if admin and admin.get("guid") else None
+
+
+def _primary_of(org: Mapping[str, Any]) -> str | None:
+    users = [u for u in org.get("users") or () if isinstance(u, Mapping)]
+    primary = next((u for u in users if u.get("primary")), users[0] if users else None)
+    return str(primary["guid"]) if primary and primary.get("guid") else None
+
+
 def _owner_details(rt: Runtime, codes: set[str], subscriptions: list[AmplifySubscription]) -> dict[str, OwnerDetails]:
-    """Platform API lookups for accounts we are about to create (only those: they cost Amplify budget)."""
+    """Platform API lookups for accounts we are about to create (only those: they cost Amplify budget).
+
+    Each team, org and user is read once, and the reads overlap (``recurly.concurrency`` at a time) in two
+    rounds: the owners first, then the people whose e-mail and names the accounts need."""
     platform = rt.amplify().platform
     owner_mode = rt.settings.accounts.owner
-    details: dict[str, OwnerDetails] = {}
-    teams: dict[str, Mapping[str, Any]] = {}
-
-    def team(guid: str) -> Mapping[str, Any]:
-        if guid not in teams:
-            teams[guid] = platform.get_team(guid)
-        return teams[guid]
-
-    people: dict[str, Mapping[str, Any]] = {}
-
-    def person(guid: str) -> Mapping[str, Any]:
-        # a team's administrator often owns user subscriptions too: one read per person, not per account
-        if guid not in people:
-            people[guid] = platform.get_user(guid)
-        return people[guid]
-
+    workers = rt.settings.recurly.concurrency
+    owners: dict[str, AmplifySubscription] = {}
     for subscription in subscriptions:
         code = account_code(subscription, owner_mode)
-        if code is None or code not in codes or code in details:
+        if code is not None and code in codes and code not in owners:
+            owners[code] = subscription
+
+    groups: dict[str, Mapping[str, Any] | AmplifyBillingError] = {}
+    if owner_mode == "org":
+        groups = _fetch_all((str(s.owner_org) for s in owners.values()), platform.get_org, workers)
+    else:
+        groups = _fetch_all((s.owner_team for s in owners.values() if s.owner_team), platform.get_team, workers)
+
+    def person_of(s: AmplifySubscription) -> str | None:
+        if owner_mode == "org":
+            org = groups.get(str(s.owner_org))
+            return _primary_of(org) if isinstance(org, Mapping) else None
+        if s.owner_user:
+            return s.owner_user
+        team = groups.get(str(s.owner_team))
+        return _admin_of(team) if isinstance(team, Mapping) else None
+
+    people = _fetch_all((g for g in map(person_of, owners.values()) if g), platform.get_user, workers)
+
+    details: dict[str, OwnerDetails] = {}
+    for code, s in owners.items():
+        group_key = str(s.owner_org) if owner_mode == "org" else str(s.owner_team)
+        group = groups.get(group_key)
+        guid = person_of(s)
+        user = people.get(guid) if guid else None
+        problem = next((e for e in (group, user) if isinstance(e, AmplifyBillingError)), None)
+        if problem is not None and (owner_mode == "org" or not s.owner_user or isinstance(user, AmplifyBillingError)):
+            details[code] = OwnerDetails(None, None, None, None, problem=str(problem))
             continue
-        try:
-            if owner_mode == "org":
-                org = platform.get_org(str(subscription.owner_org))
-                users = [u for u in org.get("users") or () if isinstance(u, Mapping)]
-                primary = next((u for u in users if u.get("primary")), users[0] if users else None)
-                user = person(str(primary["guid"])) if primary else {}
-                company = org.get("name")
-            elif subscription.owner_user:
-                user = person(subscription.owner_user)
-                company = team(subscription.owner_team).get("name") if subscription.owner_team else None
-            else:
-                assert subscription.owner_team is not None
-                team_data = team(subscription.owner_team)
-                members = [u for u in team_data.get("users") or () if isinstance(u, Mapping)]
-                humans = [u for u in members if u.get("type") != "client"]
-                admin = next(
-                    (u for u in humans if any("admin" in str(r) for r in u.get("roles") or ())),
-                    humans[0] if humans else None,
-                )
-                user = person(str(admin["guid"])) if admin else {}
-                company = team_data.get("name")
-            details[code] = OwnerDetails(
-                email=user.get("email") or None,
-                first_name=user.get("firstname") or None,
-                last_name=user.get("lastname") or None,
-                company=str(company) if company else None,
-            )
-        except AmplifyBillingError as error:
-            details[code] = OwnerDetails(None, None, None, None, problem=str(error))
+        found = user if isinstance(user, Mapping) else {}
+        company = group.get("name") if isinstance(group, Mapping) else None
+        details[code] = OwnerDetails(
+            email=found.get("email") or None,
+            first_name=found.get("firstname") or None,
+            last_name=found.get("lastname") or None,
+            company=str(company) if company else None,
+        )
     return details
 
 
