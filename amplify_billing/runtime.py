@@ -55,7 +55,9 @@ class Runtime:
     # The newest version of each Amplify resource this process wrote, by selfLink. A second write to the same
     # resource in one run (approve, then link) must carry the new resourceVersion, not the listing's: a stale
     # one costs a 428, a re-read and a retry, at 25 requests a minute.
-    _written: dict[str, Mapping[str, Any]] = field(default_factory=dict, init=False)
+    # Only what a later write needs is kept (resourceVersion and attributes), not whole resources: an initial
+    # run writes to every subscription, and 10,000 full resources would dominate its memory.
+    _written: dict[str, tuple[Any, Mapping[str, Any]]] = field(default_factory=dict, init=False)
     # concurrent Recurly writers ask for clients and the journal from worker threads
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False)
     # what a person at a terminal sees while a command works; nothing at all under cron
@@ -145,13 +147,30 @@ class Runtime:
             self._live = None
 
     def newest(self, resource: Mapping[str, Any]) -> Mapping[str, Any]:
-        """The latest version of an Amplify resource known to this process (it may be the one given)."""
-        return self._written.get(_self_link(resource), resource)
+        """``resource`` with the resourceVersion and attributes of this process's last write to it, if any.
+
+        A main-resource PUT carries the full body; subresources (approval, state) in it are ignored by the
+        server, so the listed body with the newest version and attributes is the current one for that PUT."""
+        known = self._written.get(_self_link(resource))
+        if known is None:
+            return resource
+        version, attributes = known
+        metadata = resource.get("metadata")
+        return {
+            **resource,
+            "metadata": {**(metadata if isinstance(metadata, Mapping) else {}), "resourceVersion": version},
+            "attributes": dict(attributes),
+        }
 
     def wrote(self, resource: Mapping[str, Any]) -> None:
         link = _self_link(resource)
-        if link:
-            self._written[link] = resource
+        metadata = resource.get("metadata")
+        if link and isinstance(metadata, Mapping):
+            attributes = resource.get("attributes")
+            self._written[link] = (
+                metadata.get("resourceVersion"),
+                dict(attributes) if isinstance(attributes, Mapping) else {},
+            )
 
     def api_calls(self) -> dict[str, dict[str, int]]:
         """Requests made so far by system and method, for the summary and the metrics file."""
