@@ -7,6 +7,7 @@ record of the traffic.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -154,6 +155,13 @@ def test_usage_sums_match_traffic_to_the_unit_and_a_second_run_posts_nothing(mak
     assert failed(real) == []
     assert sorted(applied(real)) == sorted(planned(dry))
     assert int(real.figures["records_reported"]) > 0
+    # the report: one row per (subscription, quota) with its windows and units, adding up to the figures
+    posts = [r for r in real.results if r.change.kind.value == "post"]
+    assert len({r.change.key for r in posts}) == len(posts)
+    parsed = [re.fullmatch(r"(\d+) window\(s\), ([\d,]+) unit\(s\)", r.change.summary) for r in posts]
+    assert all(parsed)
+    assert sum(int(m.group(1)) for m in parsed if m) == int(real.figures["records_reported"])
+    assert sum(int(m.group(2).replace(",", "")) for m in parsed if m) == int(real.figures["units_reported"])
 
     expected = _expected_usage(cycle)
     got = _recurly_usage(cycle)

@@ -350,8 +350,7 @@ def report_usage_with_watermarks(
             elif r.change.kind is ChangeKind.RESTATE:
                 restated += 1
                 units += int(r.change.payload["new_total"]) - int(Decimal(str(r.change.payload["old_total"])))
-        # payloads are for the handlers only (the report never shows them): drop them before the next batch
-        results.extend(replace(r, change=replace(r.change, payload={})) for r in batch_results)
+        results.extend(_per_pair(batch_results))
     results.extend(ChangeResult(c, Outcome.REPORTED) for c in ChangeSet.of("report-usage", findings).changes)
     left = sum(1 for r in results if r.outcome is Outcome.SKIPPED)
     figures: dict[str, int | str] = {
@@ -372,6 +371,28 @@ def report_usage_with_watermarks(
         figures=figures,
     )
     return report, moved
+
+
+def _per_pair(results: list[ChangeResult]) -> list[ChangeResult]:
+    """The report's view of a batch: posts summed per (subscription, quota) and outcome ("7 window(s), 1,234
+    unit(s)"), each restatement, failure and skip on its own row. A week of hourly usage is ~100,000 posts; the
+    journal's audit log keeps every one of them, the report keeps what an operator reads."""
+    rows: list[ChangeResult] = []
+    sums: dict[tuple[str, str, Outcome], tuple[ChangeResult, int, int]] = {}
+    for r in results:
+        change = r.change
+        if change.kind is ChangeKind.POST and r.outcome in (Outcome.APPLIED, Outcome.PLANNED):
+            pair = (str(change.payload["amplify_subscription_id"]), str(change.payload["quota_id"]), r.outcome)
+            first, windows, units = sums.get(pair, (r, 0, 0))
+            sums[pair] = (first, windows + 1, units + int(change.payload.get("amount", 0)))
+        else:
+            # payloads are for the handlers only (the report never shows them)
+            rows.append(replace(r, change=replace(change, payload={})))
+    for (subscription_id, quota_id, _outcome), (first, windows, units) in sums.items():
+        summary = f"{windows} window(s), {units:,} unit(s)"
+        change = replace(first.change, payload={}, summary=summary, key=f"{subscription_id}:{quota_id}")
+        rows.append(replace(first, change=change, result_id=None))
+    return rows
 
 
 def _advance_watermarks(
