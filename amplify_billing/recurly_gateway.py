@@ -545,15 +545,37 @@ class RecurlyGateway:
         )
 
     def create_usage(
-        self, subscription_id: str, add_on_id: str, body: Mapping[str, Any], *, idempotency_key: str | None = None
+        self,
+        subscription_id: str,
+        add_on_id: str,
+        body: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        already_stored: Callable[[], Mapping[str, Any] | None] | None = None,
     ) -> dict[str, Any]:
+        """Post one usage record. ``already_stored``: asked before every repeat of the request, it finds the
+        record by its merchant_tag when the first attempt was stored but its answer lost. Recurly documents no
+        lifetime or scope for Idempotency-Key, so a repeat never relies on the key alone (DESIGN.md §4)."""
         h = self._headers(idempotency_key)
-        return self._write(
+        attempts = 0
+
+        def send(client: recurly.Client) -> Any:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1 and already_stored is not None:
+                found = already_stored()
+                if found is not None:
+                    log.info("usage %s was stored by an attempt whose answer was lost", body.get("merchant_tag"))
+                    return dict(found)
+            return client.create_usage(subscription_id, add_on_id, _wire(body), headers=h)
+
+        answer = self._call(
             "POST",
             f"usage {body.get('merchant_tag')} on {subscription_id}/{add_on_id}",
-            lambda c: c.create_usage(subscription_id, add_on_id, _wire(body), headers=h),
-            idempotency_key,
+            send,
+            repeatable=idempotency_key is not None or already_stored is not None,
         )
+        return dict(answer) if isinstance(answer, dict) else _body_of(answer)
 
     def update_usage(
         self, usage_id: str, body: Mapping[str, Any], *, idempotency_key: str | None = None

@@ -242,3 +242,30 @@ def test_usage_in_small_batches_bills_the_same(make_cycle: Any, monkeypatch: Any
     assert {k: v for k, v in _recurly_usage(cycle).items() if v} == {k: v for k, v in expected.items() if v}
     assert int(real.figures["units_reported"]) == sum(expected.values())
     assert applied(cycle.report_usage()) == []
+
+
+def test_a_lost_answer_is_resolved_by_merchant_tag_even_if_recurly_ignored_the_idempotency_key(
+    make_cycle: Any,
+) -> None:
+    cycle: Cycle = make_cycle()
+    cycle.run()
+    cycle.clock.set(TODAY + timedelta(hours=3))
+    emulator = cycle.sandbox.recurly
+    original = emulator.dispatch
+
+    def forgetful(raw: Any) -> Any:
+        emulator._priors.clear()  # a Recurly that keeps no Idempotency-Key at all
+        return original(raw)
+
+    emulator.dispatch = forgetful  # type: ignore[method-assign]
+    # stored, then the connection drops before the answer: the retry must find the record, not post it again
+    rule = emulator.inject("drop_after", method="POST", path=r"/usage$", nth=2)
+    report = cycle.report_usage()
+    emulator.dispatch = original  # type: ignore[method-assign]
+    assert rule.injected == 1
+    assert failed(report) == []
+    tags = Counter(r["merchant_tag"] for r in emulator.usage_records())
+    assert max(tags.values()) == 1, "no merchant_tag twice"
+    assert {k: v for k, v in _recurly_usage(cycle).items() if v} == {
+        k: v for k, v in _expected_usage(cycle).items() if v
+    }

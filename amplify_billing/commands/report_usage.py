@@ -446,8 +446,21 @@ def _usage_handlers(rt: Runtime, size: timedelta) -> dict[str, Handler]:
         intent_payload.update({"merchant_tag": tag, "amount": str(amount)})
         journal.begin_intent(tag, INTENT_KIND, intent_payload)
         body = {"amount": amount, "merchant_tag": tag, "usage_timestamp": p["usage_timestamp"]}
+        def stored() -> Mapping[str, Any] | None:
+            # DESIGN.md §4 step 4 within the run: a lost answer is resolved by merchant_tag, never by a resend
+            records = rt.recurly().list_usage(
+                p["subscription_id"],
+                p["add_on_id"],
+                {"billing_status": "all", "begin_time": p["usage_timestamp"], "end_time": p["usage_timestamp"]},
+            )
+            return next((r for r in records if r.get("merchant_tag") == tag), None)
+
         created = rt.recurly().create_usage(
-            p["subscription_id"], p["add_on_id"], body, idempotency_key=idempotency_key(tag, "create")
+            p["subscription_id"],
+            p["add_on_id"],
+            body,
+            idempotency_key=idempotency_key(tag, "create"),
+            already_stored=stored,
         )
         usage_id = str(created.get("id"))
         now = rt.clock()
