@@ -7,10 +7,11 @@ nothing twice; a command that changed something tells it which listing is stale.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -69,6 +70,38 @@ def _chunks(values: Sequence[str], budget: int = IN_QUERY_CHARS) -> Iterator[Seq
 def _in(field_name: str, values: Iterable[str]) -> str:
     quoted = ",".join('"' + v.replace('"', "") + '"' for v in values)
     return f"{field_name}=in=({quoted})"
+
+
+class CompactResource(Mapping[str, Any]):
+    """A resource kept as its JSON text and decoded on access: a tenth of the memory of the decoded dict.
+
+    Read rarely (a write-back, a stand-in check) and never changed in place, so decoding on access is cheap
+    where it happens and saves most of a large run's memory where it does not."""
+
+    __slots__ = ("_text",)
+
+    def __init__(self, text: bytes) -> None:
+        self._text = text
+
+    @classmethod
+    def of(cls, resource: Mapping[str, Any]) -> CompactResource:
+        return cls(json.dumps(resource, separators=(",", ":"), ensure_ascii=False).encode())
+
+    def _decoded(self) -> dict[str, Any]:
+        value: dict[str, Any] = json.loads(self._text)
+        return value
+
+    def __getitem__(self, key: str) -> Any:
+        return self._decoded()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._decoded())
+
+    def __len__(self) -> int:
+        return len(self._decoded())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._decoded().get(key, default)
 
 
 @dataclass(frozen=True)
@@ -193,12 +226,20 @@ class Snapshots:
         subscriptions: list[AmplifySubscription] = []
         problems: list[ParseProblem] = []
         for names in _chunks(sorted(set(plan_names))):
-            for raw in self.amplify.list("subscriptions", query=_in("spec.plan.name", names)):
-                parsed = parse_subscription(raw)
-                if isinstance(parsed, ParseProblem):
-                    problems.append(parsed)
-                else:
-                    subscriptions.append(parsed)
+            query = _in("spec.plan.name", names)
+            pages = getattr(self.amplify, "pages", None)
+            listing = (
+                pages("subscriptions", query=query) if pages else [self.amplify.list("subscriptions", query=query)]
+            )
+            # page by page: the parsed subscription keeps its resource as compact JSON (a write-back PUT needs the
+            # whole body), so 10,000 decoded resources never sit in memory at once
+            for page in listing:
+                for raw in page:
+                    parsed = parse_subscription(raw)
+                    if isinstance(parsed, ParseProblem):
+                        problems.append(parsed)
+                    else:
+                        subscriptions.append(replace(parsed, raw=CompactResource.of(raw)))
         return subscriptions, problems
 
     # ---- Recurly ---------------------------------------------------------------------------------

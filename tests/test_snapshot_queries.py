@@ -18,3 +18,20 @@ def test_names_are_cut_into_full_queries_under_the_url_budget() -> None:
 
 def test_no_names_no_query() -> None:
     assert list(_chunks([])) == []
+
+
+def test_a_compact_resource_reads_like_the_resource_it_keeps() -> None:
+    import sys
+
+    from amplify_billing.snapshots import CompactResource
+
+    resource = {
+        "name": "sub-1",
+        "metadata": {"id": "a" * 32, "resourceVersion": "7", "selfLink": "/catalog/v1/subscriptions/sub-1"},
+        "attributes": {"recurlyAccountCode": "amplify-team-x"},
+        "title": "Ünïcode ✓",
+    }
+    compact = CompactResource.of(resource)
+    assert dict(compact) == resource and compact.get("missing") is None and compact["title"] == "Ünïcode ✓"
+    assert {**compact, "attributes": {}}["metadata"] == resource["metadata"]
+    assert sys.getsizeof(compact) + len(compact._text) < sum(sys.getsizeof(v) for v in resource.values()) * 2

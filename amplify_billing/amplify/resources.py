@@ -8,7 +8,7 @@ a value differs, and resolves a lost optimistic-concurrency race (HTTP 428) by r
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, urljoin
 
@@ -38,16 +38,15 @@ class ResourceClient:
             url += f"/{scope_plural}/{quote(scope_name, safe='')}"
         return f"{url}/{plural}"
 
-    def list(
+    def pages(
         self, plural: str, *, query: str | None = None, scope: str | None = None, group: str = "catalog"
-    ) -> list[dict[str, Any]]:
-        """Every resource of a kind (optionally within one scope, filtered by an RSQL ``query``)."""
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The listing one page at a time, so a caller can keep less than every resource in memory at once."""
         url: str | None = self._collection_url(plural, scope, group)
         first_page: dict[str, Any] = {"pageSize": self._settings.page_size, "page": 1}
         if query is not None:
             first_page["query"] = query
         params: dict[str, Any] | None = first_page
-        items: list[dict[str, Any]] = []
         visited: set[str] = set()
         while url is not None:
             response = self._transport.request("GET", url, params=params)
@@ -57,7 +56,7 @@ class ResourceClient:
                     f"Amplify answered GET {response.url} with something other than a list of resources",
                     system="amplify",
                 )
-            items.extend(page)
+            yield page
             visited.add(response.url)
             next_link = response.links.get("next", {}).get("url")
             if not next_link:
@@ -66,6 +65,12 @@ class ResourceClient:
             url, params = urljoin(response.url, next_link), None
             if url in visited:
                 raise UpstreamError(f"Amplify paging of {plural} loops back to {url}", system="amplify")
+
+    def list(
+        self, plural: str, *, query: str | None = None, scope: str | None = None, group: str = "catalog"
+    ) -> list[dict[str, Any]]:
+        """Every resource of a kind (optionally within one scope, filtered by an RSQL ``query``)."""
+        items = [item for page in self.pages(plural, query=query, scope=scope, group=group) for item in page]
         log.debug("listed %d %s", len(items), plural)
         return items
 
