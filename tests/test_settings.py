@@ -417,7 +417,7 @@ def test_bad_values(sections: dict[str, dict[str, Any]], message: str) -> None:
                                                    "(127.0.0.0/8, localhost, ::1); use https://"),
         ("recurly.api_url", "http://127.0.0.1:8080/v3",
          "'http://127.0.0.1:8080/v3': only the scheme, host and port are used; remove the path '/v3'"),
-        ("recurly.api_url", "https://v3.recurly.com?x=1", "'https://v3.recurly.com?x=1': remove the query or fragment"),
+        ("recurly.api_url", "https://recurly.example.com?x=1", "'https://recurly.example.com?x=1': remove the query or fragment"),
     ],
 )
 def test_bad_urls(key: str, url: str, problem: str) -> None:
