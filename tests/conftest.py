@@ -51,7 +51,7 @@ class RecurlyContract:
 
         problems: list[str] = []
         for r in requests:
-            if r.path.startswith("/_sandbox"):
+            if r.path.startswith("/_sandbox") or _torn(r):
                 continue
             query = {k: v[0] for k, v in r.query.items() if v}
             body = None if r.body is None else json.dumps(r.body)
@@ -72,6 +72,16 @@ class RecurlyContract:
                 detail = [str(getattr(e, "message", e)) for e in getattr(cause, "schema_errors", ())] or [str(cause)]
                 problems.append(f"{r.method} {r.path} {query or ''} {body or ''}: {error} {detail}")
         return problems
+
+
+def _torn(request: Any) -> bool:
+    """A request cut off by a SIGKILL of the client (the crash tests): fewer body bytes than it announced.
+
+    It never reached Recurly as a request, so there is no contract to check; a whole request is always checked."""
+    declared = next((v for k, v in request.headers.items() if k.lower() == "content-length"), None)
+    if declared is None or not str(declared).isdigit() or not isinstance(request.body, str):
+        return False
+    return len(request.body.encode()) < int(declared)
 
 
 def _python_patterns(node: Any) -> None:
