@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import typing
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -40,15 +41,11 @@ ENV = {"RECURLY_API_KEY": RECURLY_KEY, "AMPLIFY_CLIENT_SECRET": CLIENT_SECRET}
 BASE = Path("/etc/amplify-billing")
 PEM = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n"
 
+# the sections as the Settings dataclass declares them (every field but `source`), not a copy of the loader's table
 SECTIONS = {
-    "amplify": AmplifySettings,
-    "recurly": RecurlySettings,
-    "catalog": CatalogSettings,
-    "accounts": AccountSettings,
-    "subscriptions": SubscriptionSettings,
-    "usage": UsageSettings,
-    "safety": SafetySettings,
-    "state": StateSettings,
+    name: hint
+    for name, hint in typing.get_type_hints(Settings).items()
+    if dataclasses.is_dataclass(hint)
 }
 
 
