@@ -84,10 +84,3 @@ def build_retrying(
         before_sleep=before_sleep,
         reraise=True,
     )
-
-
-def epoch_to_wait(reset_epoch: float | None, now: Callable[[], float] = time.time) -> float | None:
-    """Seconds until a rate-limit reset given as epoch seconds (``X-RateLimit-Reset``)."""
-    if reset_epoch is None:
-        return None
-    return max(0.0, reset_epoch - now())

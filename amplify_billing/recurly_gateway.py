@@ -50,7 +50,6 @@ T = TypeVar("T")
 # The largest page the API serves (spec: limit 1–200); fewer pages spend less of the rate limit.
 PAGE_LIMIT = 200
 API_HOSTS = {"us": "v3.recurly.com", "eu": "v3.eu.recurly.com"}
-RATE_LIMIT_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 # Below this many requests left in the window, calls are spaced until the reset instead of burning the rest.
 LOW_WATER = 5
 

@@ -113,10 +113,6 @@ class Route:
     is_write: bool
 
 
-class _DroppedConnection(Exception):
-    pass
-
-
 class _QuietServer(ThreadingHTTPServer):
     """A client that left (killed, timed out, dropped by an injected fault) is expected here, not an error."""
 
