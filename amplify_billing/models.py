@@ -192,6 +192,9 @@ class Change:
     key: str = ""
     # keys of changes in the same set that must have succeeded first (a plan before its add-ons)
     requires: tuple[str, ...] = ()
+    # a finding that holds back a money action (an unproven read, an uncountable window, a stuck intent, a
+    # restatement not sent): the run exits 1 as for a failed change (DESIGN.md §7)
+    withholds: bool = False
 
     @property
     def writes(self) -> bool:

@@ -135,8 +135,19 @@ class UsageSettings:
     skip_zero: bool = True
     # transaction statuses to count (empty: all), e.g. ["Success"]
     statuses: tuple[str, ...] = ()
-    # how far back a first run looks for usage when nothing is journaled yet
-    max_backfill: timedelta = timedelta(days=35)
+    # How far back usage is counted at all (a first run, a backfill). None: the source's retention (Traceability
+    # keeps transactions 7 days; a file has no retention). A window older than this is a finding, never skipped.
+    max_backfill: timedelta | None = None
+    # Traceability keeps "Transactions data: 7 Days" with no archival (reference §9.1): a window that starts
+    # earlier can no longer be counted, only reported as uncountable.
+    retention: timedelta = timedelta(days=7)
+    # Explicit Lexus group_by limit: the 0.2 schema defaults to 100 terms and says nothing when it cuts.
+    group_limit: int = 1000
+    # Traffic from before the Recurly subscription started (approved before the first run, cron down): bill it,
+    # dated at that start, or report it as a finding with its units.
+    before_billing_start: Literal["bill", "report"] = "bill"
+    # A re-count lower than what was posted is a finding unless this is true (a lost row must not refund usage).
+    allow_downward_restatement: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,6 +159,8 @@ class SafetySettings:
 @dataclass(frozen=True)
 class StateSettings:
     path: Path = Path("./state/amplify-billing.db")
+    # pairs whose newest Recurly usage every run compares with the journal (a restored or second journal is stale)
+    verify_sample: int = 5
 
 
 @dataclass(frozen=True)
@@ -790,6 +803,9 @@ _RULES: Mapping[str, Callable[[Any], str | None]] = {
     "usage.settle_delay": _duration_rule(allow_zero=True),
     "usage.lookback": _duration_rule(allow_zero=True),
     "usage.max_backfill": _duration_rule(allow_zero=False),
+    "usage.retention": _duration_rule(allow_zero=False),
+    "usage.group_limit": _between(2, 65536, "Lexus cuts a grouping at this many terms"),
+    "state.verify_sample": _between(0, 1000),
     "safety.min_destructive_count": _between(0, None),
 }
 

@@ -112,6 +112,9 @@ def execute(
 def exit_code_for(results: list[ChangeResult], *, dry_run: bool, exit_code_flag: bool) -> int:
     if any(r.outcome is Outcome.FAILED for r in results):
         return int(ExitCode.PARTIAL_FAILURE)
+    if not dry_run and any(r.outcome is Outcome.REPORTED and r.change.withholds for r in results):
+        # money was held back for want of a complete read: as serious as a failed change, never exit 0
+        return int(ExitCode.PARTIAL_FAILURE)
     if exit_code_flag:
         pending = any(r.outcome is Outcome.PLANNED for r in results) or any(
             r.change.kind in REPORT_ONLY for r in results

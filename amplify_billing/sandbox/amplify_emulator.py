@@ -185,6 +185,10 @@ class AmplifyEmulator(Emulator):
         self._orgs: dict[str, dict[str, Any]] = {}
         self._traffic = TrafficStore()
         self._traffic_lock = threading.Lock()
+        # A listing cut short on demand (kind -> items served before paging stops without a Link header), as a
+        # proxy or server fault would: X-Axway-Total-Count still gives the true total, so a client that checks
+        # the total (reference §2.3) notices, and one that trusts the missing Link does not.
+        self.cut_listings: dict[str, int] = {}
         # audit fields name the service account the way Amplify shows one (reference §6.2)
         self.service_user_id = "DOSA_" + hashlib.sha256(client_id.encode()).hexdigest()[:32]
         self._register_routes()
@@ -512,6 +516,12 @@ class AmplifyEmulator(Emulator):
             if request.method == "HEAD":
                 return Response(200, None, headers)
             start = (page - 1) * size
+            cut = self.cut_listings.get(info.kind)
+            if cut is not None:
+                served = matched[:cut]  # the total below stays the true one
+                if start + size >= len(served):
+                    version = request.params["version"]
+                    return _json(200, [self._render(r, version) for r in served[start : start + size]], headers)
             if start + size < len(matched):
                 params = [(k, v) for k, vs in request.query.items() for v in vs if k not in ("page", "pageSize")]
                 params += [("pageSize", str(size)), ("page", str(page + 1))]

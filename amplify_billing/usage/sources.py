@@ -13,7 +13,8 @@ import io
 import json
 import re
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -34,12 +35,38 @@ _WHOLE_NUMBER = re.compile(r"[0-9]+", re.ASCII)
 _FIX = "fix the row, nothing was posted from this file"
 
 
+@dataclass(frozen=True)
+class RangeCount:
+    """The counts of one range and what the source proved about them (DESIGN.md §3 Completeness).
+
+    A pair missing from ``counts`` had no traffic only where the answer is proven to cover it; anywhere else its
+    count is unknown, and nothing that depends on absence (a zero, a downward restatement, a skipped window) may
+    follow from it."""
+
+    counts: Mapping[tuple[str, str], int]
+    whole: bool  # every pair is covered: the answer is proven complete
+    proven_subscriptions: frozenset[str] = frozenset()  # when not whole: subscriptions proven complete
+    proven_pairs: frozenset[tuple[str, str]] = frozenset()  # when not whole: pairs proven complete
+    why: str = ""  # when not whole: what could not be proven, for the finding
+
+    def covers(self, pair: tuple[str, str]) -> bool:
+        return self.whole or pair[0] in self.proven_subscriptions or pair in self.proven_pairs
+
+    def count(self, pair: tuple[str, str]) -> int | None:
+        """The pair's count, 0 when proven absent, None when unknown."""
+        return self.counts.get(pair, 0) if self.covers(pair) else None
+
+
 class UsageSource(Protocol):
-    """Counts per range; ``queries`` is the number of count queries made so far (report and benchmarks)."""
+    """Counts per range; ``queries`` is the number of count queries made so far (report and benchmarks).
+
+    ``population`` is the subscriptions the caller bills: a source may split a query over them when one answer
+    cannot be proven whole. ``retention``: how far back the source can still count (None: no limit)."""
 
     queries: int
+    retention: timedelta | None
 
-    def counts(self, ranges: Sequence[Range]) -> Counts: ...
+    def counts(self, ranges: Sequence[Range], population: Collection[str] = ()) -> dict[Range, RangeCount]: ...
 
 
 class TraceabilityLike(Protocol):
@@ -316,6 +343,7 @@ __all__ = [
     "Counts",
     "FileSource",
     "Range",
+    "RangeCount",
     "TraceabilityLike",
     "TraceabilitySource",
     "UsageSource",
