@@ -100,6 +100,8 @@ class AmplifySubscription:
     state_changed_at: datetime | None = None
     attributes: Mapping[str, str] = field(default_factory=dict, compare=False)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # when it became active (state.when.timestamp while the state is active): where its billing starts
+    active_since: datetime | None = None
 
 
 # ---------------------------------------------------------------------------------------------

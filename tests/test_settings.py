@@ -442,7 +442,7 @@ def test_https_urls_keep_their_path() -> None:
         (config(amplify={"Client_Secret_File": "x"}),
          "amplify.Client_Secret_File: unknown key; did you mean amplify.client_secret_file?"),
         (config(amplify={"api_key": "x"}), "amplify.api_key: unknown key; did you mean recurly.api_key?"),
-        (config(state={"journal": "x"}), "state.journal: unknown key; the keys of state are path"),
+        (config(state={"journal": "x"}), "state.journal: unknown key; the keys of state are path, verify_sample"),
         ({**config(), "recurlly": {}}, "recurlly: unknown key; did you mean recurly?"),
         ({**config(), "page_size": 5}, "page_size: unknown key; did you mean amplify.page_size?"),
         ({**config(), "logging": {}},

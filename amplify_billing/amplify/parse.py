@@ -313,6 +313,9 @@ def parse_subscription(raw: Mapping[str, Any]) -> AmplifySubscription | ParsePro
             or parse_timestamp(_dig(raw, "metadata.audit.modifyTimestamp")),
             attributes=_attributes(raw),
             raw=raw,
+            active_since=(
+                parse_timestamp(_dig(raw, "state.when.timestamp")) if state == literals.STATE_ACTIVE else None
+            ),
         )
     except _Bad as bad:
         return ParseProblem("subscription", name, str(bad), resource_id(raw))

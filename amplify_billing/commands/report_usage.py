@@ -1,11 +1,14 @@
 """report-usage: counted API traffic -> Recurly usage records, exactly once (DESIGN.md §3 Usage, §4, §5).
 
 Order of a run:
-1. resolve open intents left by a killed run, by looking for their merchant_tag in Recurly;
+1. resolve open intents left by a killed run, one by one, by looking for their merchant_tag in Recurly; one whose
+   lookup fails is stuck and holds back only its own (subscription, quota);
 2. for each billed (subscription, quota) never seen by this journal, read what Recurly already holds
    (so a lost journal never causes a second post);
-3. plan windows from each pair's watermark (plus the lookback for late traffic), count them with one
-   query per distinct range, compare with the ledger;
+3. plan windows from each pair's watermark (plus the lookback for late traffic), from the moment the Amplify
+   subscription became active; count them with one query per distinct range (the source proves each answer
+   whole, or says which pairs it could not prove), compare with the ledger; windows older than the source can
+   count are a finding, never skipped in silence;
 4. apply: intent -> write with Idempotency-Key -> ledger + confirmation; then advance the watermarks of the
    pairs whose changes all succeeded.
 """
@@ -28,14 +31,31 @@ from amplify_billing.commands.subscriptions import (
     subscription_inputs,
     subscription_options,
 )
-from amplify_billing.errors import ConfigError
+from amplify_billing.errors import ConfigError, UpstreamError
 from amplify_billing.journal import UsageLedgerEntry
-from amplify_billing.models import Change, ChangeKind, ChangeResult, ChangeSet, CommandReport, Outcome
-from amplify_billing.reconcile.subscriptions import ended_state, match_subscriptions
-from amplify_billing.reconcile.usage import BilledQuota, LedgerView, plan_usage, unbilled_findings
+from amplify_billing.models import (
+    AmplifySubscription,
+    Change,
+    ChangeKind,
+    ChangeResult,
+    ChangeSet,
+    CommandReport,
+    Outcome,
+)
+from amplify_billing.reconcile.subscriptions import RecurlySubscription, ended_state, match_subscriptions
+from amplify_billing.reconcile.usage import (
+    PHASE_REPORT,
+    AgedOut,
+    BilledQuota,
+    LedgerView,
+    UsageRules,
+    plan_usage,
+    restatement_candidates,
+    unbilled_findings,
+)
 from amplify_billing.recurly_parse import money
 from amplify_billing.runtime import Runtime
-from amplify_billing.usage.sources import build_source
+from amplify_billing.usage.sources import RangeCount, UsageSource, build_source
 from amplify_billing.usage.windows import (
     WINDOW_SIZES,
     UsageWindow,
@@ -43,6 +63,7 @@ from amplify_billing.usage.windows import (
     merchant_tag,
     parse_merchant_tag,
     reportable_windows,
+    window_ceil,
 )
 
 log = logging.getLogger(__name__)
@@ -52,6 +73,10 @@ INTENT_KIND = "usage"
 USAGE_BATCH_PAIRS = 1000
 LOOKED_UP_LINK = "usage-looked-up"  # (subscription, quota, Recurly uuid) whose Recurly usage is in the ledger
 WINDOW_SETTING = ("setting", "usage.window")
+# a tier type we cannot read is treated as the strictest: no correction into a billed cycle is attempted
+UNKNOWN_TIER_TYPE = "volume"
+
+Pair = tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -90,13 +115,31 @@ class _Ledger:
         if not entries:
             return None
         base = next((e for e in entries if e.kind == "base"), None)
+        parts = [e for e in entries if e.kind == "part"]
+        first = base or (parts[0] if parts else None)
+        adjustments = {
+            parsed.adjustment
+            for e in entries
+            if e.kind == "adjustment" and (parsed := parse_merchant_tag(e.merchant_tag)) and parsed.adjustment
+        }
         return LedgerView(
             base_tag=tag,
             base_usage_id=base.usage_id if base else None,
             total=sum((e.amount for e in entries), Decimal(0)),
-            adjustments=sum(1 for e in entries if e.kind == "adjustment"),
-            billed=bool(base and base.billed),
+            adjustments=max(adjustments, default=0),
+            billed=bool(first and first.billed),
+            parts=len(parts),
+            probe_usage_id=first.usage_id if first else None,
         )
+
+
+def _record_kind(tag_text: str) -> str:
+    tag = parse_merchant_tag(tag_text)
+    if tag is None:
+        return "base"
+    if tag.adjustment:
+        return "adjustment"
+    return "part" if tag.part else "base"
 
 
 def _usage_entry(
@@ -108,6 +151,7 @@ def _usage_entry(
     now_value = record.get("updated_at") or record.get("created_at")
     recorded = now_value if isinstance(now_value, datetime) else parse_timestamp(now_value)
     base = merchant_tag(subscription_id, quota_id, tag.window_start)
+    kind = _record_kind(str(record.get("merchant_tag")))
     return UsageLedgerEntry(
         merchant_tag=str(record.get("merchant_tag")),
         subscription_id=subscription_id,
@@ -119,31 +163,61 @@ def _usage_entry(
         amount=money(record.get("amount")) or Decimal(0),
         usage_id=str(record.get("id")) if record.get("id") else None,
         billed=record.get("billed_at") is not None,
-        kind="adjustment" if tag.adjustment else "base",
-        base_tag=base if tag.adjustment else None,
+        kind=kind,
+        base_tag=None if kind == "base" else base,
         recorded_at=recorded or tag.window_start,
         updated_at=recorded or tag.window_start,
     )
 
 
-def _resolve_open_intents(rt: Runtime, ledger: _Ledger, size: timedelta) -> int:
-    """DESIGN.md §4 step 4: an intent left open by a killed run is looked up in Recurly before any resend."""
+@dataclass
+class _IntentResolution:
+    resolved: int = 0
+    stuck: list[Change] = field(default_factory=list)
+    blocked: set[Pair] = field(default_factory=set)
+
+
+def _resolve_open_intents(rt: Runtime, ledger: _Ledger, size: timedelta) -> _IntentResolution:
+    """DESIGN.md §4 step 4: an intent left open by a killed run is looked up in Recurly before any resend.
+
+    One by one: an intent whose lookup fails is reported as stuck and holds back only its own pair, so one bad
+    record never stops the usage billing of every other subscription."""
     journal = rt.journal()
-    resolved = 0
+    outcome = _IntentResolution()
     for intent in journal.open_intents(INTENT_KIND):
         p = intent.payload
         when = str(p["usage_timestamp"])
-        records = rt.recurly().list_usage(
-            p["subscription_id"],
-            p["add_on_id"],
-            {"billing_status": "all", "begin_time": when, "end_time": when, "limit": 200},
-        )
+        pair = (str(p["amplify_subscription_id"]), str(p["quota_id"]))
+        try:
+            records = rt.recurly().list_usage(
+                p["subscription_id"],
+                p["add_on_id"],
+                {"billing_status": "all", "begin_time": when, "end_time": when, "limit": 200},
+            )
+        except UpstreamError as error:
+            outcome.blocked.add(pair)
+            outcome.stuck.append(
+                Change(
+                    ChangeKind.FINDING,
+                    "usage",
+                    f"subscription ({pair[0]}) quota {pair[1]}",
+                    f"{str(p['subscription_id']).removeprefix('uuid-')}/{str(p['add_on_id']).removeprefix('code-')}",
+                    f"stuck intent {intent.key} ({p.get('amount')} unit(s)) from {intent.created_at.isoformat()}: "
+                    f"cannot look it up in Recurly ({error}); nothing more is posted for this pair until it is "
+                    "resolved, the next run tries again",
+                    payload={"units": int(Decimal(str(p.get("amount") or 0)))},
+                    phase=PHASE_REPORT,
+                    key=f"{pair[0]}:{pair[1]}:stuck:{intent.key}",
+                    withholds=True,
+                )
+            )
+            continue
         found = [r for r in records if r.get("merchant_tag") == intent.key]
         if found:
             entry = _usage_entry(
                 found[0],
-                subscription_id=str(p["amplify_subscription_id"]),
-                quota_id=str(p["quota_id"]),
+                subscription_id=pair[0],
+                quota_id=pair[1],
                 uuid=str(p["subscription_id"]).removeprefix("uuid-"),
                 add_on=str(p["add_on_id"]).removeprefix("code-"),
                 size=size,
@@ -156,8 +230,8 @@ def _resolve_open_intents(rt: Runtime, ledger: _Ledger, size: timedelta) -> int:
                 log.error("merchant_tag %s appears %d times in Recurly", intent.key, len(found))
         elif not ledger.dry_run:
             journal.abandon_intent(intent.key, "not found in Recurly: the write never landed")
-        resolved += 1
-    return resolved
+        outcome.resolved += 1
+    return outcome
 
 
 def _bootstrap(rt: Runtime, ledger: _Ledger, quota: BilledQuota, since: datetime, size: timedelta) -> None:
@@ -197,6 +271,134 @@ def report_usage(rt: Runtime, options: UsageOptions, *, run_id: int | None) -> C
     return report_usage_with_watermarks(rt, options, run_id=run_id)[0]
 
 
+@dataclass(frozen=True)
+class _Horizon:
+    """How far back this run may count, and why not further (for the finding)."""
+
+    cutoff: datetime | None  # windows must start at or after it to be countable; None: no limit
+    why: str
+
+
+def _horizon(rt: Runtime, source: UsageSource, options: UsageOptions, now: datetime) -> _Horizon:
+    settings = rt.settings.usage
+    limits: list[tuple[datetime, str]] = []
+    if source.retention is not None:
+        limits.append(
+            (
+                now - source.retention,
+                f"the usage source keeps {_days(source.retention)} of transactions (usage.retention); "
+                "count them from another source (usage.source: file, with report-usage --from/--to)",
+            )
+        )
+    max_backfill = settings.max_backfill
+    if max_backfill is not None and options.start is None:
+        limits.append(
+            (
+                now - max_backfill,
+                f"older than usage.max_backfill ({_days(max_backfill)}); "
+                "raise it, or backfill with report-usage --from/--to",
+            )
+        )
+    if not limits:
+        return _Horizon(None, "")
+    cutoff, why = max(limits, key=lambda limit: limit[0])
+    return _Horizon(cutoff, why)
+
+
+def _days(span: timedelta) -> str:
+    return f"{span.days} days" if span % timedelta(days=1) == timedelta(0) else str(span)
+
+
+@dataclass
+class _Planner:
+    """Builds the BilledQuota of every (subscription, quota) this run reports, and the reasons for the others."""
+
+    rt: Runtime
+    options: UsageOptions
+    ledger: _Ledger
+    size: timedelta
+    now: datetime
+    horizon: _Horizon
+    report_until: datetime | None
+    blocked: set[Pair]
+    stale: bool = False
+    billed: list[BilledQuota] = field(default_factory=list)
+    reasons: dict[Pair, str] = field(default_factory=dict)
+
+    def pair_windows(
+        self, subscription: AmplifySubscription, current: RecurlySubscription, watermark: datetime | None
+    ) -> tuple[list[UsageWindow], list[UsageWindow], AgedOut | None, list[UsageWindow]]:
+        """New windows, re-count windows, the aged-out span and the before-billing-start windows of one pair."""
+        settings = self.rt.settings.usage
+        assert current.activated_at is not None
+        # DESIGN.md §3: billing starts when the Amplify subscription became active, not when its Recurly
+        # subscription was made (a subscription approved before the first run, or while cron was down)
+        became_active = subscription.active_since or current.activated_at
+        became_active = min(became_active, current.activated_at)
+        report_mode = settings.before_billing_start == "report"
+        active_from = current.activated_at if report_mode else became_active
+        until = subscription.state_changed_at if ended_state(subscription) else None
+        if current.expires_at is not None and (until is None or current.expires_at < until):
+            until = current.expires_at
+        backfill = self.options.start is not None or self.options.end is not None
+        since = None if backfill else watermark
+        floor = self.options.start or became_active
+        cutoff = self.horizon.cutoff
+        earliest = floor if cutoff is None else max(floor, cutoff)
+
+        def windows(start: datetime, earliest: datetime, since: datetime | None) -> list[UsageWindow]:
+            return reportable_windows(
+                size=self.size,
+                now=self.now,
+                settle_delay=settings.settle_delay,
+                active_from=start,
+                active_until=until,
+                since=since,
+                earliest=earliest,
+                until=self.report_until,
+            )
+
+        countable = [w for w in windows(active_from, earliest, since) if cutoff is None or w.clip_start >= cutoff]
+        aged = self._aged_out(active_from, since, until, cutoff)
+        before: list[UsageWindow] = []
+        if report_mode and became_active < current.activated_at:
+            before = [
+                w
+                for w in windows(became_active, earliest, since)
+                if w.clip_start < current.activated_at and (cutoff is None or w.clip_start >= cutoff)
+            ]
+            before = [replace(w, clip_end=min(w.clip_end, current.activated_at)) for w in before]
+        recount: list[UsageWindow] = []
+        if watermark is not None and not backfill:
+            back = self.now - settings.lookback
+            recount = [
+                w
+                for w in windows(active_from, max(earliest, back), None)
+                if w.clip_end <= watermark and (cutoff is None or w.clip_start >= cutoff)
+            ]
+        return countable, recount, aged, before
+
+    def _aged_out(
+        self, active_from: datetime, since: datetime | None, until: datetime | None, cutoff: datetime | None
+    ) -> AgedOut | None:
+        """The span this pair should have counted but can no longer: from where counting would begin to the first
+        countable window (a window that starts before the cutoff has lost some of its transactions)."""
+        if cutoff is None:
+            return None
+        start = max(active_from, since) if since is not None else active_from
+        if self.options.start is not None:
+            start = max(start, self.options.start)
+        boundary = window_ceil(cutoff, self.size)
+        end = min(boundary, until) if until is not None else boundary
+        settled = self.now - self.rt.settings.usage.settle_delay
+        end = min(end, settled)
+        if start >= end:
+            return None
+        first = start - (start - datetime(1970, 1, 1, tzinfo=start.tzinfo)) % self.size
+        count = -((first - end) // self.size)
+        return AgedOut(start, end, count, self.horizon.why)
+
+
 def report_usage_with_watermarks(
     rt: Runtime, options: UsageOptions, *, run_id: int | None
 ) -> tuple[CommandReport, dict[tuple[str, str], datetime]]:
@@ -208,92 +410,121 @@ def report_usage_with_watermarks(
     now = rt.clock()
     _check_window_setting(rt, window_name, options.dry_run)
     ledger = _Ledger(rt, options.dry_run)
-    resolved = _resolve_open_intents(rt, ledger, size)
+    intents = _resolve_open_intents(rt, ledger, size)
 
     source = build_source(rt.settings, rt.amplify() if settings.source == "traceability" else None, size)
     # A file says nothing about windows past its last row: counting them as zero would move the watermarks
     # past traffic a later file may bring, so the windows stop where the file does.
     span_end = getattr(source, "span", (None, None))[1]
     report_until = options.end if span_end is None else min(options.end or span_end, span_end)
+    horizon = _horizon(rt, source, options, now)
+    planner = _Planner(rt, options, ledger, size, now, horizon, report_until, intents.blocked)
+    known_names = _collect_pairs(planner)
 
+    counted = [r for q in planner.billed for r in _ranges_of(q)]
+    population = sorted({q.subscription_id for q in planner.billed})
+    answers: dict[tuple[datetime, datetime], RangeCount] = (
+        source.counts(sorted(set(counted)), population) if counted else {}
+    )
+    if options.only is not None:
+        # the ranges counted for the chosen subscriptions hold others' traffic too: not this run's to report
+        answers = {
+            r: replace(a, counts={p: n for p, n in a.counts.items() if p[0] in options.only})
+            for r, a in answers.items()
+        }
+    billed_pairs = {(q.subscription_id, q.quota_id) for q in planner.billed} | intents.blocked
+    findings = [*intents.stuck, *unbilled_findings(answers, billed_pairs, known_names, planner.reasons, size)]
+
+    results, moved, figures, stopped = _plan_and_apply(rt, planner, answers, options, run_id)
+    results.extend(ChangeResult(c, Outcome.REPORTED) for c in ChangeSet.of("report-usage", findings).changes)
+    left = sum(1 for r in results if r.outcome is Outcome.SKIPPED)
+    reported_findings = [r.change for r in results if r.outcome is Outcome.REPORTED]
+    figures.update(
+        {
+            "windows_counted": sum(len(q.windows) + len(q.recount) for q in planner.billed),
+            "count_queries": source.queries,
+            "intents_resolved": intents.resolved,
+            "intents_stuck": len(intents.stuck),
+            "unbilled_units": sum(
+                int(c.payload.get("units", 0)) for c in reported_findings if int(c.payload.get("units", 0)) > 0
+            ),
+            "withheld_findings": sum(1 for c in reported_findings if c.withholds),
+        }
+    )
+    report = make_report(
+        "report-usage",
+        results,
+        dry_run=options.dry_run,
+        exit_code_flag=options.exit_code,
+        note=f"stopped at --max-duration; {left} change(s) left for the next run" if stopped else None,
+        figures=figures,
+    )
+    return report, moved
+
+
+def _ranges_of(quota: BilledQuota) -> list[tuple[datetime, datetime]]:
+    return [(w.clip_start, w.clip_end) for w in (*quota.windows, *quota.recount, *quota.before_start)]
+
+
+def _collect_pairs(planner: _Planner) -> dict[str, str]:
+    """Fills the planner's billed pairs and reasons; returns Amplify id -> name of the subscriptions on linked plans."""
+    rt, options = planner.rt, planner.options
     inputs = subscription_inputs(rt)
     matches = {**inputs.journal_links, **match_subscriptions(inputs, subscription_options(rt))}
     recurly_by_uuid = {r.uuid: r for r in inputs.recurly}
-    earliest = options.start or (now - settings.max_backfill)
     journal = rt.journal()
-    billed: list[BilledQuota] = []
-    reasons: dict[tuple[str, str], str] = {}
     known_names: dict[str, str] = {}
     chosen = [s for s in inputs.amplify if options.only is None or s.id in options.only]
     created_here = journal.links(CREATED_LINK)
     looked_up = journal.links(LOOKED_UP_LINK)
+    tier_types = _tier_types(rt)
     for subscription in chosen:
         plan = inputs.plans.get(subscription.plan_name)
         if plan is None:
             continue
         known_names[subscription.id] = subscription.name
         current = recurly_by_uuid.get(matches.get(subscription.id, ""))
-        quota_ids = [q for q in plan.quota_add_ons]
         if current is None or current.activated_at is None:
-            for quota_id in quota_ids:
-                reasons[(subscription.id, quota_id)] = "the subscription has no live Recurly subscription"
+            for quota_id in plan.quota_add_ons:
+                planner.reasons[(subscription.id, quota_id)] = "the subscription has no live Recurly subscription"
             continue
-        until = subscription.state_changed_at if ended_state(subscription) else None
-        if current.expires_at is not None and (until is None or current.expires_at < until):
-            until = current.expires_at
         for quota_id, add_on in sorted(plan.quota_add_ons.items()):
+            pair = (subscription.id, quota_id)
             if add_on not in current.add_on_codes:
-                reasons[(subscription.id, quota_id)] = f"add-on {add_on} is not on Recurly subscription {current.uuid}"
+                planner.reasons[pair] = f"add-on {add_on} is not on Recurly subscription {current.uuid}"
                 continue
+            if pair in planner.blocked:
+                continue  # a stuck intent holds this pair back (its finding says so)
             watermark = journal.usage_watermark(subscription.id, quota_id)
-            pair = BilledQuota(subscription.id, subscription.name, quota_id, current.uuid, add_on, ())
-            backfill = options.start is not None or options.end is not None
-            windows = reportable_windows(
-                size=size,
-                now=now,
-                settle_delay=settings.settle_delay,
-                active_from=current.activated_at,
-                active_until=until,
-                since=None if backfill else watermark,
-                earliest=earliest,
-                until=report_until,
+            windows, recount, aged, before = planner.pair_windows(subscription, current, watermark)
+            quota = BilledQuota(
+                subscription.id,
+                subscription.name,
+                quota_id,
+                current.uuid,
+                add_on,
+                tuple(windows),
+                tuple(recount),
+                billing_start=current.activated_at,
+                tier_type=tier_types.get((plan.code, add_on), UNKNOWN_TIER_TYPE),
+                before_start=tuple(before),
+                aged_out=aged,
             )
             # First contact with a pair (or a lost journal): learn what Recurly already holds before posting.
             # Not needed when nothing is to be posted yet, nor for a subscription this journal created (all its
             # usage went through this journal's ledger): that keeps the first runs free of per-pair reads.
             known_key = f"{subscription.id}:{quota_id}:{current.uuid}"
-            if (
-                watermark is None
-                and windows
-                and created_here.get(subscription.id) != current.uuid
-                and known_key not in looked_up
-            ):
-                _bootstrap(rt, ledger, pair, max(earliest, current.activated_at), size)
+            first_contact = (
+                watermark is None and windows and created_here.get(subscription.id) != current.uuid
+            ) and known_key not in looked_up
+            if first_contact or (planner.stale and (windows or recount)):
+                since = min((w.clip_start for w in (*windows, *recount)), default=current.activated_at)
+                _bootstrap(rt, planner.ledger, quota, min(since, current.activated_at), planner.size)
                 if not options.dry_run:
                     # the ledger now holds what Recurly held, and every later post goes through an intent: a run
                     # killed before the watermark moves need not read this pair again
-                    journal.set_link(LOOKED_UP_LINK, known_key, now.isoformat())
-            recount: list[UsageWindow] = []
-            if watermark is not None and not backfill:
-                recount = [
-                    w
-                    for w in reportable_windows(
-                        size=size,
-                        now=now,
-                        settle_delay=settings.settle_delay,
-                        active_from=current.activated_at,
-                        active_until=until,
-                        since=None,
-                        earliest=max(earliest, now - settings.lookback),
-                        until=watermark,
-                    )
-                    if w.clip_end <= watermark
-                ]
-            billed.append(
-                BilledQuota(
-                    subscription.id, subscription.name, quota_id, current.uuid, add_on, tuple(windows), tuple(recount)
-                )
-            )
+                    journal.set_link(LOOKED_UP_LINK, known_key, planner.now.isoformat())
+            planner.billed.append(quota)
     # plan-level quotas without an add-on (unlimited, strict) are covered by the base price
     quotas_of = _plan_quotas(rt)
     for subscription in chosen:
@@ -301,35 +532,41 @@ def report_usage_with_watermarks(
         if plan is not None:
             for covered in quotas_of.get(subscription.plan_name, ()):
                 if covered not in plan.quota_add_ons:
-                    reasons.setdefault(
+                    planner.reasons.setdefault(
                         (subscription.id, covered), "the quota has no usage add-on (the base price covers it)"
                     )
+    return known_names
 
-    ranges = sorted({(w.clip_start, w.clip_end) for q in billed for w in (*q.windows, *q.recount)})
-    counts = source.counts(ranges) if ranges else {}
-    billed_pairs = {(q.subscription_id, q.quota_id) for q in billed}
-    if options.only is not None:
-        # the ranges counted for the chosen subscriptions hold others' traffic too: not this run's to report
-        counts = {r: {p: n for p, n in c.items() if p[0] in options.only} for r, c in counts.items()}
-    findings = unbilled_findings(counts, billed_pairs, known_names, reasons, size)
 
-    # Plan and apply in batches of pairs: a week of hourly usage for 10,000 subscriptions is ~100,000 changes,
-    # and holding all of them (with their payloads) at once is what bounds the memory of a run. Counting stays
-    # one query per window for everything (above); each batch keeps only slim results for the report.
+def _tier_types(rt: Runtime) -> dict[tuple[str, str], str]:
+    """(plan code, add-on code) -> the add-on's tier type as Recurly holds it."""
+    catalog = rt.snapshots().recurly_catalog()
+    return {(code, a.code): a.tier_type for code, plan in catalog.plans.items() for a in plan.add_ons}
+
+
+def _plan_and_apply(
+    rt: Runtime,
+    planner: _Planner,
+    answers: Mapping[tuple[datetime, datetime], RangeCount],
+    options: UsageOptions,
+    run_id: int | None,
+) -> tuple[list[ChangeResult], dict[Pair, datetime], dict[str, int | str], bool]:
+    """Plan and apply in batches of pairs: a week of hourly usage for 10,000 subscriptions is ~100,000 changes,
+    and holding all of them (with their payloads) at once is what bounds the memory of a run. Counting stays
+    one query per window for everything (above); each batch keeps only slim results for the report."""
+    settings = rt.settings.usage
+    rules = UsageRules(skip_zero=settings.skip_zero, allow_downward=settings.allow_downward_restatement)
     results: list[ChangeResult] = []
-    moved: dict[tuple[str, str], datetime] = {}
+    moved: dict[Pair, datetime] = {}
     units = records = restated = 0
     stopped = False
-    handlers = _usage_handlers(rt, size)
+    handlers = _usage_handlers(rt, planner.size)
+    billed = planner.billed
     for start in range(0, len(billed), USAGE_BATCH_PAIRS):
         batch = billed[start : start + USAGE_BATCH_PAIRS]
-        views: dict[str, LedgerView] = {}
-        for quota in batch:
-            for window in (*quota.recount, *quota.windows):
-                view = ledger.view(quota.subscription_id, quota.quota_id, window.start)
-                if view is not None:
-                    views[view.base_tag] = view
-        usage_plan = plan_usage(batch, counts, views, now=now, skip_zero=settings.skip_zero)
+        views = _ledger_views(planner.ledger, batch)
+        views = _refresh_billed(rt, views, restatement_candidates(batch, answers, views))
+        usage_plan = plan_usage(batch, answers, views, now=planner.now, rules=rules)
         batch_results, note = execute(
             rt,
             ChangeSet.of("report-usage", list(usage_plan.changes)),
@@ -349,28 +586,41 @@ def report_usage_with_watermarks(
                 units += int(r.change.payload.get("amount", 0))
             elif r.change.kind is ChangeKind.RESTATE:
                 restated += 1
-                units += int(r.change.payload["new_total"]) - int(Decimal(str(r.change.payload["old_total"])))
+                p = r.change.payload
+                if r.change.action == "usage.update":
+                    units += int(p["amount"]) - int(Decimal(str(p["old_total"])))
+                else:
+                    units += int(p["amount"])
         results.extend(_per_pair(batch_results))
-    results.extend(ChangeResult(c, Outcome.REPORTED) for c in ChangeSet.of("report-usage", findings).changes)
-    left = sum(1 for r in results if r.outcome is Outcome.SKIPPED)
-    figures: dict[str, int | str] = {
-        "units_reported": units,
-        "records_reported": records,
-        "restated": restated,
-        "windows_counted": sum(len(q.windows) + len(q.recount) for q in billed),
-        "count_queries": source.queries,
-        "intents_resolved": resolved,
-        "unbilled_units": sum(int(c.summary.split(" ", 1)[0]) for c in findings),
-    }
-    report = make_report(
-        "report-usage",
-        results,
-        dry_run=options.dry_run,
-        exit_code_flag=options.exit_code,
-        note=f"stopped at --max-duration; {left} change(s) left for the next run" if stopped else None,
-        figures=figures,
-    )
-    return report, moved
+    figures: dict[str, int | str] = {"units_reported": units, "records_reported": records, "restated": restated}
+    return results, moved, figures, stopped
+
+
+def _ledger_views(ledger: _Ledger, batch: list[BilledQuota]) -> dict[str, LedgerView]:
+    views: dict[str, LedgerView] = {}
+    for quota in batch:
+        for window in (*quota.recount, *quota.windows):
+            view = ledger.view(quota.subscription_id, quota.quota_id, window.start)
+            if view is not None:
+                views[view.base_tag] = view
+    return views
+
+
+def _refresh_billed(rt: Runtime, views: dict[str, LedgerView], tags: list[str]) -> dict[str, LedgerView]:
+    """Whether a window's record is billed decides its restatement (in place or an adjustment), so it is read from
+    Recurly before planning, never assumed from the journal (a record is billed when its cycle is invoiced)."""
+    for tag in tags:
+        view = views[tag]
+        if view.billed or view.probe_usage_id is None:
+            continue
+        try:
+            record = rt.recurly().get_usage(view.probe_usage_id)
+        except UpstreamError as error:
+            views[tag] = replace(view, unreadable=f"cannot read usage {view.probe_usage_id} in Recurly ({error})")
+            continue
+        if record.get("billed_at") is not None:
+            views[tag] = replace(view, billed=True)
+    return views
 
 
 def _per_pair(results: list[ChangeResult]) -> list[ChangeResult]:
@@ -386,10 +636,11 @@ def _per_pair(results: list[ChangeResult]) -> list[ChangeResult]:
             first, windows, units = sums.get(pair, (r, 0, 0))
             sums[pair] = (first, windows + 1, units + int(change.payload.get("amount", 0)))
         else:
-            # payloads are for the handlers only (the report never shows them)
-            rows.append(replace(r, change=replace(change, payload={})))
+            # payloads are for the handlers only (the report never shows them); findings keep their units
+            kept = {"units": change.payload["units"]} if "units" in change.payload else {}
+            rows.append(replace(r, change=replace(change, payload=kept)))
     for (subscription_id, quota_id, _outcome), (first, windows, units) in sums.items():
-        summary = f"{windows} window(s), {units:,} unit(s)"
+        summary = f"{windows} record(s), {units:,} unit(s)"
         change = replace(first.change, payload={}, summary=summary, key=f"{subscription_id}:{quota_id}")
         rows.append(replace(first, change=change, result_id=None))
     return rows
@@ -427,25 +678,51 @@ def _plan_quotas(rt: Runtime) -> dict[str, list[str]]:
     return {plan.name: [q.id for q in plan.quotas] for plan in rt.snapshots().amplify_catalog().snapshot.plans}
 
 
+JOURNAL_PAYLOAD_KEYS = (
+    "subscription_id",
+    "add_on_id",
+    "merchant_tag",
+    "amount",
+    "usage_timestamp",
+    "amplify_subscription_id",
+    "quota_id",
+)
+
+
 def _usage_handlers(rt: Runtime, size: timedelta) -> dict[str, Handler]:
     handlers = default_handlers(rt)
-    journal_payload_keys = (
-        "subscription_id",
-        "add_on_id",
-        "merchant_tag",
-        "amount",
-        "usage_timestamp",
-        "amplify_subscription_id",
-        "quota_id",
-    )
 
-    def post_record(change: Change, tag: str, amount: Decimal | int, kind: str) -> str | None:
+    def ledger_entry(p: Mapping[str, Any], usage_id: str, amount: Decimal) -> UsageLedgerEntry:
+        now = rt.clock()
+        kind = str(p.get("record_kind") or "base")
+        return UsageLedgerEntry(
+            merchant_tag=str(p["merchant_tag"]),
+            subscription_id=str(p["amplify_subscription_id"]),
+            quota_id=str(p["quota_id"]),
+            window_start=p["window_start"],
+            window_end=p["window_end"],
+            recurly_subscription_id=str(p["subscription_id"]).removeprefix("uuid-"),
+            add_on_code=str(p["add_on_id"]).removeprefix("code-"),
+            amount=amount,
+            usage_id=usage_id,
+            billed=False,
+            kind=kind,
+            base_tag=None if kind == "base" else str(p["base_tag"]),
+            recorded_at=now,
+            updated_at=now,
+        )
+
+    def post(change: Change, key: str, done: Mapping[str, str | None]) -> str | None:
+        """Base records, parts and adjustments alike: intent, write with its Idempotency-Key, ledger."""
         p = change.payload
+        tag = str(p["merchant_tag"])
+        amount = int(p["amount"])
         journal = rt.journal()
-        intent_payload = {k: (str(p[k]) if k == "amount" else p[k]) for k in journal_payload_keys if k in p}
-        intent_payload.update({"merchant_tag": tag, "amount": str(amount)})
+        intent_payload = {k: p[k] for k in JOURNAL_PAYLOAD_KEYS}
+        intent_payload["amount"] = str(amount)
         journal.begin_intent(tag, INTENT_KIND, intent_payload)
         body = {"amount": amount, "merchant_tag": tag, "usage_timestamp": p["usage_timestamp"]}
+
         def stored() -> Mapping[str, Any] | None:
             # DESIGN.md §4 step 4 within the run: a lost answer is resolved by merchant_tag, never by a resend
             records = rt.recurly().list_usage(
@@ -463,60 +740,25 @@ def _usage_handlers(rt: Runtime, size: timedelta) -> dict[str, Handler]:
             already_stored=stored,
         )
         usage_id = str(created.get("id"))
-        now = rt.clock()
-        journal.record_usage(
-            UsageLedgerEntry(
-                merchant_tag=tag,
-                subscription_id=str(p["amplify_subscription_id"]),
-                quota_id=str(p["quota_id"]),
-                window_start=p["window_start"],
-                window_end=p["window_end"],
-                recurly_subscription_id=str(p["subscription_id"]).removeprefix("uuid-"),
-                add_on_code=str(p["add_on_id"]).removeprefix("code-"),
-                amount=Decimal(amount),
-                usage_id=usage_id,
-                billed=False,
-                kind=kind,
-                base_tag=None if kind == "base" else str(p["merchant_tag"]),
-                recorded_at=now,
-                updated_at=now,
-            )
-        )
+        journal.record_usage(ledger_entry(p, usage_id, Decimal(amount)))
         journal.complete_intent(tag, usage_id)
         return usage_id
 
-    def post(change: Change, key: str, done: Mapping[str, str | None]) -> str | None:
-        return post_record(change, str(change.payload["merchant_tag"]), int(change.payload["amount"]), "base")
-
-    def restate(change: Change, key: str, done: Mapping[str, str | None]) -> str | None:
+    def update(change: Change, key: str, done: Mapping[str, str | None]) -> str | None:
+        """The window's only record, unbilled (the plan read it so): its amount changes in place."""
         p = change.payload
-        journal = rt.journal()
-        entries = journal.usage_for_window(str(p["amplify_subscription_id"]), str(p["quota_id"]), p["window_start"])
-        base = next((e for e in entries if e.kind == "base"), None)
-        adjustments = sum(1 for e in entries if e.kind == "adjustment")
-        record = rt.recurly().get_usage(base.usage_id) if base and base.usage_id else None
-        billed = record is None or record.get("billed_at") is not None
-        new_total = Decimal(p["new_total"])
-        if base is not None and base.usage_id and record is not None and not billed and adjustments == 0:
-            rt.recurly().update_usage(
-                base.usage_id,
-                {"amount": int(new_total)},
-                idempotency_key=idempotency_key(f"{base.merchant_tag}={new_total}", "update"),
-            )
-            now = rt.clock()
-            journal.record_usage(replace(base, amount=new_total, updated_at=now))
-            return base.usage_id
-        if base is not None and billed and not base.billed:
-            journal.mark_billed(base.merchant_tag)
-        old_total = sum((e.amount for e in entries), Decimal(0))
-        difference = new_total - old_total
-        if difference == 0:
-            return base.usage_id if base else None
-        tag = merchant_tag(str(p["amplify_subscription_id"]), str(p["quota_id"]), p["window_start"], adjustments + 1)
-        return post_record(change, tag, int(difference), "adjustment")
+        usage_id = str(p["usage_id"])
+        amount = int(p["amount"])
+        rt.recurly().update_usage(
+            usage_id,
+            {"amount": amount},
+            idempotency_key=idempotency_key(f"{p['merchant_tag']}={amount}", "update"),
+        )
+        rt.journal().record_usage(ledger_entry(p, usage_id, Decimal(amount)))
+        return usage_id
 
     handlers["usage.post"] = post
-    handlers["usage.restate"] = restate
+    handlers["usage.update"] = update
     return handlers
 
 

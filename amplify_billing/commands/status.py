@@ -48,7 +48,7 @@ from amplify_billing.reconcile.subscriptions import (
 from amplify_billing.recurly_parse import money
 from amplify_billing.render import Cell, Column, json_value, redact, render_rows
 from amplify_billing.runtime import Runtime
-from amplify_billing.usage.sources import build_source
+from amplify_billing.usage.sources import RangeCount, build_source
 from amplify_billing.usage.windows import WINDOW_SIZES, parse_merchant_tag, window_floor
 
 StatusOutput = Literal["table", "json", "markdown"]
@@ -832,10 +832,10 @@ def gather_status(rt: Runtime, *, verify: bool) -> StatusInputs:
     targets, gaps = usage_targets(subscriptions, matches, period_starts, watermarks, size)
 
     ranges = sorted({(t.start, t.end) for t in targets if t.end is not None})
-    counts: dict[tuple[datetime, datetime], dict[tuple[str, str], int]] = {}
+    answers: dict[tuple[datetime, datetime], RangeCount] = {}
     if ranges:
         source = build_source(settings, rt.amplify() if settings.usage.source == "traceability" else None, size)
-        counts = source.counts(ranges)
+        answers = source.counts(ranges, sorted({t.subscription_id for t in targets}))
     entries: dict[str, tuple[UsageLedgerEntry, ...]] = {}
     usage: list[UsageFacts] = []
     for t in targets:
@@ -844,7 +844,9 @@ def gather_status(rt: Runtime, *, verify: bool) -> StatusInputs:
         usage.append(
             UsageFacts(
                 target=t,
-                amplify_count=None if t.end is None else counts.get((t.start, t.end), {}).get(t.pair, 0),
+                # None where the count is not proven complete: status never shows a guess as Amplify's count
+                amplify_count=None if t.end is None or (t.start, t.end) not in answers
+                else answers[(t.start, t.end)].count(t.pair),
                 journal_entries=entries[t.subscription_id],
                 recurly_records=_recurly_usage(rt, t) if verify else None,
             )

@@ -1,12 +1,18 @@
 """report-usage diff: counted traffic per (subscription, quota, window) vs what Recurly holds. Pure.
 
-For every window of every billed (subscription, quota):
-- nothing in Recurly and a non-zero count: post one usage record tagged ``amplify:{S}:{Q}:{window}``;
+For every window of every billed (subscription, quota), once its count is proven (DESIGN.md §3 Completeness):
+- nothing in Recurly and a non-zero count: post one usage record tagged ``amplify:{S}:{Q}:{window}`` (several,
+  tagged ``…:p{k}``, when the count is over Recurly's 9 digits), dated at the window's start, or at the Recurly
+  subscription's start for traffic from before it (DESIGN.md §3: billing starts when the Amplify subscription
+  became active);
 - a record there with the same total: nothing;
-- a different total (late traffic inside ``usage.lookback``): restate. Whether that is an in-place update
-  (unbilled record) or a separate ``…:adj{n}`` record for the difference (billed) is decided when applied,
-  from the record's billing status read at that moment.
-Windows with a count of zero are not posted (``usage.skip_zero``) but do advance the watermark.
+- a different total (late traffic inside ``usage.lookback``): a restatement whose kind the plan decides, so that a
+  dry run shows it: an update in place (the only record of the window, unbilled), an adjustment ``…:adj{n}`` for
+  the difference (billed), or a finding: a downward correction without ``allow_downward``, or a correction into a
+  billed cycle of a volume or stairstep add-on, which Recurly refuses (reference/recurly-api.md §2.6).
+A count that is not proven (the source could not show its answer whole) is unknown: nothing is posted or restated
+from it, the watermark stops before it, and a finding says so. Zero counts are not posted (``skip_zero``) but do
+advance the watermark.
 """
 
 from __future__ import annotations
@@ -15,23 +21,52 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any, Protocol
 
 from amplify_billing.models import Change, ChangeKind
-from amplify_billing.usage.windows import UsageWindow, merchant_tag, window_floor
+from amplify_billing.usage.windows import UsageWindow, merchant_tag, split_amount, window_floor
 
 PHASE_USAGE = 70
 PHASE_REPORT = 95
+# Recurly accepts no usage dated into an already billed cycle for these (reference/recurly-api.md §2.6)
+NO_CORRECTION_TIER_TYPES = frozenset({"volume", "stairstep"})
+
+
+class CountAnswer(Protocol):
+    """What a usage source answered for one range (see usage.sources.RangeCount)."""
+
+    @property
+    def counts(self) -> Mapping[tuple[str, str], int]: ...
+    @property
+    def why(self) -> str: ...
+    def count(self, pair: tuple[str, str]) -> int | None: ...
+
+
+Answers = Mapping[tuple[datetime, datetime], CountAnswer]
 
 
 @dataclass(frozen=True, slots=True)
 class LedgerView:
-    """What the journal says Recurly holds for one (subscription, quota, window)."""
+    """What the journal (refreshed from Recurly where a restatement depends on it) says one window holds."""
 
     base_tag: str
-    base_usage_id: str | None
-    total: Decimal  # base + adjustments
+    base_usage_id: str | None  # the window's single base record; None when it was posted in parts
+    total: Decimal  # base (or parts) + adjustments
     adjustments: int
-    billed: bool
+    billed: bool  # the window's first record has been invoiced
+    parts: int = 0
+    probe_usage_id: str | None = None  # the record whose billing status stands for the window's (base or part 1)
+    unreadable: str | None = None  # why its billing status could not be read: no restatement is planned on it
+
+
+@dataclass(frozen=True, slots=True)
+class AgedOut:
+    """Windows of a pair that can no longer be counted: ``[start, end)``, ``windows`` of them, and why."""
+
+    start: datetime
+    end: datetime
+    windows: int
+    why: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +80,16 @@ class BilledQuota:
     add_on_code: str
     windows: tuple[UsageWindow, ...]  # new windows, oldest first
     recount: tuple[UsageWindow, ...] = ()  # already reported windows inside the lookback
+    billing_start: datetime | None = None  # the Recurly subscription's start: no usage is dated before it
+    tier_type: str = "flat"
+    before_start: tuple[UsageWindow, ...] = ()  # usage.before_billing_start: report — counted, reported, not billed
+    aged_out: AgedOut | None = None
+
+
+@dataclass(frozen=True)
+class UsageRules:
+    skip_zero: bool = True
+    allow_downward: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,88 +104,285 @@ def _ts(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _span(start: datetime, end: datetime) -> str:
+    return f"{_ts(start)}…{_ts(end)}"
+
+
+@dataclass
+class _PairPlanner:
+    """Plans one (subscription, quota): its posts, restatements, findings and watermark."""
+
+    quota: BilledQuota
+    answers: Answers
+    ledger: Mapping[str, LedgerView]
+    rules: UsageRules
+    changes: list[Change] = field(default_factory=list)
+    units: int = 0
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        return (self.quota.subscription_id, self.quota.quota_id)
+
+    @property
+    def ref(self) -> str:
+        q = self.quota
+        return f"subscription {q.subscription_name} ({q.subscription_id}) quota {q.quota_id}"
+
+    @property
+    def target(self) -> str:
+        return f"{self.quota.recurly_uuid}/{self.quota.add_on_code}"
+
+    def count(self, window: UsageWindow) -> int | None:
+        answer = self.answers.get((window.clip_start, window.clip_end))
+        return None if answer is None else answer.count(self.pair)
+
+    def why(self, window: UsageWindow) -> str:
+        answer = self.answers.get((window.clip_start, window.clip_end))
+        return answer.why if answer is not None and answer.why else "the source gave no answer for it"
+
+    def plan(self) -> datetime | None:
+        """Adds the pair's changes; returns its new watermark (None: unchanged)."""
+        q = self.quota
+        for window in q.recount:
+            self._window(window, recount=True)
+        watermark: datetime | None = None
+        unknown: list[UsageWindow] = []
+        for window in q.windows:
+            if not self._window(window, recount=False):
+                unknown.append(window)
+            elif not unknown:
+                # the watermark never passes a window whose count is unknown: the next run counts it again
+                watermark = window.clip_end
+        if unknown:
+            self._finding(
+                f"{len(unknown)} window(s) from {_span(unknown[0].clip_start, unknown[-1].clip_end)} not billed: "
+                f"the count is not proven complete ({self.why(unknown[0])}); the next run counts them again",
+                key_suffix="unproven",
+                withholds=True,
+            )
+        if q.aged_out is not None:
+            aged = q.aged_out
+            self._finding(
+                f"{aged.windows} window(s) from {_span(aged.start, aged.end)} cannot be counted any more ({aged.why})",
+                key_suffix="uncountable",
+                withholds=True,
+            )
+            if watermark is None or watermark < aged.end:
+                # never countable again: the finding is its record, and the watermark moves past it (every unknown
+                # window starts at or after aged.end, so none of those is passed)
+                watermark = aged.end
+        reported_before = self._before_start()
+        if watermark is None and not unknown and reported_before is not None:
+            watermark = reported_before  # those windows are reported once, not on every run
+        return watermark
+
+    def _before_start(self) -> datetime | None:
+        """Reports the traffic from before the Recurly subscription started (``before_billing_start: report``);
+        returns the end of what it reported when every such window was counted."""
+        q = self.quota
+        if not q.before_start:
+            return None
+        known = [(w, self.count(w)) for w in q.before_start]
+        units = sum(n for _w, n in known if n)
+        unknown = sum(1 for _w, n in known if n is None)
+        if units or unknown:
+            first, last = q.before_start[0], q.before_start[-1]
+            extra = f"; {unknown} window(s) of it not proven complete" if unknown else ""
+            self._finding(
+                f"{units} unit(s) from {_span(first.clip_start, last.clip_end)}, before the Recurly subscription "
+                f"started, not billed (usage.before_billing_start: report){extra}",
+                key_suffix="before-start",
+                withholds=bool(unknown),
+                units=units,
+            )
+        return None if unknown else q.before_start[-1].clip_end
+
+    def _window(self, window: UsageWindow, *, recount: bool) -> bool:
+        """Plans one window; False when its count is unknown."""
+        count = self.count(window)
+        if count is None:
+            if recount:
+                self._finding(
+                    f"re-count of {_span(window.clip_start, window.clip_end)} not proven complete "
+                    f"({self.why(window)}); what was posted stands",
+                    key_suffix=f"recount:{_ts(window.start)}",
+                    withholds=False,
+                )
+            return False
+        tag = merchant_tag(self.quota.subscription_id, self.quota.quota_id, window.start)
+        known = self.ledger.get(tag)
+        if known is None:
+            if count or not self.rules.skip_zero:
+                self._post(window, tag, count)
+        elif Decimal(count) != known.total:
+            self._restate(window, known, count)
+        return True
+
+    def _payload(self, window: UsageWindow, tag: str, amount: int, kind: str, base_tag: str) -> dict[str, Any]:
+        q = self.quota
+        dated = window.clip_start if q.billing_start is None else max(window.clip_start, q.billing_start)
+        return {
+            "subscription_id": f"uuid-{q.recurly_uuid}",
+            "add_on_id": f"code-{q.add_on_code}",
+            "merchant_tag": tag,
+            "base_tag": base_tag,
+            "record_kind": kind,
+            "amount": amount,
+            "usage_timestamp": _ts(dated),
+            "window_start": window.start,
+            "window_end": window.end,
+            "amplify_subscription_id": q.subscription_id,
+            "quota_id": q.quota_id,
+        }
+
+    def _post(self, window: UsageWindow, tag: str, count: int) -> None:
+        self.units += count
+        parts = split_amount(count)
+        for k, amount in enumerate(parts, start=1):
+            part_tag = tag if len(parts) == 1 else f"{tag}:p{k}"
+            piece = f" (part {k} of {len(parts)})" if len(parts) > 1 else ""
+            self.changes.append(
+                Change(
+                    ChangeKind.POST,
+                    "usage",
+                    self.ref,
+                    self.target,
+                    f"{amount} unit(s) for {_span(window.clip_start, window.clip_end)}{piece}",
+                    action="usage.post",
+                    payload=self._payload(window, part_tag, amount, "base" if len(parts) == 1 else "part", tag),
+                    phase=PHASE_USAGE,
+                    key=part_tag,
+                )
+            )
+
+    def _restate(self, window: UsageWindow, known: LedgerView, count: int) -> None:
+        span = _span(window.clip_start, window.clip_end)
+        difference = count - int(known.total)
+        if known.unreadable:
+            self._finding(
+                f"{span}: re-counted {count} unit(s) against {known.total} posted, not restated: {known.unreadable}",
+                key_suffix=f"unreadable:{_ts(window.start)}",
+                withholds=True,
+                units=difference,
+            )
+            return
+        if difference < 0 and not self.rules.allow_downward:
+            self._finding(
+                f"{span}: re-counted {count} unit(s), {-difference} fewer than the {known.total} posted; not "
+                "restated downward (set usage.allow_downward_restatement: true to send it)",
+                key_suffix=f"downward:{_ts(window.start)}",
+                withholds=True,
+                units=difference,
+            )
+            return
+        if known.billed and self.quota.tier_type in NO_CORRECTION_TIER_TYPES:
+            self._finding(
+                f"{span}: {difference:+} unit(s) of late traffic not sent: the window is already invoiced and Recurly "
+                f"refuses corrections into a billed cycle for {self.quota.tier_type} add-ons; bill them by hand",
+                key_suffix=f"billed-cycle:{_ts(window.start)}",
+                withholds=True,
+                units=difference,
+            )
+            return
+        self.units += difference
+        in_place = not known.billed and known.base_usage_id is not None and known.adjustments == 0 and not known.parts
+        if in_place:
+            payload = self._payload(window, known.base_tag, count, "base", known.base_tag)
+            payload.update({"usage_id": known.base_usage_id, "old_total": str(known.total)})
+            self.changes.append(
+                Change(
+                    ChangeKind.RESTATE,
+                    "usage",
+                    self.ref,
+                    self.target,
+                    f"{span}: {known.total} → {count} unit(s) (late traffic), updated in place (unbilled)",
+                    action="usage.update",
+                    payload=payload,
+                    phase=PHASE_USAGE,
+                    key=known.base_tag,
+                )
+            )
+            return
+        adjustment = known.adjustments + 1
+        tag = merchant_tag(self.quota.subscription_id, self.quota.quota_id, window.start, adjustment)
+        parts = split_amount(difference)
+        for k, amount in enumerate(parts, start=1):
+            part_tag = tag if len(parts) == 1 else f"{tag}:p{k}"
+            payload = self._payload(window, part_tag, amount, "adjustment", known.base_tag)
+            payload["old_total"] = str(known.total)
+            self.changes.append(
+                Change(
+                    ChangeKind.RESTATE,
+                    "usage",
+                    self.ref,
+                    self.target,
+                    f"{span}: {known.total} → {count} unit(s) (late traffic), "
+                    f"adjustment {amount:+} as …:adj{adjustment}"
+                    + (f":p{k}" if len(parts) > 1 else "")
+                    + (" (a usage correction on the next invoice)" if known.billed else ""),
+                    action="usage.post",
+                    payload=payload,
+                    phase=PHASE_USAGE,
+                    key=part_tag,
+                )
+            )
+
+    def _finding(self, text: str, *, key_suffix: str, withholds: bool, units: int | None = None) -> None:
+        self.changes.append(
+            Change(
+                ChangeKind.FINDING,
+                "usage",
+                self.ref,
+                self.target,
+                text,
+                payload={} if units is None else {"units": units},
+                phase=PHASE_REPORT,
+                key=f"{self.quota.subscription_id}:{self.quota.quota_id}:{key_suffix}",
+                withholds=withholds,
+            )
+        )
+
+
 def plan_usage(
     quotas: Sequence[BilledQuota],
-    counts: Mapping[tuple[datetime, datetime], Mapping[tuple[str, str], int]],
+    answers: Answers,
     ledger: Mapping[str, LedgerView],
     *,
     now: datetime,
-    skip_zero: bool = True,
+    rules: UsageRules | None = None,
 ) -> UsagePlan:
     changes: list[Change] = []
     watermarks: dict[tuple[str, str], datetime] = {}
     units = 0
     for quota in sorted(quotas, key=lambda q: (q.subscription_id, q.quota_id)):
-        pair = (quota.subscription_id, quota.quota_id)
-        ref = f"subscription {quota.subscription_name} ({quota.subscription_id}) quota {quota.quota_id}"
-        target = f"{quota.recurly_uuid}/{quota.add_on_code}"
-        for window in (*quota.recount, *quota.windows):
-            count = counts.get((window.clip_start, window.clip_end), {}).get(pair, 0)
-            tag = merchant_tag(quota.subscription_id, quota.quota_id, window.start)
-            known = ledger.get(tag)
-            window_text = f"{_ts(window.clip_start)}…{_ts(window.clip_end)}"
-            if known is None:
-                if count == 0 and skip_zero:
-                    continue
-                units += count
-                changes.append(
-                    Change(
-                        ChangeKind.POST,
-                        "usage",
-                        ref,
-                        target,
-                        f"{count} unit(s) for {window_text}",
-                        action="usage.post",
-                        payload={
-                            "subscription_id": f"uuid-{quota.recurly_uuid}",
-                            "add_on_id": f"code-{quota.add_on_code}",
-                            "merchant_tag": tag,
-                            "amount": count,
-                            "usage_timestamp": _ts(window.clip_start),
-                            "window_start": window.start,
-                            "window_end": window.end,
-                            "amplify_subscription_id": quota.subscription_id,
-                            "quota_id": quota.quota_id,
-                        },
-                        phase=PHASE_USAGE,
-                        key=tag,
-                    )
-                )
-            elif Decimal(count) != known.total:
-                units += count - int(known.total)
-                changes.append(
-                    Change(
-                        ChangeKind.RESTATE,
-                        "usage",
-                        ref,
-                        target,
-                        f"{window_text}: {known.total} → {count} unit(s) (late traffic)",
-                        action="usage.restate",
-                        payload={
-                            "subscription_id": f"uuid-{quota.recurly_uuid}",
-                            "add_on_id": f"code-{quota.add_on_code}",
-                            "merchant_tag": tag,
-                            "usage_id": known.base_usage_id,
-                            "old_total": known.total,
-                            "new_total": count,
-                            "adjustments": known.adjustments,
-                            "usage_timestamp": _ts(window.clip_start),
-                            "window_start": window.start,
-                            "window_end": window.end,
-                            "amplify_subscription_id": quota.subscription_id,
-                            "quota_id": quota.quota_id,
-                        },
-                        phase=PHASE_USAGE,
-                        key=tag,
-                    )
-                )
-        if quota.windows:
-            watermarks[pair] = quota.windows[-1].clip_end
+        planner = _PairPlanner(quota, answers, ledger, rules or UsageRules())
+        mark = planner.plan()
+        changes.extend(planner.changes)
+        units += planner.units
+        if mark is not None:
+            watermarks[planner.pair] = mark
     return UsagePlan(tuple(changes), watermarks, units)
 
 
+def restatement_candidates(
+    quotas: Sequence[BilledQuota], answers: Answers, ledger: Mapping[str, LedgerView]
+) -> list[str]:
+    """Base tags of windows whose proven count differs from the ledger: the plan's restatements, whose kind
+    depends on whether Recurly has billed the record (read fresh before planning, never guessed)."""
+    tags = []
+    for quota in quotas:
+        planner = _PairPlanner(quota, answers, ledger, UsageRules())
+        for window in (*quota.recount, *quota.windows):
+            count = planner.count(window)
+            tag = merchant_tag(quota.subscription_id, quota.quota_id, window.start)
+            known = ledger.get(tag)
+            if count is not None and known is not None and Decimal(count) != known.total:
+                tags.append(tag)
+    return tags
+
+
 def unbilled_findings(
-    counts: Mapping[tuple[datetime, datetime], Mapping[tuple[str, str], int]],
+    answers: Answers,
     billed_pairs: set[tuple[str, str]],
     known_subscriptions: Mapping[str, str],
     reasons: Mapping[tuple[str, str], str],
@@ -154,9 +396,9 @@ def unbilled_findings(
     # Ranges overlap: a window clipped at one subscription's start and the same window whole for another are
     # both counted. Per (pair, window) only the widest range counts (a clipped range is a subset of it).
     per_window: dict[tuple[tuple[str, str], datetime], int] = {}
-    for (start, _end), per_pair in counts.items():
+    for (start, _end), answer in answers.items():
         window = window_floor(start, size)
-        for pair, count in per_pair.items():
+        for pair, count in answer.counts.items():
             if pair not in billed_pairs and count:
                 key = (pair, window)
                 per_window[key] = max(per_window.get(key, 0), count)
@@ -179,6 +421,7 @@ def unbilled_findings(
                 ref,
                 "-",
                 f"{total} unit(s) not reported: {reason}",
+                payload={"units": total},
                 phase=PHASE_REPORT,
                 key=f"{subscription_id}:{quota_id}",
             )

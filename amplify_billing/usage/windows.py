@@ -24,8 +24,15 @@ TAG_PREFIX = "amplify"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY = timedelta(days=1)
 _BASIC_FORMAT = "%Y%m%dT%H%M%SZ"
-# amplify:{S}:{Q}:{YYYYMMDDTHHMMSSZ}[:adj{n}], n without leading zeros so that every tag has one spelling
-_TAG_RE = re.compile(r"amplify:(?P<s>[^:\s]+):(?P<q>[^:\s]+):(?P<w>[0-9]{8}T[0-9]{6}Z)(?::adj(?P<n>[1-9][0-9]*))?")
+# amplify:{S}:{Q}:{YYYYMMDDTHHMMSSZ}[:adj{n}][:p{k}], n and k without leading zeros so that every tag has one
+# spelling
+_TAG_RE = re.compile(
+    r"amplify:(?P<s>[^:\s]+):(?P<q>[^:\s]+):(?P<w>[0-9]{8}T[0-9]{6}Z)"
+    r"(?::adj(?P<n>[1-9][0-9]*))?(?::p(?P<p>[1-9][0-9]*))?"
+)
+# Recurly takes whole-number usage quantities of up to 9 digits (reference/recurly-api.md §2.6): a window with
+# more units is posted as several records, its parts.
+MAX_RECORD_AMOUNT = 999_999_999
 _OPERATION_RE = re.compile(r"[a-z0-9_-]{1,16}", re.ASCII)
 
 
@@ -41,15 +48,17 @@ class UsageWindow:
 
 @dataclass(frozen=True)
 class MerchantTag:
-    """A parsed merchant_tag; ``adjustment`` is None for the window's base record, n for ``…:adj{n}``."""
+    """A parsed merchant_tag; ``adjustment`` is None for the window's base record, n for ``…:adj{n}``; ``part`` is
+    k for the k-th record of an amount too large for one (``…:p{k}``)."""
 
     subscription_id: str
     quota_id: str
     window_start: datetime
     adjustment: int | None = None
+    part: int | None = None
 
     def text(self) -> str:
-        return merchant_tag(self.subscription_id, self.quota_id, self.window_start, self.adjustment)
+        return merchant_tag(self.subscription_id, self.quota_id, self.window_start, self.adjustment, self.part)
 
 
 def _require_aware(name: str, moment: datetime) -> datetime:
@@ -81,14 +90,28 @@ def window_floor(moment: datetime, size: timedelta) -> datetime:
     return _EPOCH + _index(moment, size) * size
 
 
+def window_ceil(moment: datetime, size: timedelta) -> datetime:
+    """The aligned UTC start of the first window of ``size`` that starts at or after ``moment``."""
+    _require_size(size)
+    moment = _require_aware("moment", moment)
+    return _EPOCH + _index_ceil(moment, size) * size
+
+
 def _check_id(name: str, value: str) -> None:
     # ':' separates the parts of a tag; an id containing one would make two windows share a tag
     if not value or ":" in value or any(c.isspace() for c in value):
         raise ValueError(f"{name} must be non-empty without ':' or whitespace to go into a merchant_tag, got {value!r}")
 
 
-def merchant_tag(subscription_id: str, quota_id: str, window_start: datetime, adjustment: int | None = None) -> str:
-    """``amplify:{S}:{Q}:{window start, UTC, ISO 8601 basic}`` plus ``:adj{n}`` for the n-th correction (n ≥ 1).
+def merchant_tag(
+    subscription_id: str,
+    quota_id: str,
+    window_start: datetime,
+    adjustment: int | None = None,
+    part: int | None = None,
+) -> str:
+    """``amplify:{S}:{Q}:{window start, UTC, ISO 8601 basic}`` plus ``:adj{n}`` for the n-th correction (n ≥ 1)
+    and ``:p{k}`` for the k-th part of an amount over ``MAX_RECORD_AMOUNT`` (k ≥ 1).
 
     Deterministic: the same window always gets the same tag, which is how a lost journal or a killed run
     finds what Recurly already holds (DESIGN.md §4).
@@ -100,11 +123,27 @@ def merchant_tag(subscription_id: str, quota_id: str, window_start: datetime, ad
         # the basic format has whole seconds; two starts differing below a second would share a tag
         raise ValueError(f"window_start must be a whole second, got {window_start.isoformat()}")
     tag = f"{TAG_PREFIX}:{subscription_id}:{quota_id}:{start.strftime(_BASIC_FORMAT)}"
-    if adjustment is None:
-        return tag
-    if isinstance(adjustment, bool) or adjustment < 1:
-        raise ValueError(f"adjustment must be None or a number ≥ 1, got {adjustment!r}")
-    return f"{tag}:adj{adjustment}"
+    for name, number, label in (("adjustment", adjustment, "adj"), ("part", part, "p")):
+        if number is None:
+            continue
+        if isinstance(number, bool) or number < 1:
+            raise ValueError(f"{name} must be None or a number ≥ 1, got {number!r}")
+        tag += f":{label}{number}"
+    return tag
+
+
+def split_amount(amount: int) -> list[int]:
+    """``amount`` as record amounts Recurly accepts: itself, or parts of at most ``MAX_RECORD_AMOUNT`` each
+    (same sign), largest first, so that a window's parts are always the same for the same amount."""
+    sign = -1 if amount < 0 else 1
+    rest = abs(amount)
+    if rest <= MAX_RECORD_AMOUNT:
+        return [amount]
+    parts = []
+    while rest > 0:
+        parts.append(sign * min(rest, MAX_RECORD_AMOUNT))
+        rest -= MAX_RECORD_AMOUNT
+    return parts
 
 
 def parse_merchant_tag(text: str) -> MerchantTag | None:
@@ -120,7 +159,8 @@ def parse_merchant_tag(text: str) -> MerchantTag | None:
     except ValueError:  # e.g. 20261399T000000Z: digits in the right places, but no such date
         return None
     adjustment = int(match["n"]) if match["n"] else None
-    return MerchantTag(match["s"], match["q"], start, adjustment)
+    part = int(match["p"]) if match["p"] else None
+    return MerchantTag(match["s"], match["q"], start, adjustment, part)
 
 
 def idempotency_key(tag: str, operation: str) -> str:
@@ -207,6 +247,7 @@ def reportable_windows(
 
 
 __all__ = [
+    "MAX_RECORD_AMOUNT",
     "WINDOW_SIZES",
     "MerchantTag",
     "UsageWindow",
@@ -214,5 +255,7 @@ __all__ = [
     "merchant_tag",
     "parse_merchant_tag",
     "reportable_windows",
+    "split_amount",
+    "window_ceil",
     "window_floor",
 ]
