@@ -143,6 +143,60 @@ def test_list_follows_link_headers_to_the_last_page(fake: FakeTime, mock: respon
         assert call.request.req_kwargs["timeout"] == 12.5
 
 
+def _pages(mock: responses.RequestsMock, pages: list[tuple[list[str], str | None]]) -> None:
+    """Serve ``pages`` of products in turn: names and the X-Axway-Total-Count of each (None: no header)."""
+    for number, (names, total) in enumerate(pages, start=1):
+        headers = {} if total is None else {"X-Axway-Total-Count": total}
+        if number < len(pages):
+            headers["Link"] = f'<{PRODUCTS}?pageSize=2&page={number + 1}>; rel="next"'
+        mock.get(
+            PRODUCTS,
+            json=[{"name": n, "metadata": {"id": f"id-{n}"}} for n in names],
+            headers=headers,
+            match=[matchers.query_param_matcher({"pageSize": "2", "page": str(number)})],
+        )
+
+
+@pytest.mark.parametrize(
+    ("pages", "complete", "says"),
+    [
+        ([(["a", "b"], "3"), (["c"], "3")], True, "listed 3 of 3 products (X-Axway-Total-Count)"),
+        ([([], "0")], True, "listed 0 of 0 products (X-Axway-Total-Count)"),
+        # no Link after the first page, yet the total says there is more: a listing cut short
+        ([(["a", "b"], "5")], False, "listed 2 of 5 products (X-Axway-Total-Count)"),
+        ([(["a", "b"], "3"), (["c"], None)], False, "listed 3 products; Amplify sent no X-Axway-Total-Count to prove that is all"),
+        ([(["a", "b"], "4"), (["c"], "3")], False, "listed 3 products while X-Axway-Total-Count changed (4 then 3)"),
+        # a resource that moved pages while the walk went on is counted once
+        ([(["a", "b"], "3"), (["b", "c"], "3")], True, "listed 3 of 3 products (X-Axway-Total-Count)"),
+    ],
+)
+def test_a_listing_is_proven_complete_only_by_its_total(
+    fake: FakeTime, mock: responses.RequestsMock, pages: list[tuple[list[str], str | None]], complete: bool, says: str
+) -> None:
+    add_token(mock)
+    _pages(mock, pages)
+
+    items, proof = build(fake).resources.listing("products")
+
+    assert len(items) == sum(len(names) for names, _total in pages)
+    assert (proof.complete, proof.describe()) == (complete, says)
+
+
+def test_a_listing_left_before_its_last_page_is_not_complete(fake: FakeTime, mock: responses.RequestsMock) -> None:
+    from amplify_billing.amplify.resources import ListingProof
+
+    add_token(mock)
+    # the first page links to a second one that the caller never asks for
+    mock.get(PRODUCTS, json=[{"name": "a"}, {"name": "b"}],
+             headers={"X-Axway-Total-Count": "3", "Link": f'<{PRODUCTS}?pageSize=2&page=2>; rel="next"'})
+    proof = ListingProof("products")
+
+    first = next(iter(build(fake).resources.pages("products", proof=proof)))
+
+    assert [i["name"] for i in first] == ["a", "b"]
+    assert (proof.listed, proof.total, proof.complete) == (2, 3, False)
+
+
 def test_list_within_a_scope_uses_the_scoped_path_and_api_version(fake: FakeTime, mock: responses.RequestsMock) -> None:
     add_token(mock)
     url = f"{CENTRAL}/apis/catalog/v1alpha1/productplans/gold/quotas"
@@ -456,38 +510,63 @@ START = datetime(2026, 3, 1, tzinfo=UTC)
 END = START + timedelta(days=1)
 
 
-def lexus_body(statuses: list[str] | None = None) -> dict[str, Any]:
+SUBSCRIPTION = "transactionSummary.consumerDetails.subscription.id"
+QUOTA = "transactionSummary.quota.id"
+
+
+def lexus_filters(statuses: list[str] | None = None, subscriptions: list[str] | None = None) -> dict[str, Any]:
     filters: list[dict[str, Any]] = [
         {"$match": {"type": ["transactionSummary"]}},
         {"$range": {"@event_time": {"gte": 1772323200000, "lt": 1772409600000}}},
+        {"$exists": {SUBSCRIPTION: True, QUOTA: True}},
     ]
     if statuses:
         filters.append({"$match": {"transactionSummary.status": statuses}})
-    return {
-        "version": "0.2",
-        "filters": {"$and": filters},
-        "group_by": [
-            {"field": "transactionSummary.consumerDetails.subscription.id", "type": "string"},
-            {"field": "transactionSummary.quota.id", "type": "string"},
-        ],
-        "invoke": {"method": "count", "field": "transactionId"},
-    }
+    if subscriptions is not None:
+        filters.append({"$match": {SUBSCRIPTION: subscriptions}})
+    return {"$and": filters}
 
 
-@pytest.mark.parametrize("statuses", [[], ["Success"]])
-def test_traceability_sends_one_grouped_count_and_parses_it(
-    fake: FakeTime, mock: responses.RequestsMock, statuses: list[str]
+@pytest.mark.parametrize(("statuses", "subscriptions"), [([], None), (["Success"], ["s2", "s1"])])
+def test_traceability_sends_a_grouped_count_with_a_limit_on_every_level_and_parses_it(
+    fake: FakeTime, mock: responses.RequestsMock, statuses: list[str], subscriptions: list[str] | None
 ) -> None:
     add_token(mock)
     answer = [{"version": "0.2", "id": "9f2c", "result": {"s1": {"q1": 12, "q2": 0}, "s2": {"q1": 3}}}]
     mock.post(SEARCH, json=answer)
 
-    counts = build(fake).traceability.count_by_subscription_and_quota(START, END, statuses)
+    grouped = build(fake).traceability.grouped_count(
+        START, END, limit=250, statuses=statuses, subscriptions=subscriptions
+    )
 
-    assert counts == {("s1", "q1"): 12, ("s1", "q2"): 0, ("s2", "q1"): 3}
+    assert grouped.counts == {("s1", "q1"): 12, ("s1", "q2"): 0, ("s2", "q1"): 3}
+    assert (grouped.subscription_terms, grouped.quota_terms, grouped.units) == (2, 2, 15)
     (call,) = api_calls(mock)
-    assert json.loads(call.request.body) == lexus_body(statuses)
+    assert json.loads(call.request.body) == {
+        "version": "0.2",
+        # without $exists, traffic outside the Marketplace would sit in the total and never in a group
+        "filters": lexus_filters(statuses, None if subscriptions is None else sorted(subscriptions)),
+        # Lexus 0.2 cuts a grouping at 100 terms unless told otherwise: the limit is always explicit
+        "group_by": [
+            {"field": SUBSCRIPTION, "type": "string", "params": {"limit": 250}},
+            {"field": QUOTA, "type": "string", "params": {"limit": 250}},
+        ],
+        "invoke": {"method": "count", "field": "transactionId"},
+    }
     assert call.request.headers["X-Axway-Tenant-Id"] == TENANT
+
+
+def test_traceability_total_has_the_same_filters_and_no_grouping(fake: FakeTime, mock: responses.RequestsMock) -> None:
+    add_token(mock)
+    mock.post(SEARCH, json=[{"version": "0.2", "id": "x", "result": 15}])
+
+    assert build(fake).traceability.total_count(START, END, statuses=["Success"], subscriptions=["s1"]) == 15
+    (call,) = api_calls(mock)
+    assert json.loads(call.request.body) == {
+        "version": "0.2",
+        "filters": lexus_filters(["Success"], ["s1"]),
+        "invoke": {"method": "count", "field": "transactionId"},
+    }
 
 
 def test_traceability_search_is_retried_because_it_only_reads(fake: FakeTime, mock: responses.RequestsMock) -> None:
@@ -495,7 +574,7 @@ def test_traceability_search_is_retried_because_it_only_reads(fake: FakeTime, mo
     mock.post(SEARCH, status=502)
     mock.post(SEARCH, json=[{"version": "0.2", "id": "x", "result": {}}])
 
-    assert build(fake).traceability.count_by_subscription_and_quota(START, END) == {}
+    assert build(fake).traceability.grouped_count(START, END, limit=1000).counts == {}
     assert len(api_calls(mock)) == 2
 
 
@@ -519,16 +598,27 @@ def test_a_malformed_traceability_answer_is_refused(
     mock.post(SEARCH, json=answer)
 
     with pytest.raises(UpstreamError) as caught:
-        build(fake).traceability.count_by_subscription_and_quota(START, END)
+        build(fake).traceability.grouped_count(START, END, limit=1000)
 
     assert why in str(caught.value)
     assert str(caught.value).startswith("the Traceability API answered the count for 2026-03-01T00:00:00+00:00")
     assert str(caught.value).endswith("no usage is reported for that window")
 
 
+@pytest.mark.parametrize("result", [{"s1": 3}, -1, 2.5, True, "7", None])
+def test_a_malformed_traceability_total_is_refused(fake: FakeTime, mock: responses.RequestsMock, result: Any) -> None:
+    add_token(mock)
+    mock.post(SEARCH, json=[{"version": "0.2", "id": "x", "result": result}])
+
+    with pytest.raises(UpstreamError, match=r"the total .* is not a whole number"):
+        build(fake).traceability.total_count(START, END)
+
+
 def test_traceability_refuses_naive_datetimes(fake: FakeTime) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        build(fake).traceability.count_by_subscription_and_quota(datetime(2026, 3, 1), END)
+        build(fake).traceability.grouped_count(datetime(2026, 3, 1), END, limit=1000)
+    with pytest.raises(ValueError, match="must be before end"):
+        build(fake).traceability.total_count(END, START)
 
 
 # ---- platform ---------------------------------------------------------------------------------------

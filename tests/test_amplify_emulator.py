@@ -693,7 +693,11 @@ def test_platform_team_listing_pages_until_a_short_page(amplify: AmplifyEmulator
 
 
 # ---- traceability ----------------------------------------------------------------------------------------------
-START = datetime(2026, 3, 1, tzinfo=UTC)
+START = datetime(2026, 3, 7, tzinfo=UTC)  # a day and a half before NOW: inside Traceability's 7-day retention
+START_MS = 1772841600000
+SUBSCRIPTION_FIELD = "transactionSummary.consumerDetails.subscription.id"
+QUOTA_FIELD = "transactionSummary.quota.id"
+HOUR_RANGE = {"$range": {"@event_time": {"gte": START_MS, "lt": START_MS + 3_600_000}}}
 
 
 def test_traceability_counts_per_subscription_and_quota_in_the_window(amplify: AmplifyEmulator, waits: Waits) -> None:
@@ -708,38 +712,46 @@ def test_traceability_counts_per_subscription_and_quota_in_the_window(amplify: A
     traceability = clients_for(amplify, waits).traceability
     hour = (START, START + timedelta(hours=1))
 
-    everything = traceability.count_by_subscription_and_quota(*hour)
-    succeeded = traceability.count_by_subscription_and_quota(*hour, ["Success"])
+    everything = traceability.grouped_count(*hour, limit=1000).counts
+    succeeded = traceability.grouped_count(*hour, limit=1000, statuses=["Success"]).counts
 
     assert everything == {("s1", "q1"): 12, ("s2", "q1"): 7}
     assert succeeded == {("s1", "q1"): 9, ("s2", "q1"): 7}
+    assert traceability.total_count(*hour) == 19 and traceability.total_count(*hour, statuses=["Success"]) == 16
+    assert traceability.total_count(*hour, subscriptions=["s2", "s3"]) == 7
     assert amplify.traffic(*hour) == everything and amplify.traffic(*hour, ["Success"]) == succeeded
     assert amplify.traffic(START, START + timedelta(hours=2)) == {("s1", "q1"): 12, ("s1", "q2"): 7, ("s2", "q1"): 15}
-    (search,) = [r for r in amplify.requests if r.route == "traceability_search" and r.body["filters"]["$and"][-1]
-                 == {"$match": {"transactionSummary.status": ["Success"]}}]
-    assert search.headers["X-Axway-Tenant-Id"] == TENANT
+    searches = [r for r in amplify.requests if r.route == "traceability_search"]
+    assert len(searches) == 5 and all(r.headers["X-Axway-Tenant-Id"] == TENANT for r in searches)
 
 
-def lexus(filters: list[dict[str, Any]], group_by: list[str]) -> dict[str, Any]:
+def lexus(filters: list[dict[str, Any]], group_by: list[str], limit: int | None = None) -> dict[str, Any]:
+    params = {} if limit is None else {"params": {"limit": limit}}
     return {
         "version": "0.2",
         "filters": {"$and": filters},
-        "group_by": [{"field": f, "type": "string"} for f in group_by],
+        "group_by": [{"field": f, "type": "string", **params} for f in group_by],
         "invoke": {"method": "count", "field": "transactionId"},
     }
+
+
+def searcher(amplify: AmplifyEmulator) -> Callable[..., requests.Response]:
+    url = f"{amplify.url}/api/traceability/v1/traceability/search"
+    headers = api_headers(amplify)
+
+    def search(body: dict[str, Any], **extra: Any) -> requests.Response:
+        return requests.post(url, json=body, headers={**headers, **extra}, timeout=5)
+
+    return search
 
 
 def test_traceability_answers_lexus_shapes_and_refuses_the_rest(amplify: AmplifyEmulator) -> None:
     amplify.add_traffic("s1", "q1", START, 5)
     amplify.add_traffic("s1", "q2", START, 2)
     amplify.add_traffic("s2", "q1", START, 1, status="Failure")
-    url = f"{amplify.url}/api/traceability/v1/traceability/search"
-    headers = api_headers(amplify)
-    sub, quota_field = "transactionSummary.consumerDetails.subscription.id", "transactionSummary.quota.id"
-    in_window = {"$range": {"@event_time": {"gte": 1772323200000, "lte": 1772323200000}}}
-
-    def search(body: dict[str, Any], **extra: Any) -> requests.Response:
-        return requests.post(url, json=body, headers={**headers, **extra}, timeout=5)
+    search = searcher(amplify)
+    sub, quota_field = SUBSCRIPTION_FIELD, QUOTA_FIELD
+    in_window = {"$range": {"@event_time": {"gte": START_MS, "lte": START_MS}}}
 
     by_subscription = search(lexus([in_window], [sub])).json()
     by_quota_then_subscription = search(lexus([in_window], [quota_field, sub])).json()
@@ -759,14 +771,127 @@ def test_traceability_answers_lexus_shapes_and_refuses_the_rest(amplify: Amplify
         "group": search(lexus([], ["transactionSummary.status"])),
         "method": search({**lexus([], [sub]), "invoke": {"method": "sum", "field": "duration"}}),
         "range": search(lexus([{"$range": {"@event_time": {"gte": "yesterday"}}}], [sub])),
-        "tenant": requests.post(url, json=lexus([], [sub]), headers={"Authorization": headers["Authorization"]},
-                                timeout=5),
+        "limit": search(lexus([], [sub], limit=0)),
+        "exists": search(lexus([{"$exists": {"transactionSummary.proxy.id": True}}], [sub])),
+        "tenant": requests.post(
+            f"{amplify.url}/api/traceability/v1/traceability/search", json=lexus([], [sub]),
+            headers={"Authorization": api_headers(amplify)["Authorization"]}, timeout=5,
+        ),
     }
     assert {k: r.status_code for k, r in refused.items()} == dict.fromkeys(refused, 400)
     assert refused["tenant"].json()["errors"][0]["detail"] == "the X-Axway-Tenant-Id header is required"
     assert refused["prefix"].json()["errors"][0]["detail"] == (
-        "Lexus operator '$prefix' is not supported by the emulator: $and, $match, $range"
+        "Lexus operator '$prefix' is not supported by the emulator: $and, $exists, $match, $range"
     )
+    assert refused["limit"].json()["errors"][0]["detail"] == (
+        "group_by params.limit must be a whole number of at least 1, got 0"
+    )
+
+
+def seed_subscribers(amplify: AmplifyEmulator, count: int, at: datetime = START) -> dict[tuple[str, str], int]:
+    """``count`` subscriptions with traffic, s000 the busiest: s{i} has count - i calls on q1 (and s000 one on q2)."""
+    traffic = {(f"s{i:03d}", "q1"): count - i for i in range(count)}
+    traffic[("s000", "q2")] = 1
+    for (subscription_id, quota_id), calls in traffic.items():
+        amplify.add_traffic(subscription_id, quota_id, at, calls)
+    return traffic
+
+
+def test_a_grouping_returns_100_terms_unless_told_otherwise_and_no_more_than_asked(amplify: AmplifyEmulator) -> None:
+    # Lexus 0.2 schema: group_by params.limit, "Limits on the amount of terms being returned", default 100
+    traffic = seed_subscribers(amplify, 150)
+    amplify.add_traffic("a-tie", "q1", START, 51)  # ties with s099 (51 calls): the smaller key wins
+    search = searcher(amplify)
+
+    default = search(lexus([HOUR_RANGE], [SUBSCRIPTION_FIELD, QUOTA_FIELD])).json()[0]["result"]
+    asked = search(lexus([HOUR_RANGE], [SUBSCRIPTION_FIELD, QUOTA_FIELD], limit=1000)).json()[0]["result"]
+    one_quota = search(lexus([HOUR_RANGE], [SUBSCRIPTION_FIELD, QUOTA_FIELD], limit=2)).json()[0]["result"]
+    one_term = {**lexus([HOUR_RANGE], [SUBSCRIPTION_FIELD, QUOTA_FIELD])}
+    one_term["group_by"] = [{**one_term["group_by"][0], "params": {"limit": 3}},
+                            {**one_term["group_by"][1], "params": {"limit": 1}}]
+    largest_quota = search(one_term).json()[0]["result"]
+
+    assert len(default) == 100, "silently cut at the default 100 terms"
+    assert list(default)[:3] == ["s000", "s001", "s002"] and "a-tie" in default and "s099" not in default
+    assert default["s000"] == {"q1": 150, "q2": 1}
+    assert len(asked) == 151 and sum(n for q in asked.values() for n in q.values()) == sum(traffic.values()) + 51
+    assert list(one_quota) == ["s000", "s001"]
+    assert largest_quota == {"s000": {"q1": 150}, "s001": {"q1": 149}, "s002": {"q1": 148}}
+
+
+def test_a_backend_cap_lowers_a_larger_limit_silently(amplify: AmplifyEmulator) -> None:
+    seed_subscribers(amplify, 150)
+    amplify.max_group_limit = 100
+    search = searcher(amplify)
+
+    capped = search(lexus([HOUR_RANGE], [SUBSCRIPTION_FIELD, QUOTA_FIELD], limit=1000)).json()[0]["result"]
+    smaller = search(lexus([HOUR_RANGE], [SUBSCRIPTION_FIELD, QUOTA_FIELD], limit=20)).json()[0]["result"]
+    total = search(lexus([HOUR_RANGE], [])).json()[0]["result"]
+
+    assert len(capped) == 100 and len(smaller) == 20
+    assert total == sum(range(1, 151)) + 1, "the ungrouped count is never cut"
+
+
+def test_exists_leaves_out_traffic_without_a_subscription_or_a_quota(amplify: AmplifyEmulator, waits: Waits) -> None:
+    amplify.add_traffic("s1", "q1", START, 5)
+    amplify.add_traffic(None, "q1", START, 4)  # a call outside the Marketplace: no subscription
+    amplify.add_traffic("s1", None, START, 3)  # no quota
+    amplify.add_traffic(None, None, START, 2)
+    search = searcher(amplify)
+    exists = {"$exists": {SUBSCRIPTION_FIELD: True, QUOTA_FIELD: True}}
+
+    assert search(lexus([HOUR_RANGE], [])).json()[0]["result"] == 14
+    assert search(lexus([HOUR_RANGE, exists], [])).json()[0]["result"] == 5
+    assert search(lexus([HOUR_RANGE, {"$exists": {SUBSCRIPTION_FIELD: False}}], [])).json()[0]["result"] == 6
+    # a grouping leaves out what lacks its fields, so without $exists the groups never add up to the total
+    assert search(lexus([HOUR_RANGE], [SUBSCRIPTION_FIELD, QUOTA_FIELD])).json()[0]["result"] == {"s1": {"q1": 5}}
+    assert search(lexus([HOUR_RANGE], [SUBSCRIPTION_FIELD])).json()[0]["result"] == {"s1": 8}
+    both_ways = {"$exists": {SUBSCRIPTION_FIELD: True}}, {"$exists": {SUBSCRIPTION_FIELD: False}}
+    assert search(lexus([HOUR_RANGE, *both_ways], [])).json()[0]["result"] == 0
+    traceability = clients_for(amplify, waits).traceability
+    hour = (START, START + timedelta(hours=1))
+    assert traceability.total_count(*hour) == 5 == traceability.grouped_count(*hour, limit=10).units
+    assert amplify.traffic(*hour) == {("s1", "q1"): 5}, "ground truth holds only what can be billed"
+
+
+def test_transactions_older_than_seven_days_are_gone(amplify: AmplifyEmulator, clock: VirtualClock,
+                                                      waits: Waits) -> None:
+    # "Transactions data: 7 Days", no archival (DOCS network_traffic.md, reference §9.1)
+    cutoff = NOW - timedelta(days=7)
+    amplify.add_traffic("s1", "q1", cutoff - timedelta(milliseconds=1), 5)
+    amplify.add_traffic("s1", "q1", cutoff, 3)
+    amplify.add_traffic("s1", "q1", NOW - timedelta(hours=1), 2)
+    traceability = clients_for(amplify, waits).traceability
+    week = (cutoff - timedelta(days=1), NOW)
+
+    assert traceability.total_count(*week) == 5 and traceability.grouped_count(*week, limit=10).counts == {
+        ("s1", "q1"): 5
+    }
+    clock.advance(timedelta(hours=1))
+    assert traceability.total_count(*week) == 2, "an hour later, the cutoff's hour is gone too"
+    assert amplify.traffic(*week) == {("s1", "q1"): 10}, "ground truth is what happened, whatever the retention"
+    amplify.traceability_retention = None
+    assert traceability.total_count(*week) == 10
+
+
+def test_the_traceability_source_counts_every_unit_from_a_backend_that_caps_at_100(
+    amplify: AmplifyEmulator, waits: Waits
+) -> None:
+    from amplify_billing.usage.sources import TraceabilitySource
+
+    traffic = seed_subscribers(amplify, 150)
+    amplify.add_traffic(None, "q1", START, 40)  # outside the Marketplace: never counted, never in the way
+    amplify.max_group_limit = 100
+    source = TraceabilitySource(clients_for(amplify, waits).traceability)
+    population = sorted({s for s, _q in traffic})
+    hour = (START, START + timedelta(hours=1))
+
+    (answer,) = source.counts([hour], population).values()
+
+    assert dict(answer.counts) == traffic == amplify.traffic(*hour)
+    assert answer.proven_subscriptions == frozenset(population)
+    # one total and one grouped query for everyone (cut at 100), then the same for two chunks of 75
+    assert source.queries == 6 == len([r for r in amplify.requests if r.route == "traceability_search"])
 
 
 def test_format_timestamp_is_amplifys() -> None:

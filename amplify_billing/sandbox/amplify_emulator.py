@@ -11,8 +11,10 @@ What it serves (reference/amplify-api.md, section numbers in brackets):
   (HTTP 428 when stale); subresource PUTs (``approval``, ``state``, ``marketplace``, …);
 - the Platform API [§6]: team, user and org by id, and the team listing, wrapped in
   ``{"success": true, "result": …}``;
-- the Traceability search [§5.1]: a Lexus ``count`` grouped by subscription id and quota id over
-  the aggregated traffic that tests and scenarios add.
+- the Traceability search [§5.1, §9.1]: a Lexus ``count``, ungrouped or grouped by subscription id and quota
+  id, over the aggregated traffic that tests and scenarios add; each grouping returns only its ``params.limit``
+  largest terms (default 100), ``$exists`` leaves out traffic without a subscription or quota, and transactions
+  older than the 7-day retention are gone.
 
 Every API call needs ``Authorization: Bearer`` with a token this emulator issued. The tenant header
 ``X-Axway-Tenant-Id`` is required by the Traceability API and optional elsewhere (the OAS says service
@@ -41,7 +43,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any, TypeVar, cast
 from urllib.parse import parse_qs, quote, unquote_plus, urlencode
@@ -70,6 +72,10 @@ QUOTA_FIELD = "transactionSummary.quota.id"
 STATUS_FIELD = "transactionSummary.status"
 TIME_FIELD = "@event_time"
 GROUP_FIELDS = (SUBSCRIPTION_FIELD, QUOTA_FIELD)
+# Lexus 0.2 schema, group_by params.limit default (reference §9.1)
+DEFAULT_GROUP_LIMIT = 100
+# "Transactions data: 7 Days", no archival (DOCS network_traffic.md, reference §9.1)
+TRACEABILITY_RETENTION = timedelta(days=7)
 APPROVAL_STATES = ("pending", "approved", "rejected")
 SORTABLE = ("name", "title", "metadata.audit.createTimestamp", "metadata.audit.modifyTimestamp")
 # fields of the main resource a PUT replaces; everything else is server-managed or a subresource
@@ -189,6 +195,11 @@ class AmplifyEmulator(Emulator):
         # proxy or server fault would: X-Axway-Total-Count still gives the true total, so a client that checks
         # the total (reference §2.3) notices, and one that trusts the missing Link does not.
         self.cut_listings: dict[str, int] = {}
+        # Traceability keeps transactions 7 days (reference §9.1); None keeps them for ever (a test's switch)
+        self.traceability_retention: timedelta | None = TRACEABILITY_RETENTION
+        # A backend cap on a grouping's asked limit, applied silently; None: the asked limit is honoured. Whether
+        # Lexus has one is not documented (reference §9.1), so it is off unless a test turns it on.
+        self.max_group_limit: int | None = None
         # audit fields name the service account the way Amplify shows one (reference §6.2)
         self.service_user_id = "DOSA_" + hashlib.sha256(client_id.encode()).hexdigest()[:32]
         self._register_routes()
@@ -293,9 +304,11 @@ class AmplifyEmulator(Emulator):
                 self._orgs[str(org["guid"])] = stored
 
     def add_traffic(
-        self, subscription_id: str, quota_id: str, at: datetime, count: int = 1, status: str = "Success"
+        self, subscription_id: str | None, quota_id: str | None, at: datetime, count: int = 1, status: str = "Success"
     ) -> None:
-        """Record ``count`` transactions of one subscription and quota at ``at`` (aggregated, never one each)."""
+        """Record ``count`` transactions of one subscription and quota at ``at`` (aggregated, never one each).
+
+        None for an id records traffic without that field, as calls outside the Marketplace carry."""
         moment = epoch_ms(at)
         with self._traffic_lock:
             self._traffic.add(subscription_id, quota_id, moment, count, status)
@@ -317,9 +330,11 @@ class AmplifyEmulator(Emulator):
             self._traffic.add_series(subscription_id, quota_id, begin, step_seconds * 1000, counts, status)
 
     def traffic(self, start: datetime, end: datetime, statuses: Sequence[str] = ()) -> dict[tuple[str, str], int]:
-        """Ground truth for tests: transactions in [start, end) per (subscription id, quota id)."""
+        """Ground truth for tests: transactions in [start, end) per (subscription id, quota id), whatever the
+        retention (traffic without a subscription or a quota is left out: nothing can bill it)."""
         with self._traffic_lock:
-            return self._traffic.count(epoch_ms(start), epoch_ms(end), statuses=frozenset(statuses))
+            counts = self._traffic.count(epoch_ms(start), epoch_ms(end), statuses=frozenset(statuses))
+        return {(s, q): n for (s, q), n in counts.items() if s is not None and q is not None}
 
     def revoke_tokens(self) -> None:
         """Forget every issued token, as an IdP restart or revocation would (the next call gets 401)."""
@@ -658,15 +673,13 @@ class AmplifyEmulator(Emulator):
         invoke = body.get("invoke")
         if not isinstance(invoke, dict) or invoke.get("method") != "count":
             raise _BadRequest("the emulator answers only invoke.method 'count'")
-        group_by = body.get("group_by") or []
-        if not isinstance(group_by, list) or not all(isinstance(g, dict) for g in group_by):
-            raise _BadRequest("group_by must be a list of {field, type}")
-        fields = [g.get("field") for g in group_by]
-        if any(f not in GROUP_FIELDS for f in fields) or len(set(fields)) != len(fields):
-            raise _BadRequest(f"the emulator groups only by {' and '.join(GROUP_FIELDS)}, each at most once")
+        fields, limits = self._grouping(body.get("group_by") or [])
         window = _LexusFilter()
         window.read(body.get("filters") or {})
-        counts: dict[tuple[str, str], int] = {}
+        if self.traceability_retention is not None:
+            # "Transactions data: 7 Days", no archival (reference §9.1): older transactions are gone
+            window.start = max(window.start, epoch_ms(self._clock() - self.traceability_retention))
+        counts: dict[tuple[str | None, str | None], int] = {}
         # two $match lists on one field that never intersect leave an empty set: nothing matches
         impossible = any(v is not None and not v for v in (window.statuses, window.subscriptions, window.quotas))
         if window.types_match and window.start < window.end and not impossible:
@@ -678,9 +691,29 @@ class AmplifyEmulator(Emulator):
                     subscriptions=window.subscriptions or (),
                     quotas=window.quotas or (),
                 )
-        result = _nest(counts, fields)
+        result = _nest({pair: n for pair, n in counts.items() if window.admits(pair)}, fields, limits)
         query_id = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
         return _json(200, [{"version": LEXUS_VERSION, "id": query_id, "result": result}])
+
+    def _grouping(self, group_by: Any) -> tuple[list[str], list[int]]:
+        """The grouped fields and the number of terms each level returns.
+
+        Lexus 0.2 schema (LEXUS ``schema/0.2/schema.yml``, group_by ``params.limit``, reference §9.1): "Limits on
+        the amount of terms being returned in this grouping phase", default 100. A backend may also cap what it
+        is asked for (``max_group_limit``, off by default: no public source names a maximum)."""
+        if not isinstance(group_by, list) or not all(isinstance(g, dict) for g in group_by):
+            raise _BadRequest("group_by must be a list of {field, type, params}")
+        fields = [g.get("field") for g in group_by]
+        if any(f not in GROUP_FIELDS for f in fields) or len(set(fields)) != len(fields):
+            raise _BadRequest(f"the emulator groups only by {' and '.join(GROUP_FIELDS)}, each at most once")
+        limits: list[int] = []
+        for entry in group_by:
+            params = entry.get("params") or {}
+            limit = params.get("limit", DEFAULT_GROUP_LIMIT) if isinstance(params, dict) else None
+            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+                raise _BadRequest(f"group_by params.limit must be a whole number of at least 1, got {limit!r}")
+            limits.append(limit if self.max_group_limit is None else min(limit, self.max_group_limit))
+        return [str(f) for f in fields], limits
 
     # ---- helpers --------------------------------------------------------------------------------------
     def _matching(
@@ -820,6 +853,12 @@ class _LexusFilter:
         self.statuses: set[str] | None = None
         self.subscriptions: set[str] | None = None
         self.quotas: set[str] | None = None
+        self.exists: dict[str, bool] = {}
+
+    def admits(self, pair: tuple[str | None, str | None]) -> bool:
+        """Whether a (subscription id, quota id) pair, None where a transaction lacks the field, passes $exists."""
+        present = {SUBSCRIPTION_FIELD: pair[0] is not None, QUOTA_FIELD: pair[1] is not None}
+        return all(present[field] == wanted for field, wanted in self.exists.items())
 
     def read(self, node: Any) -> None:
         if not isinstance(node, dict):
@@ -834,8 +873,24 @@ class _LexusFilter:
                 self._match(argument)
             elif operator == "$range":
                 self._range(argument)
+            elif operator == "$exists":
+                self._exists(argument)
             else:
-                raise _BadRequest(f"Lexus operator {operator!r} is not supported by the emulator: $and, $match, $range")
+                raise _BadRequest(
+                    f"Lexus operator {operator!r} is not supported by the emulator: $and, $exists, $match, $range"
+                )
+
+    def _exists(self, argument: Any) -> None:
+        # Lexus 0.2 schema: "$exists": {field: boolean}, "whether the field should exist"
+        if not isinstance(argument, dict):
+            raise _BadRequest("$exists takes {field: true|false}")
+        for field, wanted in argument.items():
+            if field not in GROUP_FIELDS or not isinstance(wanted, bool):
+                known = " and ".join(GROUP_FIELDS)
+                raise _BadRequest(f"$exists on {field!r}: the emulator knows {known}, each true or false")
+            if self.exists.get(field, wanted) != wanted:
+                self.types_match = False  # a field asked both present and absent: nothing matches
+            self.exists[field] = wanted
 
     def _match(self, argument: Any) -> None:
         if not isinstance(argument, dict):
@@ -874,18 +929,31 @@ class _LexusFilter:
                     raise _BadRequest(f"$range bound {bound!r} is not one of gt, gte, lt, lte")
 
 
-def _nest(counts: Mapping[tuple[str, str], int], fields: Sequence[Any]) -> Any:
-    """Lexus nests a grouped result one level per group_by field, keyed by the group value."""
+def _nest(counts: Mapping[tuple[str | None, str | None], int], fields: Sequence[str], limits: Sequence[int]) -> Any:
+    """Lexus nests a grouped result one level per group_by field, keyed by the group value.
+
+    Each level keeps only its ``limit`` largest terms (by count, descending; ties by key), silently, as the
+    Elasticsearch terms aggregation behind Lexus does; a transaction without a grouped field falls in no group,
+    but an ungrouped count counts it."""
     if not fields:
         return sum(counts.values())
-    result: dict[str, Any] = {}
-    for (subscription_id, quota_id), count in sorted(counts.items()):
+    keyed: dict[tuple[str, ...], int] = {}
+    for (subscription_id, quota_id), count in counts.items():
         keys = [subscription_id if f == SUBSCRIPTION_FIELD else quota_id for f in fields]
-        node = result
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-        node[keys[-1]] = node.get(keys[-1], 0) + count
-    return result
+        if all(k is not None for k in keys):
+            key = tuple(str(k) for k in keys)
+            keyed[key] = keyed.get(key, 0) + count
+    return _top_terms(keyed, limits)
+
+
+def _top_terms(counts: Mapping[tuple[str, ...], int], limits: Sequence[int]) -> Any:
+    if not limits:
+        return sum(counts.values())
+    groups: dict[str, dict[tuple[str, ...], int]] = {}
+    for key, count in counts.items():
+        groups.setdefault(key[0], {})[key[1:]] = count
+    ranked = sorted(groups.items(), key=lambda item: (-sum(item[1].values()), item[0]))[: limits[0]]
+    return {term: _top_terms(rest, limits[1:]) for term, rest in ranked}
 
 
 def _dig(resource: Mapping[str, Any], path: str) -> Any:

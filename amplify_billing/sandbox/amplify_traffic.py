@@ -50,13 +50,16 @@ class _Series:
         return sum(self.counts[bisect_left(times, start_ms) : bisect_left(times, end_ms)])
 
 
+Pair = tuple[str | None, str | None]  # (subscription id, quota id); None where a transaction lacks the field
+
+
 class TrafficStore:
     """Transaction counts keyed by (subscription id, quota id, status). Not thread-safe: callers lock."""
 
     def __init__(self) -> None:
-        self._series: dict[tuple[str, str, str], _Series] = {}
+        self._series: dict[tuple[str | None, str | None, str], _Series] = {}
 
-    def add(self, subscription_id: str, quota_id: str, at_ms: int, count: int, status: str) -> None:
+    def add(self, subscription_id: str | None, quota_id: str | None, at_ms: int, count: int, status: str) -> None:
         if count < 0:
             raise ValueError(f"a transaction count cannot be negative, got {count}")
         if count == 0:
@@ -97,9 +100,10 @@ class TrafficStore:
         statuses: Collection[str] = (),
         subscriptions: Collection[str] = (),
         quotas: Collection[str] = (),
-    ) -> dict[tuple[str, str], int]:
-        """Transactions in [start, end) per (subscription, quota); empty filters match everything."""
-        totals: dict[tuple[str, str], int] = {}
+    ) -> dict[Pair, int]:
+        """Transactions in [start, end) per (subscription, quota); empty filters match everything (and a filter
+        on a field leaves out traffic without it)."""
+        totals: dict[Pair, int] = {}
         for (subscription_id, quota_id, status), series in self._series.items():
             if statuses and status not in statuses:
                 continue
@@ -109,7 +113,7 @@ class TrafficStore:
                 continue
             total = series.total(start_ms, end_ms)
             if total:
-                pair = (subscription_id, quota_id)
+                pair: Pair = (subscription_id, quota_id)
                 totals[pair] = totals.get(pair, 0) + total
         return totals
 

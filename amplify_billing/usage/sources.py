@@ -1,9 +1,12 @@
 """Usage sources: transaction counts per (subscription, quota) for time ranges (DESIGN.md §3 Usage).
 
-``traceability`` (default) asks the Traceability API one grouped count per distinct range, for all
-subscriptions at once. ``file`` reads rows ``(subscription_id, quota_id, window_start, count)`` from a CSV or
-JSONL file, for backfills and gateways without traceability. Counts are money-bearing input: a file is
-validated completely before any count is returned, and a bad row stops the run with the file and line.
+Counts come with what they prove (``RangeCount``): an action that depends on absence or on a total needs a read
+proven complete. ``traceability`` (default) asks the Traceability API one grouped count and its total per
+distinct range, for all subscriptions at once, and splits only an answer that does not add up. ``file`` reads
+rows ``(subscription_id, quota_id, window_start, count)`` from a CSV or JSONL file, for backfills and gateways
+without traceability, and proves only the pairs and windows it holds.
+Counts are money-bearing input: a file is validated completely before any count is returned, and a bad row
+stops the run with the file and line.
 """
 
 from __future__ import annotations
@@ -13,26 +16,31 @@ import io
 import json
 import re
 from bisect import bisect_left
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from amplify_billing.amplify.traceability import GroupedCount
 from amplify_billing.errors import ConfigError, UsageInputError
-from amplify_billing.settings import Settings
+from amplify_billing.settings import Settings, UsageSettings
 from amplify_billing.usage.windows import window_floor
 
 if TYPE_CHECKING:
     from amplify_billing.amplify import AmplifyClients
 
 Range = tuple[datetime, datetime]
-Counts = dict[Range, dict[tuple[str, str], int]]
+Pair = tuple[str, str]
 
 FIELDS = ("subscription_id", "quota_id", "window_start", "count")
 EXTENSIONS = (".csv", ".jsonl")
 _WHOLE_NUMBER = re.compile(r"[0-9]+", re.ASCII)
 _FIX = "fix the row, nothing was posted from this file"
+# the shortest range a count is split into when one subscription's answer still does not add up
+SMALLEST_SPLIT = timedelta(hours=1)
+# failures a RangeCount's why names one by one; the rest are counted
+WHY_EXAMPLES = 3
 
 
 @dataclass(frozen=True)
@@ -70,9 +78,24 @@ class UsageSource(Protocol):
 
 
 class TraceabilityLike(Protocol):
-    def count_by_subscription_and_quota(
-        self, start: datetime, end: datetime, statuses: Sequence[str] = ()
-    ) -> dict[tuple[str, str], int]: ...
+    def grouped_count(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int,
+        statuses: Sequence[str] = (),
+        subscriptions: Collection[str] | None = None,
+    ) -> GroupedCount: ...
+
+    def total_count(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        statuses: Sequence[str] = (),
+        subscriptions: Collection[str] | None = None,
+    ) -> int: ...
 
 
 def _check_ranges(ranges: Sequence[Range]) -> list[Range]:
@@ -87,21 +110,186 @@ def _check_ranges(ranges: Sequence[Range]) -> list[Range]:
     return distinct
 
 
-class TraceabilitySource:
-    """One grouped count query per distinct range (never one per subscription)."""
+def _text(span: Range) -> str:
+    return " – ".join(moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") for moment in span)
 
-    def __init__(self, client: TraceabilityLike, statuses: Sequence[str] = ()) -> None:
+
+@dataclass(frozen=True)
+class _Answer:
+    """A grouped count and its ungrouped total, asked with the same filters."""
+
+    counts: dict[Pair, int]
+    terms: int  # subscription groups returned
+    cut: bool  # groups are missing (they sum to less than the total, or a grouping is full)
+    shortfall: str  # "" when the answer is proven whole; else what did not add up, with its numbers
+
+
+@dataclass(frozen=True)
+class _Proof:
+    """What a chunk of subscriptions proved over one range."""
+
+    counts: dict[Pair, int]
+    proven: frozenset[str]
+    failures: tuple[str, ...] = ()
+
+    @staticmethod
+    def union(proofs: Iterable[_Proof]) -> _Proof:
+        counts: dict[Pair, int] = {}
+        proven: set[str] = set()
+        failures: list[str] = []
+        for proof in proofs:
+            counts.update(proof.counts)  # chunks hold disjoint subscriptions
+            proven |= proof.proven
+            failures.extend(proof.failures)
+        return _Proof(counts, frozenset(proven), tuple(failures))
+
+
+class TraceabilitySource:
+    """Counts per range from Traceability, each answer proven whole before it is used (DESIGN.md §3).
+
+    Lexus cuts a grouping at its term limit without a word (reference §9.1), so a grouped answer counts only when
+    no grouping returned as many terms as its limit and its groups sum to the ungrouped total of the same filters.
+    One grouped query and its total per range while the population fits; an answer that does not add up is split
+    over chunks of ``population`` (fewer subscriptions than the terms the cut answer returned, halved again while
+    still unproven), then a single subscription's range into halves down to an hour. What still does not add up
+    is left uncovered (``RangeCount.whole`` False, with what was proven and why), never guessed."""
+
+    def __init__(
+        self,
+        client: TraceabilityLike,
+        statuses: Sequence[str] = (),
+        *,
+        group_limit: int = UsageSettings.group_limit,
+        retention: timedelta | None = UsageSettings.retention,
+    ) -> None:
+        if group_limit < 2:
+            raise ValueError(f"group_limit must be at least 2, got {group_limit}")
         self._client = client
         self._statuses = tuple(statuses)
+        self._limit = group_limit
+        self.retention = retention
         self.queries = 0
 
-    def counts(self, ranges: Sequence[Range]) -> Counts:
-        """Every distinct range of ``ranges`` -> its counts (an empty dict when nothing was counted)."""
-        result: Counts = {}
-        for start, end in _check_ranges(ranges):
-            self.queries += 1
-            result[(start, end)] = dict(self._client.count_by_subscription_and_quota(start, end, self._statuses))
-        return result
+    def counts(self, ranges: Sequence[Range], population: Collection[str] = ()) -> dict[Range, RangeCount]:
+        """Every distinct range of ``ranges`` -> its counts and what they prove."""
+        billed = tuple(sorted(set(population)))
+        return {span: self._range(span, billed) for span in _check_ranges(ranges)}
+
+    def _range(self, span: Range, population: tuple[str, ...]) -> RangeCount:
+        answer = self._ask(span, None)
+        if not answer.shortfall:
+            return RangeCount(answer.counts, whole=True)
+        if not population:
+            counts, failure = self._over_time(span, None, answer)
+            if counts is not None:
+                return RangeCount(counts, whole=True)
+            return RangeCount({}, whole=False, why=f"Traceability could not prove the counts of {failure}")
+        size = _chunk_size(answer, len(population))
+        proof = _Proof.union(self._prove(span, chunk) for chunk in _chunks(population, size))
+        return RangeCount(
+            proof.counts, whole=False, proven_subscriptions=proof.proven, why=_why(span, population, answer, proof)
+        )
+
+    def _prove(self, span: Range, chunk: tuple[str, ...]) -> _Proof:
+        """The counts of ``chunk`` over ``span``, halving the chunk while its answer does not add up."""
+        answer = self._ask(span, chunk)
+        if not answer.shortfall:
+            return _Proof(answer.counts, frozenset(chunk))
+        if len(chunk) > 1:
+            middle = (len(chunk) + 1) // 2
+            return _Proof.union((self._prove(span, chunk[:middle]), self._prove(span, chunk[middle:])))
+        counts, failure = self._over_time(span, chunk, answer)
+        if counts is None:
+            return _Proof({}, frozenset(), (failure,))
+        return _Proof(counts, frozenset(chunk))
+
+    def _over_time(
+        self, span: Range, chunk: tuple[str, ...] | None, answer: _Answer
+    ) -> tuple[dict[Pair, int] | None, str]:
+        """``answer`` for ``span`` if proven, else the sum of its halves, each proven the same way, down to an
+        hour; None and what did not add up when a piece never does."""
+        if not answer.shortfall:
+            return answer.counts, ""
+        halves = _halves(span)
+        if halves is None:
+            subject = "all subscriptions" if chunk is None else f"subscription {chunk[0]}"
+            return None, f"{subject} in {_text(span)}: {answer.shortfall}"
+        total: dict[Pair, int] = {}
+        for piece in halves:
+            counts, failure = self._over_time(piece, chunk, self._ask(piece, chunk))
+            if counts is None:
+                return None, failure  # one unproven piece leaves the whole range unproven: stop asking
+            for pair, count in counts.items():
+                total[pair] = total.get(pair, 0) + count
+        return total, ""
+
+    def _ask(self, span: Range, chunk: tuple[str, ...] | None) -> _Answer:
+        """The total first, then the groups: traffic that lands in between makes the groups sum to more than the
+        total (a race, not a cut); groups that sum to less were cut. A total of 0 needs no groups."""
+        start, end = span
+        total = self._client.total_count(start, end, statuses=self._statuses, subscriptions=chunk)
+        self.queries += 1
+        if total == 0:
+            return _Answer({}, 0, cut=False, shortfall="")
+        grouped = self._client.grouped_count(
+            start, end, limit=self._limit, statuses=self._statuses, subscriptions=chunk
+        )
+        self.queries += 1
+        problems = []
+        # a backend may cap the limit it was asked for: a grouping as long as its limit may have been cut
+        if grouped.subscription_terms >= self._limit:
+            problems.append(f"{grouped.subscription_terms} subscription groups, as many as the limit")
+        if grouped.quota_terms >= self._limit:
+            problems.append(f"{grouped.quota_terms} quota groups under one subscription, as many as the limit")
+        if grouped.units != total:
+            problems.append(
+                f"the groups of {grouped.subscription_terms} subscription(s) sum to {grouped.units} of "
+                f"{total} transactions"
+            )
+        cut = bool(problems) and grouped.units <= total
+        return _Answer(grouped.counts, grouped.subscription_terms, cut, "; ".join(problems))
+
+
+def _chunk_size(answer: _Answer, population: int) -> int:
+    """Subscriptions per query after an unproven answer: fewer than the terms a cut answer returned (a backend
+    that cut there cannot cut a smaller chunk), else half of them (the groups outgrew the total: traffic landed
+    between the two queries)."""
+    if answer.cut and answer.terms > 1:
+        return answer.terms - 1
+    return max(1, (population + 1) // 2)
+
+
+def _chunks(population: tuple[str, ...], size: int) -> list[tuple[str, ...]]:
+    """``population`` in even chunks of at most ``size``."""
+    count = -(-len(population) // size)
+    even = -(-len(population) // count)
+    return [population[i : i + even] for i in range(0, len(population), even)]
+
+
+def _halves(span: Range) -> tuple[Range, Range] | None:
+    """``span`` split at an hour boundary near its middle; None when it is an hour or less."""
+    start, end = span
+    if end - start <= SMALLEST_SPLIT:
+        return None
+    middle = window_floor(start + (end - start) / 2, SMALLEST_SPLIT)
+    if middle <= start:
+        middle = window_floor(start, SMALLEST_SPLIT) + SMALLEST_SPLIT
+    return (start, middle), (middle, end)
+
+
+def _why(span: Range, population: tuple[str, ...], answer: _Answer, proof: _Proof) -> str:
+    failed = len(population) - len(proof.proven)
+    if not failed:
+        return (
+            f"the grouped count of {_text(span)} did not add up ({answer.shortfall}), so it was counted again per "
+            f"chunk of the {len(population)} billed subscription(s); other subscriptions were not counted"
+        )
+    named = "; ".join(proof.failures[:WHY_EXAMPLES])
+    more = f"; and {len(proof.failures) - WHY_EXAMPLES} more" if len(proof.failures) > WHY_EXAMPLES else ""
+    return (
+        f"Traceability could not prove the counts of {failed} of {len(population)} billed subscription(s) in "
+        f"{_text(span)} even one subscription and one hour at a time: {named}{more}"
+    )
 
 
 class FileSource:
@@ -111,9 +299,15 @@ class FileSource:
     A row with window_start t counts toward a range (a, b) when ``window_floor(a) <= t < b``, so a window
     clipped at a subscription's start (a inside the window) still gets the row of its aligned window.
 
+    A file proves only what it holds: inside its span (first window start to last window end), a pair it names
+    anywhere is covered (a window without its row is 0); a pair it never names, and any range reaching outside
+    the span, is not covered (unknown, never 0).
+
     ``queries`` stays 0: it measures load on the counting service, and a file costs none after it is read.
     ``rows`` is the number of rows read; ``span`` is ``(first window start, last window end)`` of the file.
     """
+
+    retention: timedelta | None = None  # a file keeps what it holds
 
     def __init__(self, path: Path, size: timedelta) -> None:
         self.path = path
@@ -121,26 +315,38 @@ class FileSource:
         self.queries = 0
         # fail on a bad size now, not at the first row (window_floor validates it)
         window_floor(datetime(1970, 1, 1, tzinfo=UTC), size)
-        by_start: dict[datetime, dict[tuple[str, str], int]] = {}
+        by_start: dict[datetime, dict[Pair, int]] = {}
         for _line, subscription_id, quota_id, start, count in _validated_rows(path, size):
             by_start.setdefault(start, {})[(subscription_id, quota_id)] = count
         self._starts = sorted(by_start)
         self._by_start = by_start
+        self._pairs = frozenset(pair for rows in by_start.values() for pair in rows)
         self.rows = sum(len(v) for v in by_start.values())
         # the windows the file speaks for: a caller can stop there instead of reading absent rows as zero
         self.span: Range = (self._starts[0], self._starts[-1] + size)
 
-    def counts(self, ranges: Sequence[Range]) -> Counts:
-        result: Counts = {}
-        for start, end in _check_ranges(ranges):
-            lo = bisect_left(self._starts, window_floor(start, self.size))
-            hi = bisect_left(self._starts, end.astimezone(UTC))
-            totals: dict[tuple[str, str], int] = {}
-            for window_start in self._starts[lo:hi]:
-                for pair, count in self._by_start[window_start].items():
-                    totals[pair] = totals.get(pair, 0) + count
-            result[(start, end)] = totals
-        return result
+    def counts(self, ranges: Sequence[Range], population: Collection[str] = ()) -> dict[Range, RangeCount]:
+        """Every distinct range -> its counts; ``population`` is not needed: a file is read whole."""
+        return {span: self._range(span) for span in _check_ranges(ranges)}
+
+    def _range(self, span: Range) -> RangeCount:
+        start, end = span
+        if window_floor(start, self.size) < self.span[0] or end > self.span[1]:
+            return RangeCount(
+                {}, whole=False, why=f"usage file {self.path} holds windows {_text(self.span)} only, not {_text(span)}"
+            )
+        lo = bisect_left(self._starts, window_floor(start, self.size))
+        hi = bisect_left(self._starts, end.astimezone(UTC))
+        totals: dict[Pair, int] = {}
+        for window_start in self._starts[lo:hi]:
+            for pair, count in self._by_start[window_start].items():
+                totals[pair] = totals.get(pair, 0) + count
+        return RangeCount(
+            totals,
+            whole=False,
+            proven_pairs=self._pairs,
+            why=f"usage file {self.path} has no row for this subscription and quota in any window",
+        )
 
 
 def _window_name(size: timedelta) -> str:
@@ -336,11 +542,12 @@ def build_source(settings: Settings, amplify: AmplifyClients | None, size: timed
         return FileSource(usage.file_path, size)
     if amplify is None:
         raise ValueError("the traceability usage source needs the Amplify clients")
-    return TraceabilitySource(amplify.traceability, usage.statuses)
+    return TraceabilitySource(
+        amplify.traceability, usage.statuses, group_limit=usage.group_limit, retention=usage.retention
+    )
 
 
 __all__ = [
-    "Counts",
     "FileSource",
     "Range",
     "RangeCount",
