@@ -19,7 +19,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,13 +28,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from amplify_billing.errors import JournalError, LockHeldError
+from amplify_billing.errors import ConfigError, JournalError, LockHeldError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+# 1: the first release. 2: whose the journal is (owner), and where the stale-journal sample rotation stands.
+SCHEMA_VERSION = 2
 
-_SCHEMA = """
+# The tables of the first release (schema 1), as it created them.
+_SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     command TEXT NOT NULL,
@@ -114,6 +116,31 @@ CREATE TABLE IF NOT EXISTS links (
 );
 """
 
+# Added by schema 2.
+_OWNER_TABLES = """
+-- whose the journal is: one Recurly site and one Amplify tenant, recorded by the first real run (one row)
+CREATE TABLE IF NOT EXISTS owner (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    recurly_site_id TEXT NOT NULL,
+    recurly_subdomain TEXT NOT NULL,
+    amplify_tenant_id TEXT NOT NULL,
+    recorded_at TEXT NOT NULL
+);
+
+-- the last pair the stale-journal sample read, so that the next run reads the pairs after it (one row)
+CREATE TABLE IF NOT EXISTS sample_rotation (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    last_key TEXT NOT NULL,
+    checked_at TEXT NOT NULL
+);
+"""
+
+_SCHEMA = _SCHEMA_1 + _OWNER_TABLES
+
+# What takes a journal of version N to N + 1, in order. Each step runs in the one transaction of the upgrade, so
+# a journal is at one version or the next, never between; a step never drops or rewrites what is there.
+_UPGRADES: dict[int, str] = {1: _OWNER_TABLES}
+
 
 # ---- values ---------------------------------------------------------------------------------------
 
@@ -136,6 +163,36 @@ class UsageLedgerEntry:
     base_tag: str | None  # the base record's merchant_tag, for an adjustment
     recorded_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class JournalOwner:
+    """Whose the journal is: the Recurly site its usage went to and the Amplify tenant it was counted in."""
+
+    recurly_site_id: str
+    recurly_subdomain: str
+    amplify_tenant_id: str
+
+    def describe(self) -> str:
+        return (
+            f"Recurly site {self.recurly_site_id} (subdomain {self.recurly_subdomain or '?'}) "
+            f"and Amplify tenant {self.amplify_tenant_id}"
+        )
+
+    def mismatch(self, current: JournalOwner, path: Path) -> str | None:
+        """Why ``current`` may not use this journal, or None when it is this journal's owner.
+
+        The site is matched by id (a subdomain can be renamed); the tenant by id. A journal holds watermarks and a
+        ledger of one site's usage: against another site it would skip windows that site never got, or think
+        records of this site missing there and post them again.
+        """
+        if (current.recurly_site_id, current.amplify_tenant_id) == (self.recurly_site_id, self.amplify_tenant_id):
+            return None
+        return (
+            f"the journal {path} belongs to {self.describe()}, but this configuration uses {current.describe()}. "
+            "Keep one journal per Recurly site: point state.path at that site's journal (a new, empty file is "
+            "rebuilt from Recurly on its first run), and run again; this journal was not changed"
+        )
 
 
 @dataclass(frozen=True)
@@ -231,6 +288,45 @@ def _loads(text: str) -> dict[str, Any]:
     return value
 
 
+# ---- schema ---------------------------------------------------------------------------------------
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of ``script`` one by one (a trigger body's semicolons do not end its statement)."""
+    buffer = ""
+    for piece in script.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip() != ";":  # the empty tail after the last statement
+                yield buffer.strip()
+            buffer = ""
+
+
+def _create_or_upgrade(path: Path, db: sqlite3.Connection) -> None:
+    """A new file gets the whole schema; an older journal gets the upgrade steps from its version on.
+
+    One transaction either way: a killed first run never leaves half a schema, and an upgrade is all done or not
+    begun. The version is read again inside it, because another process may have created or upgraded the file
+    between our first look and our lock; then there is nothing left to do. (executescript is not used: it would
+    commit the transaction it finds open before running.)
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if version < SCHEMA_VERSION:
+            script = _SCHEMA if version == 0 else "".join(_UPGRADES[v] for v in range(version, SCHEMA_VERSION))
+            for statement in _statements(script):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if version:
+                log.info("journal %s upgraded from schema %d to %d", path, version, SCHEMA_VERSION)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
 # ---- the journal ----------------------------------------------------------------------------------
 
 
@@ -306,15 +402,8 @@ class Journal:
                 log.warning("journal %s: SQLite refused WAL mode (%s); continuing in %s mode", path, mode, mode)
             # FULL: the WAL is synced at every commit, so an acknowledged write survives a kill or power loss
             db.execute("PRAGMA synchronous = FULL")
-            if version == 0:
-                # one transaction, so a killed first run never leaves half a schema; IF NOT EXISTS, so
-                # two processes creating the same new file at once both succeed
-                try:
-                    db.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;")
-                except BaseException:
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    raise
+            if version < SCHEMA_VERSION:
+                _create_or_upgrade(path, db)
         except sqlite3.Error as error:
             raise JournalError(
                 f"cannot prepare the journal {path}: {error}; check that the file and its directory are "
@@ -668,6 +757,98 @@ class Journal:
             rows = db.execute("SELECT key, value FROM links WHERE kind = ? ORDER BY key", (kind,)).fetchall()
         return {str(k): str(v) for k, v in rows}
 
+    # -- whose the journal is (DESIGN.md §5: one journal per Recurly site) --
+
+    def owner(self) -> JournalOwner | None:
+        """The site and tenant recorded by the first real run; None for a journal no run has claimed yet."""
+        with self._read() as db:
+            row = db.execute(
+                "SELECT recurly_site_id, recurly_subdomain, amplify_tenant_id FROM owner WHERE id = 1"
+            ).fetchone()
+        return None if row is None else JournalOwner(str(row[0]), str(row[1]), str(row[2]))
+
+    def claim(self, owner: JournalOwner) -> JournalOwner:
+        """Record ``owner`` unless the journal has one already; returns the owner the journal now has.
+
+        The first claim wins and is never overwritten here: moving a journal to another site is not something a
+        run may decide (the caller compares with ``JournalOwner.mismatch`` and refuses).
+        """
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO owner (id, recurly_site_id, recurly_subdomain, amplify_tenant_id, recorded_at) "
+                "VALUES (1, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                (owner.recurly_site_id, owner.recurly_subdomain, owner.amplify_tenant_id, self._now()),
+            )
+        claimed = self.owner()
+        assert claimed is not None
+        return claimed
+
+    def check_owner(self, current: JournalOwner) -> None:
+        """Refuse (exit 2) a site or tenant other than the journal's own; an unclaimed journal passes."""
+        stored = self.owner()
+        problem = None if stored is None else stored.mismatch(current, self._path)
+        if problem is not None:
+            raise ConfigError(problem)
+
+    # -- the stale-journal sample (usage/journal_check.py) --
+
+    def sample_cursor(self) -> str | None:
+        """The key of the last pair the previous sample read; the next sample starts after it."""
+        with self._read() as db:
+            row = db.execute("SELECT last_key FROM sample_rotation WHERE id = 1").fetchone()
+        return None if row is None else str(row[0])
+
+    def set_sample_cursor(self, last_key: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO sample_rotation (id, last_key, checked_at) VALUES (1, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET last_key = excluded.last_key, checked_at = excluded.checked_at",
+                (last_key, self._now()),
+            )
+
+    def usage_amounts(self, merchant_tags: Iterable[str]) -> dict[str, Decimal]:
+        """The amount the ledger holds for each of ``merchant_tags`` it knows (the others are absent)."""
+        tags = sorted(set(merchant_tags))
+        found: dict[str, Decimal] = {}
+        with self._read() as db:
+            # in slices: SQLite limits the number of parameters of one statement
+            for start in range(0, len(tags), 500):
+                part = tags[start : start + 500]
+                marks = ", ".join("?" * len(part))
+                rows = db.execute(
+                    f"SELECT merchant_tag, amount FROM usage_ledger WHERE merchant_tag IN ({marks})", part
+                ).fetchall()
+                found.update((str(tag), Decimal(amount)) for tag, amount in rows)
+        return found
+
+    def newest_usage_window(self, subscription_id: str, quota_id: str) -> datetime | None:
+        """The start of the newest window the ledger holds a record of for the pair, or None."""
+        with self._read() as db:
+            row = db.execute(
+                "SELECT MAX(window_start) FROM usage_ledger WHERE subscription_id = ? AND quota_id = ?",
+                (subscription_id, quota_id),
+            ).fetchone()
+        return None if row is None or row[0] is None else _parse_ts(row[0])
+
+    def forget_usage_marks(self, link_kinds: Iterable[str]) -> int:
+        """Forget what makes any (subscription, quota) "known", in one transaction: every usage watermark, and
+        the links of ``link_kinds`` (report-usage's "looked up in Recurly" and sync-subscriptions' "created by
+        this journal", which let a pair skip reading Recurly). Returns the number of watermarks forgotten.
+
+        For a stale journal (restored from a backup, or another host's): the next report-usage then reads every
+        pair's usage from Recurly into the ledger before it posts anything, as for a lost journal. The ledger,
+        the intents, the subscription links and the audit log stay: they are facts, and the rebuild overwrites
+        ledger entries with what Recurly holds.
+        """
+        kinds = sorted(set(link_kinds))
+        with self._write() as db:
+            forgotten = db.execute("DELETE FROM usage_watermarks").rowcount
+            for kind in kinds:
+                db.execute("DELETE FROM links WHERE kind = ?", (kind,))
+            db.execute("DELETE FROM sample_rotation")
+        log.warning("journal %s: forgot %d usage watermark(s) and the links %s", self._path, forgotten, kinds)
+        return int(forgotten)
+
 
 # ---- the run lock ---------------------------------------------------------------------------------
 
@@ -771,6 +952,7 @@ __all__ = [
     "AuditEntry",
     "Intent",
     "Journal",
+    "JournalOwner",
     "RunLock",
     "RunRecord",
     "UsageLedgerEntry",

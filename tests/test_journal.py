@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -17,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from amplify_billing.errors import ExitCode, JournalError, LockHeldError
-from amplify_billing.journal import SCHEMA_VERSION, Journal, RunLock, UsageLedgerEntry, lock_path_for
+from amplify_billing.errors import ConfigError, ExitCode, JournalError, LockHeldError
+from amplify_billing.journal import SCHEMA_VERSION, Journal, JournalOwner, RunLock, UsageLedgerEntry, lock_path_for
+from amplify_billing.usage.journal_check import DEFAULT_LOOKBACK, SamplePair, check_sample, first_unknown, rotation
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SUB = "a" * 32
@@ -573,6 +575,294 @@ def test_eight_threads_record_a_thousand_entries_and_intents_without_loss_or_dou
     audited = journal.audit_entries()
     assert len(audited) == total and len({a.key for a in audited}) == total
     assert journal.usage_totals() == {(SUB, QUOTA): Decimal(sum(range(total)))}
+
+
+# ---- upgrading a journal of an older release ------------------------------------------------------
+
+# Written by the schema-1 release (the commit before the schema changed): the sandbox's demo scenario with seed 3
+# and 4 subscriptions, `run` on 2026-11-17 and again on 2026-11-19. It holds runs, the audit log, intents, ledger
+# entries, watermarks and links, as any journal in the field does.
+V1_JOURNAL = Path(__file__).parent / "data" / "journal-v1.db"
+V1_TABLES = ("runs", "audit", "intents", "usage_ledger", "usage_watermarks", "links")
+
+
+def _dump(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    raw = sqlite3.connect(path)
+    try:
+        return {table: raw.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall() for table in V1_TABLES}
+    finally:
+        raw.close()
+
+
+def _schema(path: Path) -> list[tuple[str, str, str]]:
+    raw = sqlite3.connect(path)
+    try:
+        rows = raw.execute("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name")
+        return [(t, n, " ".join(str(sql).split())) for t, n, sql in rows]
+    finally:
+        raw.close()
+
+
+def _user_version(path: Path) -> int:
+    raw = sqlite3.connect(path)
+    try:
+        return int(raw.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        raw.close()
+
+
+def test_a_schema_1_journal_is_upgraded_in_place_keeping_every_row(tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "amplify-billing.db"
+    shutil.copyfile(V1_JOURNAL, path)
+    assert _user_version(path) == 1
+    before = _dump(path)
+    assert all(before[table] for table in V1_TABLES), "the fixture should hold rows in every table"
+
+    journal = Journal.open(path, clock=clock)
+    try:
+        assert journal.owner() is None  # the first real run records it
+        assert journal.sample_cursor() is None
+        # what the tool reads from it is there, through the API
+        assert journal.usage_entries() and journal.links("subscription") and journal.recent_runs()
+        pair = journal.usage_entries()[0]
+        assert journal.usage_watermark(pair.subscription_id, pair.quota_id) is not None
+        # and it works: a run, an owner, a ledger entry
+        run_id = journal.start_run("report-usage", False)
+        journal.claim(OWNER)
+        journal.record_usage(entry())
+        journal.finish_run(run_id, 0, {})
+    finally:
+        journal.close()
+
+    assert _user_version(path) == SCHEMA_VERSION
+    after = _dump(path)
+    for table in V1_TABLES:
+        assert set(before[table]) <= set(after[table]), table
+    # the upgraded file has exactly the schema of a journal created by this release
+    fresh = tmp_path / "fresh.db"
+    Journal.open(fresh, clock=clock).close()
+    assert _schema(path) == _schema(fresh)
+    with Journal.open(path, clock=clock) as reopened:
+        assert reopened.owner() == OWNER
+
+
+def test_an_upgrade_that_fails_leaves_the_journal_as_it_was(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import amplify_billing.journal as module
+
+    path = tmp_path / "amplify-billing.db"
+    shutil.copyfile(V1_JOURNAL, path)
+    schema = _schema(path)
+    # the step's first statements succeed, its last one fails: none of them may stay
+    monkeypatch.setattr(module, "_UPGRADES", {1: module._UPGRADES[1] + "\nCREATE TABLE owner (x);"})
+    with pytest.raises(JournalError) as caught:
+        Journal.open(path, clock=clock)
+    assert str(path) in str(caught.value)
+    assert _user_version(path) == 1
+    assert _schema(path) == schema
+
+    monkeypatch.undo()
+    with Journal.open(path, clock=clock):
+        pass
+    assert _user_version(path) == SCHEMA_VERSION
+
+
+def test_two_processes_opening_an_old_journal_at_once_upgrade_it_once(tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "amplify-billing.db"
+    shutil.copyfile(V1_JOURNAL, path)
+    script = textwrap.dedent(
+        f"""
+        from datetime import UTC, datetime
+        from pathlib import Path
+        from amplify_billing.journal import Journal
+        Journal.open(Path({str(path)!r}), clock=lambda: datetime.now(UTC)).close()
+        """
+    )
+    processes = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(4)]
+    assert [p.wait(timeout=60) for p in processes] == [0, 0, 0, 0]
+    assert _user_version(path) == SCHEMA_VERSION
+
+
+# ---- whose the journal is -------------------------------------------------------------------------
+
+OWNER = JournalOwner("site1abc", "acme", "100000000000001")
+
+
+def test_the_first_claim_records_the_owner_and_later_claims_do_not_move_it(journal: Journal) -> None:
+    assert journal.owner() is None
+    journal.check_owner(JournalOwner("other", "x", "1"))  # an unclaimed journal refuses nobody
+    assert journal.claim(OWNER) == OWNER
+    other = JournalOwner("site2def", "globex", "100000000000001")
+    assert journal.claim(other) == OWNER
+    assert journal.owner() == OWNER
+
+
+def test_another_site_or_tenant_is_refused_with_exit_2_naming_both_and_what_to_do(
+    journal: Journal, db_path: Path
+) -> None:
+    journal.claim(OWNER)
+    journal.check_owner(OWNER)
+    journal.check_owner(JournalOwner("site1abc", "acme-renamed", "100000000000001"))  # the same site, renamed
+    for other in (
+        JournalOwner("site2def", "globex", "100000000000001"),
+        JournalOwner("site1abc", "acme", "100000000000002"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            journal.check_owner(other)
+        assert caught.value.exit_code is ExitCode.CONFIG
+        assert str(caught.value) == (
+            f"the journal {db_path} belongs to Recurly site site1abc (subdomain acme) and Amplify tenant "
+            f"100000000000001, but this configuration uses Recurly site {other.recurly_site_id} (subdomain "
+            f"{other.recurly_subdomain}) and Amplify tenant {other.amplify_tenant_id}. Keep one journal per Recurly "
+            "site: point state.path at that site's journal (a new, empty file is rebuilt from Recurly on its first "
+            "run), and run again; this journal was not changed"
+        )
+
+
+# ---- what the stale-journal check reads and resets -----------------------------------------------
+
+
+def test_sample_cursor_round_trips(journal: Journal) -> None:
+    assert journal.sample_cursor() is None
+    journal.set_sample_cursor("a:b:c:d")
+    journal.set_sample_cursor("e:f:g:h")
+    assert journal.sample_cursor() == "e:f:g:h"
+
+
+def test_usage_amounts_of_known_tags_only_and_newest_window(journal: Journal) -> None:
+    days = [T0 + timedelta(days=n) for n in range(3)]
+    for day in days:
+        journal.record_usage(entry(day, amount=str(10 + day.day)))
+    journal.record_usage(entry(days[0], kind="adjustment", n=1, amount="-2"))
+    tags = [entry(day).merchant_tag for day in days]
+    many = [f"amplify:{SUB}:{QUOTA}:2020{n:04d}T000000Z" for n in range(1200)]  # more than one SQL statement holds
+    found = journal.usage_amounts([*tags, f"{tags[0]}:adj1", "amplify:x:y:20260101T000000Z", *many])
+    assert found == {
+        **{entry(day).merchant_tag: Decimal(10 + day.day) for day in days},
+        f"{tags[0]}:adj1": Decimal(-2),
+    }
+    assert journal.newest_usage_window(SUB, QUOTA) == days[-1]
+    assert journal.newest_usage_window(SUB, "other") is None
+
+
+def test_forget_usage_marks_drops_watermarks_and_the_named_links_only(journal: Journal) -> None:
+    journal.record_usage(entry())
+    journal.set_usage_watermark(SUB, QUOTA, T0 + timedelta(days=1))
+    journal.set_usage_watermark("c" * 32, QUOTA, T0)
+    journal.set_link("usage-looked-up", f"{SUB}:{QUOTA}:{UUID}", "x")
+    journal.set_link("subscription-created", SUB, UUID)
+    journal.set_link("subscription", SUB, UUID)
+    journal.set_sample_cursor("k")
+    journal.claim(OWNER)
+
+    assert journal.forget_usage_marks(["usage-looked-up", "subscription-created"]) == 2
+
+    assert journal.usage_watermark(SUB, QUOTA) is None and journal.usage_watermark("c" * 32, QUOTA) is None
+    assert journal.links("usage-looked-up") == {} and journal.links("subscription-created") == {}
+    assert journal.sample_cursor() is None
+    # facts stay: the ledger, the subscription links, the owner
+    assert journal.usage_entries() == [entry()]
+    assert journal.links("subscription") == {SUB: UUID}
+    assert journal.owner() == OWNER
+
+
+# ---- the stale-journal sample (usage/journal_check.py) -------------------------------------------
+
+
+class FakeUsage:
+    """Recurly's usage listing, per (uuid, add-on code), with the calls made."""
+
+    def __init__(self, records: dict[tuple[str, str], list[dict[str, object]]]) -> None:
+        self.records = records
+        self.calls: list[tuple[str, str, dict[str, object]]] = []
+
+    def list_usage(
+        self, subscription_id: str, add_on_id: str, params: Mapping[str, object] | None = None
+    ) -> list[dict[str, object]]:
+        self.calls.append((subscription_id, add_on_id, dict(params or {})))
+        return list(self.records.get((subscription_id.removeprefix("uuid-"), add_on_id.removeprefix("code-")), []))
+
+
+def _pair(n: int) -> SamplePair:
+    return SamplePair(f"{n:032x}", QUOTA, f"uuid{n}", f"amplify-{QUOTA}")
+
+
+def _report(journal: Journal, pair: SamplePair, day: datetime, amount: str = "5") -> dict[str, object]:
+    """The pair's window ``day`` reported: in the ledger, under its watermark; returns Recurly's record of it."""
+    known = replace(entry(day, sub=pair.subscription_id, amount=amount), recurly_subscription_id=pair.recurly_uuid)
+    journal.record_usage(known)
+    journal.set_usage_watermark(pair.subscription_id, pair.quota_id, day + timedelta(days=1))
+    return {"merchant_tag": known.merchant_tag, "amount": float(amount), "usage_timestamp": day.isoformat()}
+
+
+def test_rotation_starts_after_the_cursor_and_wraps() -> None:
+    keys = ["c", "a", "d", "b"]
+    assert rotation(keys, None) == ["a", "b", "c", "d"]
+    assert rotation(keys, "b") == ["c", "d", "a", "b"]
+    assert rotation(keys, "d") == ["a", "b", "c", "d"]
+    assert rotation(keys, "bb") == ["c", "d", "a", "b"]  # a pair that went away keeps its place in the order
+    assert rotation([], "b") == []
+
+
+def test_first_unknown_ignores_recurlys_own_records_and_compares_amounts() -> None:
+    tag = f"amplify:{SUB}:{QUOTA}:20260301T000000Z"
+    known = {tag: Decimal(5)}
+    recurly_own = {"merchant_tag": None, "amount": -5.0}
+    by_hand = {"merchant_tag": "manual correction", "amount": 3}
+    assert first_unknown([recurly_own, by_hand, {"merchant_tag": tag, "amount": 5.0}], known) is None
+    assert first_unknown([{"merchant_tag": tag, "amount": 7}], known) == (
+        tag,
+        "holds with amount 5 where Recurly has 7",
+    )
+    assert first_unknown([{"merchant_tag": f"{tag}:adj1", "amount": 2}], known) == (f"{tag}:adj1", "does not hold")
+
+
+def test_check_sample_reads_known_pairs_in_rotation_and_stops_at_the_first_evidence(
+    journal: Journal, clock: Clock
+) -> None:
+    pairs = [_pair(n) for n in range(7)]
+    records: dict[tuple[str, str], list[dict[str, object]]] = {}
+    for pair in pairs[:6]:  # the 7th was never reported by this journal: report-usage reads it anyway
+        records[(pair.recurly_uuid, pair.add_on_code)] = [_report(journal, pair, T0), {"merchant_tag": None}]
+    recurly = FakeUsage(records)
+
+    seen: list[set[SamplePair]] = []
+    for _ in range(3):
+        check = check_sample(journal, recurly, pairs, 2, clock())
+        assert (check.stale, check.reads, check.evidence) == (False, 2, None)
+        seen.append(set(check.pairs))
+    assert set().union(*seen) == set(pairs[:6])  # three runs of two covered the six known pairs
+    assert "not stale" in check.summary()
+    _sub, _add_on, params = recurly.calls[0]
+    assert params == {
+        "billing_status": "all",
+        "sort": "usage_timestamp",
+        "order": "asc",
+        "begin_time": (T0 - DEFAULT_LOOKBACK).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "end_time": clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "limit": 200,
+    }
+
+    # another journal posted day 2 of every pair: the first pair read shows it, and the check stops there
+    for pair in pairs[:6]:
+        later = entry(T0 + timedelta(days=1), sub=pair.subscription_id)
+        records[(pair.recurly_uuid, pair.add_on_code)].append({"merchant_tag": later.merchant_tag, "amount": 4})
+    calls = len(recurly.calls)
+    check = check_sample(journal, recurly, pairs, 5, clock())
+    assert (check.stale, check.reads, len(recurly.calls) - calls) == (True, 1, 1)
+    assert check.evidence == entry(T0 + timedelta(days=1), sub=check.pairs[0].subscription_id).merchant_tag
+    assert check.evidence in check.summary() and "stale" in check.summary()
+
+
+def test_check_sample_on_a_dry_run_leaves_the_rotation_where_it_was(journal: Journal, clock: Clock) -> None:
+    pairs = [_pair(n) for n in range(4)]
+    recurly = FakeUsage({(p.recurly_uuid, p.add_on_code): [_report(journal, p, T0)] for p in pairs})
+    first = check_sample(journal, recurly, pairs, 2, clock(), remember=False)
+    again = check_sample(journal, recurly, pairs, 2, clock(), remember=False)
+    assert first.pairs == again.pairs
+    assert journal.sample_cursor() is None
+    assert check_sample(journal, recurly, pairs, 0, clock()).reads == 0
 
 
 # ---- the run lock ---------------------------------------------------------------------------------
