@@ -18,12 +18,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.status import Status
 
+from amplify_billing.errors import ConfigError, UpstreamError
 from amplify_billing.models import ChangeSet
 from amplify_billing.settings import Settings
 
 if TYPE_CHECKING:
     from amplify_billing.amplify import AmplifyClients
-    from amplify_billing.journal import Journal
+    from amplify_billing.journal import Journal, JournalOwner
     from amplify_billing.recurly_gateway import RecurlyGateway
     from amplify_billing.snapshots import Snapshots
 
@@ -51,6 +52,10 @@ class Runtime:
     _amplify: AmplifyClients | None = field(default=None, init=False)
     _recurly: RecurlyGateway | None = field(default=None, init=False)
     _journal: Journal | None = field(default=None, init=False)
+    # The Recurly site (read once per run) and Amplify tenant this invocation works for, and whether the open
+    # journal was found to be theirs (DESIGN.md §5: one journal per Recurly site).
+    _here: JournalOwner | None = field(default=None, init=False)
+    _journal_checked: bool = field(default=False, init=False)
     _snapshots: Snapshots | None = field(default=None, init=False)
     # The newest version of each Amplify resource this process wrote, by selfLink. A second write to the same
     # resource in one run (approve, then link) must carry the new resourceVersion, not the listing's: a stale
@@ -76,7 +81,10 @@ class Runtime:
 
     def recurly(self) -> RecurlyGateway:
         with self._lock:
-            return self._recurly_gateway()
+            gateway = self._recurly_gateway()
+            if self._journal is not None:
+                self._check_journal_owner()
+            return gateway
 
     def _recurly_gateway(self) -> RecurlyGateway:
         if self._recurly is None:
@@ -86,8 +94,39 @@ class Runtime:
         return self._recurly
 
     def journal(self) -> Journal:
+        """The journal, opened (and created or upgraded) on first use.
+
+        Once this run uses both the journal and Recurly, the journal is checked to belong to this Recurly site and
+        Amplify tenant before either is handed out (a ConfigError, exit 2, otherwise). Not before: a command that
+        never talks to Recurly (``config check --offline``) reads no site. Real runs check and claim it up front
+        (``claim_journal``), before anything is read from Amplify or written anywhere.
+        """
         with self._lock:
-            return self._open_journal()
+            journal = self._open_journal()
+            if self._recurly is not None:
+                self._check_journal_owner()
+            return journal
+
+    def claim_journal(self) -> Journal:
+        """For a real run: refuse a journal of another site or tenant, and record ours in one that has no owner yet.
+
+        One Recurly read per invocation (the site), however many commands it runs."""
+        with self._lock:
+            journal = self._open_journal()
+            here = self._here_owner()
+            owner = journal.owner() or journal.claim(here)
+            mismatch = owner.mismatch(here, journal.path)
+            if mismatch is not None:
+                raise ConfigError(mismatch)
+            self._journal_checked = True
+            return journal
+
+    def check_journal(self) -> None:
+        """For a dry run: refuse a journal of another site or tenant, write nothing (not even a new file)."""
+        with self._lock:
+            if self._journal is not None or self.settings.state.path.exists():
+                self._open_journal()
+                self._check_journal_owner()
 
     def _open_journal(self) -> Journal:
         if self._journal is None:
@@ -95,6 +134,30 @@ class Runtime:
 
             self._journal = Journal.open(self.settings.state.path, clock=self.clock)
         return self._journal
+
+    def _check_journal_owner(self) -> None:
+        if self._journal_checked:
+            return
+        assert self._journal is not None
+        if self._journal.owner() is not None:  # an unclaimed journal is claimed by the first real run
+            self._journal.check_owner(self._here_owner())
+        self._journal_checked = True
+
+    def _here_owner(self) -> JournalOwner:
+        if self._here is None:
+            from amplify_billing.journal import JournalOwner
+
+            site = self._recurly_gateway().get_site()
+            if not site.get("id"):
+                raise UpstreamError(
+                    "Recurly listed no site for this API key, so the journal cannot be matched to its site; "
+                    "check recurly.api_key and recurly.api_url",
+                    system="recurly",
+                )
+            self._here = JournalOwner(
+                str(site["id"]), str(site.get("subdomain") or ""), str(self.settings.amplify.tenant_id)
+            )
+        return self._here
 
     def snapshots(self) -> Snapshots:
         if self._snapshots is None:

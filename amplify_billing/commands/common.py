@@ -147,11 +147,15 @@ def make_report(
 
 
 def recorded(rt: Runtime, command: str, dry_run: bool, run: Callable[[int | None], CommandReport]) -> CommandReport:
-    """Run one command body with its entry in the journal's run history (real runs only)."""
+    """Run one command body with its entry in the journal's run history (real runs only).
+
+    First of all, the journal must be this Recurly site's and Amplify tenant's (exit 2 otherwise, with nothing read
+    from Amplify nor written anywhere); a real run records them in a journal that has no owner yet."""
     if dry_run:
+        rt.check_journal()
         with rt.activity(f"{command}: reading Amplify and Recurly (dry run)"):
             return run(None)
-    journal = rt.journal()
+    journal = rt.claim_journal()
     run_id = journal.start_run(command, dry_run)
     report: CommandReport | None = None
     try:
