@@ -236,7 +236,6 @@ def test_a_restored_journal_is_found_stale_by_a_sample_of_recurly_reads(make_cyc
         gateway.close()
 
 
-@pytest.mark.xfail(strict=True, reason="report-usage wiring by the lead")
 def test_a_restored_journal_is_rebuilt_from_recurly_and_posts_no_window_twice(make_cycle: Any) -> None:
     cycle, _, _ = _restored(make_cycle)
     before = {str(r["merchant_tag"]): r["amount"] for r in cycle.sandbox.recurly.usage_records()}

@@ -55,6 +55,7 @@ from amplify_billing.reconcile.usage import (
 )
 from amplify_billing.recurly_parse import money
 from amplify_billing.runtime import Runtime
+from amplify_billing.usage.journal_check import SamplePair, check_sample
 from amplify_billing.usage.sources import RangeCount, UsageSource, build_source
 from amplify_billing.usage.windows import (
     WINDOW_SIZES,
@@ -73,6 +74,8 @@ INTENT_KIND = "usage"
 USAGE_BATCH_PAIRS = 1000
 LOOKED_UP_LINK = "usage-looked-up"  # (subscription, quota, Recurly uuid) whose Recurly usage is in the ledger
 WINDOW_SETTING = ("setting", "usage.window")
+# set while a journal found stale is being rebuilt from Recurly (cleared once every pair was read again)
+STALE_MARK = ("setting", "journal.stale")
 # a tier type we cannot read is treated as the strictest: no correction into a billed cycle is attempted
 UNKNOWN_TIER_TYPE = "volume"
 
@@ -322,6 +325,9 @@ class _Planner:
     report_until: datetime | None
     blocked: set[Pair]
     stale: bool = False
+    stale_note: str | None = None
+    sample_reads: int = 0
+    rebuilt: int = 0
     billed: list[BilledQuota] = field(default_factory=list)
     reasons: dict[Pair, str] = field(default_factory=dict)
 
@@ -449,14 +455,19 @@ def report_usage_with_watermarks(
                 int(c.payload.get("units", 0)) for c in reported_findings if int(c.payload.get("units", 0)) > 0
             ),
             "withheld_findings": sum(1 for c in reported_findings if c.withholds),
+            "journal_sample_reads": planner.sample_reads,
+            "pairs_read_from_recurly": planner.rebuilt,
         }
     )
+    notes = [planner.stale_note] if planner.stale_note else []
+    if stopped:
+        notes.append(f"stopped at --max-duration; {left} change(s) left for the next run")
     report = make_report(
         "report-usage",
         results,
         dry_run=options.dry_run,
         exit_code_flag=options.exit_code,
-        note=f"stopped at --max-duration; {left} change(s) left for the next run" if stopped else None,
+        note="; ".join(notes) or None,
         figures=figures,
     )
     return report, moved
@@ -466,18 +477,34 @@ def _ranges_of(quota: BilledQuota) -> list[tuple[datetime, datetime]]:
     return [(w.clip_start, w.clip_end) for w in (*quota.windows, *quota.recount, *quota.before_start)]
 
 
+@dataclass(frozen=True)
+class _Target:
+    """A (subscription, quota) billed through a usage add-on on a live Recurly subscription."""
+
+    subscription: AmplifySubscription
+    current: RecurlySubscription
+    plan_code: str
+    quota_id: str
+    add_on_code: str
+
+    @property
+    def recurly_uuid(self) -> str:
+        return self.current.uuid
+
+    @property
+    def subscription_id(self) -> str:
+        return self.subscription.id
+
+
 def _collect_pairs(planner: _Planner) -> dict[str, str]:
     """Fills the planner's billed pairs and reasons; returns Amplify id -> name of the subscriptions on linked plans."""
     rt, options = planner.rt, planner.options
     inputs = subscription_inputs(rt)
     matches = {**inputs.journal_links, **match_subscriptions(inputs, subscription_options(rt))}
     recurly_by_uuid = {r.uuid: r for r in inputs.recurly}
-    journal = rt.journal()
     known_names: dict[str, str] = {}
     chosen = [s for s in inputs.amplify if options.only is None or s.id in options.only]
-    created_here = journal.links(CREATED_LINK)
-    looked_up = journal.links(LOOKED_UP_LINK)
-    tier_types = _tier_types(rt)
+    targets: list[_Target] = []
     for subscription in chosen:
         plan = inputs.plans.get(subscription.plan_name)
         if plan is None:
@@ -489,42 +516,14 @@ def _collect_pairs(planner: _Planner) -> dict[str, str]:
                 planner.reasons[(subscription.id, quota_id)] = "the subscription has no live Recurly subscription"
             continue
         for quota_id, add_on in sorted(plan.quota_add_ons.items()):
-            pair = (subscription.id, quota_id)
             if add_on not in current.add_on_codes:
-                planner.reasons[pair] = f"add-on {add_on} is not on Recurly subscription {current.uuid}"
-                continue
-            if pair in planner.blocked:
-                continue  # a stuck intent holds this pair back (its finding says so)
-            watermark = journal.usage_watermark(subscription.id, quota_id)
-            windows, recount, aged, before = planner.pair_windows(subscription, current, watermark)
-            quota = BilledQuota(
-                subscription.id,
-                subscription.name,
-                quota_id,
-                current.uuid,
-                add_on,
-                tuple(windows),
-                tuple(recount),
-                billing_start=current.activated_at,
-                tier_type=tier_types.get((plan.code, add_on), UNKNOWN_TIER_TYPE),
-                before_start=tuple(before),
-                aged_out=aged,
-            )
-            # First contact with a pair (or a lost journal): learn what Recurly already holds before posting.
-            # Not needed when nothing is to be posted yet, nor for a subscription this journal created (all its
-            # usage went through this journal's ledger): that keeps the first runs free of per-pair reads.
-            known_key = f"{subscription.id}:{quota_id}:{current.uuid}"
-            first_contact = (
-                watermark is None and windows and created_here.get(subscription.id) != current.uuid
-            ) and known_key not in looked_up
-            if first_contact or (planner.stale and (windows or recount)):
-                since = min((w.clip_start for w in (*windows, *recount)), default=current.activated_at)
-                _bootstrap(rt, planner.ledger, quota, min(since, current.activated_at), planner.size)
-                if not options.dry_run:
-                    # the ledger now holds what Recurly held, and every later post goes through an intent: a run
-                    # killed before the watermark moves need not read this pair again
-                    journal.set_link(LOOKED_UP_LINK, known_key, planner.now.isoformat())
-            planner.billed.append(quota)
+                why = f"add-on {add_on} is not on Recurly subscription {current.uuid}"
+                planner.reasons[(subscription.id, quota_id)] = why
+            elif (subscription.id, quota_id) not in planner.blocked:  # a stuck intent holds it back (see its finding)
+                targets.append(_Target(subscription, current, plan.code, quota_id, add_on))
+    if options.only is None:
+        _check_journal(planner, targets)
+    _billed_quotas(planner, targets)
     # plan-level quotas without an add-on (unlimited, strict) are covered by the base price
     quotas_of = _plan_quotas(rt)
     for subscription in chosen:
@@ -536,6 +535,77 @@ def _collect_pairs(planner: _Planner) -> dict[str, str]:
                         (subscription.id, covered), "the quota has no usage add-on (the base price covers it)"
                     )
     return known_names
+
+
+def _check_journal(planner: _Planner, targets: list[_Target]) -> None:
+    """DESIGN.md §5: a journal restored from a backup, or another host's, is behind what Recurly holds. A sample of
+    pairs read from Recurly shows it (our tags its ledger does not know); then every pair is rebuilt from Recurly
+    before anything is posted, and that stays so (a marker in the journal) until a run has rebuilt them all."""
+    rt, journal = planner.rt, planner.rt.journal()
+    settings = rt.settings
+    planner.stale = bool(journal.get_link(*STALE_MARK))
+    check = check_sample(
+        journal,
+        rt.recurly(),
+        [SamplePair(t.subscription.id, t.quota_id, t.current.uuid, t.add_on_code) for t in targets],
+        settings.state.verify_sample,
+        planner.now,
+        lookback=settings.usage.lookback,
+        remember=not planner.options.dry_run,
+    )
+    planner.sample_reads = check.reads
+    if check.stale:
+        log.warning("%s", check.summary())
+        planner.stale_note = check.summary()
+        planner.stale = True
+        if not planner.options.dry_run:
+            journal.set_link(*STALE_MARK, planner.now.isoformat())
+
+
+def _billed_quotas(planner: _Planner, targets: list[_Target]) -> None:
+    rt, options = planner.rt, planner.options
+    journal = rt.journal()
+    created_here = journal.links(CREATED_LINK)
+    looked_up = journal.links(LOOKED_UP_LINK)
+    tier_types = _tier_types(rt)
+    for target in targets:
+        subscription, current = target.subscription, target.current
+        quota_id, add_on = target.quota_id, target.add_on_code
+        assert current.activated_at is not None
+        watermark = journal.usage_watermark(subscription.id, quota_id)
+        windows, recount, aged, before = planner.pair_windows(subscription, current, watermark)
+        quota = BilledQuota(
+            subscription.id,
+            subscription.name,
+            quota_id,
+            current.uuid,
+            add_on,
+            tuple(windows),
+            tuple(recount),
+            billing_start=current.activated_at,
+            tier_type=tier_types.get((target.plan_code, add_on), UNKNOWN_TIER_TYPE),
+            before_start=tuple(before),
+            aged_out=aged,
+        )
+        # First contact with a pair (or a lost journal): learn what Recurly already holds before posting.
+        # Not needed when nothing is to be posted yet, nor for a subscription this journal created (all its
+        # usage went through this journal's ledger): that keeps the first runs free of per-pair reads.
+        # A stale journal reads every pair that has windows to plan, whatever it remembers.
+        known_key = f"{subscription.id}:{quota_id}:{current.uuid}"
+        first_contact = (
+            watermark is None and bool(windows) and created_here.get(subscription.id) != current.uuid
+        ) and known_key not in looked_up
+        if first_contact or (planner.stale and (windows or recount)):
+            since = min((w.clip_start for w in (*windows, *recount)), default=current.activated_at)
+            _bootstrap(rt, planner.ledger, quota, min(since, current.activated_at), planner.size)
+            planner.rebuilt += 1
+            if not options.dry_run:
+                # the ledger now holds what Recurly held, and every later post goes through an intent: a run
+                # killed before the watermark moves need not read this pair again
+                journal.set_link(LOOKED_UP_LINK, known_key, planner.now.isoformat())
+        planner.billed.append(quota)
+    if planner.stale and not options.dry_run:
+        journal.set_link(*STALE_MARK, "")  # every pair is rebuilt: the ledger is current again
 
 
 def _tier_types(rt: Runtime) -> dict[tuple[str, str], str]:
