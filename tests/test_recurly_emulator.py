@@ -638,6 +638,105 @@ def test_terms_of_several_periods(client: Any, clock: VirtualClock) -> None:
     assert (ended.state, ended.expires_at) == ("expired", datetime(2024, 3, 31, 12, tzinfo=UTC))
 
 
+def test_an_expired_subscription_leaves_the_live_listing_but_a_direct_get_still_answers(
+    client: Any, clock: VirtualClock
+) -> None:
+    # reference §9.3: ended by total_billing_cycles without renewal (or dunning, or an operator), it is gone from
+    # `state=live`, and GET /subscriptions/uuid-… still returns it with why it expired
+    client.create_plan({**plan_body("amplify-once"), "total_billing_cycles": 1, "auto_renew": False})
+    once = client.create_subscription({"plan_code": "amplify-once", "currency": "USD", "account": {"code": "a1"}})
+    live = client.list_subscriptions(params={"state": "live"})
+    assert [s.uuid for s in live.items()] == [once.uuid] and live.count() == 1
+
+    clock.set(datetime(2024, 2, 29, 12, tzinfo=UTC))
+
+    gone = client.list_subscriptions(params={"state": "live"})
+    assert list(gone.items()) == [] and gone.count() == 0
+    ended = client.get_subscription(f"uuid-{once.uuid}")
+    assert (ended.state, ended.expiration_reason, ended.expires_at) == (
+        "expired",
+        "nonrenewing",
+        datetime(2024, 2, 29, 12, tzinfo=UTC),
+    )
+
+
+def test_a_paused_subscription_is_not_live_but_is_still_there(
+    client: Any, emulator: RecurlyEmulator, clock: VirtualClock
+) -> None:
+    catalog(client)
+    sub = subscribe(client)
+    clock.advance(timedelta(days=3))
+
+    asked = client.pause_subscription(f"uuid-{sub.uuid}", {"remaining_pause_cycles": 2})
+
+    # the pause starts at the next renewal (ROAS pause_subscription)
+    assert (asked.state, asked.paused_at, asked.remaining_pause_cycles) == (
+        "active",
+        datetime(2024, 2, 29, 12, tzinfo=UTC),
+        2,
+    )
+    clock.set(datetime(2024, 3, 1, tzinfo=UTC))
+    paused = client.get_subscription(f"uuid-{sub.uuid}")
+    assert paused.state == "paused"
+    # reference §9.3: `state=live` lists active, canceled, future and in-trial subscriptions, never paused ones,
+    # and neither does any other filter value; the account still counts it as live
+    for state in ("live", "active", "canceled", "future", "in_trial", "expired"):
+        listing = client.list_subscriptions(params={"state": state})
+        assert (list(listing.items()), listing.count()) == ([], 0), state
+    assert [s.uuid for s in client.list_subscriptions().items()] == [sub.uuid]
+    assert emulator.accounts()[0]["has_live_subscription"] is True
+    assert emulator.accounts()[0]["has_paused_subscription"] is True
+    # usage may still be recorded on it; it cannot be canceled, only terminated
+    post_usage(client, sub.uuid, "while-paused", 4, "2024-03-01T00:00:00Z")
+    with pytest.raises(errors.ValidationError):
+        client.cancel_subscription(f"uuid-{sub.uuid}")
+
+    # after its two paused periods it renews as active again
+    clock.set(datetime(2024, 5, 1, tzinfo=UTC))
+    resumed = client.get_subscription(f"uuid-{sub.uuid}")
+    assert (resumed.state, resumed.paused_at, resumed.remaining_pause_cycles) == ("active", None, None)
+    assert [s.uuid for s in client.list_subscriptions(params={"state": "live"}).items()] == [sub.uuid]
+
+
+def test_resume_and_the_pause_seeding_helper(client: Any, emulator: RecurlyEmulator, clock: VirtualClock) -> None:
+    catalog(client)
+    sub = subscribe(client)
+    with pytest.raises(errors.ValidationError):
+        client.resume_subscription(f"uuid-{sub.uuid}")  # only a paused subscription can be resumed
+    with pytest.raises(errors.ValidationError):
+        client.pause_subscription(f"uuid-{sub.uuid}", {"remaining_pause_cycles": None})  # it is required
+
+    seeded = emulator.pause(sub.uuid, cycles=3)
+
+    assert (seeded["state"], seeded["remaining_pause_cycles"]) == ("paused", 3)
+    assert emulator.subscriptions("live") == []
+    clock.advance(timedelta(days=1))
+    resumed = client.resume_subscription(f"uuid-{sub.uuid}")
+    assert (resumed.state, resumed.current_period_started_at) == ("active", START + timedelta(days=1))
+    client.terminate_subscription(f"uuid-{sub.uuid}", params={"refund": "none"})
+    with pytest.raises(errors.ValidationError):
+        client.pause_subscription(f"uuid-{sub.uuid}", {"remaining_pause_cycles": 1})
+    with pytest.raises(ValueError, match="expired"):
+        emulator.pause(sub.uuid)
+
+
+def test_a_listing_cut_short_on_demand_keeps_its_true_total(client: Any, emulator: RecurlyEmulator) -> None:
+    catalog(client)
+    for n in range(5):
+        subscribe(client, account=f"amplify-team-{n}")
+    emulator.cut_listings["list_subscriptions"] = 3
+
+    listing = client.list_subscriptions(params={"state": "live", "limit": 2})
+    served = [s.uuid for page in listing.pages() for s in page]
+
+    assert len(served) == 3, "paging ends early, with has_more false"
+    assert listing.count() == 5, "HEAD still counts every match"
+    status, headers, body = raw(emulator, "GET", "/subscriptions?state=live&limit=200")
+    assert (status, headers["Recurly-Total-Records"], len(json.loads(body)["data"])) == (200, "5", 3)
+    assert json.loads(body)["has_more"] is False
+    assert len(list(client.list_plans().items())) == 1, "other listings are whole"
+
+
 def test_terminate_expires_now(client: Any, emulator: RecurlyEmulator, clock: VirtualClock) -> None:
     catalog(client)
     sub = subscribe(client)

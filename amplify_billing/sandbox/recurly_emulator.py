@@ -110,6 +110,10 @@ class RecurlyEmulator(Emulator):
         self._window: deque[float] = deque()
         self._priors: dict[str, _Prior] = {}
         self._request_number = 0
+        # A listing cut short on demand (list route name -> records served before paging stops, `has_more: false`),
+        # as a fault between pages would: Recurly-Total-Records (GET and HEAD) still gives the true total, so a
+        # client that takes the count first (reference §1.10) notices, and one that trusts has_more does not.
+        self.cut_listings: dict[str, int] = {}
         self._register_routes()
 
     # ---- seeding and inspection (deep copies in wire format) ----------------------------------------
@@ -161,6 +165,16 @@ class RecurlyEmulator(Emulator):
                 wire["add_on_code"] = self.state.add_ons[record.add_on_id].code
                 records.append(wire)
             return copy.deepcopy(records)
+
+    def pause(self, subscription_uuid: str, cycles: int = 1) -> dict[str, Any]:
+        """Seeding: pause a subscription as if ``PUT …/pause`` had taken effect at its last renewal."""
+        with self.lock:
+            self.state.advance()
+            try:
+                record = self.state.pause_now(f"uuid-{subscription_uuid.removeprefix('uuid-')}", cycles)
+            except RecurlyProblem as problem:
+                raise ValueError(problem.message) from None
+            return copy.deepcopy(self.state.subscription_wire(record))
 
     def bill(self, subscription_uuid: str | None = None) -> int:
         """Mark unbilled usage billed (``billed_at`` = the clock's now), as an invoice run would; the count."""
@@ -311,6 +325,7 @@ class RecurlyEmulator(Emulator):
         sorts: tuple[str, ...] = ("created_at", "updated_at"),
         default_sort: str = "created_at",
         fields: Mapping[str, str] | None = None,
+        route: str = "",
     ) -> Response:
         q = parse_list_query(request.query, sorts=sorts, default_sort=default_sort)
         page = paginate(
@@ -321,6 +336,7 @@ class RecurlyEmulator(Emulator):
             render=render,
             path=request.path,
             query=request.query,
+            cut=self.cut_listings.get(route),
         )
         if request.method == "HEAD":
             return Response(200, None, {"Recurly-Total-Records": str(page.total)})
@@ -374,6 +390,8 @@ class RecurlyEmulator(Emulator):
         api("GET", f"/subscriptions/(?P<subscription_id>{ID})", "get_subscription", self._get_subscription)
         api("DELETE", f"/subscriptions/(?P<subscription_id>{ID})", "terminate_subscription", self._terminate)
         api("PUT", f"/subscriptions/(?P<subscription_id>{ID})/cancel", "cancel_subscription", self._cancel)
+        api("PUT", f"/subscriptions/(?P<subscription_id>{ID})/pause", "pause_subscription", self._pause)
+        api("PUT", f"/subscriptions/(?P<subscription_id>{ID})/resume", "resume_subscription", self._resume)
         usage_path = f"/subscriptions/(?P<subscription_id>{ID})/add_ons/(?P<add_on_id>{ID})/usage"
         api("LIST", usage_path, "list_usage", self._list_usage)
         api("POST", usage_path, "create_usage", self._create_usage)
@@ -503,7 +521,7 @@ class RecurlyEmulator(Emulator):
     # subscriptions
     def _list_subscriptions(self, request: Request) -> Response:
         records = self.state.subscriptions_in(request.arg("state") or None)
-        return self._list(request, records, self.state.subscription_wire)
+        return self._list(request, records, self.state.subscription_wire, route="list_subscriptions")
 
     def _create_subscription(self, request: Request) -> Response:
         record = self.state.create_subscription(self._body(request))
@@ -515,6 +533,14 @@ class RecurlyEmulator(Emulator):
 
     def _cancel(self, request: Request) -> Response:
         record = self.state.cancel_subscription(self._param(request, "subscription_id"), self._body(request))
+        return Response(200, self.state.subscription_wire(record))
+
+    def _pause(self, request: Request) -> Response:
+        record = self.state.pause_subscription(self._param(request, "subscription_id"), self._body(request))
+        return Response(200, self.state.subscription_wire(record))
+
+    def _resume(self, request: Request) -> Response:
+        record = self.state.resume_subscription(self._param(request, "subscription_id"))
         return Response(200, self.state.subscription_wire(record))
 
     def _terminate(self, request: Request) -> Response:

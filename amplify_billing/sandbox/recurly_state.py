@@ -37,7 +37,11 @@ UNIT_DISPLAY_PATTERN = r"[\w ]+"
 CURRENCY_PATTERN = r"[A-Z]{3}"
 CUSTOM_FIELD_TYPES = ("account", "item", "plan", "subscription", "charge")
 TIER_TYPES = ("flat", "tiered", "stairstep", "volume")
-LIVE_STATES = frozenset({"active", "canceled", "future", "paused"})
+# What `state=live` lists: "active, canceled, or future state or are in trial" (ROAS `state` parameter,
+# reference §9.3): NOT paused, and no filter value lists paused subscriptions at all.
+LISTED_AS_LIVE = frozenset({"active", "canceled", "future"})
+# An account's `has_live_subscription` does count paused ones ("active, canceled, future, or paused", ROAS Account).
+ACCOUNT_LIVE_STATES = frozenset({"active", "canceled", "future", "paused"})
 SUBSCRIPTION_FILTERS = ("active", "canceled", "expired", "future", "in_trial", "live")
 MAX_USAGE_AMOUNT = Decimal(999_999_999)  # whole-number quantities up to 9 digits
 ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -243,6 +247,9 @@ class SubscriptionRecord:
     expires_at: datetime | None = None
     expiration_reason: str | None = None
     po_number: str | None = None
+    # a pause asked for: it starts at the renewal on or after paused_at and lasts remaining_pause_cycles periods
+    paused_at: datetime | None = None
+    remaining_pause_cycles: int | None = None
 
 
 @dataclass
@@ -1078,6 +1085,53 @@ class RecurlyState:
             s.canceled_at = now
         return s
 
+    def pause_subscription(self, ref: str, body: Mapping[str, Any]) -> SubscriptionRecord:
+        """PUT /subscriptions/{id}/pause (ROAS `pause_subscription`): the pause starts at the next renewal and
+        lasts ``remaining_pause_cycles`` periods; 0 cancels a pending pause, or resumes a paused subscription."""
+        s = self.subscription(ref)
+        problems = Problems()
+        cycles = BodyReader(body, problems).integer("remaining_pause_cycles", minimum=0)
+        if cycles is None and not problems:
+            problems.add("remaining_pause_cycles", "is required")
+        problems.raise_if_any()
+        assert cycles is not None
+        if s.state not in ("active", "paused"):
+            raise validation("subscription", f"is {s.state}; only active or paused subscriptions can be paused")
+        if cycles == 0 and s.state == "paused":
+            return self.resume_subscription(ref)
+        now = self.now()
+        if cycles == 0:
+            s.paused_at, s.remaining_pause_cycles = None, None
+        else:
+            s.paused_at = s.paused_at if s.state == "paused" else s.current_period_ends_at
+            s.remaining_pause_cycles = cycles
+        s.updated_at = now
+        return s
+
+    def resume_subscription(self, ref: str) -> SubscriptionRecord:
+        """PUT /subscriptions/{id}/resume: a paused subscription is active again at once, in a new period."""
+        s = self.subscription(ref)
+        if s.state != "paused":
+            raise validation("subscription", f"is {s.state}; only a paused subscription can be resumed")
+        self._resume(s, self.now())
+        return s
+
+    def pause_now(self, ref: str, cycles: int) -> SubscriptionRecord:
+        """Seeding: a subscription whose pause took effect at its last renewal and lasts ``cycles`` periods
+        counted from the current one (as if paused earlier with ``PUT …/pause``)."""
+        s = self.subscription(ref)
+        if s.state != "active" or cycles < 1:
+            raise validation("subscription", f"is {s.state}; only an active subscription can be paused, for 1+ cycles")
+        s.state, s.paused_at, s.remaining_pause_cycles = "paused", s.current_period_started_at, cycles
+        s.updated_at = self.now()
+        return s
+
+    def _resume(self, s: SubscriptionRecord, when: datetime) -> None:
+        s.state, s.paused_at, s.remaining_pause_cycles, s.updated_at = "active", None, None, when
+        # a resumed subscription starts a new billing period then
+        s.anchor, s.period, s.current_period_started_at = when, 0, when
+        s.current_period_ends_at = add_interval(when, s.interval_unit, s.interval_length)
+
     def advance(self) -> None:
         """Bring every subscription to the clock's now (see module docstring)."""
         now = self.now()
@@ -1086,7 +1140,7 @@ class RecurlyState:
                 start = s.current_period_started_at
                 s.state, s.activated_at, s.updated_at = "active", start, start
             # a canceled subscription keeps billing period by period until it expires (term_end of a long term)
-            while s.state in ("active", "canceled") and s.current_period_ends_at <= now:
+            while s.state in ("active", "canceled", "paused") and s.current_period_ends_at <= now:
                 end = s.current_period_ends_at
                 if s.state == "canceled" and s.expires_at is not None and end >= s.expires_at:
                     break
@@ -1094,6 +1148,13 @@ class RecurlyState:
                 if s.state == "active" and cycles is not None and not s.auto_renew and (s.period + 1) % cycles == 0:
                     s.state, s.expires_at, s.updated_at, s.expiration_reason = "expired", end, end, "nonrenewing"
                     break
+                if s.state == "paused":
+                    s.remaining_pause_cycles = (s.remaining_pause_cycles or 1) - 1
+                    if s.remaining_pause_cycles <= 0:
+                        self._resume(s, end)  # the pause is over at this renewal
+                        continue
+                elif s.state == "active" and s.paused_at is not None and end >= s.paused_at:
+                    s.state = "paused"  # a pause asked for starts at the renewal
                 s.period += 1
                 s.current_period_started_at = end
                 s.current_period_ends_at = add_interval(s.anchor, s.interval_unit, (s.period + 1) * s.interval_length)
@@ -1110,7 +1171,7 @@ class RecurlyState:
             if account_id is not None and s.account_id != account_id:
                 continue
             if state == "live":
-                matches = s.state in LIVE_STATES
+                matches = s.state in LISTED_AS_LIVE
             elif state == "in_trial":
                 matches = False  # the emulator starts no trials
             else:
@@ -1373,7 +1434,7 @@ class RecurlyState:
             "username": a.username,
             "bill_to": "self",
             "tax_exempt": False,
-            "has_live_subscription": bool(states & LIVE_STATES),
+            "has_live_subscription": bool(states & ACCOUNT_LIVE_STATES),
             "has_active_subscription": "active" in states,
             "has_future_subscription": "future" in states,
             "has_canceled_subscription": "canceled" in states,
@@ -1424,7 +1485,7 @@ class RecurlyState:
                     "expired_at": fmt_time(s.expires_at) if s.state == "expired" else None,
                 }
             )
-        live = s.state in ("active", "canceled")
+        live = s.state in ("active", "canceled", "paused")
         return {
             "id": s.id,
             "object": "subscription",
@@ -1467,7 +1528,8 @@ class RecurlyState:
             "current_term_ends_at": fmt_time(self.term_ends_at(s)) if live or s.state == "future" else None,
             "trial_started_at": None,
             "trial_ends_at": None,
-            "paused_at": None,
+            "paused_at": fmt_time(s.paused_at),
+            "remaining_pause_cycles": s.remaining_pause_cycles,
             "created_at": fmt_time(s.created_at),
             "updated_at": fmt_time(s.updated_at),
         }

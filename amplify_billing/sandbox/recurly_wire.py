@@ -355,11 +355,14 @@ def paginate(
     render: Callable[[T], dict[str, Any]],
     path: str,
     query: Mapping[str, list[str]],
+    cut: int | None = None,
 ) -> Page:
     """One page of ``items`` in the API's list format.
 
     Keyset paging: the cursor names the last (sort value, sequence) served, and the next page starts strictly
     after it, so records created while a client walks the pages neither repeat nor shift others out.
+    ``cut``: serve only the first ``cut`` matching records (a listing cut short, as by a fault between pages):
+    paging ends with ``has_more: false`` while the total still counts every match.
     """
     chosen = [
         item
@@ -371,6 +374,8 @@ def paginate(
     descending = q.order == "desc"
     chosen.sort(key=key, reverse=descending)
     total = len(chosen)
+    if cut is not None:
+        chosen = chosen[:cut]
     if q.after is not None:
         after = q.after
         chosen = [item for item in chosen if (key(item) < after if descending else key(item) > after)]
