@@ -1,14 +1,18 @@
 """API-server resources (reference/amplify-api.md §2): list with paging and RSQL, read, write back.
 
 Listing follows the ``Link: <…>; rel="next"`` header at the configured (largest) page size, so a kind
-costs one request per page and never one per object. Attribute write-back spends a request only when
-a value differs, and resolves a lost optimistic-concurrency race (HTTP 428) by re-reading once.
+costs one request per page and never one per object. A missing ``Link`` ends the walk, but proves nothing
+by itself: every page's ``X-Axway-Total-Count`` (sent on GET, reference §2.3) is checked against what the walk
+yielded, and the caller learns whether the listing is complete (``ListingProof``) before it acts on what is
+absent from it. Attribute write-back spends a request only when a value differs, and resolves a lost
+optimistic-concurrency race (HTTP 428) by re-reading once.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urljoin
 
@@ -21,6 +25,56 @@ log = logging.getLogger(__name__)
 
 PRECONDITION_REQUIRED = 428  # the PUT carried a stale metadata.resourceVersion
 WRITE_OK = (200, 201)
+
+
+TOTAL_HEADER = "X-Axway-Total-Count"
+Resources = list[dict[str, Any]]
+
+
+@dataclass
+class ListingProof:
+    """What one listing proved about itself, filled in while its pages are walked.
+
+    Complete only when the walk reached its last page, every page announced the same total, and the walk
+    yielded exactly that many distinct resources. A total that changed between pages (a resource added or
+    removed meanwhile) or a page without the header proves nothing: the next run lists again."""
+
+    plural: str
+    listed: int = 0
+    totals: list[int | None] = field(default_factory=list)
+    finished: bool = False
+    _seen: set[str] = field(default_factory=set, repr=False)
+
+    @property
+    def total(self) -> int | None:
+        known = [t for t in self.totals if t is not None]
+        return max(known) if known else None
+
+    @property
+    def complete(self) -> bool:
+        steady = bool(self.totals) and None not in self.totals and len(set(self.totals)) == 1
+        return self.finished and steady and self.listed == self.totals[0]
+
+    def describe(self) -> str:
+        """``listed 150 of 300 subscriptions (X-Axway-Total-Count)``, or what else kept it unproven."""
+        if None in self.totals:
+            return f"listed {self.listed} {self.plural}; Amplify sent no {TOTAL_HEADER} to prove that is all"
+        if len(set(self.totals)) > 1:
+            counts = " then ".join(str(t) for t in dict.fromkeys(self.totals))
+            return f"listed {self.listed} {self.plural} while {TOTAL_HEADER} changed ({counts})"
+        return f"listed {self.listed} of {self.total} {self.plural} ({TOTAL_HEADER})"
+
+    def add(self, page: list[dict[str, Any]], total: int | None) -> None:
+        self.totals.append(total)
+        for index, item in enumerate(page):
+            metadata = item.get("metadata")
+            ident = metadata.get("id") if isinstance(metadata, Mapping) else None
+            self._seen.add(str(ident or item.get("name") or f"#{len(self.totals)}:{index}"))
+        self.listed = len(self._seen)
+
+
+def _total(value: str | None) -> int | None:
+    return int(value) if value is not None and value.strip().isdigit() else None
 
 
 class ResourceClient:
@@ -39,9 +93,17 @@ class ResourceClient:
         return f"{url}/{plural}"
 
     def pages(
-        self, plural: str, *, query: str | None = None, scope: str | None = None, group: str = "catalog"
+        self,
+        plural: str,
+        *,
+        query: str | None = None,
+        scope: str | None = None,
+        group: str = "catalog",
+        proof: ListingProof | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
-        """The listing one page at a time, so a caller can keep less than every resource in memory at once."""
+        """The listing one page at a time, so a caller can keep less than every resource in memory at once.
+
+        ``proof``: filled in page by page; complete once the walk ended and the totals agree with it."""
         url: str | None = self._collection_url(plural, scope, group)
         first_page: dict[str, Any] = {"pageSize": self._settings.page_size, "page": 1}
         if query is not None:
@@ -56,10 +118,14 @@ class ResourceClient:
                     f"Amplify answered GET {response.url} with something other than a list of resources",
                     system="amplify",
                 )
+            if proof is not None:
+                proof.add(page, _total(response.headers.get(TOTAL_HEADER)))
             yield page
             visited.add(response.url)
             next_link = response.links.get("next", {}).get("url")
             if not next_link:
+                if proof is not None:
+                    proof.finished = True
                 break
             # the link carries page, pageSize and query itself; it may be absolute or path-relative
             url, params = urljoin(response.url, next_link), None
@@ -70,9 +136,17 @@ class ResourceClient:
         self, plural: str, *, query: str | None = None, scope: str | None = None, group: str = "catalog"
     ) -> list[dict[str, Any]]:
         """Every resource of a kind (optionally within one scope, filtered by an RSQL ``query``)."""
-        items = [item for page in self.pages(plural, query=query, scope=scope, group=group) for item in page]
-        log.debug("listed %d %s", len(items), plural)
-        return items
+        return self.listing(plural, query=query, scope=scope, group=group)[0]
+
+    def listing(
+        self, plural: str, *, query: str | None = None, scope: str | None = None, group: str = "catalog"
+    ) -> tuple[Resources, ListingProof]:
+        """``list``, and what the listing proved about its completeness."""
+        proof = ListingProof(plural)
+        pages = self.pages(plural, query=query, scope=scope, group=group, proof=proof)
+        items = [item for page in pages for item in page]
+        log.debug("listed %d %s (%s)", len(items), plural, "complete" if proof.complete else proof.describe())
+        return items, proof
 
     def get(self, plural: str, name: str, *, scope: str | None = None, group: str = "catalog") -> dict[str, Any]:
         url = f"{self._collection_url(plural, scope, group)}/{quote(name, safe='')}"
