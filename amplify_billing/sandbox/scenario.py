@@ -25,7 +25,8 @@ The catalog (DESIGN.md §3):
 by teams (most) and by users (some, with the marketplace owner a user); about 20 % are pending approval,
 a few were cancelled before the traffic starts, the rest are approved and active. Four more
 subscriptions sit on plans the tool must ignore (two on internal-payg, one each on weather-free and
-weather-flatfee). Every subscription was created before ``now - days_of_traffic``.
+weather-flatfee). Every subscription was created 2 h to 3 days before ``now - days_of_traffic`` (inside
+Traceability's 7-day retention for a first run at the start of the traffic).
 
 Traffic: every live subscription (pending or active, on any plan) has, for each quota that bills
 usage, one aggregated count per hour over [now - days_of_traffic, now) at a fixed minute of the hour
@@ -57,6 +58,10 @@ SUBSCRIPTIONS_PER_TEAM = 8
 HOURLY_RATES = (0, 1, 3, 8, 20, 45, 120)
 # Share of (subscription, quota) pairs that also see a few failed calls.
 FAILING_SHARE = 0.3
+# Approved subscriptions became active at most this long (plus 2 h) before the traffic starts. Usage is billed from
+# that moment, and Traceability keeps 7 days (reference §9.1): a first run up to four days into the traffic can
+# still count every window since, so the scenario's first runs bill cleanly, as a tenant's do after a recent start.
+ACTIVE_BEFORE_TRAFFIC_HOURS = 3 * 24
 OPEN_TIER = literals.OPEN_TIER_END
 MARKETPLACE_TITLE = "Sandbox Marketplace"
 
@@ -621,8 +626,10 @@ class _Builder:
             team = teams[self.rng.randrange(len(teams))]
             humans = [m for m in team["users"] if m["type"] == "user"]
             user_owned = self.rng.random() < USER_OWNED_SHARE
-            # created 2 h to 30 days before the traffic starts, so it is approved before then
-            created = self.traffic_start - timedelta(hours=2 + self.rng.randrange(30 * 24))
+            # created 2 h to 3 days before the traffic starts, so it is approved before then; drawn from 30 days as
+            # it always was, so that a seed keeps the rest of its scenario
+            hours_before = 2 + self.rng.randrange(30 * 24) % ACTIVE_BEFORE_TRAFFIC_HOURS
+            created = self.traffic_start - timedelta(hours=hours_before)
             owner: dict[str, Any] = {"type": "team", "id": team["guid"], "organization": {"id": str(org["org_id"])}}
             market_owner = dict(owner)
             requester = humans[self.rng.randrange(len(humans))]["guid"]
