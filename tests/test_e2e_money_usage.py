@@ -190,7 +190,11 @@ def test_windows_older_than_the_retention_are_a_finding_not_skipped_in_silence(m
     amplify_id = target["metadata"]["id"]
     uuid = _recurly_for(cycle, amplify_id)["uuid"]
 
-    # the cron stays down until day 10: Traceability keeps 7 days, so days 0-2 can no longer be counted
+    became_active = parse_timestamp(target["state"]["when"]["timestamp"])
+    assert became_active is not None
+
+    # the cron stays down until day 10, 04:00: Traceability keeps 7 days, so everything before day 3, 04:00 is gone
+    # and the window of day 3 has lost its first hours: nothing before day 4 can be counted whole
     cycle.clock.set(TODAY + 3 * DAY + timedelta(hours=4))
     mark = len(cycle.sandbox.recurly.requests)
     reports = cycle.run()
@@ -198,13 +202,18 @@ def test_windows_older_than_the_retention_are_a_finding_not_skipped_in_silence(m
     assert usage.exit_code == int(ExitCode.PARTIAL_FAILURE)
     aged = [f for f in _findings(usage, amplify_id) if "cannot be counted any more" in f.summary]
     assert len(aged) == 1 and aged[0].withholds
-    assert "3 window(s)" in aged[0].summary and "usage.retention" in aged[0].summary
+    # day 0's run reported (as zero) the windows that had settled by then, up to DAY0 - 1 day
+    since = max(became_active, DAY0 - DAY)
+    lost = -((since.replace(hour=0, minute=0, second=0, microsecond=0) - (DAY0 + 4 * DAY)) // DAY)
+    assert f"{lost} window(s) from {since.strftime('%Y-%m-%dT%H:%M:%SZ')}…" in aged[0].summary
+    assert f"…{(DAY0 + 4 * DAY).strftime('%Y-%m-%dT%H:%M:%SZ')}" in aged[0].summary
+    assert "usage.retention" in aged[0].summary
     # nothing was posted for the lost windows; everything after them was
     tags = {r["merchant_tag"] for r in _records(cycle, uuid)}
     quota = target_quota(cycle, target)
     assert merchant_tag(amplify_id, quota, DAY0) not in tags
     assert _usage_posts(cycle, mark, uuid)
-    assert _usage_total(cycle, uuid) == _traffic(cycle, amplify_id, DAY0 + 3 * DAY, TODAY + 2 * DAY)
+    assert _usage_total(cycle, uuid) == _traffic(cycle, amplify_id, DAY0 + 4 * DAY, TODAY + 3 * DAY)
 
     # reported once: the next run goes on quietly
     cycle.clock.set(TODAY + 3 * DAY + timedelta(hours=8))
@@ -226,21 +235,40 @@ def _write_rows(path: Path, rows: list[tuple[str, str, datetime, int]]) -> None:
     )
 
 
+def _quiet_before(cycle: Cycle) -> list[tuple[str, str, datetime, int]]:
+    """Zero rows for every billed pair over the month before day 0 (the scenario's approvals fall in it): the file
+    then speaks for every window the tool counts."""
+    return [(s, q, DAY0 - d * DAY, 0) for s, q in _billed_pairs(cycle) for d in range(1, 32)]
+
+
+def _billed_pairs(cycle: Cycle) -> list[tuple[str, str]]:
+    """Every (subscription, quota) the tool bills in the scenario: a usage file names each of them (0 for none),
+    since a file proves only the pairs it names."""
+    scenario = cycle.scenario
+    return [
+        (scenario.subscriptions_by_name[name]["metadata"]["id"], quota)
+        for name in scenario.live_subscriptions
+        for quota in scenario.usage_quotas[scenario.subscriptions_by_name[name]["spec"]["plan"]["name"]]
+    ]
+
+
 def test_a_pair_missing_from_a_re_count_is_not_restated_to_zero(make_cycle: Any, tmp_path: Path) -> None:
     usage_file = tmp_path / "usage.jsonl"
     cycle: Cycle = make_cycle(subscriptions=8)
     cycle.overrides["usage"] = {"source": "file", "file_path": str(usage_file)}
     first, second = _approved_with_traffic(cycle, count=2)
     pairs = [(s["metadata"]["id"], target_quota(cycle, s)) for s in (first, second)]
-    _write_rows(usage_file, [(s, q, DAY0, 100) for s, q in pairs])
+    rows = [(s, q, DAY0, 100 if (s, q) in pairs else 0) for s, q in _billed_pairs(cycle)]
+    _write_rows(usage_file, rows + _quiet_before(cycle))
     _ok(cycle.run())
     cycle.clock.set(DAY0 + DAY + timedelta(hours=3))
     _ok(cycle.run())
     uuids = [_recurly_for(cycle, s)["uuid"] for s, _ in pairs]
     assert [_usage_total(cycle, u) for u in uuids] == [100, 100]
 
-    # the next file speaks only for the first pair: the second's count is unknown, never zero
-    _write_rows(usage_file, [(pairs[0][0], pairs[0][1], DAY0, 120)])
+    # the next file no longer names the second pair: its count is unknown, never zero
+    rows = [(s, q, DAY0, 120 if (s, q) == pairs[0] else 0) for s, q in _billed_pairs(cycle) if (s, q) != pairs[1]]
+    _write_rows(usage_file, rows + [r for r in _quiet_before(cycle) if (r[0], r[1]) != pairs[1]])
     cycle.clock.set(DAY0 + DAY + timedelta(hours=6))
     mark = len(cycle.sandbox.recurly.requests)
     usage = _usage_report(cycle.run())
@@ -258,13 +286,15 @@ def test_a_lower_re_count_is_a_finding_unless_downward_restatement_is_allowed(
     cycle.overrides["usage"] = {"source": "file", "file_path": str(usage_file)}
     (target,) = _approved_with_traffic(cycle)
     pair = (target["metadata"]["id"], target_quota(cycle, target))
-    _write_rows(usage_file, [(*pair, DAY0, 100)])
+    rows = [(s, q, DAY0, 100 if (s, q) == pair else 0) for s, q in _billed_pairs(cycle)]
+    _write_rows(usage_file, rows + _quiet_before(cycle))
     cycle.clock.set(DAY0 + DAY + timedelta(hours=3))
     _ok(cycle.run())
     uuid = _recurly_for(cycle, pair[0])["uuid"]
     assert _usage_total(cycle, uuid) == 100
 
-    _write_rows(usage_file, [(*pair, DAY0, 90)])
+    rows = [(s, q, DAY0, 90 if (s, q) == pair else 0) for s, q in _billed_pairs(cycle)]
+    _write_rows(usage_file, rows + _quiet_before(cycle))
     cycle.clock.set(DAY0 + DAY + timedelta(hours=4))
     mark = len(cycle.sandbox.recurly.requests)
     dry = _usage_report(cycle.run(dry_run=True))

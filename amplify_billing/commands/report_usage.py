@@ -302,6 +302,12 @@ def _horizon(rt: Runtime, source: UsageSource, options: UsageOptions, now: datet
                 "raise it, or backfill with report-usage --from/--to",
             )
         )
+    span_start = getattr(source, "span", (None, None))[0]
+    if span_start is not None:
+        # a file holds what it holds: windows before its first row cannot be counted from it
+        limits.append(
+            (span_start, f"the usage file starts at {span_start.strftime('%Y-%m-%dT%H:%M:%SZ')}; add rows for them")
+        )
     if not limits:
         return _Horizon(None, "")
     cutoff, why = max(limits, key=lambda limit: limit[0])
