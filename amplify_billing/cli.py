@@ -243,11 +243,20 @@ def sync_subscriptions_command(
     dry_run: DryRun = False,
     exit_code: ExitCodeFlag = False,
     force: Force = False,
+    end: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--end",
+            metavar="AMPLIFY_SUBSCRIPTION_ID",
+            help="End this subscription on your word, after its final usage (repeatable): one whose product no "
+            "longer opts in to billing, or a linked one Amplify no longer lists; the findings name them.",
+        ),
+    ] = None,
 ) -> int:
     """Create, cancel or terminate Recurly subscriptions as Amplify ones start and end; approve pending ones."""
     from amplify_billing.commands.subscriptions import SyncOptions, sync_subscriptions
 
-    options = SyncOptions(dry_run=dry_run, exit_code=exit_code, force=force)
+    options = SyncOptions(dry_run=dry_run, exit_code=exit_code, force=force, end=tuple(dict.fromkeys(end or ())))
 
     def body(rt: Runtime) -> list[CommandReport]:
         return [

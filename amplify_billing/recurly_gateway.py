@@ -386,6 +386,13 @@ class RecurlyGateway:
                 )
             items.extend(plain)
 
+    def _total(self, what: str, make_pager: Callable[[recurly.Client, dict[str, Any]], Any], params: Any) -> int | None:
+        """The listing's total count: a HEAD answered with ``Recurly-Total-Records`` for the same filters (the
+        pager's ``count()``, reference §1.10). None when the answer carries no readable count."""
+        query = {"limit": PAGE_LIMIT, **dict(params or {})}
+        total = self._call("HEAD", what, lambda c: make_pager(c, _wire(query)).count(), repeatable=True)
+        return total if isinstance(total, int) and not isinstance(total, bool) and total >= 0 else None
+
     def list_plans(self, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         return self._list("plans", lambda c, p: c.list_plans(params=p), params)
 
@@ -400,6 +407,10 @@ class RecurlyGateway:
 
     def list_subscriptions(self, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         return self._list("subscriptions", lambda c, p: c.list_subscriptions(params=p), params)
+
+    def count_subscriptions(self, params: Mapping[str, Any] | None = None) -> int | None:
+        """How many subscriptions ``list_subscriptions(params)`` lists, taken before the walk proves it whole."""
+        return self._total("subscriptions", lambda c, p: c.list_subscriptions(params=p), params)
 
     def list_usage(
         self, subscription_id: str, add_on_id: str, params: Mapping[str, Any] | None = None

@@ -3,6 +3,8 @@
 An empty or truncated listing (a lost permission, a wrong tenant) looks exactly like "everything was
 deleted". So a run that would deactivate, cancel or terminate more than the configured share of the
 linked objects refuses; and one that would destroy *every* linked object refuses whatever the count.
+A create for an Amplify subscription that was already linked to a Recurly subscription counts the same
+way: when the Recurly side looks empty (a listing cut short), re-creating everything bills twice.
 """
 
 from __future__ import annotations
@@ -10,12 +12,19 @@ from __future__ import annotations
 from decimal import Decimal
 
 from amplify_billing.errors import SafetyValveError
-from amplify_billing.models import ChangeSet
+from amplify_billing.models import ChangeKind, ChangeSet
+from amplify_billing.reconcile.subscriptions import REPLACES
 from amplify_billing.settings import SafetySettings
 
 
+def recreates(changeset: ChangeSet) -> int:
+    """Creates of a second Recurly subscription for an Amplify subscription that was already linked to one."""
+    return sum(1 for c in changeset.changes if c.kind is ChangeKind.CREATE and c.payload.get(REPLACES))
+
+
 def check(changeset: ChangeSet, safety: SafetySettings, *, force: bool, what: str) -> None:
-    destructive = len(changeset.destructive)
+    again = recreates(changeset)
+    destructive = len(changeset.destructive) + again
     linked = changeset.linked_count
     if force or destructive == 0 or linked == 0:
         return
@@ -32,8 +41,14 @@ def check(changeset: ChangeSet, safety: SafetySettings, *, force: bool, what: st
         if everything
         else f"more than safety.max_destructive_fraction ({limit}%)"
     )
+    acts = f"{what} {destructive}"
+    if again:
+        ends = len(changeset.destructive)
+        second = f"create a second Recurly subscription for {again} already linked Amplify subscription(s)"
+        acts = f"{what} {ends} and {second}, {destructive}" if ends else f"{second}, {destructive}"
     raise SafetyValveError(
-        f"{changeset.command} would {what} {destructive} of {linked} linked Recurly objects ({percent}%), "
+        f"{changeset.command} would {acts} of {linked} linked Recurly objects ({percent}%), "
         f"{reason}; nothing was written. Check that the Amplify service account still sees the catalog and "
-        "subscriptions (a lost permission looks like an empty listing); if this is intended, run again with --force"
+        "subscriptions (a lost permission looks like an empty listing) and that Recurly lists every live "
+        "subscription; if this is intended, run again with --force"
     )

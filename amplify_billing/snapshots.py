@@ -3,6 +3,11 @@
 Every resource kind is listed (never fetched one by one), at the largest page size, filtered on the
 server where the API allows it. ``Snapshots`` memoises each listing for one process, so ``run`` lists
 nothing twice; a command that changed something tells it which listing is stale.
+
+Absence proves nothing until the read is proven complete (DESIGN.md §3 Completeness). Each listing says
+whether it is (``Completeness``): Amplify's against ``X-Axway-Total-Count``, Recurly's subscriptions against
+the total count taken before the walk. The few objects that went missing from a listing are read directly
+(memoised too, so ``run`` reads each once).
 """
 
 from __future__ import annotations
@@ -24,13 +29,17 @@ from amplify_billing.amplify.parse import (
     parse_unit,
     resource_id,
 )
+from amplify_billing.amplify.resources import ListingProof
+from amplify_billing.errors import AmplifyBillingError, NotFoundError
 from amplify_billing.models import AmplifySubscription, PlanUnit, Product, ProductPlan, Quota, RecurlyPlan
 from amplify_billing.reconcile.plans import CatalogSnapshot, RecurlyCatalog
 from amplify_billing.recurly_parse import UnreadableRecurlyError, measured_unit_from_recurly, plan_from_recurly
 from amplify_billing.settings import Settings
 
-# what `state=live` lists: active, canceled (until term end), future, in trial, paused
-LISTED_STATES = frozenset({"active", "canceled", "future", "in_trial", "paused"})
+# What `state=live` lists: active, canceled (until term end), future, in trial; NOT paused (reference §9.3)
+LISTED_STATES = frozenset({"active", "canceled", "future", "in_trial"})
+# The Recurly subscription listing every command reads
+LIVE_QUERY = {"state": "live", "sort": "updated_at", "order": "asc"}
 
 # RSQL `=in=` lists are cut to keep the encoded URL well under common 8 KB limits. Cutting by length rather
 # than by a count of names fills each query (each one ends with a partial page, so fewer queries, fewer pages).
@@ -40,9 +49,21 @@ IN_NAME_OVERHEAD = 9
 
 
 class ResourceLister(Protocol):
-    def list(
+    def listing(
         self, plural: str, *, query: str | None = None, scope: str | None = None, group: str = "catalog"
-    ) -> list[dict[str, Any]]: ...
+    ) -> tuple[list[dict[str, Any]], ListingProof]: ...
+
+    def pages(
+        self,
+        plural: str,
+        *,
+        query: str | None = None,
+        scope: str | None = None,
+        group: str = "catalog",
+        proof: ListingProof | None = None,
+    ) -> Iterator[list[dict[str, Any]]]: ...
+
+    def get(self, plural: str, name: str, *, scope: str | None = None, group: str = "catalog") -> dict[str, Any]: ...
 
 
 class RecurlyLister(Protocol):
@@ -50,7 +71,39 @@ class RecurlyLister(Protocol):
     def list_add_ons(self, params: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
     def list_measured_units(self) -> list[dict[str, Any]]: ...
     def list_subscriptions(self, params: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
+    def count_subscriptions(self, params: dict[str, Any] | None = None) -> int | None: ...
+    def get_subscription(self, subscription_id: str) -> dict[str, Any]: ...
     def list_accounts(self, params: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class Completeness:
+    """Whether a read (one listing, or one per chunk of an ``=in=`` query) is proven complete; if not, why."""
+
+    complete: bool
+    why: str = ""
+
+    @staticmethod
+    def of(proofs: Iterable[ListingProof]) -> Completeness:
+        """Several listings (one per chunk of an ``=in=`` query, or one per kind): complete when each is; else
+        what the first kind cut short shows, summed over its chunks."""
+        proofs = list(proofs)
+        short = next((p for p in proofs if not p.complete), None)
+        if short is None:
+            return Completeness(True)
+        kind = [p for p in proofs if p.plural == short.plural]
+        if not all(p.finished and len(set(p.totals)) == 1 and None not in p.totals for p in kind):
+            return Completeness(False, f"Amplify {short.describe()}")
+        listed, total = sum(p.listed for p in kind), sum(p.total or 0 for p in kind)
+        return Completeness(False, f"Amplify listed {listed} of {total} {short.plural} (X-Axway-Total-Count)")
+
+
+class Missing:
+    """A direct read that found nothing (HTTP 404): the object is gone."""
+
+
+GONE = Missing()
+DirectRead = Mapping[str, Any] | Missing | AmplifyBillingError  # found; gone; could not be read
 
 
 def _chunks(values: Sequence[str], budget: int = IN_QUERY_CHARS) -> Iterator[Sequence[str]]:
@@ -137,6 +190,22 @@ class Snapshots:
                 kept.append(dict(data))
             self._cache["recurly_subscriptions"] = kept
 
+    def _read_once(self, key: str, read: Any) -> DirectRead:
+        """A direct read of one object, memoised with its outcome (a failure is not retried within the run)."""
+        with self._lock:
+            if key in self._cache:
+                result: DirectRead = self._cache[key]
+                return result
+        try:
+            found: DirectRead = read()
+        except NotFoundError:
+            found = GONE
+        except AmplifyBillingError as error:
+            found = error
+        with self._lock:
+            self._cache[key] = found
+        return found
+
     def forget(self, *names: str) -> None:
         for name in names:
             self._cache.pop(name, None)
@@ -157,7 +226,9 @@ class Snapshots:
         query = f'attributes.{amplify.opt_in_attribute}=="{amplify.opt_in_value}"'
         problems: list[ParseProblem] = []
         products: list[Product] = []
-        for raw in self.amplify.list("products", query=query):
+        product_raws, product_proof = self.amplify.listing("products", query=query)
+        proofs = [product_proof]
+        for raw in product_raws:
             parsed = parse_product(raw)
             if isinstance(parsed, ParseProblem):
                 problems.append(parsed)
@@ -166,11 +237,19 @@ class Snapshots:
         by_name = {p.name: p for p in products}
         plan_raws: list[dict[str, Any]] = []
         for names in _chunks(sorted(by_name)):
-            plan_raws.extend(self.amplify.list("productplans", query=_in("spec.product", names)))
+            chunk, plan_proof = self.amplify.listing("productplans", query=_in("spec.product", names))
+            plan_raws.extend(chunk)
+            proofs.append(plan_proof)
         plan_names = sorted({str(r.get("name")) for r in plan_raws})
         quotas_by_plan: dict[str, list[Quota]] = {}
         for names in _chunks(plan_names):
-            for raw in self.amplify.list("quotas", query=_in("metadata.scope.name", names)):
+            quota_raws, quota_proof = self.amplify.listing("quotas", query=_in("metadata.scope.name", names))
+            proofs.append(quota_proof)
+            if not quota_proof.complete:
+                # a plan must not be synced (nor its subscriptions billed by it) without every one of its quotas
+                for name in names:
+                    quotas_by_plan.setdefault(name, []).append(_BROKEN_QUOTA)
+            for raw in quota_raws:
                 parsed_quota = parse_quota(raw)
                 if isinstance(parsed_quota, ParseProblem):
                     scope = raw.get("metadata", {}).get("scope", {}) if isinstance(raw.get("metadata"), dict) else {}
@@ -184,7 +263,9 @@ class Snapshots:
                 quotas_by_plan.setdefault(parsed_quota.plan_name, []).append(parsed_quota)
         units: dict[str, PlanUnit] = {}
         if plan_raws:
-            for raw in self.amplify.list("productplanunits"):
+            unit_raws, unit_proof = self.amplify.listing("productplanunits")
+            proofs.append(unit_proof)
+            for raw in unit_raws:
                 unit = parse_unit(raw)
                 if unit is not None:
                     units[unit.name] = unit
@@ -210,52 +291,122 @@ class Snapshots:
                 problems.append(parsed_plan)
             else:
                 plans.append(parsed_plan)
+        read = Completeness.of(proofs)
+        if not read.complete:
+            # a listing cut short looks like products, plans or quotas that are gone: they are not (kind "product"
+            # keeps sync-plans from deactivating any plan for its absence)
+            problems.append(ParseProblem("product", "(catalog listing)", f"{read.why}; absence proves nothing"))
         snapshot = CatalogSnapshot(
-            plans=tuple(plans), units=units, problems=tuple(problems), complete=not product_filter
+            plans=tuple(plans), units=units, problems=tuple(problems), complete=not product_filter and read.complete
         )
         return AmplifyCatalog(tuple(products), snapshot)
 
     def amplify_subscriptions(self, plan_names: Sequence[str]) -> tuple[list[AmplifySubscription], list[ParseProblem]]:
+        subscriptions, problems, _read = self._subscription_listing(plan_names)
+        return subscriptions, problems
+
+    def amplify_subscriptions_read(self, plan_names: Sequence[str]) -> Completeness:
+        """Whether ``amplify_subscriptions(plan_names)`` is proven complete (X-Axway-Total-Count)."""
+        return self._subscription_listing(plan_names)[2]
+
+    def _subscription_listing(
+        self, plan_names: Sequence[str]
+    ) -> tuple[list[AmplifySubscription], list[ParseProblem], Completeness]:
         key = "amplify_subscriptions:" + ",".join(sorted(plan_names))
-        result: tuple[list[AmplifySubscription], list[ParseProblem]] = self._memo(
+        result: tuple[list[AmplifySubscription], list[ParseProblem], Completeness] = self._memo(
             key, lambda: self._load_subscriptions(plan_names)
         )
         return result
 
-    def _load_subscriptions(self, plan_names: Sequence[str]) -> tuple[list[AmplifySubscription], list[ParseProblem]]:
+    def _load_subscriptions(
+        self, plan_names: Sequence[str]
+    ) -> tuple[list[AmplifySubscription], list[ParseProblem], Completeness]:
         subscriptions: list[AmplifySubscription] = []
         problems: list[ParseProblem] = []
+        proofs: list[ListingProof] = []
         for names in _chunks(sorted(set(plan_names))):
-            query = _in("spec.plan.name", names)
-            pages = getattr(self.amplify, "pages", None)
-            listing = (
-                pages("subscriptions", query=query) if pages else [self.amplify.list("subscriptions", query=query)]
-            )
+            proof = ListingProof("subscriptions")
+            proofs.append(proof)
             # page by page: the parsed subscription keeps its resource as compact JSON (a write-back PUT needs the
             # whole body), so 10,000 decoded resources never sit in memory at once
-            for page in listing:
-                for raw in page:
-                    parsed = parse_subscription(raw)
-                    if isinstance(parsed, ParseProblem):
-                        problems.append(parsed)
-                    else:
-                        subscriptions.append(replace(parsed, raw=CompactResource.of(raw)))
-        return subscriptions, problems
+            for page in self.amplify.pages("subscriptions", query=_in("spec.plan.name", names), proof=proof):
+                self._parse_subscriptions(page, subscriptions, problems)
+        return subscriptions, problems, Completeness.of(proofs)
+
+    @staticmethod
+    def _parse_subscriptions(
+        raws: Iterable[Mapping[str, Any]], subscriptions: list[AmplifySubscription], problems: list[ParseProblem]
+    ) -> None:
+        for raw in raws:
+            parsed = parse_subscription(raw)
+            if isinstance(parsed, ParseProblem):
+                problems.append(parsed)
+            else:
+                subscriptions.append(replace(parsed, raw=CompactResource.of(raw)))
+
+    def amplify_subscriptions_by_id(
+        self, ids: Iterable[str]
+    ) -> tuple[dict[str, AmplifySubscription], list[ParseProblem]]:
+        """The subscriptions with these metadata ids that Amplify still has, whatever their plan or product: one
+        listing per chunk of ids. Only what it finds counts (an id it does not return is read by name, see
+        ``amplify_subscription``): an empty answer would also come from a lost permission."""
+        wanted = sorted(set(ids))
+        found: dict[str, AmplifySubscription] = {}
+        problems: list[ParseProblem] = []
+        missing = [i for i in wanted if "amplify_subscription_id:" + i not in self._cache]
+        for names in _chunks(missing):
+            listed: list[AmplifySubscription] = []
+            raws, _proof = self.amplify.listing("subscriptions", query=_in("metadata.id", names))
+            self._parse_subscriptions(raws, listed, problems)
+            with self._lock:
+                for name in names:
+                    self._cache["amplify_subscription_id:" + name] = None
+                for subscription in listed:
+                    self._cache["amplify_subscription_id:" + subscription.id] = subscription
+        with self._lock:
+            for i in wanted:
+                hit = self._cache.get("amplify_subscription_id:" + i)
+                if hit is not None:
+                    found[i] = hit
+        return found, problems
+
+    def amplify_subscription(self, name: str) -> DirectRead:
+        """GET one subscription by name: its resource, GONE on 404, or the error that kept it from being read."""
+        return self._read_once("amplify_subscription:" + name, lambda: self.amplify.get("subscriptions", name))
 
     # ---- Recurly ---------------------------------------------------------------------------------
     def recurly_subscriptions(self) -> list[dict[str, Any]]:
-        """Every live Recurly subscription (active, canceled until term end, future, paused) on one of our plans."""
+        """Every Recurly subscription `state=live` lists (active, canceled until term end, future, in trial; not
+        paused, reference §9.3) on one of our plans."""
         prefix = self.settings.catalog.plan_code_prefix
 
         def load() -> list[dict[str, Any]]:
-            return [
-                s
-                for s in self.recurly.list_subscriptions({"state": "live", "sort": "updated_at", "order": "asc"})
-                if str((s.get("plan") or {}).get("code", "")).startswith(prefix)
-            ]
+            # the total first: a record that joins during the walk only makes the walk longer, never short
+            total = self.recurly.count_subscriptions(dict(LIVE_QUERY))
+            listed = self.recurly.list_subscriptions(dict(LIVE_QUERY))
+            walked = len({str(s.get("uuid")) for s in listed})
+            if total is None:
+                read = Completeness(False, f"Recurly listed {walked} live subscriptions but gave no total to check")
+            elif walked < total:
+                why = f"Recurly listed {walked} of {total} live subscriptions (Recurly-Total-Records)"
+                read = Completeness(False, why)
+            else:
+                read = Completeness(True)
+            self._cache["recurly_subscriptions_read"] = read
+            return [s for s in listed if str((s.get("plan") or {}).get("code", "")).startswith(prefix)]
 
         result: list[dict[str, Any]] = self._memo("recurly_subscriptions", load)
         return result
+
+    def recurly_subscriptions_read(self) -> Completeness:
+        """Whether ``recurly_subscriptions()`` is proven complete by the total count taken before its walk."""
+        self.recurly_subscriptions()
+        read: Completeness = self._cache["recurly_subscriptions_read"]
+        return read
+
+    def recurly_subscription(self, uuid: str) -> DirectRead:
+        """GET one subscription by uuid, whatever its state: its data, GONE on 404, or the error."""
+        return self._read_once("recurly_subscription:" + uuid, lambda: self.recurly.get_subscription(f"uuid-{uuid}"))
 
     def recurly_accounts(self) -> dict[str, dict[str, Any]]:
         def load() -> dict[str, dict[str, Any]]:

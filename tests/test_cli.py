@@ -193,6 +193,25 @@ def test_safety_valve_refuses_mass_deactivation_unless_forced(setup: Setup, caps
     assert len([r for r in setup.sandbox.recurly.requests if r.method == "DELETE"]) == len(linked)
 
 
+def test_sync_subscriptions_end_refuses_an_id_it_may_not_end_with_exit_2(
+    setup: Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert setup.cli(capsys, "sync-plans")[0] == ExitCode.OK
+    listed = next(
+        s["metadata"]["id"]
+        for s in setup.sandbox.amplify.resources("Subscription")
+        if (s.get("approval") or {}).get("state") == "approved"
+    )
+    before = _writes(setup.sandbox)
+    code, _, err = setup.cli(capsys, "sync-subscriptions", "--end", listed, "--end", "no-such-subscription")
+    assert code == ExitCode.CONFIG
+    assert f"--end {listed} no-such-subscription: not a subscription this tool keeps billing" in err
+    assert "End a listed subscription in Amplify instead" in err
+    assert _writes(setup.sandbox) == before, "refused before anything was written"
+    code, _, _ = setup.cli(capsys, "sync-subscriptions", "--dry-run", "--end", listed)
+    assert code == ExitCode.CONFIG
+
+
 def test_report_usage_bad_range_and_bad_usage_file_exit_2(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = setup.cli(capsys, "report-usage", "--from", "2026-11-02", "--to", "2026-11-01")
     assert code == ExitCode.CONFIG and "--from" in err

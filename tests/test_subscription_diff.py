@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from amplify_billing import safety
+from amplify_billing.errors import SafetyValveError
 from amplify_billing.models import AmplifySubscription, ChangeKind
 from amplify_billing.reconcile.accounts import AccountOptions, OwnerDetails, diff_accounts
 from amplify_billing.reconcile.subscriptions import (
+    ENDED_BY_OPERATOR,
+    REPLACES,
     LinkedPlan,
     RecurlySubscription,
     SubscriptionInputs,
@@ -17,8 +22,11 @@ from amplify_billing.reconcile.subscriptions import (
     awaiting_final_usage,
     deleted_stand_in,
     diff_subscriptions,
+    kept_plan,
     match_subscriptions,
+    unmatched_links,
 )
+from amplify_billing.settings import SafetySettings
 
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
 ENDED_AT = NOW - timedelta(days=1)
@@ -182,15 +190,138 @@ def test_ambiguity_is_reported_never_guessed() -> None:
     assert result == [("finding", "subscription")]
 
 
-def test_deleted_subscription_with_journal_link_is_cancelled() -> None:
+def test_a_journal_linked_subscription_absent_from_the_listing_is_never_ended_for_absence_alone() -> None:
+    # only a direct read proves a deletion (it then arrives as a stand-in); absence alone is a finding
     changeset = diff_subscriptions(
         SubscriptionInputs(amplify=(), plans={"gold": PLAN}, recurly=(recurly("active"),), accounts={ACCOUNT},
-                           journal_links={SUB_ID: "u" * 32}),
+                           journal_links={SUB_ID: "u" * 32}, unproven_absent={SUB_ID: "reading it failed (HTTP 503)"}),
         SubscriptionOptions(),
     )
-    [cancel] = changeset.by_kind(ChangeKind.CANCEL)
-    assert cancel.payload == {"subscription_id": "uuid-" + "u" * 32, "body": {"timeframe": "term_end"}}
+    [finding] = changeset.changes
+    assert (finding.kind, finding.withholds, finding.key) == (ChangeKind.FINDING, True, SUB_ID)
+    assert finding.summary == (
+        "not listed by Amplify and not proven deleted: reading it failed (HTTP 503); Recurly subscription "
+        f"{'u' * 32} is not ended. If it was deleted: amplify-billing sync-subscriptions --end {SUB_ID}"
+    )
     assert changeset.linked_count == 1
+
+
+def test_an_unproven_amplify_listing_ends_nothing_and_says_how_much_it_listed() -> None:
+    other = "b" * 32
+    changeset = diff_subscriptions(
+        SubscriptionInputs(
+            amplify=(amplify(*ACTIVE, attributes={"recurlyAccountCode": ACCOUNT, "recurlySubscriptionUuid": "u" * 32}),),
+            plans={"gold": PLAN},
+            recurly=(recurly("active"), recurly("active", uuid="v" * 32)),
+            accounts={ACCOUNT},
+            journal_links={SUB_ID: "u" * 32, other: "v" * 32},
+            amplify_unproven="Amplify listed 1 of 2 subscriptions (X-Axway-Total-Count)",
+        ),
+        SubscriptionOptions(),
+    )
+    [finding] = changeset.changes
+    assert (finding.kind, finding.withholds) == (ChangeKind.FINDING, True)
+    assert finding.summary == (
+        "Amplify listed 1 of 2 subscriptions (X-Axway-Total-Count); 1 linked subscription(s) it did not show are "
+        "not ended, and the usage of any it did not show waits for a whole listing"
+    )
+
+
+def test_an_unproven_recurly_listing_creates_nothing() -> None:
+    unlinked = amplify(*ACTIVE)
+    changeset = diff_subscriptions(
+        SubscriptionInputs(amplify=(unlinked,), plans={"gold": PLAN}, recurly=(), accounts={ACCOUNT},
+                           recurly_unproven="Recurly listed 3 of 5 live subscriptions (Recurly-Total-Records)"),
+        SubscriptionOptions(),
+    )
+    assert changeset.by_kind(ChangeKind.CREATE) == ()
+    [finding] = changeset.by_kind(ChangeKind.FINDING)
+    assert finding.withholds and finding.summary == (
+        "no Recurly subscription matches it, but Recurly listed 3 of 5 live subscriptions (Recurly-Total-Records); "
+        "it is not created until a listing is proven whole (the next run lists again)"
+    )
+
+
+def test_a_lost_link_is_a_finding_never_a_second_subscription() -> None:
+    linked = amplify(*ACTIVE, attributes={"recurlySubscriptionUuid": "u" * 32})
+    inputs = SubscriptionInputs(amplify=(linked,), plans={"gold": PLAN}, recurly=(), accounts={ACCOUNT},
+                                journal_links={SUB_ID: "u" * 32})
+    assert unmatched_links(inputs, SubscriptionOptions()) == {SUB_ID: "u" * 32}
+    lost = replace(inputs, lost_links={SUB_ID: f"its linked Recurly subscription {'u' * 32} is expired, nonrenewing"})
+    changeset = diff_subscriptions(lost, SubscriptionOptions())
+    assert changeset.by_kind(ChangeKind.CREATE) == ()
+    [finding] = changeset.by_kind(ChangeKind.FINDING)
+    assert finding.withholds and finding.summary.startswith(
+        f"its linked Recurly subscription {'u' * 32} is expired, nonrenewing; no second Recurly subscription is created"
+    )
+    # a paused one read directly is the customer's subscription: no create, nothing else to do
+    paused = replace(inputs, recurly=(recurly("paused"),))
+    assert unmatched_links(paused, SubscriptionOptions()) == {}
+    assert [(c.kind.value, c.object) for c in diff_subscriptions(paused, SubscriptionOptions()).changes] == [LINK]
+
+
+def test_the_safety_valve_counts_creates_for_subscriptions_already_linked() -> None:
+    # the Recurly side came back empty, and nothing read the links directly: creating them all again bills twice
+    subs = tuple(
+        amplify(*ACTIVE, id=f"{n:032x}", name=f"sub-{n}", attributes={"recurlySubscriptionUuid": f"{n:032d}"})
+        for n in range(6)
+    )
+    changeset = diff_subscriptions(
+        SubscriptionInputs(amplify=subs, plans={"gold": PLAN}, recurly=(), accounts={ACCOUNT}),
+        SubscriptionOptions(),
+    )
+    creates = changeset.by_kind(ChangeKind.CREATE)
+    assert len(creates) == 6 and all(c.payload[REPLACES] for c in creates)
+    assert "(it was linked to Recurly subscription 00000000000000000000000000000000, which is not live)" in (
+        creates[0].summary
+    )
+    assert changeset.linked_count == 6
+    with pytest.raises(SafetyValveError) as refused:
+        safety.check(changeset, SafetySettings(), force=False, what="cancel or terminate")
+    assert str(refused.value).startswith(
+        "sync-subscriptions would create a second Recurly subscription for 6 already linked Amplify "
+        "subscription(s), 6 of 6 linked Recurly objects (100%), every linked object; nothing was written."
+    )
+    safety.check(changeset, SafetySettings(), force=True, what="cancel or terminate")
+    fresh = diff_subscriptions(
+        SubscriptionInputs(amplify=tuple(replace(s, attributes={}) for s in subs), plans={"gold": PLAN}, recurly=(),
+                           accounts={ACCOUNT}),
+        SubscriptionOptions(),
+    )
+    assert len(fresh.by_kind(ChangeKind.CREATE)) == 6 and fresh.linked_count == 0
+    safety.check(fresh, SafetySettings(), force=False, what="cancel or terminate")  # new subscriptions: no refusal
+
+
+def test_a_kept_subscription_is_billed_unchanged_and_named_every_run() -> None:
+    current = recurly("active", add_on_codes=("amplify-q1", "amplify-q2", "other-x"))
+    plan = kept_plan("gold-old", current, "amplify-")
+    assert plan == LinkedPlan("gold-old", "amplify-p1", "", ("amplify-q1", "amplify-q2", "other-x"),
+                              {"q1": "amplify-q1", "q2": "amplify-q2"})
+    kept = amplify(*PENDING, plan_name="gold-old")
+    inputs = SubscriptionInputs(amplify=(kept,), plans={"gold-old": plan}, recurly=(current,), accounts={ACCOUNT},
+                                journal_links={SUB_ID: "u" * 32}, kept=frozenset({SUB_ID}))
+    [finding] = diff_subscriptions(inputs, SubscriptionOptions()).changes
+    assert (finding.kind, finding.withholds) == (ChangeKind.FINDING, False)  # nothing is lost while usage goes on
+    assert finding.summary == (
+        "its plan gold-old left the opted-in catalog (the product no longer opts in, or it or the plan cannot be "
+        f"read); Recurly subscription {'u' * 32} is kept and its usage still reported. To end it after its final "
+        f"usage: amplify-billing sync-subscriptions --end {SUB_ID}"
+    )
+    assert match_subscriptions(inputs, SubscriptionOptions()) == {SUB_ID: "u" * 32}
+    # ended on the operator's word: its final usage first, then the end
+    ended = deleted_stand_in(SUB_ID, "gold-old", ENDED_AT, why=ENDED_BY_OPERATOR, name="sub-1")
+    waiting = diff_subscriptions(
+        replace(inputs, amplify=(ended,), kept=frozenset(), usage_reported_through={SUB_ID: None}),
+        SubscriptionOptions(),
+    )
+    assert [(c.kind.value, c.summary.split(";")[0]) for c in waiting.changes] == [
+        ("waiting", f"ended by the operator (amplify-billing sync-subscriptions --end) at {ENDED_AT.isoformat()}")
+    ]
+    [cancel] = diff_subscriptions(
+        replace(inputs, amplify=(ended,), kept=frozenset(), usage_reported_through={SUB_ID: ENDED_AT}),
+        SubscriptionOptions(),
+    ).changes
+    assert cancel.kind is ChangeKind.CANCEL
 
 
 def test_linked_attributes_unchanged_means_no_writes() -> None:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
 from amplify_billing import safety
-from amplify_billing.amplify.parse import ParseProblem, parse_timestamp
+from amplify_billing.amplify.parse import ParseProblem, parse_subscription, parse_timestamp
 from amplify_billing.apply import Handler
 from amplify_billing.commands.common import default_handlers, execute, make_report
-from amplify_billing.errors import AmplifyBillingError
+from amplify_billing.errors import AmplifyBillingError, ConfigError
 from amplify_billing.models import AmplifySubscription, Change, ChangeResult, CommandReport, Outcome
 from amplify_billing.reconcile.accounts import (
     AccountOptions,
@@ -23,6 +23,9 @@ from amplify_billing.reconcile.accounts import (
     needs_billing,
 )
 from amplify_billing.reconcile.subscriptions import (
+    DELETED,
+    ENDED_BY_OPERATOR,
+    LIVE_STATES,
     STAND_IN,
     LinkedPlan,
     RecurlySubscription,
@@ -32,16 +35,25 @@ from amplify_billing.reconcile.subscriptions import (
     deleted_stand_in,
     diff_subscriptions,
     ended_state,
+    kept_plan,
     match_subscriptions,
+    unmatched_links,
+    unreadable_ids,
 )
 from amplify_billing.runtime import Runtime
+from amplify_billing.snapshots import CompactResource, DirectRead, Missing
 
 log = logging.getLogger(__name__)
 
 SUBSCRIPTION_LINK = "subscription"
 CREATED_LINK = "subscription-created"
-# Amplify id -> when a run first missed a journal-linked subscription in the listing ("" once listed again)
+# Amplify id -> when a run first missed a journal-linked subscription that a direct read proved deleted
+# ("" once listed again)
 MISSED_LINK = "subscription-missed"
+# Amplify id -> its name, so that one missing from a listing can be read directly (GET needs the name)
+NAME_LINK = "subscription-name"
+# Amplify id -> when the operator ended it (sync-subscriptions --end)
+END_LINK = "subscription-end"
 VERB = "cancel or terminate"
 
 
@@ -55,6 +67,9 @@ class SyncOptions:
     # approvals: writing it first too would spend a second Amplify request per subscription (of 25 a minute)
     # and spend it before the approvals.
     account_links: bool = True
+    # --end: Amplify ids the operator ends (kept subscriptions whose product left the opted-in catalog, or linked
+    # ones Amplify no longer lists whose deletion cannot be proven): their usage up to now, then the end
+    end: tuple[str, ...] = ()
 
 
 def linked_plans(rt: Runtime) -> dict[str, LinkedPlan]:
@@ -110,6 +125,7 @@ def recurly_subscription(data: Mapping[str, Any]) -> RecurlySubscription:
         canceled_at=when("canceled_at"),
         expires_at=when("expires_at"),
         add_on_codes=add_ons,
+        expiration_reason=str(data.get("expiration_reason") or "") or None,
     )
 
 
@@ -291,41 +307,150 @@ def subscription_options(rt: Runtime) -> SubscriptionOptions:
     )
 
 
-def _deleted_stand_ins(
-    rt: Runtime,
-    listed: list[AmplifySubscription],
-    plans: Mapping[str, LinkedPlan],
-    recurly: tuple[RecurlySubscription, ...],
-    links: Mapping[str, str],
-    unreadable: frozenset[str] = frozenset(),
-    journal: LinkReader | None = None,
-) -> list[AmplifySubscription]:
-    """Journal-linked subscriptions missing from the listing whose live Recurly subscription is on a linked plan:
-    ended at the moment a run first missed them (see deleted_stand_in)."""
-    listed_ids = {s.id for s in listed}
-    by_uuid = {r.uuid: r for r in recurly}
-    by_code = {p.code: p for p in plans.values()}
-    missed = (journal or rt.journal()).links(MISSED_LINK)
-    stand_ins = []
-    for amplify_id, uuid in sorted(links.items()):
-        current = by_uuid.get(uuid)
-        plan = by_code.get(current.plan_code) if current else None
-        if amplify_id in listed_ids or plan is None or amplify_id in unreadable:
-            continue  # an unreadable subscription is reported as a finding, never taken for deleted
-        when = parse_timestamp(missed.get(amplify_id)) or rt.clock()
-        stand_ins.append(deleted_stand_in(amplify_id, plan.amplify_name, when))
-    return stand_ins
+@dataclass
+class _Resolved:
+    """What the direct reads of the objects a listing missed add to the inputs."""
+
+    amplify: list[AmplifySubscription]
+    plans: dict[str, LinkedPlan]
+    recurly: list[RecurlySubscription]
+    problems: list[ParseProblem]
+    lost_links: dict[str, str] = field(default_factory=dict)
+    unproven_absent: dict[str, str] = field(default_factory=dict)
+    kept: set[str] = field(default_factory=set)
+    absent: dict[str, RecurlySubscription] = field(default_factory=dict)  # not listed, live in Recurly
+
+
+def _read_lost_links(rt: Runtime, inputs: SubscriptionInputs, resolved: _Resolved) -> None:
+    """A linked Recurly subscription the live listing does not show is read directly (reference §9.3): paused
+    (`state=live` never lists it) it is still the customer's; ended or gone, it is never replaced unasked."""
+    snapshots = rt.snapshots()
+    for amplify_id, uuid in sorted(unmatched_links(inputs, subscription_options(rt)).items()):
+        found = snapshots.recurly_subscription(uuid)
+        if isinstance(found, Missing):
+            resolved.lost_links[amplify_id] = f"its linked Recurly subscription {uuid} does not exist (HTTP 404)"
+        elif isinstance(found, AmplifyBillingError):
+            resolved.lost_links[amplify_id] = f"its linked Recurly subscription {uuid} could not be read ({found})"
+        else:
+            current = recurly_subscription(found)
+            if current.state in LIVE_STATES:
+                resolved.recurly.append(current)
+            else:
+                reason = f", {current.expiration_reason}" if current.expiration_reason else ""
+                resolved.lost_links[amplify_id] = f"its linked Recurly subscription {uuid} is {current.state}{reason}"
+
+
+def _read_absent(rt: Runtime, inputs: SubscriptionInputs, reader: LinkReader, resolved: _Resolved) -> None:
+    """Journal-linked subscriptions Amplify did not list, whose Recurly subscription is live: read directly.
+
+    Found (by id, whatever its plan) it still exists: billed as listed when its plan is linked, else kept on its
+    Recurly subscription (its product left the opted-in catalog). Not found, it is read by name: 404 proves it
+    deleted (a stand-in: final usage, then the end); anything else is unproven and ends nothing. One proven
+    deleted before (its first miss is remembered) needs no read again: Amplify ids never come back."""
+    listed = {s.id for s in inputs.amplify}
+    live = {r.uuid: r for r in resolved.recurly if r.state in LIVE_STATES}  # listed, and read directly
+    unreadable = unreadable_ids(inputs)
+    absent = {
+        amplify_id: live[uuid]
+        for amplify_id, uuid in inputs.journal_links.items()
+        if amplify_id not in listed and amplify_id not in unreadable and uuid in live
+    }
+    if not absent or inputs.amplify_unproven:
+        return  # nothing to read; or a listing cut short: each would cost a read, and nothing ends (a finding)
+    resolved.absent.update(absent)
+    missed = reader.links(MISSED_LINK)
+    names = reader.links(NAME_LINK)
+    snapshots = rt.snapshots()
+    to_read = sorted(i for i in absent if not missed.get(i))
+    found, problems = snapshots.amplify_subscriptions_by_id(to_read)
+    resolved.problems.extend(problems)
+    for amplify_id, current in sorted(absent.items()):
+        name = names.get(amplify_id)
+        subscription = found.get(amplify_id)
+        if subscription is None and amplify_id in to_read:
+            if not name:
+                resolved.unproven_absent[amplify_id] = "this journal does not know its name, so it cannot be read"
+                continue
+            subscription = _read_by_name(snapshots.amplify_subscription(name), amplify_id, resolved)
+            if amplify_id in resolved.unproven_absent:
+                continue
+        if subscription is None:  # proven deleted, now or by an earlier run
+            when = parse_timestamp(missed.get(amplify_id)) or rt.clock()
+            plan_name = _plan_of(rt, current, resolved)
+            resolved.amplify.append(deleted_stand_in(amplify_id, plan_name, when, name=name or "(deleted)"))
+        elif subscription.plan_name in inputs.plans:
+            resolved.amplify.append(subscription)  # its plan is linked: missed by the listing after all
+        else:
+            resolved.plans.setdefault(
+                subscription.plan_name, kept_plan(subscription.plan_name, current, _add_on_prefix(rt))
+            )
+            resolved.amplify.append(subscription)
+            resolved.kept.add(amplify_id)
+
+
+def _plan_of(rt: Runtime, current: RecurlySubscription, resolved: _Resolved) -> str:
+    """The Amplify plan name to bill a stand-in by: its linked plan, else one built from its Recurly subscription."""
+    linked = next((p for p in resolved.plans.values() if p.code == current.plan_code), None)
+    if linked is not None:
+        return linked.amplify_name
+    resolved.plans[current.plan_code] = kept_plan(current.plan_code, current, _add_on_prefix(rt))
+    return current.plan_code
+
+
+def _read_by_name(answer: DirectRead, amplify_id: str, resolved: _Resolved) -> AmplifySubscription | None:
+    """The subscription a GET by name answered; None when it is gone: 404, or its name now names another
+    resource (a name is a resource's identity, so the one we linked was deleted)."""
+    if isinstance(answer, Missing):
+        return None
+    if isinstance(answer, AmplifyBillingError):
+        resolved.unproven_absent[amplify_id] = f"reading it failed ({answer})"
+        return None
+    parsed = parse_subscription(answer)
+    if isinstance(parsed, ParseProblem):
+        resolved.unproven_absent[amplify_id] = f"its resource cannot be read ({parsed.reason})"
+        return None
+    return replace(parsed, raw=CompactResource.of(answer)) if parsed.id == amplify_id else None
+
+
+def _add_on_prefix(rt: Runtime) -> str:
+    return rt.settings.catalog.add_on_code_prefix.lower()
+
+
+def _end_requested(rt: Runtime, resolved: _Resolved, reader: LinkReader, asked: Mapping[str, datetime]) -> None:
+    """Ends the operator asked for (sync-subscriptions --end, kept in the journal) of subscriptions the tool
+    cannot end by itself: kept ones (their product left the opted-in catalog) and unproven absent ones. Each
+    becomes a stand-in ended at that moment: its usage up to then first, then the end in Recurly."""
+    requested = {k: t for k, v in reader.links(END_LINK).items() if (t := parse_timestamp(v)) is not None}
+    requested.update(asked)
+    for amplify_id, when in sorted(requested.items()):
+        if amplify_id in resolved.kept:
+            index, s = next((i, s) for i, s in enumerate(resolved.amplify) if s.id == amplify_id)
+            if ended_state(s):
+                continue  # ended in Amplify meanwhile: that end applies
+            resolved.amplify[index] = deleted_stand_in(s.id, s.plan_name, when, why=ENDED_BY_OPERATOR, name=s.name)
+            resolved.kept.discard(amplify_id)
+        elif amplify_id in resolved.unproven_absent:
+            plan_name = _plan_of(rt, resolved.absent[amplify_id], resolved)
+            resolved.amplify.append(deleted_stand_in(amplify_id, plan_name, when, why=ENDED_BY_OPERATOR))
+            del resolved.unproven_absent[amplify_id]
+
+
+def endable(inputs: SubscriptionInputs) -> frozenset[str]:
+    """Ids that ``sync-subscriptions --end`` accepts: kept subscriptions, unproven absent ones, and those it
+    already ends (a repeat is harmless)."""
+    stand_ins = {s.id for s in inputs.amplify if s.raw.get(STAND_IN)}
+    return frozenset(inputs.kept) | frozenset(inputs.unproven_absent) | stand_ins
 
 
 def _remember_missed(rt: Runtime, inputs: SubscriptionInputs) -> None:
-    """Keep the moment a subscription was first missed, so later runs end its usage there (real runs only)."""
+    """Keep the moment a subscription was proven deleted, so later runs end its usage there (real runs only)."""
     journal = rt.journal()
     missed = journal.links(MISSED_LINK)
     for s in inputs.amplify:
-        stand_in = bool(s.raw.get(STAND_IN))
-        if stand_in and not missed.get(s.id) and s.state_changed_at is not None:
+        deleted = s.raw.get(STAND_IN) == DELETED
+        if deleted and not missed.get(s.id) and s.state_changed_at is not None:
             journal.set_link(MISSED_LINK, s.id, s.state_changed_at.isoformat())
-        elif not stand_in and missed.get(s.id):
+        elif not deleted and missed.get(s.id):
             journal.set_link(MISSED_LINK, s.id, "")  # listed again (a listing glitch): not deleted after all
 
 
@@ -336,32 +461,49 @@ class LinkReader(Protocol):
     def usage_watermark(self, subscription_id: str, quota_id: str) -> datetime | None: ...
 
 
-def subscription_inputs(rt: Runtime, journal: LinkReader | None = None) -> SubscriptionInputs:
-    """Both sides of sync-subscriptions. ``journal``: a reader to use instead of the run's journal (status)."""
+def subscription_inputs(
+    rt: Runtime, journal: LinkReader | None = None, *, ends: Mapping[str, datetime] | None = None
+) -> SubscriptionInputs:
+    """Both sides of sync-subscriptions, with what the listings missed read directly (DESIGN.md §3
+    Completeness). ``journal``: a reader to use instead of the run's journal (status). ``ends``: ends the operator
+    asks for in this run (``--end``) that the journal does not hold yet (a dry run)."""
     reader: LinkReader = journal if journal is not None else rt.journal()
     plans = linked_plans(rt)
     subscriptions, problems = amplify_subscriptions(rt, plans)
     snapshots = rt.snapshots()
-    recurly = tuple(recurly_subscription(r) for r in snapshots.recurly_subscriptions())
-    links = reader.links(SUBSCRIPTION_LINK)
-    unreadable = frozenset(p.id for p in problems if p.id)
-    catalog_unreadable = bool(snapshots.amplify_catalog().snapshot.problems)
-    if not catalog_unreadable:
-        subscriptions = [
-            *subscriptions,
-            *_deleted_stand_ins(rt, subscriptions, plans, recurly, links, unreadable, journal),
-        ]
-    return SubscriptionInputs(
+    amplify_read = snapshots.amplify_subscriptions_read(sorted(plans))
+    recurly_read = snapshots.recurly_subscriptions_read()
+    listed = SubscriptionInputs(
         amplify=tuple(subscriptions),
         plans=plans,
-        recurly=recurly,
+        recurly=tuple(recurly_subscription(r) for r in snapshots.recurly_subscriptions()),
         accounts=set(snapshots.recurly_accounts()),
-        journal_links=links,
-        usage_reported_through=usage_reported_through(
-            rt, subscriptions, plans, attached=attached_add_ons(recurly, links)
-        ),
+        journal_links=reader.links(SUBSCRIPTION_LINK),
         problems=tuple(problems),
-        catalog_unreadable=catalog_unreadable,
+        recurly_unproven="" if recurly_read.complete else recurly_read.why,
+        amplify_unproven="" if amplify_read.complete else amplify_read.why,
+    )
+    resolved = _Resolved(list(listed.amplify), dict(plans), list(listed.recurly), list(problems))
+    _read_lost_links(rt, listed, resolved)
+    _read_absent(rt, listed, reader, resolved)
+    _end_requested(rt, resolved, reader, ends or {})
+    recurly = tuple(resolved.recurly)
+    return replace(
+        listed,
+        amplify=tuple(resolved.amplify),
+        plans=resolved.plans,
+        recurly=recurly,
+        problems=tuple(resolved.problems),
+        lost_links=resolved.lost_links,
+        unproven_absent=resolved.unproven_absent,
+        kept=frozenset(resolved.kept),
+        usage_reported_through=usage_reported_through(
+            rt,
+            resolved.amplify,
+            resolved.plans,
+            attached=attached_add_ons(recurly, listed.journal_links),
+            journal=reader,
+        ),
     )
 
 
@@ -436,8 +578,42 @@ def _report_final_usage(
     return replace(inputs, usage_reported_through={**inputs.usage_reported_through, **through}), list(usage.results)
 
 
+def _operator_ends(rt: Runtime, options: SyncOptions) -> dict[str, datetime]:
+    """--end: each id must be one the tool cannot end by itself (else exit 2 naming it); kept in the journal on a
+    real run, so later runs finish the end (its final usage must settle first)."""
+    if not options.end:
+        return {}
+    now = rt.clock()
+    asked = {amplify_id: now for amplify_id in options.end}
+    allowed = endable(subscription_inputs(rt, ends=asked))
+    wrong = sorted(set(options.end) - allowed)
+    if wrong:
+        raise ConfigError(
+            f"--end {' '.join(wrong)}: not a subscription this tool keeps billing without Amplify's word (one whose "
+            "product left the opted-in catalog, or a linked one Amplify no longer lists). End a listed subscription "
+            "in Amplify instead; see the findings of sync-subscriptions for the ids --end accepts"
+        )
+    if options.dry_run:
+        return asked
+    journal = rt.journal()
+    recorded = journal.links(END_LINK)
+    for amplify_id in sorted(asked):
+        if not recorded.get(amplify_id):
+            journal.set_link(END_LINK, amplify_id, now.isoformat())
+    return {}
+
+
+def _remember_names(rt: Runtime, inputs: SubscriptionInputs, links: Mapping[str, str]) -> None:
+    """The name of each linked subscription: a later run that misses it in a listing reads it by name."""
+    journal = rt.journal()
+    names = journal.links(NAME_LINK)
+    for s in inputs.amplify:
+        if s.id in links and not s.raw.get(STAND_IN) and names.get(s.id) != s.name:
+            journal.set_link(NAME_LINK, s.id, s.name)
+
+
 def sync_subscriptions(rt: Runtime, options: SyncOptions, *, run_id: int | None) -> CommandReport:
-    inputs = subscription_inputs(rt)
+    inputs = subscription_inputs(rt, ends=_operator_ends(rt, options))
     sub_options = subscription_options(rt)
     if not options.dry_run:
         _remember_missed(rt, inputs)
@@ -458,6 +634,7 @@ def sync_subscriptions(rt: Runtime, options: SyncOptions, *, run_id: int | None)
         for amplify_id, uuid in match_subscriptions(inputs, sub_options).items():
             if inputs.journal_links.get(amplify_id) != uuid:
                 journal.set_link(SUBSCRIPTION_LINK, amplify_id, uuid)
+        _remember_names(rt, inputs, journal.links(SUBSCRIPTION_LINK))
         # the handlers kept the memoised Recurly listing current with every write: nothing to re-list
     figures = {"amplify_subscriptions": len(inputs.amplify), "recurly_subscriptions": len(inputs.recurly)}
     return make_report(

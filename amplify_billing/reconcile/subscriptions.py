@@ -3,6 +3,10 @@
 Identity, in order of trust: the journal's link, then the Recurly custom field holding the Amplify id,
 then (account, plan). Two different candidates are ambiguous: reported, never guessed. Nothing here
 cancels, terminates or approves on a state or approval value it does not know.
+
+Completeness (DESIGN.md §3): a create depends on the absence of a Recurly subscription, an end on the absence
+of the Amplify one. Neither follows from a read that is not proven complete: the inputs say which reads are
+unproven, and those cases become findings that withhold the action, with everything else still applied.
 """
 
 from __future__ import annotations
@@ -24,8 +28,13 @@ PHASE_LINKS = 90
 PHASE_REPORT = 95
 
 LIVE_STATES = frozenset({"active", "canceled", "future", "paused"})
-# marks the stand-in of a deleted Amplify subscription (see deleted_stand_in) in its otherwise empty raw
+# marks a stand-in (see deleted_stand_in) in its otherwise empty raw; the value says why it ended
 STAND_IN = "amplify-billing:deleted"
+DELETED = "deleted"  # a direct read answered 404
+ENDED_BY_OPERATOR = "operator"  # sync-subscriptions --end
+# in a create's payload: the Recurly subscription the Amplify subscription was linked to before (safety valve)
+REPLACES = "replaces"
+END_HINT = "amplify-billing sync-subscriptions --end"
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ class RecurlySubscription:
     canceled_at: datetime | None = None
     expires_at: datetime | None = None
     add_on_codes: tuple[str, ...] = ()
+    expiration_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,9 +83,19 @@ class SubscriptionInputs:
     # end of the usage already reported for each Amplify subscription (min over its quotas)
     usage_reported_through: Mapping[str, datetime | None] = field(default_factory=dict)
     problems: tuple[ParseProblem, ...] = ()
-    # some opted-in product or plan could not be read: a subscription missing from the listing may be one of
-    # its subscriptions, so absence proves nothing and nothing is ended for being absent
-    catalog_unreadable: bool = False
+    # why Recurly's live listing is not proven complete ("" when it is): a subscription without a match may have
+    # one the listing missed, so nothing is created
+    recurly_unproven: str = ""
+    # why Amplify's subscription listing is not proven complete ("" when it is): nothing is ended for absence
+    amplify_unproven: str = ""
+    # linked Recurly subscriptions missing from the live listing that a direct read showed ended or gone:
+    # Amplify id -> what the read showed. Never a second subscription for these.
+    lost_links: Mapping[str, str] = field(default_factory=dict)
+    # journal-linked subscriptions Amplify did not list and whose deletion could not be proven: id -> why
+    unproven_absent: Mapping[str, str] = field(default_factory=dict)
+    # subscriptions that still exist but whose plan left the opted-in catalog (opt-in removed, product hidden or
+    # unreadable): kept on their Recurly subscription (``plans`` holds a plan built from it), usage still reported
+    kept: frozenset[str] = frozenset()
 
 
 def unreadable_ids(inputs: SubscriptionInputs) -> frozenset[str]:
@@ -164,6 +184,27 @@ class _Matcher:
         return sorted(candidates.values(), key=lambda r: r.uuid)
 
 
+def _linked_uuid(s: AmplifySubscription, inputs: SubscriptionInputs, options: SubscriptionOptions) -> str | None:
+    """The Recurly subscription this Amplify subscription was linked to: the journal's link, else its attribute."""
+    return inputs.journal_links.get(s.id) or s.attributes.get(options.link_attribute) or None
+
+
+def unmatched_links(inputs: SubscriptionInputs, options: SubscriptionOptions) -> dict[str, str]:
+    """Amplify id -> linked Recurly uuid, for subscriptions that would get a subscription created (listed, to be
+    billed, no candidate) although they were linked to one the live listing does not show: paused (`state=live`
+    never lists it), ended, or missed by a listing cut short. Each is to be read directly before any create."""
+    matcher = _Matcher(inputs, options)
+    found: dict[str, str] = {}
+    for s in inputs.amplify:
+        plan = inputs.plans.get(s.plan_name)
+        if plan is None or ended_state(s) or _unknown_values(s) or s.id in inputs.kept:
+            continue
+        uuid = _linked_uuid(s, inputs, options)
+        if uuid and uuid not in matcher.by_uuid and not matcher.match(s, account_code(s, options.owner), plan):
+            found[s.id] = uuid
+    return found
+
+
 def match_subscriptions(inputs: SubscriptionInputs, options: SubscriptionOptions) -> dict[str, str]:
     """Amplify id -> Recurly uuid for every subscription with exactly one match (to remember in the journal)."""
     matcher = _Matcher(inputs, options)
@@ -236,7 +277,21 @@ def diff_subscriptions(inputs: SubscriptionInputs, options: SubscriptionOptions)
         if ended_state(s):
             changes.extend(_end(s, current, inputs, options))
             continue
+        if s.id in inputs.kept:
+            changes.append(_kept_finding(s, current))
+            continue  # nothing is written for a product that no longer opts in, in either system
         # pending, or approved and active (an approved subscription has no state until Amplify sets it)
+        if current is None and s.id in inputs.lost_links:
+            changes.append(
+                _withheld(
+                    ref,
+                    inputs.lost_links[s.id],
+                    "no second Recurly subscription is created for it. If it is to be billed again, create its "
+                    "successor in Recurly by hand (same account and plan), or end it in Amplify",
+                    key=s.id,
+                )
+            )
+            continue
         if current is None:
             if code is None or code not in inputs.accounts:
                 changes.append(
@@ -252,7 +307,21 @@ def diff_subscriptions(inputs: SubscriptionInputs, options: SubscriptionOptions)
                     )
                 )
                 continue
+            if inputs.recurly_unproven:
+                changes.append(
+                    _withheld(
+                        ref,
+                        f"no Recurly subscription matches it, but {inputs.recurly_unproven}",
+                        "it is not created until a listing is proven whole (the next run lists again)",
+                        key=s.id,
+                    )
+                )
+                continue
             create_key = f"create:{s.id}"
+            payload: dict[str, Any] = {"body": create_body(s, plan, code, options), "amplify_id": s.id}
+            previous = _linked_uuid(s, inputs, options)
+            if previous:
+                payload[REPLACES] = previous  # counted by the safety valve like an end
             changes.append(
                 Change(
                     ChangeKind.CREATE,
@@ -260,9 +329,10 @@ def diff_subscriptions(inputs: SubscriptionInputs, options: SubscriptionOptions)
                     ref,
                     _rec(None, plan.code),
                     f"subscribe {code} to {plan.code}"
-                    + (f" with {len(plan.add_on_codes)} usage add-on(s)" if plan.add_on_codes else ""),
+                    + (f" with {len(plan.add_on_codes)} usage add-on(s)" if plan.add_on_codes else "")
+                    + (f" (it was linked to Recurly subscription {previous}, which is not live)" if previous else ""),
                     action="recurly.create_subscription",
-                    payload={"body": create_body(s, plan, code, options), "amplify_id": s.id},
+                    payload=payload,
                     phase=PHASE_CREATE,
                     key=create_key,
                 )
@@ -343,34 +413,70 @@ def diff_subscriptions(inputs: SubscriptionInputs, options: SubscriptionOptions)
                     requires=requires,
                 )
             )
-    # Recurly subscriptions the journal ties to an Amplify subscription that is gone (deleted)
+    changes.extend(_absent_findings(inputs, matcher, seen_uuids))
+    # the valve's denominator: what is linked now, plus what was linked before and would be created again (a
+    # Recurly listing that came back empty must not make a mass re-create look small)
+    linked = sum(1 for r in inputs.recurly if r.state in LIVE_STATES)
+    linked += sum(1 for c in changes if c.kind is ChangeKind.CREATE and c.payload.get(REPLACES))
+    return ChangeSet.of("sync-subscriptions", changes, linked_count=linked)
+
+
+def _withheld(ref: str, what: str, then: str, *, key: str, recurly: str = "-") -> Change:
+    """A finding that holds back a money action (a create or an end) for want of a proven read."""
+    return Change(
+        ChangeKind.FINDING, "subscription", ref, recurly, f"{what}; {then}", phase=PHASE_REPORT, key=key, withholds=True
+    )
+
+
+def _kept_finding(s: AmplifySubscription, current: RecurlySubscription | None) -> Change:
+    kept = f"Recurly subscription {current.uuid} is kept and its usage still reported" if current else "nothing billed"
+    return Change(
+        ChangeKind.FINDING,
+        "subscription",
+        _ref(s),
+        _rec(current.uuid if current else None),
+        f"its plan {s.plan_name} left the opted-in catalog (the product no longer opts in, or it or the plan cannot "
+        f"be read); {kept}. To end it after its final usage: {END_HINT} {s.id}",
+        phase=PHASE_REPORT,
+        key=s.id,
+    )
+
+
+def _absent_findings(inputs: SubscriptionInputs, matcher: _Matcher, seen_uuids: set[str]) -> list[Change]:
+    """Journal-linked subscriptions Amplify did not list, with a live Recurly subscription, that are neither
+    proven deleted (those arrive as stand-ins) nor found elsewhere: never ended for absence alone."""
     listed = {s.id for s in inputs.amplify}
     unreadable = unreadable_ids(inputs)
-    for amplify_id, uuid in sorted(inputs.journal_links.items()):
-        if amplify_id in listed or uuid in seen_uuids or amplify_id in unreadable:
-            continue
-        if inputs.catalog_unreadable:
-            current = matcher.by_uuid.get(uuid)
-            if current is not None:
-                changes.append(
-                    Change(
-                        ChangeKind.WAITING,
-                        "subscription",
-                        f"subscription ({amplify_id})",
-                        _rec(current.uuid, current.plan_code),
-                        "not listed by Amplify, but some opted-in plan or product cannot be read (see the findings): "
-                        "not ended until the catalog reads cleanly",
-                        phase=PHASE_REPORT,
-                        key=amplify_id,
-                    )
-                )
-            continue
-        current = matcher.by_uuid.get(uuid)
-        if current is None:
-            continue
-        changes.extend(_end_deleted(amplify_id, current, options))
-    linked = sum(1 for r in inputs.recurly if r.state in LIVE_STATES)
-    return ChangeSet.of("sync-subscriptions", changes, linked_count=linked)
+    absent = [
+        (amplify_id, matcher.by_uuid[uuid])
+        for amplify_id, uuid in sorted(inputs.journal_links.items())
+        if amplify_id not in listed
+        and amplify_id not in unreadable
+        and uuid not in seen_uuids
+        and uuid in matcher.by_uuid
+        and matcher.by_uuid[uuid].state in LIVE_STATES
+    ]
+    if inputs.amplify_unproven:
+        return [
+            _withheld(
+                "subscriptions",
+                inputs.amplify_unproven,
+                f"{len(absent)} linked subscription(s) it did not show are not ended, and the usage of any it did "
+                "not show waits for a whole listing",
+                key="(subscription listing)",
+            )
+        ]
+    return [
+        _withheld(
+            f"subscription ({amplify_id})",
+            "not listed by Amplify and not proven deleted: "
+            + inputs.unproven_absent.get(amplify_id, "it was not read directly"),
+            f"Recurly subscription {current.uuid} is not ended. If it was deleted: {END_HINT} {amplify_id}",
+            key=amplify_id,
+            recurly=_rec(current.uuid),
+        )
+        for amplify_id, current in absent
+    ]
 
 
 def _end_change(
@@ -419,7 +525,9 @@ def _end(
     ref = _ref(s)
     migrated = s.state_name == literals.STATE_MIGRATED
     why = "rejected in Amplify" if s.approval_state == literals.APPROVAL_REJECTED else f"{s.state_name} in Amplify"
-    if s.raw.get(STAND_IN):
+    if s.raw.get(STAND_IN) == ENDED_BY_OPERATOR:
+        why = f"ended by the operator ({END_HINT})"
+    elif s.raw.get(STAND_IN):
         why = "deleted in Amplify (missed by the run)"
     end = s.state_changed_at
     reported = inputs.usage_reported_through.get(s.id)
@@ -463,17 +571,19 @@ def awaiting_final_usage(inputs: SubscriptionInputs, options: SubscriptionOption
     )
 
 
-def deleted_stand_in(amplify_id: str, plan_name: str, missed_at: datetime) -> AmplifySubscription:
-    """A journal-linked subscription that Amplify no longer lists, as an ended one (DESIGN.md §3).
+def deleted_stand_in(
+    amplify_id: str, plan_name: str, missed_at: datetime, *, why: str = DELETED, name: str = "(deleted)"
+) -> AmplifySubscription:
+    """A journal-linked subscription that ends without Amplify saying so, as an ended one (DESIGN.md §3).
 
-    Amplify keeps no trace of when a resource was deleted; the first run that missed it is the latest moment it
-    can have existed. Treated as cancelled then, its usage up to that moment is reported first and only then
-    does the Recurly subscription end, as for a cancellation. (Ending it at once lost the usage since the last
-    report-usage run.)
+    ``why`` DELETED: a direct read answered 404. Amplify keeps no trace of when a resource was deleted; the first
+    run that missed it is the latest moment it can have existed. ENDED_BY_OPERATOR: ``sync-subscriptions --end``
+    for one whose plan left the opted-in catalog, at the moment it was asked. Treated as cancelled then, its usage
+    up to that moment is reported first and only then does the Recurly subscription end, as for a cancellation.
     """
     return AmplifySubscription(
         id=amplify_id,
-        name="(deleted)",
+        name=name,
         product_name="",
         plan_name=plan_name,
         approval_state=literals.APPROVAL_APPROVED,
@@ -482,17 +592,13 @@ def deleted_stand_in(amplify_id: str, plan_name: str, missed_at: datetime) -> Am
         owner_user=None,
         owner_org=None,
         state_changed_at=missed_at,
-        raw={STAND_IN: True},
+        raw={STAND_IN: why},
     )
 
 
-def _end_deleted(amplify_id: str, current: RecurlySubscription, options: SubscriptionOptions) -> list[Change]:
-    change = _end_change(
-        f"(deleted subscription) {amplify_id}",
-        current,
-        options,
-        "deleted in Amplify",
-        migrated=False,
-        key=f"end:{amplify_id}",
-    )
-    return [change] if change else []
+def kept_plan(plan_name: str, current: RecurlySubscription, add_on_prefix: str) -> LinkedPlan:
+    """The plan of a kept subscription, from its Recurly subscription: its plan code and add-ons, each add-on
+    code being the prefix and the quota id (DESIGN.md §2), so that its usage is reported as before."""
+    codes = tuple(sorted(current.add_on_codes))
+    quotas = {code.removeprefix(add_on_prefix): code for code in codes if code.startswith(add_on_prefix)}
+    return LinkedPlan(plan_name, current.plan_code, "", codes, quotas)
