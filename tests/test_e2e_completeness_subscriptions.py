@@ -94,7 +94,8 @@ def _ends(seen: Iterable[RecordedRequest]) -> list[str]:
 
 
 def _direct_reads(seen: Iterable[RecordedRequest]) -> list[str]:
-    return [r.path for r in seen if r.method == "GET" and r.path.startswith("/subscriptions/uuid-")]
+    """GETs of one Recurly subscription by uuid (not of its usage)."""
+    return [r.path for r in seen if r.method == "GET" and re.fullmatch(r"/subscriptions/uuid-[0-9a-f]+", r.path)]
 
 
 def _usage_posts(seen: Iterable[RecordedRequest], uuid: str) -> list[int]:
