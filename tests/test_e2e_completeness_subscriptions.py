@@ -365,6 +365,10 @@ def test_a_product_that_leaves_the_catalog_keeps_billing_until_ended_by_the_oper
     # the operator ends it: its usage up to that moment first, then the end (once the last window settled)
     ended_at = removed_at + timedelta(days=2, hours=4, minutes=30)
     cycle.clock.set(ended_at)
+    marks = len(cycle.sandbox.recurly.requests), len(cycle.sandbox.amplify.requests)
+    dry = _sync(cycle, end=(amplify_id,), dry_run=True)
+    assert recurly_writes(cycle.sandbox, marks[0]) == [] and amplify_writes(cycle.sandbox, marks[1]) == []
+    assert any(r.change.key == amplify_id and "ended by the operator" in r.change.summary for r in dry.results)
     mark = len(cycle.sandbox.recurly.requests)
     first = _sync(cycle, end=(amplify_id,))
     assert _ends(cycle.sandbox.recurly.requests[mark:]) == []

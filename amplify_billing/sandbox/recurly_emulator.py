@@ -10,7 +10,11 @@ what the HTTP layer of the real service does around them:
 - ``X-RateLimit-Limit/Remaining/Reset`` on every answer, counted over a sliding window of real wall time
   (5 minutes, all methods counted, as in a sandbox site), and 429 ``rate_limited`` over the limit when one
   is set;
-- errors as ``{"error": {"type", "message", "params"}}``, also for injected faults and unknown paths.
+- errors as ``{"error": {"type", "message", "params"}}``, also for injected faults and unknown paths;
+- a subscription listing cut short on demand (``cut_listings``), its ``Recurly-Total-Records`` still true.
+
+``state=live`` lists active, canceled and future subscriptions, never paused ones (reference §9.3); ``pause()``
+seeds a paused subscription, as ``PUT /subscriptions/{id}/pause`` does at the next renewal.
 
 It does not bill by itself: usage stays unbilled until a test calls ``bill()`` or ``POST /_sandbox/bill``.
 """

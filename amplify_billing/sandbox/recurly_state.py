@@ -4,7 +4,8 @@ HTTP-free and lock-free: the emulator calls in under its lock. Every operation v
 before it changes anything (a 422 leaves no trace) and raises ``RecurlyProblem`` for an error answer.
 Money is Decimal from the request body to the answer; times are whole UTC seconds from the injected clock.
 Time moves only with that clock: ``advance()`` activates future subscriptions, expires canceled ones at
-their ``expires_at`` and rolls active ones into the next billing period.
+their ``expires_at`` (and non-renewing ones after ``total_billing_cycles``), rolls active ones into the next
+billing period, and starts and ends pauses at renewals.
 """
 
 from __future__ import annotations
