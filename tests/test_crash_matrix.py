@@ -27,6 +27,9 @@ from amplify_billing.sandbox.server import Request, Response
 
 # The child process uses the real clock, so the scenario is laid out around the real "now".
 REAL_TODAY = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+# Days of traffic before the child's run: Traceability keeps 7 days (reference §9.1), and the window before day 0
+# (not settled at the day-0 run) must still be countable at the child's run, whatever the hour.
+DAYS = 5
 
 
 def _cli(cycle: Cycle, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -86,7 +89,7 @@ def _subscription_post(raw: Request) -> bool:
 
 
 def _prepare(make_cycle: Any, subscriptions: int = 4) -> tuple[Cycle, Path]:
-    cycle: Cycle = make_cycle(subscriptions=subscriptions, today=REAL_TODAY)
+    cycle: Cycle = make_cycle(subscriptions=subscriptions, today=REAL_TODAY, days=DAYS)
     reports = cycle.run()  # day 0, in-process on the virtual clock: plans, accounts, subscriptions
     assert all(failed(r) == [] for r in reports)
     cycle.clock.set(datetime.now(UTC))
@@ -187,7 +190,7 @@ def test_killed_after_subscription_create_finds_it_instead_of_creating_another(m
 
 
 def test_faults_on_usage_writes_are_retried_without_doubling(make_cycle: Any) -> None:
-    cycle, config = _prepare(make_cycle)
+    cycle, config = _prepare(make_cycle, subscriptions=6)  # enough usage writes for every fault to strike twice
     # every way a write can fail, a few times each; a retry carries the same Idempotency-Key, and a stored
     # record whose answer was lost (drop_after) is answered from the key instead of being stored twice
     kinds = ("429", "503", "empty", "drop_before", "drop_after")
