@@ -308,9 +308,11 @@ def _figure_json(value: object) -> str | int | float | bool | None:
     return redact(str(value))
 
 
-def _change_document(result: ChangeResult, clean: Callable[[str], str]) -> dict[str, str | None]:
+def _change_document(result: ChangeResult, clean: Callable[[str], str]) -> dict[str, str | bool | None]:
     change = result.change
     return {
+        # a finding that held a money action back (exit 1): an operator filters on it
+        "withholds": change.withholds,
         "kind": change.kind.value,
         "object": change.object,
         "amplify": clean(change.amplify),
@@ -344,7 +346,7 @@ def _ordered_by_kind(results: Sequence[ChangeResult]) -> list[tuple[ChangeKind, 
 def _what(result: ChangeResult) -> Text:
     """The summary, and under it why the change failed or was skipped (an error column would be empty
     for every other row and squeeze the identities)."""
-    what = Text(redact(result.change.summary))
+    what = Text(("withheld: " if result.change.withholds else "") + redact(result.change.summary))
     if result.error:
         prefix = "error: " if result.outcome is Outcome.FAILED else ""
         what.append("\n" + prefix + redact(result.error), style=_OUTCOME_STYLE.get(result.outcome, ""))

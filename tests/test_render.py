@@ -214,6 +214,7 @@ def test_json_report_has_every_field_in_a_stable_order_and_no_payload() -> None:
     assert document["figures"] == {"plans_seen": 2, "window": "daily"}
     assert document["counts"] == {"planned": 0, "applied": 2, "failed": 1, "skipped": 0, "reported": 1}
     assert document["changes"][2] == {
+        "withholds": False,
         "kind": "create",
         "object": "add_on",
         "amplify": f"weather/gold ({PLAN_ID}) quota",
