@@ -17,7 +17,7 @@ from amplify_billing.models import AmplifySubscription
 from amplify_billing.reconcile.accounts import account_code
 from amplify_billing.reconcile.plan_mapping import MappingOptions, Unsupported, desired_plan
 from amplify_billing.sandbox.amplify_emulator import AmplifyEmulator
-from amplify_billing.sandbox.scenario import Scenario, build_scenario
+from amplify_billing.sandbox.scenario import OUTSIDE_MARKETPLACE_PER_HOUR, Scenario, build_scenario
 from amplify_billing.settings import AmplifySettings, RecurlySettings, Secret, Settings
 from amplify_billing.snapshots import Snapshots
 
@@ -250,6 +250,26 @@ def test_traffic_is_the_same_from_the_scenario_the_emulator_and_the_traceability
             assert answer.units == traceability.total_count(*window, statuses=statuses), (window, statuses)
     assert scenario.expected_traffic(start - timedelta(days=1), start) == {}
     assert scenario.expected_traffic(scenario.now, scenario.now + timedelta(days=1)) == {}
+
+
+def test_traffic_outside_the_marketplace_is_in_the_total_unless_exists_leaves_it_out(
+    scenario: Scenario, amplify: AmplifyEmulator
+) -> None:
+    from amplify_billing.amplify.traceability import total_query
+
+    clients = clients_for(amplify)
+    day = (scenario.traffic_start + timedelta(days=1), scenario.traffic_start + timedelta(days=2))
+    proven = total_query(*day)
+    without_exists = {**proven, "filters": {"$and": [f for f in proven["filters"]["$and"] if "$exists" not in f]}}
+    url = f"{amplify.url}/api/traceability/v1/traceability/search"
+
+    def total(body: dict[str, Any]) -> int:
+        answer = clients.transport.request("POST", url, json=body, safe_to_repeat=True).json()
+        return int(answer[0]["result"])
+
+    billable = sum(scenario.expected_traffic(*day).values())
+    assert total(proven) == billable == clients.traceability.total_count(*day)
+    assert total(without_exists) == billable + 24 * OUTSIDE_MARKETPLACE_PER_HOUR
 
 
 def test_traffic_has_quiet_hours_failures_and_only_billable_pairs(scenario: Scenario) -> None:

@@ -315,8 +315,8 @@ class AmplifyEmulator(Emulator):
 
     def add_traffic_series(
         self,
-        subscription_id: str,
-        quota_id: str,
+        subscription_id: str | None,
+        quota_id: str | None,
         start: datetime,
         step_seconds: int,
         counts: Sequence[int],

@@ -71,7 +71,13 @@ class TrafficStore:
         series.add(at_ms, count)
 
     def add_series(
-        self, subscription_id: str, quota_id: str, start_ms: int, step_ms: int, counts: Iterable[int], status: str
+        self,
+        subscription_id: str | None,
+        quota_id: str | None,
+        start_ms: int,
+        step_ms: int,
+        counts: Iterable[int],
+        status: str,
     ) -> None:
         """Counts at start, start+step, …; zeros are skipped."""
         values = list(counts)

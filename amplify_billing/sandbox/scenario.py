@@ -31,7 +31,8 @@ Traceability's 7-day retention for a first run at the start of the traffic).
 Traffic: every live subscription (pending or active, on any plan) has, for each quota that bills
 usage, one aggregated count per hour over [now - days_of_traffic, now) at a fixed minute of the hour
 that differs per (subscription, quota); some hours are zero, some subscriptions are idle, and a few
-hours also carry "Failure" transactions.
+hours also carry "Failure" transactions. A few calls an hour carry no subscription or quota at all (traffic
+outside the Marketplace, which nothing bills).
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ FAILING_SHARE = 0.3
 # that moment, and Traceability keeps 7 days (reference §9.1): a first run up to four days into the traffic can
 # still count every window since, so the scenario's first runs bill cleanly, as a tenant's do after a recent start.
 ACTIVE_BEFORE_TRAFFIC_HOURS = 3 * 24
+# Calls per hour outside the Marketplace (no subscription, no quota): the gateway's own health checks, say. Nothing
+# can bill them; a count that does not leave them out ($exists) never adds up to its total.
+OUTSIDE_MARKETPLACE_PER_HOUR = 4
 OPEN_TIER = literals.OPEN_TIER_END
 MARKETPLACE_TITLE = "Sandbox Marketplace"
 
@@ -274,6 +278,8 @@ class Scenario:
             amplify.add_traffic_series(
                 series.subscription_id, series.quota_id, series.first_at, 3600, series.counts, series.status
             )
+        hours = (self.now - self.traffic_start) // HOUR
+        amplify.add_traffic_series(None, None, self.traffic_start, 3600, [OUTSIDE_MARKETPLACE_PER_HOUR] * hours)
 
     # ---- what tests need to compute expectations ---------------------------------------------------
     @cached_property
