@@ -700,7 +700,7 @@ def _refresh_billed(rt: Runtime, views: dict[str, LedgerView], tags: list[str]) 
 
 
 def _per_pair(results: list[ChangeResult]) -> list[ChangeResult]:
-    """The report's view of a batch: posts summed per (subscription, quota) and outcome ("7 window(s), 1,234
+    """The report's view of a batch: posts summed per (subscription, quota) and outcome ("7 record(s), 1,234
     unit(s)"), each restatement, failure and skip on its own row. A week of hourly usage is ~100,000 posts; the
     journal's audit log keeps every one of them, the report keeps what an operator reads."""
     rows: list[ChangeResult] = []

@@ -61,6 +61,8 @@ RECURLY_PAGE = 200  # the largest `limit` the Recurly API takes
 
 # The checks the issue sets for the tool at scale.
 MAX_RATIO = 1.1
+# state.verify_sample's default: pairs whose usage a run with reported pairs reads to check the journal
+JOURNAL_SAMPLE = 5
 MAX_PEAK_MB = 300.0
 MAX_CONCURRENT_SHARE = 1 / 3
 
@@ -136,8 +138,9 @@ class Minimum:
 
     requests: dict[str, dict[str, int]]
     reasons: dict[str, list[str]]  # system -> "n METHOD what" lines
-    windows: int  # traceability queries: one per usage window
+    windows: int  # usage windows: one grouped count each, and one total that proves it whole
     usage_writes: int  # one per non-zero (subscription, quota, window) cell
+    usage_reads: int = 0  # the journal check's sample of pairs (a run that has reported pairs)
 
 
 @dataclass(frozen=True)
@@ -415,6 +418,13 @@ def minimum(scenario: Scenario, phase: str, *, settle: timedelta, lookback: time
         ("GET", _pages(n, RECURLY_PAGE), f"{kind} ({n})")
         for kind, n in zip(RECURLY_LISTINGS, recurly_size, strict=True)
     ]
+    # what proving reads complete costs (issue 11), on rows of their own
+    recurly += [
+        ("GET", 1, "completeness: the site, whose the journal is"),
+        ("HEAD", 1, "completeness: count of live subscriptions, taken before the listing"),
+    ]
+    if phase == "steady":
+        recurly.append(("GET", JOURNAL_SAMPLE, "completeness: journal check, a sample of pairs' usage"))
     if phase == "initial":
         pending = len(scenario.pending_subscriptions)
         amplify += [
@@ -434,6 +444,7 @@ def minimum(scenario: Scenario, phase: str, *, settle: timedelta, lookback: time
         ]
     else:
         amplify.append(("POST", len(windows), f"traceability counts, one per window ({len(windows)})"))
+        amplify.append(("POST", len(windows), "completeness: traceability totals proving each count whole"))
         if cells:
             recurly.append(("POST", cells, "usage records, one per non-zero (subscription, quota, window)"))
     requests: dict[str, dict[str, int]] = {}
@@ -444,7 +455,7 @@ def minimum(scenario: Scenario, phase: str, *, settle: timedelta, lookback: time
             counts[method] += count
             reasons.setdefault(system, []).append(f"{count} {method} {what}")
         requests[system] = dict(sorted(counts.items()))
-    return Minimum(requests, reasons, len(windows), cells)
+    return Minimum(requests, reasons, len(windows), cells, JOURNAL_SAMPLE if phase == "steady" else 0)
 
 
 # ---- the benchmark ---------------------------------------------------------------------------------------------
@@ -570,11 +581,11 @@ def usage_figures(run: RunMeasure, least: Minimum) -> dict[str, int]:
     command = "report-usage"
     return {
         "traceability_queries": run.command_count(command, "amplify", routes=frozenset({"traceability_search"})),
-        "traceability_minimum": least.windows,
+        "traceability_minimum": 2 * least.windows,
         "recurly_writes": run.command_count(command, "recurly", methods=WRITE_METHODS),
         "recurly_writes_minimum": least.usage_writes,
         "recurly_usage_reads": run.command_count(command, "recurly", routes=USAGE_READ_ROUTES),
-        "recurly_usage_reads_minimum": 0,
+        "recurly_usage_reads_minimum": least.usage_reads,
         "recurly_reads": run.command_count(command, "recurly", methods=frozenset({"GET", "HEAD"})),
     }
 
