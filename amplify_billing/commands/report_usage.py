@@ -56,7 +56,7 @@ from amplify_billing.reconcile.usage import (
 from amplify_billing.recurly_parse import money
 from amplify_billing.runtime import Runtime
 from amplify_billing.usage.journal_check import SamplePair, check_sample
-from amplify_billing.usage.sources import RangeCount, UsageSource, build_source
+from amplify_billing.usage.sources import Range, RangeCount, UsageSource, build_source
 from amplify_billing.usage.windows import (
     WINDOW_SIZES,
     UsageWindow,
@@ -65,6 +65,7 @@ from amplify_billing.usage.windows import (
     parse_merchant_tag,
     reportable_windows,
     window_ceil,
+    window_floor,
 )
 
 log = logging.getLogger(__name__)
@@ -433,11 +434,7 @@ def report_usage_with_watermarks(
     planner = _Planner(rt, options, ledger, size, now, horizon, report_until, intents.blocked)
     known_names = _collect_pairs(planner)
 
-    counted = [r for q in planner.billed for r in _ranges_of(q)]
-    population = sorted({q.subscription_id for q in planner.billed})
-    answers: dict[tuple[datetime, datetime], RangeCount] = (
-        source.counts(sorted(set(counted)), population) if counted else {}
-    )
+    answers = _count(source, planner.billed, size)
     if options.only is not None:
         # the ranges counted for the chosen subscriptions hold others' traffic too: not this run's to report
         answers = {
@@ -481,6 +478,42 @@ def report_usage_with_watermarks(
 
 def _ranges_of(quota: BilledQuota) -> list[tuple[datetime, datetime]]:
     return [(w.clip_start, w.clip_end) for w in (*quota.windows, *quota.recount, *quota.before_start)]
+
+
+def _count(source: UsageSource, billed: list[BilledQuota], size: timedelta) -> dict[Range, RangeCount]:
+    """Every range the plan needs, counted with as few queries as proof allows.
+
+    A subscription that became active inside a window needs that window from its activation: a range of its own,
+    one more query per new subscription. Most such windows are quiet, and the whole aligned window proves it: where
+    the whole window's answer is proven and holds nothing for the subscriptions that start inside it, their part of
+    it holds nothing either, and it is not asked for."""
+    wanted: dict[Range, set[str]] = {}
+    for quota in billed:
+        for span in _ranges_of(quota):
+            wanted.setdefault(span, set()).add(quota.subscription_id)
+    if not wanted:
+        return {}
+    population = sorted({q.subscription_id for q in billed})
+    clipped = {
+        span for span in wanted if span[0] != window_floor(span[0], size) and span[1] == _aligned_end(span, size)
+    }
+    aligned = {(window_floor(start, size), end) for start, end in clipped}
+    answers = source.counts(sorted((set(wanted) - clipped) | aligned), population)
+    left = []
+    for span in sorted(clipped):
+        whole = answers.get((window_floor(span[0], size), span[1]))
+        starting = wanted[span]
+        if whole is not None and whole.whole and not any(n and p[0] in starting for p, n in whole.counts.items()):
+            answers[span] = RangeCount({}, whole=True)
+        else:
+            left.append(span)
+    if left:
+        answers.update(source.counts(left, population))
+    return answers
+
+
+def _aligned_end(span: Range, size: timedelta) -> datetime:
+    return window_floor(span[0], size) + size
 
 
 @dataclass(frozen=True)

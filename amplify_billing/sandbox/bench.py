@@ -364,7 +364,7 @@ def usage_ranges(
     from amplify_billing.usage.windows import reportable_windows
 
     day = timedelta(days=1)
-    ranges: set[tuple[datetime, datetime]] = set()
+    wanted: dict[tuple[datetime, datetime], set[str]] = {}
     for name in scenario.live_subscriptions:
         raw = scenario.subscriptions_by_name[name]
         if not scenario.usage_quotas[raw["spec"]["plan"]["name"]]:
@@ -398,7 +398,19 @@ def usage_ranges(
             last = (week[-1].clip_end if week else mark) or activation
             recount = windows(WEEK_RUN_AT, None, WEEK_RUN_AT - lookback, activation)
             chosen = [w for w in recount if w.clip_end <= last]
-        ranges.update((w.clip_start, w.clip_end) for w in chosen)
+        for w in chosen:
+            wanted.setdefault((w.clip_start, w.clip_end), set()).add(raw["metadata"]["id"])
+    # as report-usage does: a first window clipped at an activation is asked for only when the whole window holds
+    # traffic of the subscriptions starting in it; otherwise the whole window proves it quiet
+    ranges: set[tuple[datetime, datetime]] = set()
+    for (start, end), starting in wanted.items():
+        aligned = start.replace(hour=0, minute=0, second=0, microsecond=0)
+        if aligned == start or end != aligned + day:
+            ranges.add((start, end))
+            continue
+        ranges.add((aligned, end))
+        if any(sid in starting for sid, _quota in scenario.expected_traffic(aligned, end)):
+            ranges.add((start, end))
     return ranges
 
 
