@@ -854,6 +854,27 @@ def test_usage_refused_on_a_missing_add_on_and_an_expired_subscription(client: A
     assert emulator.usage_records() == []
 
 
+def test_usage_dated_into_an_invoiced_period_is_refused_for_volume_add_ons_only(
+    client: Any, emulator: RecurlyEmulator, clock: VirtualClock
+) -> None:
+    client.create_measured_unit(unit_body())
+    client.create_plan(plan_body("amplify-gold", tiered_add_on(), tiered_add_on("volume", tier_type="volume")))
+    sub = subscribe(client, add_ons=("tiered", "volume"))
+    when = "2024-01-31T12:00:00Z"
+    post_usage(client, sub.uuid, "v", 10, when, add_on="code-volume")
+    post_usage(client, sub.uuid, "t", 10, when, add_on="code-tiered")
+    clock.advance(timedelta(days=30))
+    assert emulator.bill(sub.uuid) == 2
+    # reference/recurly-api.md §2.6: a correction into a billed cycle is taken for tiered, rejected for volume
+    with pytest.raises(errors.ValidationError) as exc:
+        post_usage(client, sub.uuid, "v:adj1", 2, when, add_on="code-volume")
+    assert "usage corrections are not supported for volume add-ons" in params_of(exc)["usage_timestamp"]
+    assert post_usage(client, sub.uuid, "t:adj1", 2, when, add_on="code-tiered").amount == 2
+    later = (START + timedelta(days=31)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    clock.advance(timedelta(days=2))
+    assert post_usage(client, sub.uuid, "v2", 3, later, add_on="code-volume").amount == 3
+
+
 def test_billed_usage_is_frozen_except_its_merchant_tag(
     client: Any, emulator: RecurlyEmulator, clock: VirtualClock
 ) -> None:

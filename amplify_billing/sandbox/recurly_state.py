@@ -251,6 +251,8 @@ class SubscriptionRecord:
     # a pause asked for: it starts at the renewal on or after paused_at and lasts remaining_pause_cycles periods
     paused_at: datetime | None = None
     remaining_pause_cycles: int | None = None
+    # usage dated before this has been invoiced (the last invoice run, see bill())
+    billed_through: datetime | None = None
 
 
 @dataclass
@@ -1242,6 +1244,17 @@ class RecurlyState:
             started = fmt_time(s.activated_at) if s.activated_at else "not yet"
             problems.add("usage_timestamp", f"must not be before the subscription was activated ({started})")
 
+    @staticmethod
+    def _check_correction(s: SubscriptionRecord, add_on: AddOnRecord, when: datetime, problems: Problems) -> None:
+        # usage dated into an invoiced period becomes a usage correction on the next invoice, for fixed and tiered
+        # add-ons only: it is rejected for volume and stairstep (reference/recurly-api.md §2.6)
+        if add_on.tier_type in ("volume", "stairstep") and s.billed_through is not None and when < s.billed_through:
+            problems.add(
+                "usage_timestamp",
+                f"falls in a period already invoiced; usage corrections are not supported for {add_on.tier_type} "
+                "add-ons",
+            )
+
     def create_usage(self, sub_ref: str, add_on_ref: str, body: Mapping[str, Any]) -> UsageRecord:
         s, add_on, attached = self._usage_target(sub_ref, add_on_ref)
         if add_on.add_on_type != "usage":
@@ -1256,6 +1269,7 @@ class RecurlyState:
         usage_timestamp = reader.time("usage_timestamp")
         recording_timestamp = reader.time("recording_timestamp")
         self._check_usage_time(s, usage_timestamp or now, problems)
+        self._check_correction(s, add_on, usage_timestamp or now, problems)
         problems.raise_if_any()
         assert amount is not None
         return self._store_usage(
@@ -1321,6 +1335,9 @@ class RecurlyState:
                 raise not_found("Subscription", f"uuid-{uuid}")
         now = self.now()
         billed = 0
+        for s in self.subscriptions.values():
+            if target is None or s is target:
+                s.billed_through = now
         for record in self.usage.values():
             if record.billed_at is None and (target is None or record.subscription_id == target.id):
                 record.billed_at, record.updated_at = now, now
