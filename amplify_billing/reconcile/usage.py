@@ -17,7 +17,7 @@ advance the watermark.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -237,19 +237,38 @@ class _PairPlanner:
 
     def _post(self, window: UsageWindow, tag: str, count: int) -> None:
         self.units += count
-        parts = split_amount(count)
-        for k, amount in enumerate(parts, start=1):
+        span = _span(window.clip_start, window.clip_end)
+        self._records(
+            ChangeKind.POST, window, tag, count, tag, lambda amount, piece: f"{amount} unit(s) for {span}{piece}"
+        )
+
+    def _records(
+        self,
+        kind: ChangeKind,
+        window: UsageWindow,
+        tag: str,
+        amount: int,
+        base_tag: str,
+        summary: Callable[[int, str], str],
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        """One usage.post per record: the amount itself, or its parts ``…:p{k}`` when over Recurly's 9 digits."""
+        parts = split_amount(amount)
+        adjustment = kind is ChangeKind.RESTATE
+        for k, part in enumerate(parts, start=1):
             part_tag = tag if len(parts) == 1 else f"{tag}:p{k}"
+            record_kind = "adjustment" if adjustment else ("base" if len(parts) == 1 else "part")
             piece = f" (part {k} of {len(parts)})" if len(parts) > 1 else ""
+            payload = {**self._payload(window, part_tag, part, record_kind, base_tag), **(extra or {})}
             self.changes.append(
                 Change(
-                    ChangeKind.POST,
+                    kind,
                     "usage",
                     self.ref,
                     self.target,
-                    f"{amount} unit(s) for {_span(window.clip_start, window.clip_end)}{piece}",
+                    summary(part, piece),
                     action="usage.post",
-                    payload=self._payload(window, part_tag, amount, "base" if len(parts) == 1 else "part", tag),
+                    payload=payload,
                     phase=PHASE_USAGE,
                     key=part_tag,
                 )
@@ -305,27 +324,17 @@ class _PairPlanner:
             return
         adjustment = known.adjustments + 1
         tag = merchant_tag(self.quota.subscription_id, self.quota.quota_id, window.start, adjustment)
-        parts = split_amount(difference)
-        for k, amount in enumerate(parts, start=1):
-            part_tag = tag if len(parts) == 1 else f"{tag}:p{k}"
-            payload = self._payload(window, part_tag, amount, "adjustment", known.base_tag)
-            payload["old_total"] = str(known.total)
-            self.changes.append(
-                Change(
-                    ChangeKind.RESTATE,
-                    "usage",
-                    self.ref,
-                    self.target,
-                    f"{span}: {known.total} → {count} unit(s) (late traffic), "
-                    f"adjustment {amount:+} as …:adj{adjustment}"
-                    + (f":p{k}" if len(parts) > 1 else "")
-                    + (" (a usage correction on the next invoice)" if known.billed else ""),
-                    action="usage.post",
-                    payload=payload,
-                    phase=PHASE_USAGE,
-                    key=part_tag,
-                )
-            )
+        corrected = " (a usage correction on the next invoice)" if known.billed else ""
+        self._records(
+            ChangeKind.RESTATE,
+            window,
+            tag,
+            difference,
+            known.base_tag,
+            lambda amount, piece: f"{span}: {known.total} → {count} unit(s) (late traffic), "
+            f"adjustment {amount:+} as …:adj{adjustment}{piece}{corrected}",
+            {"old_total": str(known.total)},
+        )
 
     def _finding(self, text: str, *, key_suffix: str, withholds: bool, units: int | None = None) -> None:
         self.changes.append(
