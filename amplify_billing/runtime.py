@@ -23,9 +23,9 @@ from amplify_billing.models import ChangeSet
 from amplify_billing.settings import Settings
 
 if TYPE_CHECKING:
-    from amplify_billing.amplify import AmplifyClients
+    from amplify_billing.amplify.clients import AmplifyClients
     from amplify_billing.journal import Journal, JournalOwner
-    from amplify_billing.recurly_gateway import RecurlyGateway
+    from amplify_billing.recurly.gateway import RecurlyGateway
     from amplify_billing.snapshots import Snapshots
 
 
@@ -74,7 +74,7 @@ class Runtime:
 
     def _amplify_clients(self) -> AmplifyClients:
         if self._amplify is None:
-            from amplify_billing.amplify import AmplifyClients
+            from amplify_billing.amplify.clients import AmplifyClients
 
             self._amplify = AmplifyClients.build(self.settings.amplify, sleep=self.sleep, monotonic=self.monotonic)
         return self._amplify
@@ -88,7 +88,7 @@ class Runtime:
 
     def _recurly_gateway(self) -> RecurlyGateway:
         if self._recurly is None:
-            from amplify_billing.recurly_gateway import RecurlyGateway
+            from amplify_billing.recurly.gateway import RecurlyGateway
 
             self._recurly = RecurlyGateway(self.settings.recurly, sleep=self.sleep)
         return self._recurly

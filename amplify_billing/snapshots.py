@@ -33,7 +33,7 @@ from amplify_billing.amplify.resources import ListingProof
 from amplify_billing.errors import AmplifyBillingError, NotFoundError
 from amplify_billing.models import AmplifySubscription, PlanUnit, Product, ProductPlan, Quota, RecurlyPlan
 from amplify_billing.reconcile.plans import CatalogSnapshot, RecurlyCatalog
-from amplify_billing.recurly_parse import UnreadableRecurlyError, measured_unit_from_recurly, plan_from_recurly
+from amplify_billing.recurly.parse import UnreadableRecurlyError, measured_unit_from_recurly, plan_from_recurly
 from amplify_billing.settings import Settings
 
 # What `state=live` lists: active, canceled (until term end), future, in trial; NOT paused (reference §9.3)

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from responses import matchers
 
-from amplify_billing.amplify import AmplifyClients
+from amplify_billing.amplify.clients import AmplifyClients
 from amplify_billing.errors import (
     ApiRejectedError,
     AuthError,

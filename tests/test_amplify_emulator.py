@@ -17,7 +17,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from amplify_billing.amplify import AmplifyClients
+from amplify_billing.amplify.clients import AmplifyClients
 from amplify_billing.amplify.parse import parse_subscription
 from amplify_billing.errors import ApiRejectedError, AuthError, NotFoundError
 from amplify_billing.models import AmplifySubscription

@@ -20,7 +20,7 @@ from amplify_billing.cli import run_cli
 from amplify_billing.errors import ConfigError, ExitCode
 from amplify_billing.journal import SCHEMA_VERSION, Journal
 from amplify_billing.models import CommandReport
-from amplify_billing.recurly_gateway import RecurlyGateway
+from amplify_billing.recurly.gateway import RecurlyGateway
 from amplify_billing.sandbox.driver import Cycle, amplify_writes, failed, recurly_writes
 from amplify_billing.sandbox.harness import SANDBOX_TENANT
 

@@ -68,7 +68,7 @@ def diff(*plans: ProductPlan, recurly: RecurlyCatalog | None = None, complete: b
 
 def recurly_state_after(changeset, previous: RecurlyCatalog | None = None) -> RecurlyCatalog:
     """The Recurly catalog as it would be once the creates and updates applied (for second-run checks)."""
-    from amplify_billing.recurly_parse import plan_from_recurly
+    from amplify_billing.recurly.parse import plan_from_recurly
 
     plans = dict(previous.plans) if previous else {}
     units = dict(previous.measured_units) if previous else {}

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from amplify_billing.amplify import AmplifyClients
+from amplify_billing.amplify.clients import AmplifyClients
 from amplify_billing.amplify.parse import parse_timestamp
+from amplify_billing.identity import account_code
 from amplify_billing.models import AmplifySubscription
-from amplify_billing.reconcile.accounts import account_code
 from amplify_billing.reconcile.plan_mapping import MappingOptions, Unsupported, desired_plan
 from amplify_billing.sandbox.amplify_emulator import AmplifyEmulator
 from amplify_billing.sandbox.scenario import OUTSIDE_MARKETPLACE_PER_HOUR, Scenario, build_scenario

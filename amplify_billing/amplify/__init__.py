@@ -1,43 +1,5 @@
-"""Amplify adapters: one transport (token, throttle, retries) shared by the three clients."""
+"""Amplify adapters: one transport (token, throttle, retries) shared by the three clients (``clients``).
 
-from __future__ import annotations
-
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-
-import requests
-
-from amplify_billing.amplify.platform import PlatformClient
-from amplify_billing.amplify.resources import ResourceClient
-from amplify_billing.amplify.traceability import TraceabilityClient
-from amplify_billing.amplify.transport import AmplifyTransport
-from amplify_billing.settings import AmplifySettings
-
-__all__ = ["AmplifyClients"]
-
-
-@dataclass(frozen=True)
-class AmplifyClients:
-    transport: AmplifyTransport
-    resources: ResourceClient
-    platform: PlatformClient
-    traceability: TraceabilityClient
-
-    @classmethod
-    def build(
-        cls,
-        settings: AmplifySettings,
-        *,
-        session: requests.Session | None = None,
-        clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> AmplifyClients:
-        transport = AmplifyTransport(settings, session=session, clock=clock, monotonic=monotonic, sleep=sleep)
-        return cls(
-            transport=transport,
-            resources=ResourceClient(transport, settings),
-            platform=PlatformClient(transport, settings),
-            traceability=TraceabilityClient(transport, settings),
-        )
+This ``__init__`` imports nothing, so the pure core may use ``literals`` and ``parse`` without loading
+``requests`` (docs/architecture.md, "Layers").
+"""

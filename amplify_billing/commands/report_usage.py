@@ -53,7 +53,7 @@ from amplify_billing.reconcile.usage import (
     restatement_candidates,
     unbilled_findings,
 )
-from amplify_billing.recurly_parse import money
+from amplify_billing.recurly.parse import money
 from amplify_billing.runtime import Runtime
 from amplify_billing.usage.journal_check import SamplePair, check_sample
 from amplify_billing.usage.sources import Range, RangeCount, UsageSource, build_source

@@ -14,11 +14,11 @@ from amplify_billing.amplify.parse import ParseProblem, parse_subscription, pars
 from amplify_billing.apply import Handler
 from amplify_billing.commands.common import default_handlers, execute, make_report
 from amplify_billing.errors import AmplifyBillingError, ConfigError
+from amplify_billing.identity import account_code, add_on_code, plan_code
 from amplify_billing.models import AmplifySubscription, Change, ChangeResult, CommandReport, Outcome
 from amplify_billing.reconcile.accounts import (
     AccountOptions,
     OwnerDetails,
-    account_code,
     diff_accounts,
     needs_billing,
 )
@@ -81,13 +81,13 @@ def linked_plans(rt: Runtime) -> dict[str, LinkedPlan]:
     add_on_prefix = rt.settings.catalog.add_on_code_prefix
     result: dict[str, LinkedPlan] = {}
     for plan in catalog.snapshot.plans:
-        code = f"{prefix}{plan.id}".lower()
+        code = plan_code(plan.id, prefix)
         have = recurly.plans.get(code)
         if have is None or have.state != "active":
             continue
         codes = tuple(sorted(a.code for a in have.add_ons))
         quota_add_ons = {
-            q.id: f"{add_on_prefix}{q.id}".lower() for q in plan.quotas if f"{add_on_prefix}{q.id}".lower() in codes
+            q.id: add_on_code(q.id, add_on_prefix) for q in plan.quotas if add_on_code(q.id, add_on_prefix) in codes
         }
         result[plan.name] = LinkedPlan(plan.name, code, have.currency, codes, quota_add_ons)
     return result

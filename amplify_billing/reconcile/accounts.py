@@ -6,6 +6,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from amplify_billing.amplify import literals
+from amplify_billing.identity import account_code
 from amplify_billing.models import AmplifySubscription, Change, ChangeKind, ChangeSet
 
 PHASE_ACCOUNTS = 15
@@ -29,17 +30,6 @@ class AccountOptions:
     owner: str = "marketplace"  # marketplace | org
     create_missing: bool = False
     link_attribute: str = "recurlyAccountCode"
-
-
-def account_code(subscription: AmplifySubscription, owner_mode: str) -> str | None:
-    """DESIGN.md §2: amplify-user-{guid} for a user owner, else amplify-team-{guid}; amplify-org-{id} in org mode."""
-    if owner_mode == "org":
-        return f"amplify-org-{subscription.owner_org}" if subscription.owner_org else None
-    if subscription.owner_user:
-        return f"amplify-user-{subscription.owner_user}"
-    if subscription.owner_team:
-        return f"amplify-team-{subscription.owner_team}"
-    return None
 
 
 def needs_billing(subscription: AmplifySubscription) -> bool:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from amplify_billing import identity
 from amplify_billing.amplify import literals
 from amplify_billing.models import AmplifyTier, PlanUnit, ProductPlan, Quota, RecurlyAddOn, RecurlyPlan, RecurlyTier
 
@@ -36,11 +37,11 @@ class Unsupported:
 
 
 def plan_code(plan_id: str, options: MappingOptions) -> str:
-    return f"{options.plan_code_prefix}{plan_id}".lower()
+    return identity.plan_code(plan_id, options.plan_code_prefix)
 
 
 def add_on_code(quota_id: str, options: MappingOptions) -> str:
-    return f"{options.add_on_code_prefix}{quota_id}".lower()
+    return identity.add_on_code(quota_id, options.add_on_code_prefix)
 
 
 def _bad_code(code: str, what: str, resource_id: str) -> Unsupported | None:

@@ -21,7 +21,9 @@ from amplify_billing.reconcile.plan_mapping import (
     MappingOptions,
     Unsupported,
     add_on_body,
+    add_on_code,
     desired_plan,
+    plan_code,
     plan_create_body,
     plan_update_body,
     unit_display_name,
@@ -227,7 +229,7 @@ def diff_plans(amplify: CatalogSnapshot, recurly: RecurlyCatalog, options: PlanS
             )
         )
 
-    refs = {f"{options.mapping.plan_code_prefix}{p.id}".lower(): _plan_ref(p) for p in amplify.plans}
+    refs = {plan_code(p.id, options.mapping): _plan_ref(p) for p in amplify.plans}
     for code, reason in sorted(recurly.unparsed.items()):
         changes.append(
             Change(
@@ -258,11 +260,11 @@ def diff_plans(amplify: CatalogSnapshot, recurly: RecurlyCatalog, options: PlanS
                 )
             )
             # an unknown state never deactivates anything
-            kept_codes.add(f"{options.mapping.plan_code_prefix}{plan.id}".lower())
+            kept_codes.add(plan_code(plan.id, options.mapping))
             continue
         if plan.state not in literals.PLAN_STATES_IN_RECURLY:
             if plan.state == "draft":
-                kept_codes.add(f"{options.mapping.plan_code_prefix}{plan.id}".lower())
+                kept_codes.add(plan_code(plan.id, options.mapping))
             continue  # archived: handled by deactivation below
         if plan.type == "free" and not options.sync_free_plans:
             continue
@@ -271,7 +273,7 @@ def diff_plans(amplify: CatalogSnapshot, recurly: RecurlyCatalog, options: PlanS
             changes.append(
                 Change(ChangeKind.UNSUPPORTED, "plan", ref, "-", want.reason, phase=PHASE_REPORT, key=ref)
             )
-            kept_codes.add(f"{options.mapping.plan_code_prefix}{plan.id}".lower())
+            kept_codes.add(plan_code(plan.id, options.mapping))
             continue
         kept_codes.add(want.code)
         if want.code in recurly.unparsed:
@@ -352,7 +354,7 @@ def diff_plans(amplify: CatalogSnapshot, recurly: RecurlyCatalog, options: PlanS
                     (want.code,),
                 )
             )
-        codes_by_quota = {q.id: f"{options.mapping.add_on_code_prefix}{q.id}".lower() for q in plan.quotas}
+        codes_by_quota = {q.id: add_on_code(q.id, options.mapping) for q in plan.quotas}
         billed = {a.code for a in want.add_ons}
         for quota in plan.quotas:
             code = codes_by_quota[quota.id]
@@ -404,11 +406,11 @@ def diff_plans(amplify: CatalogSnapshot, recurly: RecurlyCatalog, options: PlanS
     # product cannot even be identified, no absent plan proves anything (as for a narrowed listing).
     for problem in amplify.problems:
         if problem.kind == "productplan" and problem.id:
-            kept_codes.add(f"{options.mapping.plan_code_prefix}{problem.id}".lower())
+            kept_codes.add(plan_code(problem.id, options.mapping))
     complete = amplify.complete and not any(
         p.kind == "product" or (p.kind == "productplan" and not p.id) for p in amplify.problems
     )
-    by_code = {f"{options.mapping.plan_code_prefix}{p.id}".lower(): p for p in amplify.plans}
+    by_code = {plan_code(p.id, options.mapping): p for p in amplify.plans}
     active_linked = 0
     for code, have in sorted(recurly.plans.items()):
         if have.state != "active":

@@ -18,8 +18,8 @@ from typing import Any
 
 from amplify_billing.amplify import literals
 from amplify_billing.amplify.parse import ParseProblem
+from amplify_billing.identity import account_code
 from amplify_billing.models import AmplifySubscription, Change, ChangeKind, ChangeSet
-from amplify_billing.reconcile.accounts import account_code
 
 PHASE_END = 40
 PHASE_CREATE = 50

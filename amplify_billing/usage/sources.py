@@ -28,7 +28,7 @@ from amplify_billing.settings import Settings, UsageSettings
 from amplify_billing.usage.windows import window_floor
 
 if TYPE_CHECKING:
-    from amplify_billing.amplify import AmplifyClients
+    from amplify_billing.amplify.clients import AmplifyClients
 
 Range = tuple[datetime, datetime]
 Pair = tuple[str, str]
