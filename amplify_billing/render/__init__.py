@@ -1,0 +1,84 @@
+"""What the operator sees: the report on stdout (table, JSON or Markdown) and diagnostics on stderr.
+
+Everything renders on an injected rich ``Console``; nothing here writes to a system or decides an exit
+code. Free text that can come from upstream (summaries, errors, notes) passes through the same
+redaction as log records, so a secret echoed back in an error message is not printed either.
+
+Modules by job: ``tables`` (consoles, columns, cells, tables/JSON/Markdown of rows), ``reports``
+(command reports), ``diagnostics`` (logging and secret redaction).
+This package re-exports the names callers use, so ``from amplify_billing.render import …`` keeps working.
+"""
+
+from amplify_billing.render.diagnostics import (
+    HIDDEN,
+    LOGGER_NAME,
+    THIRD_PARTY_LOGGERS,
+    DiagnosticsHandler,
+    JsonFormatter,
+    SecretRedactor,
+    TextFormatter,
+    configure_logging,
+    current_redaction,
+    redact,
+    register_secret,
+)
+from amplify_billing.render.reports import (
+    EXIT_MEANINGS,
+    KIND_ORDER,
+    MAX_ROWS_PER_KIND,
+    OUTCOME_ORDER,
+    changes_table,
+    command_report_json,
+    overall_exit_code,
+    render_report,
+    render_reports,
+    report_counts,
+    report_document,
+    report_heading,
+)
+from amplify_billing.render.tables import (
+    PLAIN_WIDTH,
+    Cell,
+    Column,
+    cell_text,
+    json_value,
+    make_console,
+    render_rows,
+    rows_markdown,
+    rows_table,
+)
+
+__all__ = [
+    "EXIT_MEANINGS",
+    "HIDDEN",
+    "KIND_ORDER",
+    "LOGGER_NAME",
+    "MAX_ROWS_PER_KIND",
+    "OUTCOME_ORDER",
+    "PLAIN_WIDTH",
+    "THIRD_PARTY_LOGGERS",
+    "Cell",
+    "Column",
+    "DiagnosticsHandler",
+    "JsonFormatter",
+    "SecretRedactor",
+    "TextFormatter",
+    "cell_text",
+    "changes_table",
+    "command_report_json",
+    "configure_logging",
+    "current_redaction",
+    "json_value",
+    "make_console",
+    "overall_exit_code",
+    "redact",
+    "register_secret",
+    "render_report",
+    "render_reports",
+    "render_rows",
+    "report_counts",
+    "report_document",
+    "report_heading",
+    "rows_markdown",
+    "rows_table",
+]

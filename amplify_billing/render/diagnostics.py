@@ -1,0 +1,247 @@
+"""Diagnostics on stderr (logging) and the redaction of secrets, which every report applies as well.
+
+Logging state (the handler and the secrets it hides) lives on the ``amplify_billing`` logger itself,
+in the one ``DiagnosticsHandler`` installed there, instead of in module globals: ``configure_logging``
+and ``register_secret`` find that handler (or install it once) through ``_diagnostics_handler()``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeAlias
+
+LOGGER_NAME = "amplify_billing"
+
+# Loggers of libraries under us. They get our handler (so a urllib3 warning is a JSON line like ours,
+# and redacted), but only warnings unless --verbose: their INFO/DEBUG is per-connection noise.
+THIRD_PARTY_LOGGERS = ("urllib3", "requests")
+
+HIDDEN = "<hidden>"
+
+# Credentials in headers or URLs, whether or not they were registered: an HTTP library's debug log or
+# an exception message can carry them.
+_Replacement: TypeAlias = str | Callable[[re.Match[str]], str]
+
+
+def _header_value(match: re.Match[str]) -> str:
+    return f"{match.group(1)}{match.group(2) or ''}{HIDDEN}"
+
+
+_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], _Replacement], ...] = (
+    # "Authorization: Bearer x", "'Authorization': 'Basic x'", "authorization=x"
+    (
+        re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?\s*)((?:basic|bearer|token)\s+)?[^\s'\",;}]+"),
+        _header_value,
+    ),
+    (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9\-._~+/]{8,}=*"), r"\1 " + HIDDEN),
+    # "Basic" alone is a common word ("Basic plan"); only a long base64 run after it is a credential.
+    (re.compile(r"(?i)\b(basic)\s+[A-Za-z0-9+/]{16,}={0,2}(?![A-Za-z0-9+/=])"), r"\1 " + HIDDEN),
+    (
+        re.compile(r"(?i)\b(client_secret|api_key|password|access_token|refresh_token|client_assertion)=[^&\s'\"]+"),
+        r"\1=" + HIDDEN,
+    ),
+    # https://user:password@host
+    (re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+@"), HIDDEN + "@"),
+)
+
+# Secrets shorter than this are not searched for alone (every "a" would become <hidden>); the
+# header and URL patterns above still apply.
+_MIN_SECRET_LENGTH = 4
+
+
+def _redact_patterns(text: str) -> str:
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class SecretRedactor(logging.Filter):
+    """A logging filter that hides registered secrets and credential patterns in every record.
+
+    It rewrites the record itself (message, string extras, exception and stack text), so every
+    handler after ours, pytest's caplog included, sees the redacted record too.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: list[str] = []
+        self._exception_formatter = logging.Formatter()
+
+    def add(self, value: str) -> None:
+        candidates = {value, value.strip()}
+        # A PEM key may surface a line at a time (e.g. in a parse error): hide each body line as well.
+        candidates.update(line.strip() for line in value.splitlines() if not line.strip().startswith("-----"))
+        for secret in candidates:
+            if len(secret) >= _MIN_SECRET_LENGTH and secret not in self._secrets:
+                self._secrets.append(secret)
+        # longest first, so a secret that contains another is hidden whole
+        self._secrets.sort(key=len, reverse=True)
+
+    @property
+    def count(self) -> int:
+        return len(self._secrets)
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, HIDDEN)
+        return _redact_patterns(text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: leave it for the formatter, which reports it as such
+            return True
+        record.msg = self.redact(message)
+        record.args = None
+        for key, value in _extras(record).items():
+            if isinstance(value, str):
+                setattr(record, key, self.redact(value))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._exception_formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        return True
+
+
+class DiagnosticsHandler(logging.Handler):
+    """Writes formatted records to the *current* ``sys.stderr`` (tests swap it between CLI calls)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.redactor = SecretRedactor()
+        self.addFilter(self.redactor)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            # a second pass over the finished line catches what a formatter added (e.g. a str() of a dict extra)
+            line = self.redactor.redact(self.format(record))
+            stream = sys.stderr
+            stream.write(line + "\n")
+            stream.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+
+_RESERVED_ATTRIBUTES = frozenset(
+    (*logging.LogRecord("", 0, "", 0, "", (), None).__dict__, "message", "asctime", "taskName")
+)
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    """The ``extra=`` fields of a record (identities such as action and key)."""
+    return {k: v for k, v in record.__dict__.items() if k not in _RESERVED_ATTRIBUTES and not k.startswith("_")}
+
+
+def _record_time(record: logging.LogRecord) -> str:
+    moment = datetime.fromtimestamp(record.created, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class TextFormatter(logging.Formatter):
+    """``2026-11-01T12:00:00.123Z WARNING message`` (plus the traceback, if any, on the lines after)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{_record_time(record)} {record.levelname} {record.getMessage()}"
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line += "\n" + record.exc_text
+        if record.stack_info:
+            line += "\n" + self.formatStack(record.stack_info)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: timestamp, level, logger, event, then the record's extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        document: dict[str, Any] = {
+            "timestamp": _record_time(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        for key, value in _extras(record).items():
+            if key not in document:
+                document[key] = value if isinstance(value, str | int | float | bool | type(None)) else str(value)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            document["exception"] = record.exc_text
+        if record.stack_info:
+            document["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(document, ensure_ascii=False, default=str)
+
+
+def _diagnostics_handler() -> DiagnosticsHandler:
+    """The handler on the ``amplify_billing`` logger, installed on first use (one per process)."""
+    logger = logging.getLogger(LOGGER_NAME)
+    for handler in logger.handlers:
+        if isinstance(handler, DiagnosticsHandler):
+            return handler
+    handler = DiagnosticsHandler()
+    handler.setFormatter(TextFormatter())
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    return handler
+
+
+def configure_logging(*, fmt: str, verbose: bool, quiet: bool = False) -> None:
+    """Diagnostics on stderr as text or JSON lines; INFO, DEBUG with ``verbose``, WARNING with ``quiet``
+    (the demo, whose report already says what was written). Safe to call again."""
+    if fmt not in ("text", "json"):
+        raise ValueError(f"unknown log format {fmt!r}; use text or json")
+    handler = _diagnostics_handler()
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.getLogger(LOGGER_NAME).setLevel(level)
+    for name in THIRD_PARTY_LOGGERS:
+        third_party = logging.getLogger(name)
+        third_party.setLevel(logging.DEBUG if verbose else logging.WARNING)
+        if handler not in third_party.handlers:
+            third_party.addHandler(handler)
+
+
+def register_secret(value: str) -> None:
+    """Hide ``value`` from every log record from now on, and from rendered reports."""
+    if value:
+        _diagnostics_handler().redactor.add(value)
+
+
+def current_redaction() -> Callable[[str], str]:
+    """The redaction in force: the installed handler's (registered secrets and patterns), else patterns only."""
+    for handler in logging.getLogger(LOGGER_NAME).handlers:
+        if isinstance(handler, DiagnosticsHandler):
+            return handler.redactor.redact
+    return _redact_patterns
+
+
+def redact(text: str) -> str:
+    """``text`` with registered secrets and credential patterns replaced by ``<hidden>``."""
+    return current_redaction()(text)
+
+
+__all__ = [
+    "HIDDEN",
+    "LOGGER_NAME",
+    "THIRD_PARTY_LOGGERS",
+    "DiagnosticsHandler",
+    "JsonFormatter",
+    "SecretRedactor",
+    "TextFormatter",
+    "configure_logging",
+    "current_redaction",
+    "redact",
+    "register_secret",
+]
