@@ -471,43 +471,6 @@ def sandbox_command(
     return serve(seed=seed, subscriptions=subscriptions, config_path=config_out, state_dir=state_dir)
 
 
-@sandbox_app.command("bench")
-def sandbox_bench_command(
-    ctx: typer.Context,
-    subscriptions: Annotated[
-        list[int] | None,
-        typer.Option(
-            "--subscriptions", help="Scenario size; repeat for several (default: 1,000 and 10,000).", min=1
-        ),
-    ] = None,
-    latency_ms: Annotated[
-        float,
-        typer.Option(
-            "--latency-ms",
-            help="Delay every emulator answer by this much; above 0 the initial run is also timed with "
-            "recurly.concurrency 1.",
-            min=0,
-        ),
-    ] = 0.0,
-    seed: Annotated[int, typer.Option("--seed", help="Scenario seed.")] = 7,
-    concurrency: Annotated[
-        int | None, typer.Option("--concurrency", help="recurly.concurrency (default: the tool's).", min=1, max=16)
-    ] = None,
-    trace: Annotated[
-        bool, typer.Option("--tracemalloc", help="Also trace Python allocations (runs 2-6 times slower).")
-    ] = False,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the JSON document here.")] = None,
-) -> int:
-    """Measure a run's requests, time and memory at scale against the minimum the scenario needs."""
-    from amplify_billing.render import configure_logging, make_console
-    from amplify_billing.sandbox.bench import bench_command, bench_options
-
-    options = _options(ctx)
-    configure_logging(fmt=options.log_format.value, verbose=options.verbose, quiet=not options.verbose)
-    bench = bench_options(subscriptions, latency_ms=latency_ms, seed=seed, concurrency=concurrency, trace_memory=trace)
-    return bench_command(make_console(), bench, output=options.output.value, json_path=json_path)
-
-
 # ---- entry point ----------------------------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from amplify_billing.sandbox.driver import Cycle
+    from tools.driver import Cycle
 
 # A fixed "today" keeps every end-to-end figure reproducible.
 TODAY = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
@@ -118,9 +118,9 @@ def make_cycle(tmp_path: Path, recurly_contract: RecurlyContract | None) -> Iter
     """``make_cycle(subscriptions=12, seed=3, days=7, today=TODAY, **config_overrides)``: a started, seeded sandbox
     whose clock stands ``days`` before ``today``; the sandbox modules are imported here so unit tests never depend on them."""
     from amplify_billing.sandbox.clock import VirtualClock
-    from amplify_billing.sandbox.driver import Cycle
     from amplify_billing.sandbox.harness import Sandbox
     from amplify_billing.sandbox.scenario import build_scenario
+    from tools.driver import Cycle
 
     started: list[Sandbox] = []
 

@@ -40,10 +40,10 @@ import pytest
 from amplify_billing.errors import AmplifyBillingError, ExitCode
 from amplify_billing.models import ChangeKind, CommandReport, Outcome
 from amplify_billing.sandbox.clock import VirtualClock
-from amplify_billing.sandbox.driver import Cycle, amplify_writes, failed, recurly_writes
 from amplify_billing.sandbox.harness import Sandbox
 from amplify_billing.sandbox.scenario import Scenario, build_scenario
 from amplify_billing.sandbox.server import RecordedRequest, Request, Response
+from tools.driver import Cycle, amplify_writes, failed, recurly_writes
 
 TODAY = datetime(2026, 11, 20, tzinfo=UTC)  # as in conftest.py
 CONTROL_PLAN = "weather-payg"  # a good plan synced in every case: the bad object must not stop the others

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from amplify_billing.cli import run_cli
-from amplify_billing.sandbox.bench import (
+from amplify_billing.sandbox.scenario import PLANS, build_scenario
+from amplify_billing.sandbox.server import Emulator, Request, Response
+from tools.bench import (
     SYSTEMS,
     TODAY,
     WEEK_RUN_AT,
@@ -23,6 +24,7 @@ from amplify_billing.sandbox.bench import (
     budget_minutes,
     checks,
     document,
+    main,
     minimum,
     nonzero_cells,
     overall_ratio,
@@ -32,8 +34,6 @@ from amplify_billing.sandbox.bench import (
     usage_windows,
     writes,
 )
-from amplify_billing.sandbox.scenario import PLANS, build_scenario
-from amplify_billing.sandbox.server import Emulator, Request, Response
 
 SETTLE = timedelta(hours=2)
 LOOKBACK = timedelta(hours=72)
@@ -207,7 +207,7 @@ def test_tiny_benchmark_document_and_table(tiny: SizeResult, capsys: Any) -> Non
 
 def test_bench_command_line(tmp_path: Path, capsys: Any) -> None:
     out = tmp_path / "bench.json"
-    code = run_cli(["sandbox", "bench", "--subscriptions", "6", "--seed", "2", "--json", str(out)])
+    code = main(["--subscriptions", "6", "--seed", "2", "--json", str(out)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "6 subscriptions" in captured.out and "steady-state writes are zero" in captured.out
@@ -215,7 +215,9 @@ def test_bench_command_line(tmp_path: Path, capsys: Any) -> None:
 
 
 def test_bench_command_line_refuses_a_negative_latency(capsys: Any) -> None:
-    assert run_cli(["sandbox", "bench", "--latency-ms", "-5"]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--latency-ms", "-5"])
+    assert exit_info.value.code == 2
     assert "--latency-ms" in capsys.readouterr().err
 
 

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from amplify_billing.amplify.parse import parse_timestamp
-from amplify_billing.sandbox.driver import Cycle, failed
 from amplify_billing.sandbox.server import Request, Response
+from tools.driver import Cycle, failed
 
 # The child process uses the real clock, so the scenario is laid out around the real "now".
 REAL_TODAY = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)

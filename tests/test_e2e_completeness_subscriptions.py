@@ -19,9 +19,9 @@ import requests
 
 from amplify_billing.errors import ConfigError, ExitCode
 from amplify_billing.models import Change, ChangeKind, CommandReport, Outcome
-from amplify_billing.sandbox.driver import Cycle, amplify_writes, failed, recurly_writes
 from amplify_billing.sandbox.harness import CUSTOM_FIELD, SANDBOX_RECURLY_KEY
 from amplify_billing.sandbox.server import RecordedRequest
+from tools.driver import Cycle, amplify_writes, failed, recurly_writes
 
 TODAY = datetime(2026, 11, 20, tzinfo=UTC)  # as in conftest.py
 DAY0 = TODAY - timedelta(days=7)  # where make_cycle's clock starts

@@ -15,7 +15,7 @@ from typing import Any
 
 from amplify_billing.amplify.parse import parse_timestamp
 from amplify_billing.models import Outcome
-from amplify_billing.sandbox.driver import Cycle, amplify_writes, applied, failed, planned, recurly_writes
+from tools.driver import Cycle, amplify_writes, applied, failed, planned, recurly_writes
 
 TODAY = datetime(2026, 11, 20, tzinfo=UTC)  # as in conftest.py
 

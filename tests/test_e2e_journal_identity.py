@@ -21,8 +21,8 @@ from amplify_billing.errors import ConfigError, ExitCode
 from amplify_billing.journal import SCHEMA_VERSION, Journal
 from amplify_billing.models import CommandReport
 from amplify_billing.recurly.gateway import RecurlyGateway
-from amplify_billing.sandbox.driver import Cycle, amplify_writes, failed, recurly_writes
 from amplify_billing.sandbox.harness import SANDBOX_TENANT
+from tools.driver import Cycle, amplify_writes, failed, recurly_writes
 
 TODAY = datetime(2026, 11, 20, tzinfo=UTC)  # as in conftest.py
 V1_JOURNAL = Path(__file__).parent / "data" / "journal-v1.db"

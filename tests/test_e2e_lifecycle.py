@@ -18,9 +18,9 @@ import requests
 from amplify_billing.amplify.parse import parse_timestamp
 from amplify_billing.errors import ExitCode, SafetyValveError
 from amplify_billing.models import CommandReport, Outcome
-from amplify_billing.sandbox.driver import Cycle, amplify_writes, applied, failed, planned, recurly_writes
 from amplify_billing.sandbox.harness import CUSTOM_FIELD, SANDBOX_RECURLY_KEY
 from amplify_billing.sandbox.server import RecordedRequest
+from tools.driver import Cycle, amplify_writes, applied, failed, planned, recurly_writes
 
 TODAY = datetime(2026, 11, 20, tzinfo=UTC)  # as in conftest.py
 DAY0 = TODAY - timedelta(days=7)  # where make_cycle's clock starts

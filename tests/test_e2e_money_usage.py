@@ -16,9 +16,9 @@ from typing import Any
 from amplify_billing.amplify.parse import parse_timestamp
 from amplify_billing.errors import ExitCode
 from amplify_billing.models import ChangeKind, CommandReport, Outcome
-from amplify_billing.sandbox.driver import Cycle, failed, recurly_writes
 from amplify_billing.sandbox.harness import CUSTOM_FIELD
 from amplify_billing.usage.windows import merchant_tag
+from tools.driver import Cycle, failed, recurly_writes
 
 TODAY = datetime(2026, 11, 20, tzinfo=UTC)  # as in conftest.py
 DAY0 = TODAY - timedelta(days=7)  # where make_cycle's clock starts

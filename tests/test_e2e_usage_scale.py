@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from amplify_billing.sandbox.driver import Cycle, failed
 from amplify_billing.sandbox.server import FAULT_KINDS
+from tools.driver import Cycle, failed
 
 TODAY = datetime(2026, 11, 20, tzinfo=UTC)  # as in conftest.py
 DAY0 = TODAY - timedelta(days=2)

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from amplify_billing.sandbox.driver import Cycle, failed
 from amplify_billing.sandbox.server import FAULT_KINDS
-from amplify_billing.sandbox.soak import (
+from tools.driver import Cycle, failed
+from tools.soak import (
     SoakOptions,
     SoakResult,
     SoakRun,

@@ -1,4 +1,4 @@
-"""``amplify-billing sandbox bench``: what a run costs at scale, next to the least the scenario needs.
+"""``python -m tools.bench``: what a run costs at scale, next to the least the scenario needs.
 
 DESIGN.md §9: the rate limits (Amplify 25 requests a minute; Recurly 1,000 GETs a minute in production,
 400 requests of any method in a sandbox site), not the CPU, bound a run, so the measure of the tool is its
@@ -76,12 +76,14 @@ USAGE_READ_ROUTES = frozenset({"list_usage", "get_usage"})
 WRITE_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 AMPLIFY_READ_POSTS = frozenset({"token", "traceability_search"})
 
+REPOSITORY = Path(__file__).resolve().parents[1]
+
 # The child process: tracing starts before the package is imported, so its modules count too.
 _WORKER = (
     "import sys, tracemalloc\n"
     "if sys.argv[1] == '1':\n"
     "    tracemalloc.start()\n"
-    "from amplify_billing.sandbox.bench import worker_main\n"
+    "from tools.bench import worker_main\n"
     "worker_main(sys.argv[2:])\n"
 )
 
@@ -286,6 +288,8 @@ def _run_tool(
     marks = {system: tap.mark() for system, tap in taps.items()}
     out = config.parent / f"measure-{phase}-{concurrency}.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AMPLIFY_BILLING")}
+    # the child imports this module: `tools` is not installed, so it must find the repository wherever it runs
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPOSITORY), env.get("PYTHONPATH", "")) if p)
     began = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", _WORKER, "1" if trace else "0", str(config), now.isoformat(), str(out)],
@@ -918,12 +922,13 @@ def bench_command(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m amplify_billing.sandbox.bench``: the same as ``amplify-billing sandbox bench``."""
+    """``python -m tools.bench``: a bad option exits 2 with a message naming it, as argparse does."""
     import argparse
 
+    from amplify_billing.errors import ConfigError
     from amplify_billing.render import make_console
 
-    parser = argparse.ArgumentParser(prog="python -m amplify_billing.sandbox.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--subscriptions", type=int, action="append", help="scenario size (repeat for several)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay every emulator answer by this much")
     parser.add_argument("--seed", type=int, default=7)
@@ -934,13 +939,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", choices=("table", "json"), default="table")
     parser.add_argument("--json", type=Path, default=None, help="also write the JSON document here")
     args = parser.parse_args(argv)
-    options = bench_options(
-        args.subscriptions,
-        latency_ms=args.latency_ms,
-        seed=args.seed,
-        concurrency=args.concurrency,
-        trace_memory=args.tracemalloc,
-    )
+    try:
+        options = bench_options(
+            args.subscriptions,
+            latency_ms=args.latency_ms,
+            seed=args.seed,
+            concurrency=args.concurrency,
+            trace_memory=args.tracemalloc,
+        )
+    except ConfigError as error:
+        parser.error(str(error))
     return bench_command(make_console(), options, output=args.output, json_path=args.json)
 
 

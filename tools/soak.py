@@ -33,7 +33,7 @@ The emulators' clock stands still a week before the real now (the child uses the
 the tool creates are activated then, so the week of traffic after it is reported as usage, as in the crash
 matrix, where day 0 runs on a virtual clock and usage on the real one.
 
-``python -m amplify_billing.sandbox.soak [--subscriptions N] [--seed S]`` prints one result line and exits
+``python -m tools.soak [--subscriptions N] [--seed S]`` prints one result line and exits
 non-zero when the soak does not converge or the final state is wrong; ``pytest -m soak`` runs 2,000
 subscriptions, and the default suite a small version.
 """
@@ -62,7 +62,6 @@ from typing import IO, Any, Literal
 from amplify_billing.amplify import literals
 from amplify_billing.amplify.parse import parse_timestamp
 from amplify_billing.sandbox.clock import VirtualClock
-from amplify_billing.sandbox.driver import amplify_writes, recurly_writes
 from amplify_billing.sandbox.harness import CUSTOM_FIELD, Sandbox
 from amplify_billing.sandbox.scenario import Scenario, build_scenario
 from amplify_billing.sandbox.server import (
@@ -76,6 +75,7 @@ from amplify_billing.sandbox.server import (
 )
 from amplify_billing.settings import load_settings
 from amplify_billing.usage.windows import window_floor
+from tools.driver import amplify_writes, recurly_writes
 
 Phase = Literal["storm", "calm", "reference"]
 KillMode = Literal["in-flight", "before", "between"]
@@ -863,7 +863,7 @@ def main(argv: Sequence[str] | None = None, *, out: IO[str] | None = None, err: 
     err = err or sys.stderr
     defaults = SoakOptions()
     parser = argparse.ArgumentParser(
-        prog="python -m amplify_billing.sandbox.soak",
+        prog="python -m tools.soak",
         description="Fault soak of amplify-billing against the built-in emulators; prints one result line.",
     )
     parser.add_argument("--subscriptions", type=int, default=defaults.subscriptions, help="scenario size")
