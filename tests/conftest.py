@@ -16,8 +16,9 @@ if TYPE_CHECKING:
 
 # A fixed "today" keeps every end-to-end figure reproducible.
 TODAY = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-OPENAPI = SHARED / "reference" / "recurly-openapi.yaml"
+# Recurly's own OpenAPI document, kept in the repository so the contract check always runs (tests/data/README.md
+# says where it comes from and which version it is)
+OPENAPI = Path(__file__).resolve().parent / "data" / "recurly-openapi.yaml"
 
 
 @pytest.fixture
@@ -100,17 +101,19 @@ def _python_patterns(node: Any) -> None:
 
 
 @pytest.fixture(scope="session")
-def recurly_contract() -> RecurlyContract | None:
-    """None (and the contract check is skipped, said once) when the shared reference folder is absent."""
-    if not OPENAPI.exists():
-        return None
+def recurly_contract() -> RecurlyContract:
+    """The contract check never skips: a missing document fails every test that needs it, saying what to do."""
+    if not OPENAPI.is_file():
+        pytest.fail(
+            f"{OPENAPI} is missing: restore it (git checkout) or copy Recurly's OpenAPI document there, "
+            "as tests/data/README.md describes",
+            pytrace=False,
+        )
     return RecurlyContract(OPENAPI)
 
 
 def pytest_report_header() -> str:
-    if OPENAPI.exists():
-        return f"Recurly contract check: every request to the Recurly emulator is validated against {OPENAPI}"
-    return f"Recurly contract check SKIPPED: {OPENAPI} is absent (needs ../shared next to the project)"
+    return f"Recurly contract check: every request to the Recurly emulator is validated against {OPENAPI}"
 
 
 @pytest.fixture
