@@ -14,27 +14,27 @@ import pytest
 from rich.console import Console
 
 from amplify_billing.amplify.parse import parse_plan, parse_product, parse_quota
-from amplify_billing.commands.status import (
-    EmptyJournal,
+from amplify_billing.gather.status import EmptyJournal
+from amplify_billing.journal import Intent, RunRecord, UsageLedgerEntry
+from amplify_billing.models import AmplifySubscription, MeasuredUnit, PlanUnit, Product, ProductPlan, Quota, RecurlyPlan
+from amplify_billing.reconcile.plan_mapping import MappingOptions, desired_plan
+from amplify_billing.reconcile.plans import CatalogSnapshot, PlanSyncOptions, RecurlyCatalog
+from amplify_billing.reconcile.status import (
     IntentFacts,
     StatusInputs,
     StatusReport,
     UsageFacts,
     UsageTarget,
     build_status,
-    render_status,
     usage_targets,
 )
-from amplify_billing.journal import Intent, RunRecord, UsageLedgerEntry
-from amplify_billing.models import AmplifySubscription, MeasuredUnit, PlanUnit, Product, ProductPlan, Quota, RecurlyPlan
-from amplify_billing.reconcile.plan_mapping import MappingOptions, desired_plan
-from amplify_billing.reconcile.plans import CatalogSnapshot, PlanSyncOptions, RecurlyCatalog
 from amplify_billing.reconcile.subscriptions import (
     LinkedPlan,
     RecurlySubscription,
     SubscriptionInputs,
     SubscriptionOptions,
 )
+from amplify_billing.render.status import render_status
 from amplify_billing.usage.windows import merchant_tag
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)

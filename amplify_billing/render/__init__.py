@@ -5,7 +5,7 @@ code. Free text that can come from upstream (summaries, errors, notes) passes th
 redaction as log records, so a secret echoed back in an error message is not printed either.
 
 Modules by job: ``tables`` (consoles, columns, cells, tables/JSON/Markdown of rows), ``reports``
-(command reports), ``diagnostics`` (logging and secret redaction).
+(command reports), ``status`` (the status report), ``diagnostics`` (logging and secret redaction).
 This package re-exports the names callers use, so ``from amplify_billing.render import …`` keeps working.
 """
 

@@ -1,0 +1,189 @@
+"""What ``status`` reads: both systems (memoised snapshots), the journal, usage counts, and with ``--verify``
+Recurly's usage records. Everything becomes ``StatusInputs`` for the pure ``reconcile.status``.
+
+Nothing here writes: no lock, no run history, and a journal that does not exist yet is not created (it
+reads as empty). Without ``--verify`` nothing is read per subscription from Recurly, so the steady state
+costs the same listings as a dry run plus one count query per distinct period range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from amplify_billing.amplify.parse import parse_timestamp
+from amplify_billing.commands.report_usage import INTENT_KIND, WINDOW_SETTING
+from amplify_billing.commands.subscriptions import subscription_inputs, subscription_options
+from amplify_billing.commands.sync_plans import plan_sync_options
+from amplify_billing.journal import Intent, RunRecord, UsageLedgerEntry
+from amplify_billing.reconcile.status import (
+    COMMANDS,
+    DriftItem,
+    IntentFacts,
+    StatusInputs,
+    UsageFacts,
+    UsageTarget,
+    format_ts,
+    usage_targets,
+)
+from amplify_billing.reconcile.subscriptions import SubscriptionInputs, match_subscriptions
+from amplify_billing.runtime import Runtime
+from amplify_billing.usage.sources import RangeCount, build_source
+from amplify_billing.usage.windows import WINDOW_SIZES
+
+
+class JournalReader(Protocol):
+    """The read side of the journal that status uses (``Journal`` satisfies it)."""
+
+    def links(self, kind: str) -> dict[str, str]: ...
+    def get_link(self, kind: str, key: str) -> str | None: ...
+    def usage_watermark(self, subscription_id: str, quota_id: str) -> datetime | None: ...
+    def usage_entries(self, subscription_id: str | None = None) -> list[UsageLedgerEntry]: ...
+    def open_intents(self, kind: str | None = None) -> list[Intent]: ...
+    def last_run(self, command: str) -> RunRecord | None: ...
+
+
+class EmptyJournal:
+    """A journal file that does not exist yet: nothing recorded. Status must not create the file."""
+
+    def links(self, kind: str) -> dict[str, str]:
+        return {}
+
+    def get_link(self, kind: str, key: str) -> str | None:
+        return None
+
+    def usage_watermark(self, subscription_id: str, quota_id: str) -> datetime | None:
+        return None
+
+    def usage_entries(self, subscription_id: str | None = None) -> list[UsageLedgerEntry]:
+        return []
+
+    def open_intents(self, kind: str | None = None) -> list[Intent]:
+        return []
+
+    def last_run(self, command: str) -> RunRecord | None:
+        return None
+
+
+def _journal(rt: Runtime) -> tuple[JournalReader, bool]:
+    # opening the journal creates its file; status writes nothing, so a missing journal reads as empty
+    if rt.settings.state.path.exists():
+        return rt.journal(), True
+    return EmptyJournal(), False
+
+
+def _recurly_usage(rt: Runtime, target: UsageTarget) -> tuple[Mapping[str, Any], ...]:
+    records = rt.recurly().list_usage(
+        f"uuid-{target.recurly_uuid}",
+        f"code-{target.add_on_code}",
+        {"billing_status": "all", "sort": "usage_timestamp", "order": "asc", "begin_time": format_ts(target.start)},
+    )
+    return tuple(records)
+
+
+def _intent_in_recurly(rt: Runtime, intent: Intent) -> bool | None:
+    if intent.kind != INTENT_KIND:
+        return None
+    p = intent.payload
+    when = str(p.get("usage_timestamp") or "")
+    if not when or not p.get("subscription_id") or not p.get("add_on_id"):
+        return None
+    records = rt.recurly().list_usage(
+        str(p["subscription_id"]),
+        str(p["add_on_id"]),
+        {"billing_status": "all", "begin_time": when, "end_time": when, "limit": 200},
+    )
+    return any(r.get("merchant_tag") == intent.key for r in records)
+
+
+def _usage_facts(
+    rt: Runtime, journal: JournalReader, targets: list[UsageTarget], size: timedelta, *, verify: bool
+) -> list[UsageFacts]:
+    """Amplify's count of each target's range (one query per distinct range), the journal's entries, and
+    with ``verify`` Recurly's records."""
+    settings = rt.settings
+    ranges = sorted({(t.start, t.end) for t in targets if t.end is not None})
+    answers: dict[tuple[datetime, datetime], RangeCount] = {}
+    if ranges:
+        source = build_source(settings, rt.amplify() if settings.usage.source == "traceability" else None, size)
+        answers = source.counts(ranges, sorted({t.subscription_id for t in targets}))
+    entries: dict[str, tuple[UsageLedgerEntry, ...]] = {}
+    usage: list[UsageFacts] = []
+    for t in targets:
+        if t.subscription_id not in entries:
+            entries[t.subscription_id] = tuple(journal.usage_entries(t.subscription_id))
+        # None where the count is not proven complete: status never shows a guess as Amplify's count
+        answer = answers.get((t.start, t.end)) if t.end is not None else None
+        usage.append(
+            UsageFacts(
+                target=t,
+                amplify_count=None if answer is None else answer.count(t.pair),
+                journal_entries=entries[t.subscription_id],
+                recurly_records=_recurly_usage(rt, t) if verify else None,
+            )
+        )
+    return usage
+
+
+def _targets(
+    rt: Runtime, journal: JournalReader, subscriptions: SubscriptionInputs, matches: Mapping[str, str], size: timedelta
+) -> tuple[list[UsageTarget], list[DriftItem]]:
+    """The billed pairs with their compared ranges (Recurly's period starts, the journal's watermarks)."""
+    plans = subscriptions.plans
+    period_starts = {
+        str(r.get("uuid")): parse_timestamp(r.get("current_period_started_at"))
+        for r in rt.snapshots().recurly_subscriptions()
+        if isinstance(r.get("current_period_started_at"), str)
+    }
+    pairs = [
+        (s.id, q)
+        for s in subscriptions.amplify
+        if s.id in matches and s.plan_name in plans
+        for q in plans[s.plan_name].quota_add_ons
+    ]
+    watermarks = {pair: journal.usage_watermark(*pair) for pair in pairs}
+    return usage_targets(subscriptions, matches, period_starts, watermarks, size)
+
+
+def gather_status(rt: Runtime, *, verify: bool) -> StatusInputs:
+    """List both systems (memoised snapshots), read the journal, count usage; with ``verify`` read Recurly usage."""
+    settings = rt.settings
+    journal, present = _journal(rt)
+    snapshots = rt.snapshots()
+    catalog = snapshots.amplify_catalog()
+    recurly_catalog = snapshots.recurly_catalog()
+    sub_options = subscription_options(rt)
+    # the same inputs sync-subscriptions builds (deleted subscriptions waiting for their usage included), read
+    # through a journal reader that never creates the file
+    subscriptions = subscription_inputs(rt, journal)
+    matches = {**subscriptions.journal_links, **match_subscriptions(subscriptions, sub_options)}
+    # the window size the journal's usage was reported in (report-usage pins it), else the configured one
+    window = journal.get_link(*WINDOW_SETTING) or settings.usage.window
+    size = WINDOW_SIZES.get(window, WINDOW_SIZES[settings.usage.window])
+    targets, gaps = _targets(rt, journal, subscriptions, matches, size)
+    usage = _usage_facts(rt, journal, targets, size, verify=verify)
+    intents = tuple(IntentFacts(i, _intent_in_recurly(rt, i) if verify else None) for i in journal.open_intents())
+    recurly_matches = match_subscriptions(replace(subscriptions, journal_links={}), sub_options) if verify else None
+    return StatusInputs(
+        catalog=catalog.snapshot,
+        recurly_catalog=recurly_catalog,
+        plan_options=plan_sync_options(settings),
+        subscriptions=subscriptions,
+        subscription_options=sub_options,
+        usage=tuple(usage),
+        usage_gaps=tuple(gaps),
+        intents=intents,
+        runs={c: journal.last_run(c) for c in COMMANDS},
+        journal_path=str(settings.state.path),
+        journal_present=present,
+        window=window,
+        lookback=settings.usage.lookback,
+        verify=verify,
+        recurly_matches=recurly_matches,
+        opted_in_products=len(catalog.products),
+    )
+
+
+__all__ = ["EmptyJournal", "JournalReader", "gather_status"]
