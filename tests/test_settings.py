@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import typing
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import BaseModel, ValidationError
 
 from amplify_billing.errors import ConfigError, ExitCode
 from amplify_billing.settings import (
@@ -41,11 +42,11 @@ ENV = {"RECURLY_API_KEY": RECURLY_KEY, "AMPLIFY_CLIENT_SECRET": CLIENT_SECRET}
 BASE = Path("/etc/amplify-billing")
 PEM = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n"
 
-# the sections as the Settings dataclass declares them (every field but `source`), not a copy of the loader's table
-SECTIONS = {
-    name: hint
-    for name, hint in typing.get_type_hints(Settings).items()
-    if dataclasses.is_dataclass(hint)
+# the sections as the Settings model declares them (every field but `source`), not a copy of the loader's table
+SECTIONS: dict[str, type[BaseModel]] = {
+    name: field.annotation
+    for name, field in Settings.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
 }
 
 
@@ -115,8 +116,10 @@ def test_minimal_configuration_takes_every_default() -> None:
 
 def test_settings_are_frozen() -> None:
     settings = parse(config())
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(ValidationError, match="frozen"):
         settings.recurly.concurrency = 8  # type: ignore[misc]
+    # a changed copy is made on purpose, and validated like any other
+    assert settings.recurly.model_copy(update={"concurrency": 8}).concurrency == 8
 
 
 @pytest.mark.parametrize("region", ["us", "eu", "ap", "eu2"])
@@ -478,15 +481,86 @@ def test_messages_carry_the_line_of_the_key(tmp_path: Path) -> None:
     )
     path = write(tmp_path, text)
     assert file_error(path) == f"{path}:11: usage.statuses[1]: expected a string, got a number"
-    assert file_error(path, env={"AMPLIFY_CLIENT_SECRET": "x"}) == (
+    # every problem is reported, not only the first
+    assert file_error(path, env={"AMPLIFY_CLIENT_SECRET": "x"}).splitlines() == [
         f"{path}:6: recurly.api_key: environment variable RECURLY_API_KEY is not set; "
-        "export it, or use recurly.api_key_file instead"
-    )
-    path = write(tmp_path, text.replace("  api_key", "  apikey"))
-    assert file_error(path) == f"{path}:6: recurly.apikey: unknown key; did you mean recurly.api_key?"
-    # a missing key points at its section
-    path = write(tmp_path, text.replace("  client_id: sa_1\n", ""))
+        "export it, or use recurly.api_key_file instead",
+        f"{path}:11: usage.statuses[1]: expected a string, got a number",
+    ]
+    valid = text.replace("    - 7.5\n", "")
+    path = write(tmp_path, valid.replace("  api_key", "  apikey"))
+    # the misspelt key and the key it leaves missing (which has no line of its own: its section's)
+    assert file_error(path).splitlines() == [
+        f"{path}:5: recurly.api_key: missing; set it to a Recurly private API key, e.g. ${{RECURLY_API_KEY}}, "
+        "or use recurly.api_key_file",
+        f"{path}:6: recurly.apikey: unknown key; did you mean recurly.api_key?",
+    ]
+    path = write(tmp_path, valid.replace("  client_id: sa_1\n", ""))
     assert file_error(path) == f"{path}:1: amplify.client_id: missing; set it to the service account's client id"
+
+
+def test_a_bad_file_reports_every_problem_at_once_sorted_by_line(tmp_path: Path) -> None:
+    # three independent mistakes, written out of the sections' declared order: one error names them all
+    text = (
+        "usage:\n"
+        "  window: weekly\n"
+        "amplify:\n"
+        "  tenant_id: '1'\n"
+        "  client_id: sa_1\n"
+        "  client_secret: ${AMPLIFY_CLIENT_SECRET}\n"
+        "  page_size: many\n"
+        "recurly:\n"
+        "  api_key: ${RECURLY_API_KEY}\n"
+        "  retries: 3\n"
+    )
+    path = write(tmp_path, text)
+    assert file_error(path).splitlines() == [
+        f"{path}:2: usage.window: expected one of hourly, daily, got 'weekly'",
+        f"{path}:7: amplify.page_size: expected a whole number, got 'many'",
+        f"{path}:10: recurly.retries: unknown key; did you mean recurly.max_retries?",
+    ]
+
+
+def test_cross_key_rules_and_duplicates_are_reported_with_the_other_problems(tmp_path: Path) -> None:
+    text = (
+        "amplify:\n"
+        "  tenant_id: '1'\n"
+        "  client_id: sa_1\n"
+        "  realm: ''\n"
+        "recurly:\n"
+        "  api_key: ${RECURLY_API_KEY}\n"
+        "  concurrency: 2\n"
+        "  concurrency: 99\n"
+        "usage:\n"
+        "  source: file\n"
+    )
+    path = write(tmp_path, text)
+    assert file_error(path).splitlines() == [
+        f"{path}:4: amplify.realm: is empty; give it a value, or remove the key to use the default",
+        f"{path}:8: recurly.concurrency: duplicate key (first on line 7); keep one",
+        f"{path}:8: recurly.concurrency: must be from 1 to 16, got 99",
+        f"{path}:9: usage.file_path: missing; usage.source is file, so set usage.file_path to a .csv or .jsonl file",
+    ]
+
+
+def test_every_missing_required_key_is_named() -> None:
+    assert error({"recurly": {}}, env={}).splitlines() == [
+        "config.yaml: amplify.tenant_id: missing; set it to your Amplify organization id",
+        "config.yaml: amplify.client_id: missing; set it to the service account's client id",
+        "config.yaml: recurly.api_key: missing; set it to a Recurly private API key, e.g. ${RECURLY_API_KEY}, "
+        "or use recurly.api_key_file",
+    ]
+
+
+def test_importing_the_settings_models_loads_no_yaml() -> None:
+    # the pure core imports the settings shapes; only reading a file needs a YAML parser
+    code = (
+        "import sys, pathlib\n"
+        "from amplify_billing.settings import AmplifySettings, parse_settings\n"
+        f"parse_settings({config()!r}, {ENV!r}, source='config.yaml', base_dir=pathlib.Path('.'))\n"
+        "assert 'yaml' not in sys.modules, 'yaml was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
 def test_a_yaml_syntax_error_names_line_and_column_and_never_echoes_the_line(tmp_path: Path) -> None:
@@ -498,7 +572,12 @@ def test_a_yaml_syntax_error_names_line_and_column_and_never_echoes_the_line(tmp
 
 def test_a_duplicate_key(tmp_path: Path) -> None:
     path = write(tmp_path, "recurly:\n  api_key: a\n  timeout_seconds: 5\n  api_key: b\n")
-    assert file_error(path) == f"{path}:4: recurly.api_key: duplicate key (first on line 2); keep one"
+    # the missing section's keys have no line: they come first
+    assert file_error(path).splitlines() == [
+        f"{path}: amplify.tenant_id: missing; set it to your Amplify organization id",
+        f"{path}: amplify.client_id: missing; set it to the service account's client id",
+        f"{path}:4: recurly.api_key: duplicate key (first on line 2); keep one",
+    ]
 
 
 def test_an_empty_file(tmp_path: Path) -> None:
@@ -659,7 +738,7 @@ def test_the_example_shows_every_key_in_its_section() -> None:
     assert list(sections) == list(SECTIONS)
     extra = {"amplify": ["client_secret_file"], "recurly": ["api_key_file"]}
     for name, cls in SECTIONS.items():
-        for key in [f.name for f in dataclasses.fields(cls)] + extra.get(name, []):
+        for key in [*cls.model_fields, *extra.get(name, [])]:
             # a key is shown set, or commented out when it is optional or an alternative
             assert re.search(rf"^  (# )?{key}:", sections[name], re.MULTILINE), f"{name}.{key} is not in the example"
 

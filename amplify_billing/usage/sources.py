@@ -159,8 +159,8 @@ class TraceabilitySource:
         client: TraceabilityLike,
         statuses: Sequence[str] = (),
         *,
-        group_limit: int = UsageSettings.group_limit,
-        retention: timedelta | None = UsageSettings.retention,
+        group_limit: int = UsageSettings().group_limit,
+        retention: timedelta | None = UsageSettings().retention,
     ) -> None:
         if group_limit < 2:
             raise ValueError(f"group_limit must be at least 2, got {group_limit}")
