@@ -1,8 +1,8 @@
 """An emulator of the Recurly API v2021-02-25 on loopback, for the sandbox, the demo and end-to-end tests.
 
 The real ``recurly`` Python client (4.x) talks to it unchanged once its connection is pointed here. It keeps
-the site in memory (``recurly_state``) and speaks the wire conventions of ``recurly_wire``; this module adds
-what the HTTP layer of the real service does around them:
+the site in memory (``recurly_state``, its requests checked by ``recurly_validation*``), answers with
+``recurly_output`` in the wire conventions of ``recurly_wire``, and adds what the real service's HTTP layer does:
 
 - HTTP Basic auth with the private API key as user and an empty password;
 - ``Idempotency-Key`` on POST/PUT/DELETE: a repeat answers the first (successful) answer again with
@@ -34,6 +34,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
+from amplify_billing.sandbox.recurly_output import RecurlyOutput
 from amplify_billing.sandbox.recurly_state import RecurlyState
 from amplify_billing.sandbox.recurly_wire import (
     RecurlyProblem,
@@ -108,6 +109,7 @@ class RecurlyEmulator(Emulator):
             raise ValueError("rate_limit must be at least 1 (or None for no limit)")
         self._api_key = api_key
         self.state = RecurlyState(clock=clock, seed=seed)
+        self.wire = RecurlyOutput(self.state)
         self.rate_limit = rate_limit
         self.rate_window_seconds = rate_window_seconds
         self.wall_clock: Callable[[], float] = time.time  # real time: a client sleeps for real until the reset
@@ -128,25 +130,25 @@ class RecurlyEmulator(Emulator):
 
     def plans(self) -> list[dict[str, Any]]:
         with self.lock:
-            return self._snapshot(self.state.plan_wire(p) for p in self.state.plans.values())
+            return self._snapshot(self.wire.plan(p) for p in self.state.plans.values())
 
     def add_ons(self, plan_code: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
             plan_ids = None if plan_code is None else {p.id for p in self.state.plans.values() if p.code == plan_code}
             return self._snapshot(
-                self.state.add_on_wire(a)
+                self.wire.add_on(a)
                 for a in self.state.add_ons.values()
                 if plan_ids is None or a.plan_id in plan_ids
             )
 
     def measured_units(self) -> list[dict[str, Any]]:
         with self.lock:
-            return self._snapshot(self.state.unit_wire(u) for u in self.state.units.values())
+            return self._snapshot(self.wire.unit(u) for u in self.state.units.values())
 
     def accounts(self) -> list[dict[str, Any]]:
         with self.lock:
             self.state.advance()
-            return self._snapshot(self.state.account_wire(a) for a in self.state.accounts.values())
+            return self._snapshot(self.wire.account(a) for a in self.state.accounts.values())
 
     def subscriptions(self, state: str | None = None) -> list[dict[str, Any]]:
         """Subscriptions as GET would answer them now; ``state`` filters as the list endpoint does (``live``…)."""
@@ -156,7 +158,7 @@ class RecurlyEmulator(Emulator):
                 chosen = self.state.subscriptions_in(state)
             except RecurlyProblem as problem:
                 raise ValueError(problem.message) from None
-            return self._snapshot(self.state.subscription_wire(s) for s in chosen)
+            return self._snapshot(self.wire.subscription(s) for s in chosen)
 
     def usage_records(self) -> list[dict[str, Any]]:
         """Every usage record in creation order, in wire format plus ``subscription_uuid`` and ``add_on_code``
@@ -164,7 +166,7 @@ class RecurlyEmulator(Emulator):
         with self.lock:
             records = []
             for record in sorted(self.state.usage.values(), key=lambda u: u.seq):
-                wire = self.state.usage_wire(record)
+                wire = self.wire.usage(record)
                 wire["subscription_uuid"] = self.state.subscriptions[record.subscription_id].uuid
                 wire["add_on_code"] = self.state.add_ons[record.add_on_id].code
                 records.append(wire)
@@ -178,7 +180,7 @@ class RecurlyEmulator(Emulator):
                 record = self.state.pause_now(f"uuid-{subscription_uuid.removeprefix('uuid-')}", cycles)
             except RecurlyProblem as problem:
                 raise ValueError(problem.message) from None
-            return copy.deepcopy(self.state.subscription_wire(record))
+            return copy.deepcopy(self.wire.subscription(record))
 
     def bill(self, subscription_uuid: str | None = None) -> int:
         """Mark unbilled usage billed (``billed_at`` = the clock's now), as an invoice run would; the count."""
@@ -406,7 +408,7 @@ class RecurlyEmulator(Emulator):
 
     # sites and custom field definitions
     def _list_sites(self, request: Request) -> Response:
-        site = self.state.site_wire()
+        site = self.wire.site()
         page = {"object": "list", "has_more": False, "next": None, "data": [site]}
         return Response(200, None if request.method == "HEAD" else page, {"Recurly-Total-Records": "1"})
 
@@ -414,86 +416,86 @@ class RecurlyEmulator(Emulator):
         ref = self._param(request, "site_id")
         if ref not in (self.state.site_id, "subdomain-sandbox"):
             raise not_found("Site", ref)
-        return Response(200, self.state.site_wire())
+        return Response(200, self.wire.site())
 
     def _list_field_definitions(self, request: Request) -> Response:
         related = self._choice(request, "related_type", ("account", "item", "plan", "subscription", "charge"))
         records = [d for d in self.state.field_definitions.values() if related is None or d.related_type == related]
-        return self._list(request, records, self.state.field_definition_wire, fields={"updated_at": "created_at"})
+        return self._list(request, records, self.wire.field_definition, fields={"updated_at": "created_at"})
 
     def _get_field_definition(self, request: Request) -> Response:
         record = self.state.field_definition(self._param(request, "definition_id"))
-        return Response(200, self.state.field_definition_wire(record))
+        return Response(200, self.wire.field_definition(record))
 
     # measured units
     def _list_units(self, request: Request) -> Response:
         wanted = self._choice(request, "state", ("active", "inactive"))
         records = [u for u in self.state.units.values() if wanted is None or u.state == wanted]
-        return self._list(request, records, self.state.unit_wire)
+        return self._list(request, records, self.wire.unit)
 
     def _create_unit(self, request: Request) -> Response:
-        return Response(201, self.state.unit_wire(self.state.create_unit(self._body(request))))
+        return Response(201, self.wire.unit(self.state.create_unit(self._body(request))))
 
     def _get_unit(self, request: Request) -> Response:
-        return Response(200, self.state.unit_wire(self.state.unit(self._param(request, "unit_id"))))
+        return Response(200, self.wire.unit(self.state.unit(self._param(request, "unit_id"))))
 
     def _update_unit(self, request: Request) -> Response:
         record = self.state.update_unit(self._param(request, "unit_id"), self._body(request))
-        return Response(200, self.state.unit_wire(record))
+        return Response(200, self.wire.unit(record))
 
     def _remove_unit(self, request: Request) -> Response:
-        return Response(200, self.state.unit_wire(self.state.remove_unit(self._param(request, "unit_id"))))
+        return Response(200, self.wire.unit(self.state.remove_unit(self._param(request, "unit_id"))))
 
     # plans and add-ons
     def _list_plans(self, request: Request) -> Response:
         wanted = self._choice(request, "state", ("active", "inactive"))
         records = [p for p in self.state.plans.values() if wanted is None or p.state == wanted]
-        return self._list(request, records, self.state.plan_wire)
+        return self._list(request, records, self.wire.plan)
 
     def _create_plan(self, request: Request) -> Response:
-        return Response(201, self.state.plan_wire(self.state.create_plan(self._body(request))))
+        return Response(201, self.wire.plan(self.state.create_plan(self._body(request))))
 
     def _get_plan(self, request: Request) -> Response:
-        return Response(200, self.state.plan_wire(self.state.plan(self._param(request, "plan_id"))))
+        return Response(200, self.wire.plan(self.state.plan(self._param(request, "plan_id"))))
 
     def _update_plan(self, request: Request) -> Response:
         plan = self.state.update_plan(self._param(request, "plan_id"), self._body(request))
-        return Response(200, self.state.plan_wire(plan))
+        return Response(200, self.wire.plan(plan))
 
     def _remove_plan(self, request: Request) -> Response:
-        return Response(200, self.state.plan_wire(self.state.remove_plan(self._param(request, "plan_id"))))
+        return Response(200, self.wire.plan(self.state.remove_plan(self._param(request, "plan_id"))))
 
     def _list_plan_add_ons(self, request: Request) -> Response:
         plan = self.state.plan(self._param(request, "plan_id"))
         wanted = self._choice(request, "state", ("active", "inactive"))
         records = [a for a in self.state.plan_add_ons(plan) if wanted is None or a.state == wanted]
-        return self._list(request, records, self.state.add_on_wire)
+        return self._list(request, records, self.wire.add_on)
 
     def _create_add_on(self, request: Request) -> Response:
         record = self.state.create_add_on(self._param(request, "plan_id"), self._body(request))
-        return Response(201, self.state.add_on_wire(record))
+        return Response(201, self.wire.add_on(record))
 
     def _get_add_on(self, request: Request) -> Response:
         plan = self.state.plan(self._param(request, "plan_id"))
-        return Response(200, self.state.add_on_wire(self.state.add_on(plan, self._param(request, "add_on_id"))))
+        return Response(200, self.wire.add_on(self.state.add_on(plan, self._param(request, "add_on_id"))))
 
     def _update_add_on(self, request: Request) -> Response:
         record = self.state.update_add_on(
             self._param(request, "plan_id"), self._param(request, "add_on_id"), self._body(request)
         )
-        return Response(200, self.state.add_on_wire(record))
+        return Response(200, self.wire.add_on(record))
 
     def _remove_add_on(self, request: Request) -> Response:
         record = self.state.remove_add_on(self._param(request, "plan_id"), self._param(request, "add_on_id"))
-        return Response(200, self.state.add_on_wire(record))
+        return Response(200, self.wire.add_on(record))
 
     def _list_add_ons(self, request: Request) -> Response:
         wanted = self._choice(request, "state", ("active", "inactive"))
         records = [a for a in self.state.add_ons.values() if wanted is None or a.state == wanted]
-        return self._list(request, records, self.state.add_on_wire)
+        return self._list(request, records, self.wire.add_on)
 
     def _get_site_add_on(self, request: Request) -> Response:
-        return Response(200, self.state.add_on_wire(self.state.site_add_on(self._param(request, "add_on_id"))))
+        return Response(200, self.wire.add_on(self.state.site_add_on(self._param(request, "add_on_id"))))
 
     # accounts
     def _list_accounts(self, request: Request) -> Response:
@@ -503,49 +505,49 @@ class RecurlyEmulator(Emulator):
             a
             for a in self.state.accounts.values()
             if (email is None or a.email == email)
-            and (subscriber is None or (subscriber == "true") == self.state.account_wire(a)["has_live_subscription"])
+            and (subscriber is None or (subscriber == "true") == self.wire.account(a)["has_live_subscription"])
         ]
-        return self._list(request, records, self.state.account_wire)
+        return self._list(request, records, self.wire.account)
 
     def _create_account(self, request: Request) -> Response:
-        return Response(201, self.state.account_wire(self.state.create_account(self._body(request))))
+        return Response(201, self.wire.account(self.state.create_account(self._body(request))))
 
     def _get_account(self, request: Request) -> Response:
-        return Response(200, self.state.account_wire(self.state.account(self._param(request, "account_id"))))
+        return Response(200, self.wire.account(self.state.account(self._param(request, "account_id"))))
 
     def _update_account(self, request: Request) -> Response:
         record = self.state.update_account(self._param(request, "account_id"), self._body(request))
-        return Response(200, self.state.account_wire(record))
+        return Response(200, self.wire.account(record))
 
     def _list_account_subscriptions(self, request: Request) -> Response:
         account = self.state.account(self._param(request, "account_id"))
         records = self.state.subscriptions_in(request.arg("state") or None, account.id)
-        return self._list(request, records, self.state.subscription_wire)
+        return self._list(request, records, self.wire.subscription)
 
     # subscriptions
     def _list_subscriptions(self, request: Request) -> Response:
         records = self.state.subscriptions_in(request.arg("state") or None)
-        return self._list(request, records, self.state.subscription_wire, route="list_subscriptions")
+        return self._list(request, records, self.wire.subscription, route="list_subscriptions")
 
     def _create_subscription(self, request: Request) -> Response:
         record = self.state.create_subscription(self._body(request))
-        return Response(201, self.state.subscription_wire(record))
+        return Response(201, self.wire.subscription(record))
 
     def _get_subscription(self, request: Request) -> Response:
         record = self.state.subscription(self._param(request, "subscription_id"))
-        return Response(200, self.state.subscription_wire(record))
+        return Response(200, self.wire.subscription(record))
 
     def _cancel(self, request: Request) -> Response:
         record = self.state.cancel_subscription(self._param(request, "subscription_id"), self._body(request))
-        return Response(200, self.state.subscription_wire(record))
+        return Response(200, self.wire.subscription(record))
 
     def _pause(self, request: Request) -> Response:
         record = self.state.pause_subscription(self._param(request, "subscription_id"), self._body(request))
-        return Response(200, self.state.subscription_wire(record))
+        return Response(200, self.wire.subscription(record))
 
     def _resume(self, request: Request) -> Response:
         record = self.state.resume_subscription(self._param(request, "subscription_id"))
-        return Response(200, self.state.subscription_wire(record))
+        return Response(200, self.wire.subscription(record))
 
     def _terminate(self, request: Request) -> Response:
         refund = self._choice(request, "refund", ("full", "partial", "none"), "none")
@@ -553,7 +555,7 @@ class RecurlyEmulator(Emulator):
         record = self.state.terminate_subscription(
             self._param(request, "subscription_id"), refund=str(refund), charge=charge == "true"
         )
-        return Response(200, self.state.subscription_wire(record))
+        return Response(200, self.wire.subscription(record))
 
     # usage
     def _list_usage(self, request: Request) -> Response:
@@ -564,7 +566,7 @@ class RecurlyEmulator(Emulator):
         return self._list(
             request,
             records,
-            self.state.usage_wire,
+            self.wire.usage,
             sorts=("usage_timestamp", "recorded_timestamp"),
             default_sort="usage_timestamp",
             fields={"recorded_timestamp": "recording_timestamp"},
@@ -574,14 +576,14 @@ class RecurlyEmulator(Emulator):
         record = self.state.create_usage(
             self._param(request, "subscription_id"), self._param(request, "add_on_id"), self._body(request)
         )
-        return Response(201, self.state.usage_wire(record))
+        return Response(201, self.wire.usage(record))
 
     def _get_usage(self, request: Request) -> Response:
-        return Response(200, self.state.usage_wire(self.state.usage_record(self._param(request, "usage_id"))))
+        return Response(200, self.wire.usage(self.state.usage_record(self._param(request, "usage_id"))))
 
     def _update_usage(self, request: Request) -> Response:
         record = self.state.update_usage(self._param(request, "usage_id"), self._body(request))
-        return Response(200, self.state.usage_wire(record))
+        return Response(200, self.wire.usage(record))
 
     def _remove_usage(self, request: Request) -> Response:
         self.state.remove_usage(self._param(request, "usage_id"))
