@@ -1,22 +1,22 @@
 """``--metrics-file``: one run's figures in the Prometheus text exposition format.
 
-The file is read by node_exporter's textfile collector, which may read it at any moment: it is
-written to a temporary file in the same directory (a name the collector ignores, since it reads
-only ``*.prom``), synced, and renamed over the old one, so a scrape sees the previous run or this
-one, never half of either. Every metric is a gauge: each file describes one run, it counts nothing
-across runs.
+The file is read by node_exporter's textfile collector, which may read it at any moment.
+``prometheus_client`` owns the format (escaping, help text, value syntax) and the write:
+``write_to_textfile`` writes a temporary file beside the target (``<name>.prom.<pid>.<thread>``, a
+name the collector ignores, since it reads only ``*.prom``) and renames it over the old one, so a
+scrape sees the previous run or this one, never half of either. Every metric is a gauge: each file
+describes one run, it counts nothing across runs (a Counter would add ``_total`` and claim a total).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
 from amplify_billing.errors import ConfigError
 from amplify_billing.models import ChangeKind, CommandReport
@@ -35,43 +35,9 @@ USAGE_FIGURES: tuple[tuple[str, str, str], ...] = (
     ("unbilled_units", "usage_unbilled_units", "Traffic units seen with no billed quota to report them on."),
 )
 
-# node_exporter reads files it can see; mkstemp creates 0600, and the collector runs as another user.
+# node_exporter reads files it can see, and it runs as another user: the file must not stay 0600
+# under a strict umask (write_to_textfile creates it with the process's umask).
 FILE_MODE = 0o644
-
-Labels = tuple[tuple[str, str], ...]
-
-
-@dataclass(frozen=True)
-class _Family:
-    """One metric while it is being assembled: name without the prefix, help text, labelled samples."""
-
-    name: str
-    help: str
-    samples: list[tuple[Labels, float | int]] = field(default_factory=list)
-
-    def add(self, value: float | int, **labels: str) -> None:
-        self.samples.append((tuple(labels.items()), value))
-
-
-def escape_label_value(value: str) -> str:
-    """Backslash, double quote and newline escaped, as the text format requires for label values."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def format_value(value: float | int) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    if value != value:  # NaN
-        return "NaN"
-    if value in (float("inf"), float("-inf")):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(value)
 
 
 def _figure(report: CommandReport, name: str) -> int | None:
@@ -86,7 +52,11 @@ def _figure(report: CommandReport, name: str) -> int | None:
         return None
 
 
-def build_families(
+def _gauge(registry: CollectorRegistry, name: str, help_text: str, labels: Sequence[str] = ()) -> Gauge:
+    return Gauge(PREFIX + name, help_text, labelnames=tuple(labels), registry=registry)
+
+
+def build_registry(
     reports: Sequence[CommandReport],
     *,
     duration_seconds: float,
@@ -95,79 +65,72 @@ def build_families(
     retries: Mapping[str, int],
     now: datetime,
     last_success: datetime | None,
-) -> list[_Family]:
+) -> CollectorRegistry:
+    """A fresh registry holding this run's gauges (a fresh one per write: nothing carries over between runs)."""
     if now.tzinfo is None or (last_success is not None and last_success.tzinfo is None):
         # a naive time would be read as local time and shift every timestamp by the UTC offset
         raise ValueError("write_metrics needs timezone-aware times (now, last_success)")
-    changes = _Family("changes", "Changes handled by the last run, by command, kind and outcome.")
+    registry = CollectorRegistry(auto_describe=True)
+    changes = _gauge(
+        registry,
+        "changes",
+        "Changes handled by the last run, by command, kind and outcome.",
+        ("command", "kind", "outcome"),
+    )
     counted: Counter[tuple[str, str, str]] = Counter(
         (report.command, result.change.kind.value, result.outcome.value)
         for report in reports
         for result in report.results
     )
     for (command, kind, outcome), count in sorted(counted.items()):
-        changes.add(count, command=command, kind=kind, outcome=outcome)
+        changes.labels(command=command, kind=kind, outcome=outcome).set(count)
 
-    families = [changes]
     for figure, metric, help_text in USAGE_FIGURES:
         values = [v for v in (_figure(r, figure) for r in reports) if v is not None]
         # absent when no report-usage step ran: 0 would claim usage was reported and came to nothing
         if values:
-            family = _Family(metric, help_text)
-            family.add(sum(values))
-            families.append(family)
+            _gauge(registry, metric, help_text).set(sum(values))
 
-    findings = _Family("findings", "Findings (drift, unbilled traffic) reported by each command of the last run.")
+    findings = _gauge(
+        registry,
+        "findings",
+        "Findings (drift, unbilled traffic) reported by each command of the last run.",
+        ("command",),
+    )
     for report in reports:
-        findings.add(sum(1 for r in report.results if r.change.kind is ChangeKind.FINDING), command=report.command)
-    families.append(findings)
+        count = sum(1 for r in report.results if r.change.kind is ChangeKind.FINDING)
+        findings.labels(command=report.command).set(count)
 
-    command_exit = _Family("command_exit_code", "Exit code of each command of the last run.")
+    command_exit = _gauge(registry, "command_exit_code", "Exit code of each command of the last run.", ("command",))
     for report in reports:
-        command_exit.add(int(report.exit_code), command=report.command)
-    families.append(command_exit)
+        command_exit.labels(command=report.command).set(int(report.exit_code))
 
-    requests = _Family("api_requests", "HTTP requests made by the last run, by system and method.")
+    requests = _gauge(
+        registry, "api_requests", "HTTP requests made by the last run, by system and method.", ("system", "method")
+    )
     for system in sorted(api_calls):
         for method in sorted(api_calls[system]):
-            requests.add(int(api_calls[system][method]), system=system, method=method)
-    families.append(requests)
+            requests.labels(system=system, method=method).set(int(api_calls[system][method]))
 
-    retried = _Family("api_retries", "Requests retried by the last run (429, 5xx, network errors), by system.")
-    for system in sorted(retries):
-        retried.add(int(retries[system]), system=system)
-    families.append(retried)
-
-    scalars: list[tuple[str, str, float | int]] = [
-        ("run_duration_seconds", "Wall time of the last run.", float(duration_seconds)),
-        ("run_exit_code", "Exit code of the last run (0 done; see README 'Exit codes').", int(exit_code)),
-        ("run_timestamp_seconds", "When the last run finished (Unix time).", now.timestamp()),
-    ]
-    if last_success is not None:
-        scalars.append(
-            ("last_success_timestamp_seconds", "When a run last finished with exit code 0.", last_success.timestamp())
-        )
-    scalars.append(
-        ("dry_run", "1 when the last run was a dry run (nothing written).", int(any(r.dry_run for r in reports)))
+    retried = _gauge(
+        registry, "api_retries", "Requests retried by the last run (429, 5xx, network errors), by system.", ("system",)
     )
-    for name, help_text, value in scalars:
-        family = _Family(name, help_text)
-        family.add(value)
-        families.append(family)
-    return families
+    for system in sorted(retries):
+        retried.labels(system=system).set(int(retries[system]))
 
-
-def render_families(families: Sequence[_Family]) -> str:
-    lines: list[str] = []
-    for family in families:
-        name = PREFIX + family.name
-        lines.append(f"# HELP {name} {_escape_help(family.help)}")
-        lines.append(f"# TYPE {name} gauge")
-        for labels, value in family.samples:
-            label_text = ",".join(f'{key}="{escape_label_value(val)}"' for key, val in labels)
-            selector = f"{name}{{{label_text}}}" if labels else name
-            lines.append(f"{selector} {format_value(value)}")
-    return "\n".join(lines) + "\n"
+    _gauge(registry, "run_duration_seconds", "Wall time of the last run.").set(float(duration_seconds))
+    _gauge(registry, "run_exit_code", "Exit code of the last run (0 done; see README 'Exit codes').").set(
+        int(exit_code)
+    )
+    _gauge(registry, "run_timestamp_seconds", "When the last run finished (Unix time).").set(now.timestamp())
+    if last_success is not None:
+        _gauge(registry, "last_success_timestamp_seconds", "When a run last finished with exit code 0.").set(
+            last_success.timestamp()
+        )
+    _gauge(registry, "dry_run", "1 when the last run was a dry run (nothing written).").set(
+        int(any(r.dry_run for r in reports))
+    )
+    return registry
 
 
 def write_metrics(
@@ -181,17 +144,15 @@ def write_metrics(
     now: datetime,
     last_success: datetime | None,
 ) -> None:
-    """Write the run's metrics to ``path`` atomically (temporary file, fsync, rename)."""
-    text = render_families(
-        build_families(
-            reports,
-            duration_seconds=duration_seconds,
-            exit_code=exit_code,
-            api_calls=api_calls,
-            retries=retries,
-            now=now,
-            last_success=last_success,
-        )
+    """Write the run's metrics to ``path`` atomically (temporary file, then a rename over the old one)."""
+    registry = build_registry(
+        reports,
+        duration_seconds=duration_seconds,
+        exit_code=exit_code,
+        api_calls=api_calls,
+        retries=retries,
+        now=now,
+        last_success=last_success,
     )
     directory = path.parent
     if not directory.is_dir():
@@ -204,7 +165,9 @@ def write_metrics(
             f"--metrics-file {path} is a directory; give a file name such as {path / 'amplify_billing.prom'}"
         )
     try:
-        _atomic_write(path, text)
+        # write_to_textfile removes its temporary file itself when the write or the rename fails
+        write_to_textfile(str(path), registry)
+        os.chmod(path, FILE_MODE)
     except OSError as error:
         raise ConfigError(
             f"--metrics-file {path}: cannot write it ({error.strerror or error}); check that the directory "
@@ -212,35 +175,4 @@ def write_metrics(
         ) from error
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    # the ".tmp" suffix keeps the textfile collector (which reads *.prom) from reading a partial file
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, FILE_MODE)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    _sync_directory(path.parent)
-
-
-def _sync_directory(directory: Path) -> None:
-    """Make the rename itself durable; best effort (not every platform can open a directory)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-__all__ = ["escape_label_value", "format_value", "write_metrics"]
+__all__ = ["build_registry", "write_metrics"]

@@ -163,7 +163,8 @@ def test_an_existing_file_is_replaced_whole_and_no_temporary_file_is_left(tmp_pa
     text = path.read_text(encoding="utf-8")
     assert "stale content" not in text
     assert text.startswith("# HELP amplify_billing_changes ")
-    assert text.endswith("amplify_billing_dry_run 0\n")
+    # prometheus_client writes every gauge value as a float ("0.0"), which node_exporter reads as 0
+    assert text.endswith("amplify_billing_dry_run 0.0\n")
     # readable by node_exporter, which runs as another user
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
@@ -177,7 +178,8 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(
     def full_disk(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "replace", full_disk)
+    # prometheus_client's write_to_textfile renames its temporary file over the old one
+    monkeypatch.setattr(os, "rename", full_disk)
     with pytest.raises(ConfigError) as caught:
         write(path, sample_reports())
 
