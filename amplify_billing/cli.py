@@ -1,7 +1,8 @@
 """The command line: parse, load settings, call one runner, render, exit code. Nothing else.
 
 One handler (``run_cli``) turns every expected error into one ``Error: …`` line on stderr and the
-exit code of DESIGN.md §7; a traceback is shown only with ``--verbose``.
+exit code of DESIGN.md §7, and an unexpected one into exit 70, a crash report and one line naming it
+(``crash``); a traceback is shown on stderr only with ``--verbose``. Every line passes ``redact`` first.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import logging
 import os
 import sys
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,8 +23,10 @@ from typer.exceptions import TyperException
 
 from amplify_billing import __version__
 from amplify_billing.commands.common import recorded
+from amplify_billing.crash import forget_state_directory, handle_crash, redacted_traceback, remember_state_directory
 from amplify_billing.errors import AmplifyBillingError, ConfigError, ExitCode
 from amplify_billing.models import CommandReport
+from amplify_billing.redact import redact, register_secrets_of
 from amplify_billing.settings import Settings
 
 log = logging.getLogger("amplify_billing")
@@ -102,14 +104,17 @@ def _options(ctx: typer.Context) -> GlobalOptions:
 
 
 def load_configured_settings(options: GlobalOptions) -> Settings:
-    from amplify_billing.render import register_secret
     from amplify_billing.settings import load_settings, resolve_config_path
 
     settings = load_settings(resolve_config_path(options.config, os.environ), os.environ)
-    for secret in (settings.recurly.api_key, settings.amplify.client_secret, settings.amplify.private_key):
-        if secret is not None:
-            register_secret(secret.reveal())
+    _settings_loaded(settings)
     return settings
+
+
+def _settings_loaded(settings: Settings) -> None:
+    """From here on every output hides the settings' secrets, and a crash report goes beside the journal."""
+    register_secrets_of(settings)
+    remember_state_directory(settings.state.path)
 
 
 # A command body gets the runtime and returns its reports.
@@ -478,6 +483,7 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return the exit code instead of exiting (tests call this)."""
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in args or "-v" in args
+    forget_state_directory()  # a previous in-process run's settings are not this run's
     try:
         result = app(args=args, prog_name="amplify-billing", standalone_mode=False)
     except typer.Exit as done:
@@ -495,29 +501,17 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
         return int(ExitCode.CONFIG)
     except AmplifyBillingError as error:
         if verbose:
-            traceback.print_exc(file=sys.stderr)
-        print(f"Error: {_redact(str(error))}", file=sys.stderr)
+            sys.stderr.write(redacted_traceback(error))
+        # an upstream error may echo a credential back: the one redaction point applies
+        print(f"Error: {redact(str(error))}", file=sys.stderr)
         return int(error.exit_code)
-    except Exception as crash:  # the one place an unexpected bug is turned into a message
-        if verbose:
-            traceback.print_exc(file=sys.stderr)
-        print(
-            f"Error: unexpected internal error: {type(crash).__name__}: {_redact(str(crash))}. "
-            "Nothing more was written; run again with --verbose for the traceback and report it.",
-            file=sys.stderr,
-        )
-        return int(ExitCode.PARTIAL_FAILURE)
+    except Exception as bug:  # the one place an unexpected bug is turned into a message
+        # exit 70, not 1: 1 means "some changes failed", which an operator handles differently from a bug
+        return handle_crash(bug, argv=args, verbose=verbose)
     code = int(result) if isinstance(result, int) else int(ExitCode.OK)
     if code == ExitCode.INTERRUPTED:  # typer answers Ctrl-C by returning 130 when not standalone
         print("Interrupted; nothing more was written. Run again to finish.", file=sys.stderr)
     return code
-
-
-def _redact(text: str) -> str:
-    # an upstream error may echo a credential back; the same redaction as the logs applies
-    from amplify_billing.render import redact
-
-    return redact(text)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ class ExitCode(IntEnum):
     CONFIG = 2  # bad invocation or configuration
     UPSTREAM = 3  # an upstream system unreachable or refusing credentials; nothing written
     REFUSED = 4  # safety valve, or --dry-run --exit-code found pending changes
+    INTERNAL = 70  # an unexpected exception, a bug (EX_SOFTWARE); a crash report holds the traceback
     LOCKED = 75  # another run holds the lock (EX_TEMPFAIL)
     INTERRUPTED = 130  # Ctrl-C / SIGINT
 

@@ -266,8 +266,9 @@ def test_unexpected_bug_is_one_line_without_traceback_unless_verbose(
 
     monkeypatch.setattr(module, "sync_plans", broken)
     code, _, err = setup.cli(capsys, "sync-plans")
-    assert code == ExitCode.PARTIAL_FAILURE
-    assert "unexpected internal error: ZeroDivisionError: boom" in err and "Traceback" not in err
+    # 70, not 1 (some changes failed): a bug, with a crash report beside the journal (tests/test_crash.py)
+    assert code == ExitCode.INTERNAL
+    assert "internal error (ZeroDivisionError: boom); crash report: " in err and "Traceback" not in err
     code, _, err = setup.cli(capsys, "--verbose", "sync-plans")
     assert "Traceback" in err
 

@@ -1,19 +1,22 @@
-"""Diagnostics on stderr (logging) and the redaction of secrets, which every report applies as well.
+"""Diagnostics on stderr (logging), every record passed through the one redaction point.
 
-Logging state (the handler and the secrets it hides) lives on the ``amplify_billing`` logger itself,
-in the one ``DiagnosticsHandler`` installed there, instead of in module globals: ``configure_logging``
-and ``register_secret`` find that handler (or install it once) through ``_diagnostics_handler()``.
+Logging state (the handler and its format) lives on the ``amplify_billing`` logger itself, in the one
+``DiagnosticsHandler`` installed there: ``configure_logging`` finds that handler (or installs it once)
+through ``_diagnostics_handler()``. The secrets it hides are ``amplify_billing.redact``'s; ``redact`` and
+``register_secret`` are re-exported here for the callers that import them from ``render``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeAlias
+from typing import Any
+
+# the one redaction point (amplify_billing.redact): logs, reports, error lines and crash reports share it
+from amplify_billing.redact import HIDDEN, redact, register_secret
 
 LOGGER_NAME = "amplify_billing"
 
@@ -21,47 +24,9 @@ LOGGER_NAME = "amplify_billing"
 # and redacted), but only warnings unless --verbose: their INFO/DEBUG is per-connection noise.
 THIRD_PARTY_LOGGERS = ("urllib3", "requests")
 
-HIDDEN = "<hidden>"
-
-# Credentials in headers or URLs, whether or not they were registered: an HTTP library's debug log or
-# an exception message can carry them.
-_Replacement: TypeAlias = str | Callable[[re.Match[str]], str]
-
-
-def _header_value(match: re.Match[str]) -> str:
-    return f"{match.group(1)}{match.group(2) or ''}{HIDDEN}"
-
-
-_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], _Replacement], ...] = (
-    # "Authorization: Bearer x", "'Authorization': 'Basic x'", "authorization=x"
-    (
-        re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?\s*)((?:basic|bearer|token)\s+)?[^\s'\",;}]+"),
-        _header_value,
-    ),
-    (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9\-._~+/]{8,}=*"), r"\1 " + HIDDEN),
-    # "Basic" alone is a common word ("Basic plan"); only a long base64 run after it is a credential.
-    (re.compile(r"(?i)\b(basic)\s+[A-Za-z0-9+/]{16,}={0,2}(?![A-Za-z0-9+/=])"), r"\1 " + HIDDEN),
-    (
-        re.compile(r"(?i)\b(client_secret|api_key|password|access_token|refresh_token|client_assertion)=[^&\s'\"]+"),
-        r"\1=" + HIDDEN,
-    ),
-    # https://user:password@host
-    (re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+@"), HIDDEN + "@"),
-)
-
-# Secrets shorter than this are not searched for alone (every "a" would become <hidden>); the
-# header and URL patterns above still apply.
-_MIN_SECRET_LENGTH = 4
-
-
-def _redact_patterns(text: str) -> str:
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
-
 
 class SecretRedactor(logging.Filter):
-    """A logging filter that hides registered secrets and credential patterns in every record.
+    """A logging filter that passes every record through ``amplify_billing.redact``.
 
     It rewrites the record itself (message, string extras, exception and stack text), so every
     handler after ours, pytest's caplog included, sees the redacted record too.
@@ -69,28 +34,13 @@ class SecretRedactor(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._secrets: list[str] = []
         self._exception_formatter = logging.Formatter()
 
     def add(self, value: str) -> None:
-        candidates = {value, value.strip()}
-        # A PEM key may surface a line at a time (e.g. in a parse error): hide each body line as well.
-        candidates.update(line.strip() for line in value.splitlines() if not line.strip().startswith("-----"))
-        for secret in candidates:
-            if len(secret) >= _MIN_SECRET_LENGTH and secret not in self._secrets:
-                self._secrets.append(secret)
-        # longest first, so a secret that contains another is hidden whole
-        self._secrets.sort(key=len, reverse=True)
-
-    @property
-    def count(self) -> int:
-        return len(self._secrets)
+        register_secret(value)
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, HIDDEN)
-        return _redact_patterns(text)
+        return redact(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -213,23 +163,9 @@ def configure_logging(*, fmt: str, verbose: bool, quiet: bool = False) -> None:
             third_party.addHandler(handler)
 
 
-def register_secret(value: str) -> None:
-    """Hide ``value`` from every log record from now on, and from rendered reports."""
-    if value:
-        _diagnostics_handler().redactor.add(value)
-
-
 def current_redaction() -> Callable[[str], str]:
-    """The redaction in force: the installed handler's (registered secrets and patterns), else patterns only."""
-    for handler in logging.getLogger(LOGGER_NAME).handlers:
-        if isinstance(handler, DiagnosticsHandler):
-            return handler.redactor.redact
-    return _redact_patterns
-
-
-def redact(text: str) -> str:
-    """``text`` with registered secrets and credential patterns replaced by ``<hidden>``."""
-    return current_redaction()(text)
+    """The redaction in force (``amplify_billing.redact.redact``), for callers that look it up once."""
+    return redact
 
 
 __all__ = [
