@@ -1,8 +1,8 @@
 """Execute a ChangeSet in order, journal every write, isolate failures per change.
 
-Dry-run never reaches this module: previewing is simply not calling ``apply`` (STYLE.md rule 3).
-Each action name (``recurly.create_plan``, ``amplify.set_attributes`` …) maps to a handler that
-performs exactly one upstream write. A change whose prerequisite failed is skipped, not attempted;
+Dry-run never reaches this module: previewing is simply not calling ``apply``. Each typed action
+(``actions.CreatePlan``, ``actions.SetAttributes`` …) maps to a handler of its system's executor that performs
+exactly one write (docs/architecture.md, "Executors"). A change whose prerequisite failed is skipped, not attempted;
 a change that fails is recorded with its error and the run goes on with the others. When an upstream
 system becomes unreachable or refuses our credentials, the remaining changes are skipped: they
 would all fail the same way, and the next run picks them up.
@@ -21,8 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from amplify_billing.actions import Action
+from amplify_billing.changes import Change, ChangeResult, ChangeSet, Outcome
 from amplify_billing.errors import AmplifyBillingError, AuthError, UnreachableError
-from amplify_billing.models import Change, ChangeResult, ChangeSet, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -41,35 +42,29 @@ class AuditSink(Protocol):
     ) -> None: ...
 
 
-# A handler performs one write and returns the id of what it wrote (or None). It gets the change, its
+# A handler performs one write and returns the id of what it wrote (or None). It gets the action, its
 # idempotency key, and the ids returned by earlier changes of the set by their key (a link attribute
 # written after a create needs the id the create returned).
-Handler = Callable[[Change, str, Mapping[str, str | None]], str | None]
+Handler = Callable[[Action, str, Mapping[str, str | None]], str | None]
+Handlers = Mapping[type[Action], Handler]
 
 
 def idempotency_key(change: Change) -> str:
-    """Deterministic per (action, payload): a retried or re-run write carries the same key."""
-    material = json.dumps({"a": change.action, "p": _plain(change.payload)}, sort_keys=True, default=str)
+    """Deterministic per action and its fields: a retried or re-run write carries the same key."""
+    assert change.action is not None
+    material = json.dumps({"a": change.action.verb, "p": change.action.identity()}, sort_keys=True, default=str)
     return "ab-" + hashlib.sha256(material.encode()).hexdigest()[:40]
-
-
-def _plain(payload: Mapping[str, Any]) -> dict[str, Any]:
-    # the raw Amplify resource changes its resourceVersion on every write; identify it by its link
-    return {
-        k: (v.get("metadata", {}).get("selfLink") if k == "resource" and isinstance(v, Mapping) else v)
-        for k, v in payload.items()
-    }
 
 
 # Writes of one phase may run side by side: Recurly with one client per worker thread; Amplify through its
 # one transport, whose rate limiter keeps the whole process within its budget (25 requests a minute) however
 # many threads ask. Approvals (one phase) still all come before link attributes (a later phase).
-PARALLEL_SYSTEMS = frozenset({"recurly", "usage", "amplify"})
+PARALLEL_SYSTEMS = frozenset({"recurly", "amplify"})
 
 
 @dataclass
 class Applier:
-    handlers: Mapping[str, Handler]
+    handlers: Handlers
     journal: AuditSink
     run_id: int
     # monotonic deadline from --max-duration; None = no limit
@@ -113,7 +108,7 @@ class Applier:
 
     @staticmethod
     def _parallel(change: Change) -> bool:
-        return change.writes and change.action is not None and change.action.split(".", 1)[0] in PARALLEL_SYSTEMS
+        return change.action is not None and change.writes and change.action.system in PARALLEL_SYSTEMS
 
     def _step(self, change: Change) -> ChangeResult:
         """Decide whether ``change`` may run, run it, record the outcome. Safe to call from worker threads."""
@@ -150,22 +145,23 @@ class Applier:
         return None
 
     def _apply_one(self, change: Change) -> tuple[ChangeResult, AmplifyBillingError | None]:
-        assert change.action is not None
-        handler = self.handlers.get(change.action)
-        system = change.action.split(".", 1)[0]
+        action = change.action
+        assert action is not None
+        handler = self.handlers.get(type(action))
+        system, name = action.system, action.verb
         if handler is None:
-            raise KeyError(f"no handler for action {change.action}")  # a programming error, not an input error
+            raise KeyError(f"no handler for action {name}")  # a programming error, not an input error
         key = idempotency_key(change)
         try:
-            result_id = handler(change, key, self.result_ids)
+            result_id = handler(action, key, self.result_ids)
         except AmplifyBillingError as error:
             log.warning(
-                "%s %s failed: %s", change.action, change.recurly, error, extra={"action": change.action, "key": key}
+                "%s %s failed: %s", name, change.recurly, error, extra={"action": name, "key": key}
             )
             self.journal.audit(
                 self.run_id,
                 system,
-                change.action,
+                name,
                 change.key or change.recurly,
                 request_id=getattr(error, "request_id", None),
                 detail={"outcome": "failed", "error": str(error), "idempotency_key": key},
@@ -174,12 +170,18 @@ class Applier:
         self.journal.audit(
             self.run_id,
             system,
-            change.action,
+            name,
             change.key or change.recurly,
             response_id=result_id,
             detail={"outcome": "applied", "idempotency_key": key, "summary": change.summary},
         )
-        log.info("%s %s: %s", change.action, change.recurly, change.summary, extra={"action": change.action})
+        log.info(
+            "%s %s: %s",
+            name,
+            change.recurly,
+            change.summary,
+            extra={"action": name, "amplify_id": change.amplify_id, "recurly_id": result_id or change.recurly_id},
+        )
         return ChangeResult(change, Outcome.APPLIED, result_id=result_id), None
 
 

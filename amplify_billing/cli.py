@@ -22,10 +22,10 @@ import typer
 from typer.exceptions import TyperException
 
 from amplify_billing import __version__
+from amplify_billing.changes import CommandReport
 from amplify_billing.commands.common import recorded
 from amplify_billing.crash import forget_state_directory, handle_crash, redacted_traceback, remember_state_directory
 from amplify_billing.errors import AmplifyBillingError, ConfigError, ExitCode
-from amplify_billing.models import CommandReport
 from amplify_billing.redact import redact, register_secrets_of
 from amplify_billing.settings import Settings
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
+from amplify_billing.changes import ChangeKind, CommandReport
 from amplify_billing.errors import ConfigError
-from amplify_billing.models import ChangeKind, CommandReport
 
 PREFIX = "amplify_billing_"
 

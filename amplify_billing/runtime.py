@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.status import Status
 
+from amplify_billing.changes import ChangeSet
 from amplify_billing.errors import ConfigError, UpstreamError
-from amplify_billing.models import ChangeSet
 from amplify_billing.settings import Settings
 
 if TYPE_CHECKING:

@@ -5,11 +5,36 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
+from amplify_billing.actions import Action
 from amplify_billing.apply import Applier
+from amplify_billing.changes import Change, ChangeKind, ChangeSet, Outcome
 from amplify_billing.errors import ApiRejectedError, UnreachableError
-from amplify_billing.models import Change, ChangeKind, ChangeSet, Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class PlanWrite(Action):
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class UsageWrite(Action):
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeWrite(Action):
+    system: ClassVar[str] = "amplify"
+    tag: str
+
+
+ACTIONS: dict[str, type[Action]] = {
+    "recurly.create_plan": PlanWrite,
+    "usage.post": UsageWrite,
+    "amplify.set_attributes": AttributeWrite,
+}
 
 
 class Recorder:
@@ -23,27 +48,28 @@ class Recorder:
         self.fail = dict(fail or {})
 
     def handler(self, system: str) -> Any:
-        def handle(change: Change, key: str, done: Mapping[str, str | None]) -> str | None:
+        def handle(action: Action, key: str, done: Mapping[str, str | None]) -> str | None:
+            tag, phase = action.tag, PHASES[type(action)]  # type: ignore[attr-defined]
             with self.lock:
                 self.running[system] += 1
                 self.peak[system] = max(self.peak[system], self.running[system])
-                self.order.append((change.key, change.phase))
+                self.order.append((tag, phase))
             try:
                 time.sleep(0.02)
-                if change.key in self.fail:
-                    raise self.fail[change.key]
-                return f"id-{change.key}"
+                if tag in self.fail:
+                    raise self.fail[tag]
+                return f"id-{tag}"
             finally:
                 with self.lock:
                     self.running[system] -= 1
 
         return handle
 
-    def handlers(self) -> dict[str, Any]:
+    def handlers(self) -> dict[type[Action], Any]:
         return {
-            "recurly.create_plan": self.handler("recurly"),
-            "usage.post": self.handler("usage"),
-            "amplify.set_attributes": self.handler("amplify"),
+            PlanWrite: self.handler("recurly"),
+            UsageWrite: self.handler("usage"),
+            AttributeWrite: self.handler("amplify"),
         }
 
 
@@ -58,7 +84,13 @@ class Audit:
 
 
 def change(key: str, action: str, phase: int, requires: tuple[str, ...] = ()) -> Change:
-    return Change(ChangeKind.CREATE, "x", key, key, key, action=action, phase=phase, key=key, requires=requires)
+    return Change(
+        ChangeKind.CREATE, "x", key, key, key, action=ACTIONS[action](key), phase=phase, key=key, requires=requires
+    )
+
+
+# the phase each test action runs in (the handler records it)
+PHASES: dict[type[Action], int] = {PlanWrite: 10, UsageWrite: 70, AttributeWrite: 90}
 
 
 def test_writes_of_one_phase_overlap_and_phases_stay_in_order() -> None:

@@ -37,8 +37,8 @@ from typing import Any
 
 import pytest
 
+from amplify_billing.changes import ChangeKind, CommandReport, Outcome
 from amplify_billing.errors import AmplifyBillingError, ExitCode
-from amplify_billing.models import ChangeKind, CommandReport, Outcome
 from amplify_billing.sandbox.clock import VirtualClock
 from amplify_billing.sandbox.harness import Sandbox
 from amplify_billing.sandbox.scenario import Scenario, build_scenario

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import requests
 
+from amplify_billing.changes import Change, ChangeKind, CommandReport, Outcome
 from amplify_billing.errors import ConfigError, ExitCode
-from amplify_billing.models import Change, ChangeKind, CommandReport, Outcome
 from amplify_billing.sandbox.harness import CUSTOM_FIELD, SANDBOX_RECURLY_KEY
 from amplify_billing.sandbox.server import RecordedRequest
 from tools.driver import Cycle, amplify_writes, failed, recurly_writes

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
+from amplify_billing.changes import CommandReport
 from amplify_billing.cli import run_cli
 from amplify_billing.errors import ConfigError, ExitCode
 from amplify_billing.journal import SCHEMA_VERSION, Journal
-from amplify_billing.models import CommandReport
 from amplify_billing.recurly.gateway import RecurlyGateway
 from amplify_billing.sandbox.harness import SANDBOX_TENANT
 from tools.driver import Cycle, amplify_writes, failed, recurly_writes

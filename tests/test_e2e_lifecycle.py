@@ -16,8 +16,8 @@ import pytest
 import requests
 
 from amplify_billing.amplify.parse import parse_timestamp
+from amplify_billing.changes import CommandReport, Outcome
 from amplify_billing.errors import ExitCode, SafetyValveError
-from amplify_billing.models import CommandReport, Outcome
 from amplify_billing.sandbox.harness import CUSTOM_FIELD, SANDBOX_RECURLY_KEY
 from amplify_billing.sandbox.server import RecordedRequest
 from tools.driver import Cycle, amplify_writes, applied, failed, planned, recurly_writes

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from amplify_billing.amplify.parse import parse_timestamp
+from amplify_billing.changes import ChangeKind, CommandReport, Outcome
 from amplify_billing.errors import ExitCode
-from amplify_billing.models import ChangeKind, CommandReport, Outcome
 from amplify_billing.sandbox.harness import CUSTOM_FIELD
 from amplify_billing.usage.windows import merchant_tag
 from tools.driver import Cycle, failed, recurly_writes
@@ -177,7 +177,7 @@ def test_before_billing_start_report_makes_that_traffic_a_finding_with_its_units
     ]
     # day 0 and day 1 in the first run, the morning of day 2 once its window settled: each once, with its units
     assert len(found) == 2 and not any(f.withholds for f in found)
-    assert sum(f.payload["units"] for f in found) == _traffic(cycle, amplify_id, DAY0, late_start)
+    assert sum(f.units for f in found) == _traffic(cycle, amplify_id, DAY0, late_start)
 
 
 # ---- windows that can no longer be counted ---------------------------------------------------------------
@@ -303,7 +303,7 @@ def test_a_lower_re_count_is_a_finding_unless_downward_restatement_is_allowed(
     usage = _usage_report(cycle.run())
     assert usage.exit_code == int(ExitCode.PARTIAL_FAILURE)
     (finding,) = [f for f in _findings(usage, pair[0]) if "fewer than the 100 posted" in f.summary]
-    assert finding.withholds and finding.payload["units"] == -10
+    assert finding.withholds and finding.units == -10
     assert [r for r in recurly_writes(cycle.sandbox, mark) if r.path.startswith("/usage")] == []
     assert _usage_total(cycle, uuid) == 100
 
@@ -340,7 +340,7 @@ def test_late_traffic_into_an_invoiced_cycle_of_a_volume_add_on_is_a_finding(mak
     usage = _usage_report(cycle.run())
     volume_id, tiered_id = volume["metadata"]["id"], tiered["metadata"]["id"]
     (finding,) = [f for f in _findings(usage, volume_id) if "already invoiced" in f.summary]
-    assert finding.withholds and finding.payload["units"] == 7 and "volume" in finding.summary
+    assert finding.withholds and finding.units == 7 and "volume" in finding.summary
     assert usage.exit_code == int(ExitCode.PARTIAL_FAILURE)
     volume_uuid = _recurly_for(cycle, volume_id)["uuid"]
     assert _usage_posts(cycle, mark, volume_uuid) == []

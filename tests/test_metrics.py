@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from amplify_billing.actions import DeactivatePlan
+from amplify_billing.changes import Change, ChangeKind, ChangeResult, CommandReport, Outcome
 from amplify_billing.errors import ConfigError
 from amplify_billing.metrics import write_metrics
-from amplify_billing.models import Change, ChangeKind, ChangeResult, CommandReport, Outcome
 
 NOW = datetime(2026, 11, 1, 12, 0, 30, tzinfo=UTC)
 LAST_SUCCESS = NOW - timedelta(minutes=15)
@@ -20,7 +21,7 @@ LAST_SUCCESS = NOW - timedelta(minutes=15)
 
 def result(kind: ChangeKind, outcome: Outcome, key: str = "k") -> ChangeResult:
     return ChangeResult(
-        Change(kind, "plan", f"amplify {key}", f"recurly {key}", "summary", action="x", key=key), outcome
+        Change(kind, "plan", f"amplify {key}", f"recurly {key}", "summary", action=DeactivatePlan(key), key=key), outcome
     )
 
 

@@ -7,10 +7,20 @@ from typing import Any
 
 import pytest
 
+from amplify_billing.actions import (
+    CreateMeasuredUnit,
+    CreatePlan,
+    DeactivatePlan,
+    SetAttributes,
+    UpdateAddOn,
+    UpdatePlan,
+)
 from amplify_billing.amplify.parse import parse_plan, parse_product, parse_quota
-from amplify_billing.models import ChangeKind, MeasuredUnit, PlanUnit, Product, ProductPlan, Quota
+from amplify_billing.changes import ChangeKind
+from amplify_billing.models import MeasuredUnit, PlanUnit, Product, ProductPlan, Quota
 from amplify_billing.reconcile.plan_mapping import MappingOptions, desired_plan
 from amplify_billing.reconcile.plans import CatalogSnapshot, PlanSyncOptions, RecurlyCatalog, diff_plans
+from amplify_billing.recurly.translate import add_on_body, plan_create_body, plan_update_body
 
 PLAN_ID = "8ac98ee28ea29652018eaee2253601ac"
 UNITS = {"transactions": PlanUnit("transactions", "API Transactions (calls)")}
@@ -73,11 +83,10 @@ def recurly_state_after(changeset, previous: RecurlyCatalog | None = None) -> Re
     plans = dict(previous.plans) if previous else {}
     units = dict(previous.measured_units) if previous else {}
     for change in changeset.writes:
-        if change.action == "recurly.create_measured_unit":
-            body = change.payload["body"]
-            units[body["name"]] = MeasuredUnit(body["name"], body["display_name"])
-        if change.action == "recurly.create_plan":
-            body = change.payload["body"]
+        if isinstance(change.action, CreateMeasuredUnit):
+            units[change.action.name] = MeasuredUnit(change.action.name, change.action.display_name)
+        if isinstance(change.action, CreatePlan):
+            body = plan_create_body(change.action.plan)
             add_ons = [_wire_add_on(a) for a in body.get("add_ons", [])]
             plans[body["code"]] = plan_from_recurly(_wire(body), add_ons, {})
     return RecurlyCatalog(plans=plans, measured_units=units)
@@ -103,8 +112,8 @@ CODE = f"amplify-{PLAN_ID}"
 
 
 def create_body(changeset) -> dict[str, Any]:
-    [create] = [c for c in changeset.changes if c.action == "recurly.create_plan"]
-    return create.payload["body"]
+    [create] = [c for c in changeset.changes if isinstance(c.action, CreatePlan)]
+    return plan_create_body(create.action.plan)
 
 
 def test_per_unit_price_below_a_cent_is_exact() -> None:
@@ -237,12 +246,12 @@ def test_draft_ignored_deprecated_created_free_only_when_configured() -> None:
     draft = plan(state="draft", plan_id="1" * 32)
     deprecated = plan(state="deprecated", plan_id="2" * 32)
     free = plan(plan_type="free", price=0, plan_id="3" * 32)
-    codes = {c.payload["body"]["code"] for c in diff(draft, deprecated, free).writes if c.action == "recurly.create_plan"}
+    codes = {c.action.plan.code for c in diff(draft, deprecated, free).writes if isinstance(c.action, CreatePlan)}
     assert codes == {"amplify-" + "2" * 32}
     codes = {
-        c.payload["body"]["code"]
+        c.action.plan.code
         for c in diff(draft, deprecated, free, sync_free_plans=True).writes
-        if c.action == "recurly.create_plan"
+        if isinstance(c.action, CreatePlan)
     }
     assert codes == {"amplify-" + "2" * 32, "amplify-" + "3" * 32}
 
@@ -253,8 +262,8 @@ def test_measured_unit_created_once_with_clean_display_name() -> None:
         plan(quota("b" * 32, {"type": "perUnit", "cost": 0.02}), plan_id="2" * 32),
     )
     units = [c for c in changeset.changes if c.object == "measured_unit"]
-    assert [(u.kind, u.payload["body"]) for u in units] == [
-        (ChangeKind.CREATE, {"name": "transactions", "display_name": "API Transactions calls"})
+    assert [(u.kind, u.action) for u in units] == [
+        (ChangeKind.CREATE, CreateMeasuredUnit("transactions", "API Transactions calls"))
     ]
     # units come before plans, plans before links
     phases = [c.phase for c in changeset.changes]
@@ -287,22 +296,18 @@ def test_changed_price_is_an_update_in_place() -> None:
     before = recurly_state_after(diff(plan(quota("a" * 32, {"type": "perUnit", "cost": 0.0025}))))
     changeset = diff(plan(quota("a" * 32, {"type": "perUnit", "cost": 0.003}), price=59), recurly=before)
     updates = changeset.by_kind(ChangeKind.UPDATE)
-    assert [(u.object, u.action) for u in updates] == [
-        ("plan", "recurly.update_plan"),
-        ("add_on", "recurly.update_plan_add_on"),
-    ]
+    assert [(u.object, type(u.action)) for u in updates] == [("plan", UpdatePlan), ("add_on", UpdateAddOn)]
     plan_update = next(u for u in updates if u.object == "plan")
-    assert plan_update.payload == {
-        "plan_id": f"code-{CODE}",
-        "body": {
-            "name": "Weather API - Gold",
-            "currencies": [{"currency": "USD", "unit_amount": Decimal(59), "setup_fee": Decimal(0)}],
-            "auto_renew": True,
-        },
+    assert plan_update.action.plan.code == CODE
+    assert plan_update_body(plan_update.action.plan) == {
+        "name": "Weather API - Gold",
+        "currencies": [{"currency": "USD", "unit_amount": Decimal(59), "setup_fee": Decimal(0)}],
+        "auto_renew": True,
     }
     assert plan_update.summary == "update price 49.5 → 59"
     add_on_update = next(u for u in updates if u.object == "add_on")
-    assert add_on_update.payload["body"] == {
+    assert add_on_update.action.plan_code == CODE
+    assert add_on_body(add_on_update.action.add_on, create=False) == {
         "name": "Calls",
         "measured_unit_name": "transactions",
         "currencies": [{"currency": "USD", "unit_amount_decimal": Decimal("0.003")}],
@@ -324,7 +329,7 @@ def test_archived_plan_deactivated_only_without_live_subscriptions() -> None:
     archived = plan(state="archived")
     changeset = diff(archived, recurly=live)
     [deactivate] = changeset.by_kind(ChangeKind.DEACTIVATE)
-    assert deactivate.payload == {"plan_id": f"code-{CODE}"}
+    assert deactivate.action == DeactivatePlan(CODE)
     assert changeset.linked_count == 1
     waiting = diff(
         archived,
@@ -347,5 +352,5 @@ def test_links_written_only_when_they_differ() -> None:
     changeset = diff(plan(q, attributes={"recurlyPlanCode": CODE}))
     [link] = changeset.by_kind(ChangeKind.LINK)
     assert link.object == "quota"
-    assert link.payload["attributes"] == {"recurlyAddOnCode": "amplify-" + "a" * 32}
-    assert link.action == "amplify.set_attributes"
+    assert isinstance(link.action, SetAttributes)
+    assert link.action.attributes == {"recurlyAddOnCode": "amplify-" + "a" * 32}

@@ -13,7 +13,8 @@ from decimal import Decimal
 import pytest
 from rich.console import Console
 
-from amplify_billing.models import Change, ChangeKind, ChangeResult, CommandReport, Outcome
+from amplify_billing.actions import DeactivatePlan
+from amplify_billing.changes import Change, ChangeKind, ChangeResult, CommandReport, Outcome
 from amplify_billing.render import (
     THIRD_PARTY_LOGGERS,
     Column,
@@ -42,7 +43,7 @@ def output_of(rich_console: Console) -> str:
 
 
 def change(kind: ChangeKind, obj: str, amplify: str, recurly: str, summary: str, **kw: object) -> Change:
-    return Change(kind, obj, amplify, recurly, summary, action=kw.pop("action", "recurly.x"), **kw)  # type: ignore[arg-type]
+    return Change(kind, obj, amplify, recurly, summary, action=kw.pop("action", DeactivatePlan("x")), **kw)  # type: ignore[arg-type]
 
 
 def plans_report(*, dry_run: bool = False) -> CommandReport:
@@ -72,7 +73,7 @@ def plans_report(*, dry_run: bool = False) -> CommandReport:
                 f"weather/gold ({PLAN_ID}) quota",
                 f"add-on amplify-{PLAN_ID}/amplify-{QUOTA_ID}",
                 "create tiered usage add-on",
-                payload={"body": {"raw": "PAYLOAD-MUST-NOT-SHOW"}},
+                action=DeactivatePlan("PAYLOAD-MUST-NOT-SHOW"),
             ),
             outcome(Outcome.FAILED),
             error=None if dry_run else "Recurly rejected create_plan_add_on: tiers must ascend",

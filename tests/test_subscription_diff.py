@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 
 from amplify_billing import safety
+from amplify_billing.actions import CancelSubscription, Later
+from amplify_billing.changes import ChangeKind
 from amplify_billing.errors import SafetyValveError
-from amplify_billing.models import AmplifySubscription, ChangeKind
+from amplify_billing.models import AmplifySubscription
 from amplify_billing.reconcile.accounts import AccountOptions, OwnerDetails, diff_accounts
 from amplify_billing.reconcile.subscriptions import (
     ENDED_BY_OPERATOR,
-    REPLACES,
     LinkedPlan,
     RecurlySubscription,
     SubscriptionInputs,
@@ -26,6 +27,7 @@ from amplify_billing.reconcile.subscriptions import (
     match_subscriptions,
     unmatched_links,
 )
+from amplify_billing.recurly.translate import account_body, subscription_body
 from amplify_billing.settings import SafetySettings
 
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
@@ -126,7 +128,7 @@ def test_create_body_lists_every_usage_add_on_and_custom_field() -> None:
         SubscriptionOptions(custom_field="amplify_subscription_id", collection_method="manual"),
     )
     [create] = changeset.by_kind(ChangeKind.CREATE)
-    assert create.payload["body"] == {
+    assert subscription_body(create.action) == {
         "plan_code": "amplify-p1",
         "currency": "USD",
         "account": {"code": ACCOUNT},
@@ -138,8 +140,8 @@ def test_create_body_lists_every_usage_add_on_and_custom_field() -> None:
     assert approve.requires == (create.key,)
     [link] = changeset.by_kind(ChangeKind.LINK)
     assert link.requires == (create.key,)
-    assert link.payload["attributes"] == {"recurlyAccountCode": ACCOUNT, "recurlySubscriptionUuid": "(from create)"}
-    assert link.payload["uuid_from"] == create.key
+    assert link.action.attributes == {"recurlyAccountCode": ACCOUNT, "recurlySubscriptionUuid": "(known after apply)"}
+    assert link.action.uuid == Later(create.key)
 
 
 def test_missing_account_leaves_it_pending_and_is_reported() -> None:
@@ -271,7 +273,7 @@ def test_the_safety_valve_counts_creates_for_subscriptions_already_linked() -> N
         SubscriptionOptions(),
     )
     creates = changeset.by_kind(ChangeKind.CREATE)
-    assert len(creates) == 6 and all(c.payload[REPLACES] for c in creates)
+    assert len(creates) == 6 and all(c.action.replaces for c in creates)
     assert "(it was linked to Recurly subscription 00000000000000000000000000000000, which is not live)" in (
         creates[0].summary
     )
@@ -337,7 +339,7 @@ def test_accounts_created_only_when_configured_and_never_without_email() -> None
     }
     changeset = diff_accounts(subs, set(), details, AccountOptions(create_missing=True))
     [create] = changeset.by_kind(ChangeKind.CREATE)
-    assert create.payload["body"] == {"code": ACCOUNT, "email": "ops@acme.test", "first_name": "Ada", "last_name": "Lovelace", "company": "Acme"}
+    assert account_body(create.action) == {"code": ACCOUNT, "email": "ops@acme.test", "first_name": "Ada", "last_name": "Lovelace", "company": "Acme"}
     [waiting] = changeset.by_kind(ChangeKind.WAITING)
     assert waiting.recurly == "account amplify-user-user-1"
     assert "no e-mail address" in waiting.summary
@@ -350,7 +352,7 @@ def test_accounts_created_only_when_configured_and_never_without_email() -> None
 def test_org_mode_account_codes() -> None:
     changeset = diff_accounts([amplify(*ACTIVE)], {"amplify-org-100"}, {}, AccountOptions(owner="org"))
     [link] = changeset.by_kind(ChangeKind.LINK)
-    assert link.payload["attributes"] == {"recurlyAccountCode": "amplify-org-100"}
+    assert link.action.attributes == {"recurlyAccountCode": "amplify-org-100"}
 
 
 def _inputs(subscription: AmplifySubscription, reported: datetime | None) -> SubscriptionInputs:
@@ -393,5 +395,5 @@ def test_deleted_stand_in_waits_for_its_usage_then_cancels() -> None:
     ]
     ends = diff_subscriptions(_inputs(stand_in, ENDED_AT), SubscriptionOptions())
     [cancel] = ends.changes
-    assert cancel.kind is ChangeKind.CANCEL and cancel.payload["subscription_id"] == "uuid-" + "u" * 32
+    assert cancel.kind is ChangeKind.CANCEL and cancel.action == CancelSubscription("u" * 32)
     assert cancel.summary == "deleted in Amplify (missed by the run); cancel at the end of the term"

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from amplify_billing.models import ChangeKind
+from amplify_billing.actions import PostUsage, UpdateUsage
+from amplify_billing.changes import ChangeKind
 from amplify_billing.reconcile.usage import (
     AgedOut,
     BilledQuota,
@@ -63,9 +64,9 @@ def test_a_proven_count_is_posted_dated_at_the_billing_start_when_the_window_beg
     started = T0 + timedelta(hours=5)
     plan = plan_usage([quota(w, billing_start=started)], answers((w, Answer({(S, Q): 40}))), {}, now=T0 + 3 * DAY)
     (post,) = plan.changes
-    assert post.kind is ChangeKind.POST and post.payload["amount"] == 40
-    assert post.payload["usage_timestamp"] == "2026-11-01T05:00:00Z"
-    assert post.payload["merchant_tag"] == merchant_tag(S, Q, T0)
+    assert post.kind is ChangeKind.POST and post.action.amount == 40
+    assert post.action.usage_timestamp == datetime(2026, 11, 1, 5, tzinfo=UTC)
+    assert post.action.merchant_tag == merchant_tag(S, Q, T0)
     assert plan.watermarks == {(S, Q): w.clip_end}
 
 
@@ -75,7 +76,7 @@ def test_an_unknown_count_is_never_zero_and_the_watermark_stops_before_it() -> N
         (w0, Answer({(S, Q): 5})), (w1, Answer(whole=False, why="cut at 100 terms")), (w2, Answer({(S, Q): 7}))
     )
     plan = plan_usage([quota(w0, w1, w2)], counts, {}, now=T0 + 5 * DAY)
-    posts = [c.payload["amount"] for c in plan.changes if c.kind is ChangeKind.POST]
+    posts = [c.action.amount for c in plan.changes if c.kind is ChangeKind.POST]
     assert posts == [5, 7], "proven windows are posted, the unknown one is not"
     (finding,) = [c for c in plan.changes if c.kind is ChangeKind.FINDING]
     assert finding.withholds and "1 window(s)" in finding.summary and "cut at 100 terms" in finding.summary
@@ -95,11 +96,11 @@ def test_a_lower_re_count_is_a_withholding_finding_unless_allowed() -> None:
     ledger = {merchant_tag(S, Q, T0): view(w, 100)}
     counts = answers((w, Answer({(S, Q): 90})))
     (finding,) = plan_usage([quota(recount=(w,))], counts, ledger, now=T0 + 2 * DAY).changes
-    assert finding.kind is ChangeKind.FINDING and finding.withholds and finding.payload == {"units": -10}
+    assert finding.kind is ChangeKind.FINDING and finding.withholds and finding.units == -10
     allowed = plan_usage([quota(recount=(w,))], counts, ledger, now=T0 + 2 * DAY, rules=UsageRules(allow_downward=True))
     (update,) = allowed.changes
-    assert update.kind is ChangeKind.RESTATE and update.action == "usage.update"
-    assert update.payload["usage_id"] == "u1" and update.payload["amount"] == 90
+    assert update.kind is ChangeKind.RESTATE and isinstance(update.action, UpdateUsage)
+    assert update.action.usage_id == "u1" and update.action.amount == 90
 
 
 def test_late_traffic_into_a_billed_window_is_an_adjustment_or_for_volume_a_finding() -> None:
@@ -107,11 +108,11 @@ def test_late_traffic_into_a_billed_window_is_an_adjustment_or_for_volume_a_find
     ledger = {merchant_tag(S, Q, T0): view(w, 100, billed=True, adjustments=1)}
     counts = answers((w, Answer({(S, Q): 130})))
     (adjustment,) = plan_usage([quota(recount=(w,), tier_type="tiered")], counts, ledger, now=T0 + 2 * DAY).changes
-    assert adjustment.action == "usage.post" and adjustment.payload["amount"] == 30
-    assert adjustment.payload["merchant_tag"] == merchant_tag(S, Q, T0, 2)
+    assert isinstance(adjustment.action, PostUsage) and adjustment.action.amount == 30
+    assert adjustment.action.merchant_tag == merchant_tag(S, Q, T0, 2)
     for tier_type in ("volume", "stairstep"):
         (finding,) = plan_usage([quota(recount=(w,), tier_type=tier_type)], counts, ledger, now=T0 + 2 * DAY).changes
-        assert finding.kind is ChangeKind.FINDING and finding.withholds and finding.payload == {"units": 30}
+        assert finding.kind is ChangeKind.FINDING and finding.withholds and finding.units == 30
 
 
 def test_an_unbilled_window_in_parts_is_corrected_by_an_adjustment_not_in_place() -> None:
@@ -119,17 +120,17 @@ def test_an_unbilled_window_in_parts_is_corrected_by_an_adjustment_not_in_place(
     ledger = {merchant_tag(S, Q, T0): view(w, 2_000_000_000, parts=3)}
     (change,) = plan_usage([quota(recount=(w,))], answers((w, Answer({(S, Q): 2_000_000_004}))), ledger,
                            now=T0 + 2 * DAY).changes
-    assert change.action == "usage.post" and change.payload["merchant_tag"].endswith(":adj1")
+    assert isinstance(change.action, PostUsage) and change.action.merchant_tag.endswith(":adj1")
 
 
 def test_a_count_over_nine_digits_is_posted_in_parts() -> None:
     w = window(0)
     plan = plan_usage([quota(w)], answers((w, Answer({(S, Q): 2_500_000_000}))), {}, now=T0 + 2 * DAY)
-    tags = [c.payload["merchant_tag"] for c in plan.changes]
+    tags = [c.action.merchant_tag for c in plan.changes]
     base = merchant_tag(S, Q, T0)
     assert tags == [f"{base}:p1", f"{base}:p2", f"{base}:p3"]
-    assert [c.payload["amount"] for c in plan.changes] == [999_999_999, 999_999_999, 500_000_002]
-    assert {c.payload["base_tag"] for c in plan.changes} == {base}
+    assert [c.action.amount for c in plan.changes] == [999_999_999, 999_999_999, 500_000_002]
+    assert {c.action.record.base_tag for c in plan.changes} == {base}
 
 
 def test_aged_out_windows_are_reported_once_and_passed() -> None:

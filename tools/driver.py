@@ -14,7 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
-from amplify_billing.models import CommandReport, Outcome
+from amplify_billing.changes import CommandReport, Outcome
 from amplify_billing.runtime import Runtime
 from amplify_billing.sandbox.clock import VirtualClock
 from amplify_billing.sandbox.harness import Sandbox

@@ -11,6 +11,7 @@ optimistic-concurrency race (HTTP 428) by re-reading once.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +83,12 @@ class ResourceClient:
         self._transport = transport
         self._settings = settings
         self._apis = f"{settings.central_url.rstrip('/')}/apis"
+        # The newest version of each resource this process wrote, by selfLink. A second write to the same resource
+        # in one run (approve, then link) must carry the new resourceVersion, not the listing's: a stale one costs a
+        # 428, a re-read and a retry, at 25 requests a minute. Only what a later write needs is kept (version and
+        # attributes), not whole resources: an initial run writes to every subscription.
+        self._written: dict[str, tuple[Any, Mapping[str, Any]]] = {}
+        self._written_lock = threading.Lock()
 
     def _collection_url(self, plural: str, scope: str | None, group: str) -> str:
         url = f"{self._apis}/{group}/{self._settings.api_version}"
@@ -154,6 +161,7 @@ class ResourceClient:
 
     def update_attributes(self, resource: Mapping[str, Any], attributes: Mapping[str, str]) -> dict[str, Any]:
         """Set ``attributes`` on ``resource`` with a full-body PUT; no request when nothing differs."""
+        resource = self._newest(resource)
         if _has_attributes(resource, attributes):
             return dict(resource)
         url = self._self_url(resource)
@@ -176,7 +184,7 @@ class ResourceClient:
                     system="amplify",
                     status=PRECONDITION_REQUIRED,
                 )
-        return _resource(json_body(response), url)
+        return self._wrote(_resource(json_body(response), url))
 
     def put_subresource(
         self, resource: Mapping[str, Any], subresource: str, value: Mapping[str, Any]
@@ -184,7 +192,36 @@ class ResourceClient:
         """Write one subresource, e.g. ``approval`` with ``{"state": "approved", "reason": …}``."""
         url = f"{self._self_url(resource)}/{subresource}"
         response = self._transport.request("PUT", url, json={subresource: dict(value)}, expected=WRITE_OK)
-        return _resource(json_body(response), url)
+        return self._wrote(_resource(json_body(response), url))
+
+    def _newest(self, resource: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``resource`` with the resourceVersion and attributes of this process's last write to it, if any.
+
+        A main-resource PUT carries the full body; subresources (approval, state) in it are ignored by the server,
+        so the listed body with the newest version and attributes is the current one for that PUT."""
+        with self._written_lock:
+            known = self._written.get(_self_link(resource))
+        if known is None:
+            return resource
+        version, attributes = known
+        metadata = resource.get("metadata")
+        return {
+            **resource,
+            "metadata": {**(metadata if isinstance(metadata, Mapping) else {}), "resourceVersion": version},
+            "attributes": dict(attributes),
+        }
+
+    def _wrote(self, resource: dict[str, Any]) -> dict[str, Any]:
+        link = _self_link(resource)
+        metadata = resource.get("metadata")
+        if link and isinstance(metadata, Mapping):
+            attributes = resource.get("attributes")
+            with self._written_lock:
+                self._written[link] = (
+                    metadata.get("resourceVersion"),
+                    dict(attributes) if isinstance(attributes, Mapping) else {},
+                )
+        return resource
 
     def _self_url(self, resource: Mapping[str, Any]) -> str:
         metadata = resource.get("metadata")
@@ -195,6 +232,11 @@ class ResourceClient:
                 system="amplify",
             )
         return f"{self._apis}{self_link}"
+
+
+def _self_link(resource: Mapping[str, Any]) -> str:
+    metadata = resource.get("metadata")
+    return str(metadata.get("selfLink") or "") if isinstance(metadata, Mapping) else ""
 
 
 def _has_attributes(resource: Mapping[str, Any], attributes: Mapping[str, str]) -> bool:

@@ -3,75 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from amplify_billing import safety
+from amplify_billing.actions import Action
+from amplify_billing.amplify.executor import amplify_handlers
 from amplify_billing.apply import Applier, Handler, planned
+from amplify_billing.changes import REPORT_ONLY, ChangeResult, ChangeSet, CommandReport, Outcome
 from amplify_billing.errors import ExitCode
-from amplify_billing.models import REPORT_ONLY, Change, ChangeResult, ChangeSet, CommandReport, Outcome
+from amplify_billing.journal_effects import journal_handlers
+from amplify_billing.recurly.executor import recurly_handlers, usage_handlers
 from amplify_billing.runtime import Runtime
 
-RECURLY_ACTIONS = (
-    "create_measured_unit",
-    "update_measured_unit",
-    "create_plan",
-    "update_plan",
-    "remove_plan",
-    "create_plan_add_on",
-    "update_plan_add_on",
-    "create_account",
-    "create_subscription",
-    "cancel_subscription",
-    "terminate_subscription",
-    "create_usage",
-    "update_usage",
-)
 
-
-def _result_id(result: Any) -> str | None:
-    if isinstance(result, Mapping):
-        for key in ("uuid", "id", "code"):
-            if result.get(key):
-                return str(result[key])
-    return None
-
-
-def _recurly_handler(rt: Runtime, method: str) -> Handler:
-    def handle(change: Change, key: str, done: Mapping[str, str | None]) -> str | None:
-        call = getattr(rt.recurly(), method)
-        return _result_id(call(**change.payload, idempotency_key=key))
-
-    return handle
-
-
-def _set_attributes(rt: Runtime) -> Handler:
-    def handle(change: Change, key: str, done: Mapping[str, str | None]) -> str | None:
-        resource = rt.newest(change.payload["resource"])
-        rt.wrote(rt.amplify().resources.update_attributes(resource, change.payload["attributes"]))
-        return None
-
-    return handle
-
-
-def _approve(rt: Runtime) -> Handler:
-    def handle(change: Change, key: str, done: Mapping[str, str | None]) -> str | None:
-        rt.wrote(
-            rt.amplify().resources.put_subresource(
-                rt.newest(change.payload["resource"]),
-                "approval",
-                {"state": "approved", "reason": change.payload["reason"]},
-            )
-        )
-        return None
-
-    return handle
-
-
-def default_handlers(rt: Runtime) -> dict[str, Handler]:
-    handlers: dict[str, Handler] = {f"recurly.{m}": _recurly_handler(rt, m) for m in RECURLY_ACTIONS}
-    handlers["amplify.set_attributes"] = _set_attributes(rt)
-    handlers["amplify.approve"] = _approve(rt)
-    return handlers
+def default_handlers(rt: Runtime) -> dict[type[Action], Handler]:
+    """Every executor, each reaching its client or the journal only when a write needs it."""
+    return {
+        **recurly_handlers(rt.recurly),
+        **usage_handlers(rt.recurly, rt.journal, rt.clock),
+        **amplify_handlers(lambda: rt.amplify().resources),
+        **journal_handlers(rt.journal),
+    }
 
 
 def execute(
@@ -82,7 +33,7 @@ def execute(
     force: bool,
     destructive_verb: str,
     run_id: int | None,
-    handlers: Mapping[str, Handler] | None = None,
+    handlers: Mapping[type[Action], Handler] | None = None,
 ) -> tuple[list[ChangeResult], str | None]:
     """Dry run: plan. Otherwise: safety valve, then apply. Returns results and a note for the report."""
     if dry_run:

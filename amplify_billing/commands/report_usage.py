@@ -22,9 +22,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from amplify_billing.actions import PostUsage, UpdateUsage
 from amplify_billing.amplify.parse import parse_timestamp
-from amplify_billing.apply import Handler
-from amplify_billing.commands.common import default_handlers, execute, make_report
+from amplify_billing.changes import Change, ChangeKind, ChangeResult, ChangeSet, CommandReport, Outcome
+from amplify_billing.commands.common import execute, make_report
 from amplify_billing.commands.subscriptions import (
     CREATED_LINK,
     SUBSCRIPTION_LINK,
@@ -33,15 +34,7 @@ from amplify_billing.commands.subscriptions import (
 )
 from amplify_billing.errors import ConfigError, UpstreamError
 from amplify_billing.journal import UsageLedgerEntry
-from amplify_billing.models import (
-    AmplifySubscription,
-    Change,
-    ChangeKind,
-    ChangeResult,
-    ChangeSet,
-    CommandReport,
-    Outcome,
-)
+from amplify_billing.models import AmplifySubscription
 from amplify_billing.reconcile.subscriptions import RecurlySubscription, ended_state, match_subscriptions
 from amplify_billing.reconcile.usage import (
     PHASE_REPORT,
@@ -60,7 +53,6 @@ from amplify_billing.usage.sources import Range, RangeCount, UsageSource, build_
 from amplify_billing.usage.windows import (
     WINDOW_SIZES,
     UsageWindow,
-    idempotency_key,
     merchant_tag,
     parse_merchant_tag,
     reportable_windows,
@@ -209,7 +201,8 @@ def _resolve_open_intents(rt: Runtime, ledger: _Ledger, size: timedelta) -> _Int
                     f"stuck intent {intent.key} ({p.get('amount')} unit(s)) from {intent.created_at.isoformat()}: "
                     f"cannot look it up in Recurly ({error}); nothing more is posted for this pair until it is "
                     "resolved, the next run tries again",
-                    payload={"units": int(Decimal(str(p.get("amount") or 0)))},
+                    units=int(Decimal(str(p.get("amount") or 0))),
+                    amplify_id=pair[0],
                     phase=PHASE_REPORT,
                     key=f"{pair[0]}:{pair[1]}:stuck:{intent.key}",
                     withholds=True,
@@ -455,7 +448,7 @@ def report_usage_with_watermarks(
             "intents_resolved": intents.resolved,
             "intents_stuck": len(intents.stuck),
             "unbilled_units": sum(
-                int(c.payload.get("units", 0)) for c in reported_findings if int(c.payload.get("units", 0)) > 0
+                c.units for c in reported_findings if c.units is not None and c.units > 0
             ),
             "withheld_findings": sum(1 for c in reported_findings if c.withholds),
             "journal_sample_reads": planner.sample_reads,
@@ -669,7 +662,6 @@ def _plan_and_apply(
     moved: dict[Pair, datetime] = {}
     units = records = restated = 0
     stopped = False
-    handlers = _usage_handlers(rt, planner.size)
     billed = planner.billed
     for start in range(0, len(billed), USAGE_BATCH_PAIRS):
         batch = billed[start : start + USAGE_BATCH_PAIRS]
@@ -683,23 +675,22 @@ def _plan_and_apply(
             force=options.force,
             destructive_verb="change",
             run_id=run_id,
-            handlers=handlers,
         )
         stopped = stopped or note is not None
         moved.update(_advance_watermarks(rt, usage_plan.watermarks, batch_results, dry_run=options.dry_run))
         for r in batch_results:
-            if r.outcome not in (Outcome.APPLIED, Outcome.PLANNED) or r.change.object != "usage":
+            action = r.change.action
+            if r.outcome not in (Outcome.APPLIED, Outcome.PLANNED):
                 continue
-            if r.change.kind is ChangeKind.POST:
-                records += 1
-                units += int(r.change.payload.get("amount", 0))
-            elif r.change.kind is ChangeKind.RESTATE:
+            if isinstance(action, UpdateUsage):
                 restated += 1
-                p = r.change.payload
-                if r.change.action == "usage.update":
-                    units += int(p["amount"]) - int(Decimal(str(p["old_total"])))
+                units += action.amount - action.old_total
+            elif isinstance(action, PostUsage):
+                units += action.amount
+                if r.change.kind is ChangeKind.POST:
+                    records += 1
                 else:
-                    units += int(p["amount"])
+                    restated += 1
         results.extend(_per_pair(batch_results))
     figures: dict[str, int | str] = {"units_reported": units, "records_reported": records, "restated": restated}
     return results, moved, figures, stopped
@@ -735,22 +726,23 @@ def _refresh_billed(rt: Runtime, views: dict[str, LedgerView], tags: list[str]) 
 def _per_pair(results: list[ChangeResult]) -> list[ChangeResult]:
     """The report's view of a batch: posts summed per (subscription, quota) and outcome ("7 record(s), 1,234
     unit(s)"), each restatement, failure and skip on its own row. A week of hourly usage is ~100,000 posts; the
-    journal's audit log keeps every one of them, the report keeps what an operator reads."""
+    journal's audit log keeps every one of them, the report keeps what an operator reads (no actions)."""
     rows: list[ChangeResult] = []
     sums: dict[tuple[str, str, Outcome], tuple[ChangeResult, int, int]] = {}
     for r in results:
-        change = r.change
-        if change.kind is ChangeKind.POST and r.outcome in (Outcome.APPLIED, Outcome.PLANNED):
-            pair = (str(change.payload["amplify_subscription_id"]), str(change.payload["quota_id"]), r.outcome)
+        change, action = r.change, r.change.action
+        if change.kind is ChangeKind.POST and isinstance(action, PostUsage) and r.outcome in (
+            Outcome.APPLIED,
+            Outcome.PLANNED,
+        ):
+            pair = (action.record.amplify_subscription_id, action.record.quota_id, r.outcome)
             first, windows, units = sums.get(pair, (r, 0, 0))
-            sums[pair] = (first, windows + 1, units + int(change.payload.get("amount", 0)))
+            sums[pair] = (first, windows + 1, units + action.amount)
         else:
-            # payloads are for the handlers only (the report never shows them); findings keep their units
-            kept = {"units": change.payload["units"]} if "units" in change.payload else {}
-            rows.append(replace(r, change=replace(change, payload=kept)))
+            rows.append(replace(r, change=replace(change, action=None)))
     for (subscription_id, quota_id, _outcome), (first, windows, units) in sums.items():
         summary = f"{windows} record(s), {units:,} unit(s)"
-        change = replace(first.change, payload={}, summary=summary, key=f"{subscription_id}:{quota_id}")
+        change = replace(first.change, action=None, summary=summary, key=f"{subscription_id}:{quota_id}")
         rows.append(replace(first, change=change, result_id=None))
     return rows
 
@@ -767,9 +759,10 @@ def _advance_watermarks(
         return dict(watermarks)
     journal = rt.journal()
     failed_pairs = {
-        (str(r.change.payload.get("amplify_subscription_id")), str(r.change.payload.get("quota_id")))
+        (action.record.amplify_subscription_id, action.record.quota_id)
         for r in results
-        if r.outcome in (Outcome.FAILED, Outcome.SKIPPED) and r.change.object == "usage"
+        if r.outcome in (Outcome.FAILED, Outcome.SKIPPED)
+        and isinstance(action := r.change.action, PostUsage | UpdateUsage)
     }
     moved: dict[tuple[str, str], datetime] = {}
     for (subscription_id, quota_id), mark in watermarks.items():
@@ -785,90 +778,6 @@ def _advance_watermarks(
 def _plan_quotas(rt: Runtime) -> dict[str, list[str]]:
     """Quota ids of every plan of the catalog, by plan name (one pass, not one per subscription)."""
     return {plan.name: [q.id for q in plan.quotas] for plan in rt.snapshots().amplify_catalog().snapshot.plans}
-
-
-JOURNAL_PAYLOAD_KEYS = (
-    "subscription_id",
-    "add_on_id",
-    "merchant_tag",
-    "amount",
-    "usage_timestamp",
-    "amplify_subscription_id",
-    "quota_id",
-)
-
-
-def _usage_handlers(rt: Runtime, size: timedelta) -> dict[str, Handler]:
-    handlers = default_handlers(rt)
-
-    def ledger_entry(p: Mapping[str, Any], usage_id: str, amount: Decimal) -> UsageLedgerEntry:
-        now = rt.clock()
-        kind = str(p.get("record_kind") or "base")
-        return UsageLedgerEntry(
-            merchant_tag=str(p["merchant_tag"]),
-            subscription_id=str(p["amplify_subscription_id"]),
-            quota_id=str(p["quota_id"]),
-            window_start=p["window_start"],
-            window_end=p["window_end"],
-            recurly_subscription_id=str(p["subscription_id"]).removeprefix("uuid-"),
-            add_on_code=str(p["add_on_id"]).removeprefix("code-"),
-            amount=amount,
-            usage_id=usage_id,
-            billed=False,
-            kind=kind,
-            base_tag=None if kind == "base" else str(p["base_tag"]),
-            recorded_at=now,
-            updated_at=now,
-        )
-
-    def post(change: Change, key: str, done: Mapping[str, str | None]) -> str | None:
-        """Base records, parts and adjustments alike: intent, write with its Idempotency-Key, ledger."""
-        p = change.payload
-        tag = str(p["merchant_tag"])
-        amount = int(p["amount"])
-        journal = rt.journal()
-        intent_payload = {k: p[k] for k in JOURNAL_PAYLOAD_KEYS}
-        intent_payload["amount"] = str(amount)
-        journal.begin_intent(tag, INTENT_KIND, intent_payload)
-        body = {"amount": amount, "merchant_tag": tag, "usage_timestamp": p["usage_timestamp"]}
-
-        def stored() -> Mapping[str, Any] | None:
-            # DESIGN.md §4 step 4 within the run: a lost answer is resolved by merchant_tag, never by a resend
-            records = rt.recurly().list_usage(
-                p["subscription_id"],
-                p["add_on_id"],
-                {"billing_status": "all", "begin_time": p["usage_timestamp"], "end_time": p["usage_timestamp"]},
-            )
-            return next((r for r in records if r.get("merchant_tag") == tag), None)
-
-        created = rt.recurly().create_usage(
-            p["subscription_id"],
-            p["add_on_id"],
-            body,
-            idempotency_key=idempotency_key(tag, "create"),
-            already_stored=stored,
-        )
-        usage_id = str(created.get("id"))
-        journal.record_usage(ledger_entry(p, usage_id, Decimal(amount)))
-        journal.complete_intent(tag, usage_id)
-        return usage_id
-
-    def update(change: Change, key: str, done: Mapping[str, str | None]) -> str | None:
-        """The window's only record, unbilled (the plan read it so): its amount changes in place."""
-        p = change.payload
-        usage_id = str(p["usage_id"])
-        amount = int(p["amount"])
-        rt.recurly().update_usage(
-            usage_id,
-            {"amount": amount},
-            idempotency_key=idempotency_key(f"{p['merchant_tag']}={amount}", "update"),
-        )
-        rt.journal().record_usage(ledger_entry(p, usage_id, Decimal(amount)))
-        return usage_id
-
-    handlers["usage.post"] = post
-    handlers["usage.update"] = update
-    return handlers
 
 
 __all__ = ["SUBSCRIPTION_LINK", "UsageOptions", "report_usage", "report_usage_with_watermarks"]

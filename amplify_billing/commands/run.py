@@ -6,11 +6,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from amplify_billing.changes import CommandReport
 from amplify_billing.commands.report_usage import UsageOptions, report_usage
 from amplify_billing.commands.subscriptions import SyncOptions, link_accounts, sync_subscriptions
 from amplify_billing.commands.sync_plans import SyncPlansOptions, sync_plans
 from amplify_billing.errors import AmplifyBillingError, LockHeldError
-from amplify_billing.models import CommandReport
 from amplify_billing.runtime import Runtime
 
 log = logging.getLogger(__name__)

@@ -10,12 +10,21 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from amplify_billing import safety
+from amplify_billing.actions import (
+    Action,
+    CancelSubscription,
+    CreateAccount,
+    CreateSubscription,
+    SetAttributes,
+    TerminateSubscription,
+)
 from amplify_billing.amplify.parse import ParseProblem, parse_subscription, parse_timestamp
 from amplify_billing.apply import Handler
+from amplify_billing.changes import ChangeResult, CommandReport, Outcome
 from amplify_billing.commands.common import default_handlers, execute, make_report
 from amplify_billing.errors import AmplifyBillingError, ConfigError
 from amplify_billing.identity import account_code, add_on_code, plan_code
-from amplify_billing.models import AmplifySubscription, Change, ChangeResult, CommandReport, Outcome
+from amplify_billing.models import AmplifySubscription
 from amplify_billing.reconcile.accounts import (
     AccountOptions,
     OwnerDetails,
@@ -40,6 +49,7 @@ from amplify_billing.reconcile.subscriptions import (
     unmatched_links,
     unreadable_ids,
 )
+from amplify_billing.recurly.translate import subscription_body
 from amplify_billing.runtime import Runtime
 from amplify_billing.snapshots import CompactResource, DirectRead, Missing
 
@@ -234,14 +244,14 @@ def link_accounts(rt: Runtime, options: SyncOptions, *, run_id: int | None) -> C
     changeset = diff_accounts(subscriptions, set(existing), details, account_options)
     if not options.account_links:
         changeset = replace(
-            changeset, changes=tuple(c for c in changeset.changes if c.action != "amplify.set_attributes")
+            changeset, changes=tuple(c for c in changeset.changes if not isinstance(c.action, SetAttributes))
         )
     results, note = execute(
         rt, changeset, dry_run=options.dry_run, force=options.force, destructive_verb="change", run_id=run_id
     )
     for result in results:
-        if result.outcome is Outcome.APPLIED and result.change.action == "recurly.create_account":
-            code = str(result.change.payload["body"]["code"])
+        if result.outcome is Outcome.APPLIED and isinstance(result.change.action, CreateAccount):
+            code = result.change.action.code
             existing[code] = {"code": code, "id": result.result_id}
     figures = {"subscriptions_billed": len([s for s in subscriptions if needs_billing(s)]), "accounts": len(needed)}
     return make_report(
@@ -507,43 +517,37 @@ def subscription_inputs(
     )
 
 
-def _subscription_handlers(rt: Runtime) -> dict[str, Handler]:
+def _subscription_handlers(rt: Runtime) -> dict[type[Action], Handler]:
     handlers = default_handlers(rt)
 
-    def create(change: Change, key: str, done: Mapping[str, str | None]) -> str | None:
-        created = rt.recurly().create_subscription(change.payload["body"], idempotency_key=key)
+    def create(action: Action, key: str, done: Mapping[str, str | None]) -> str | None:
+        assert isinstance(action, CreateSubscription)
+        created = rt.recurly().create_subscription(subscription_body(action), idempotency_key=key)
         uuid = str(created.get("uuid"))
-        amplify_id = str(change.payload["amplify_id"])
         journal = rt.journal()
-        journal.set_link(SUBSCRIPTION_LINK, amplify_id, uuid)
+        journal.set_link(SUBSCRIPTION_LINK, action.amplify_id, uuid)
         # created by this journal: every usage record on it goes through this journal's ledger, so report-usage
         # need not read Recurly to learn what is already there
-        journal.set_link(CREATED_LINK, amplify_id, uuid)
+        journal.set_link(CREATED_LINK, action.amplify_id, uuid)
         rt.snapshots().record_recurly_subscription(created)
         return uuid
 
-    def ended(method: str) -> Handler:
-        def end(change: Change, key: str, done: Mapping[str, str | None]) -> str | None:
-            answer = getattr(rt.recurly(), method)(**change.payload, idempotency_key=key)
-            rt.snapshots().record_recurly_subscription(answer)
-            return str(answer.get("uuid") or "") or None
-
-        return end
-
-    def link(change: Change, key: str, done: Mapping[str, str | None]) -> str | None:
-        uuid = change.payload.get("uuid") or done.get(str(change.payload.get("uuid_from")))
-        attributes = dict(change.payload["attributes"])
-        if uuid:
-            attributes[str(change.payload["uuid_attribute"])] = str(uuid)
+    def end(action: Action, key: str, done: Mapping[str, str | None]) -> str | None:
+        if isinstance(action, CancelSubscription):
+            answer = rt.recurly().cancel_subscription(
+                f"uuid-{action.uuid}", {"timeframe": "term_end"}, idempotency_key=key
+            )
         else:
-            attributes.pop(str(change.payload["uuid_attribute"]), None)
-        rt.wrote(rt.amplify().resources.update_attributes(rt.newest(change.payload["resource"]), attributes))
-        return None
+            assert isinstance(action, TerminateSubscription)
+            answer = rt.recurly().terminate_subscription(
+                f"uuid-{action.uuid}", {"refund": action.refund, "charge": True}, idempotency_key=key
+            )
+        rt.snapshots().record_recurly_subscription(answer)
+        return str(answer.get("uuid") or "") or None
 
-    handlers["recurly.create_subscription"] = create
-    handlers["recurly.cancel_subscription"] = ended("cancel_subscription")
-    handlers["recurly.terminate_subscription"] = ended("terminate_subscription")
-    handlers["amplify.link_subscription"] = link
+    handlers[CreateSubscription] = create
+    handlers[CancelSubscription] = end
+    handlers[TerminateSubscription] = end
     return handlers
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from amplify_billing.changes import CommandReport, Outcome
 from amplify_billing.commands.common import execute, make_report
-from amplify_billing.models import CommandReport, Outcome
 from amplify_billing.reconcile.plan_mapping import MappingOptions
 from amplify_billing.reconcile.plans import PlanSyncOptions, diff_plans
 from amplify_billing.runtime import Runtime

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
+from amplify_billing.actions import CreateAccount, SetAttributes
 from amplify_billing.amplify import literals
+from amplify_billing.changes import Change, ChangeKind, ChangeSet
 from amplify_billing.identity import account_code
-from amplify_billing.models import AmplifySubscription, Change, ChangeKind, ChangeSet
+from amplify_billing.models import AmplifySubscription
 
 PHASE_ACCOUNTS = 15
 PHASE_LINKS = 90
@@ -44,19 +46,6 @@ def needs_billing(subscription: AmplifySubscription) -> bool:
 
 def _ref(subscription: AmplifySubscription) -> str:
     return f"subscription {subscription.name} ({subscription.id})"
-
-
-def account_body(code: str, details: OwnerDetails) -> dict[str, str]:
-    body = {"code": code}
-    if details.email:
-        body["email"] = details.email[:255]
-    if details.first_name:
-        body["first_name"] = details.first_name[:255]
-    if details.last_name:
-        body["last_name"] = details.last_name[:255]
-    if details.company:
-        body["company"] = details.company[:100]
-    return body
 
 
 def diff_accounts(
@@ -102,8 +91,9 @@ def diff_accounts(
                     _ref(subscription),
                     f"account {code}",
                     f"set attribute {options.link_attribute}={code}",
-                    action="amplify.set_attributes",
-                    payload={"resource": subscription.raw, "attributes": {options.link_attribute: code}},
+                    action=SetAttributes(resource=subscription.raw, attributes={options.link_attribute: code}),
+                    amplify_id=subscription.id,
+                    recurly_id=code,
                     phase=PHASE_LINKS,
                     key=f"link:{subscription.id}",
                     requires=(f"account:{code}",),
@@ -125,8 +115,8 @@ def diff_accounts(
                 code.replace("amplify-", "", 1),
                 f"account {code}",
                 f"create account for {details.company or details.email}",
-                action="recurly.create_account",
-                payload={"body": account_body(code, details)},
+                action=CreateAccount(code, details.email, details.first_name, details.last_name, details.company),
+                recurly_id=code,
                 phase=PHASE_ACCOUNTS,
                 key=f"account:{code}",
             )

@@ -5,27 +5,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from amplify_billing.actions import (
+    CreateAddOn,
+    CreateMeasuredUnit,
+    CreatePlan,
+    DeactivatePlan,
+    SetAttributes,
+    UpdateAddOn,
+    UpdateMeasuredUnit,
+    UpdatePlan,
+)
 from amplify_billing.amplify import literals
 from amplify_billing.amplify.parse import ParseProblem
-from amplify_billing.models import (
-    Change,
-    ChangeKind,
-    ChangeSet,
-    MeasuredUnit,
-    PlanUnit,
-    ProductPlan,
-    RecurlyAddOn,
-    RecurlyPlan,
-)
+from amplify_billing.changes import Change, ChangeKind, ChangeSet
+from amplify_billing.models import MeasuredUnit, PlanUnit, ProductPlan, RecurlyAddOn, RecurlyPlan
 from amplify_billing.reconcile.plan_mapping import (
     MappingOptions,
     Unsupported,
-    add_on_body,
     add_on_code,
     desired_plan,
     plan_code,
-    plan_create_body,
-    plan_update_body,
     unit_display_name,
 )
 
@@ -87,8 +86,7 @@ def _link(
         amplify=ref,
         recurly=recurly,
         summary=f"set attribute {attribute}={value}",
-        action="amplify.set_attributes",
-        payload={"resource": raw, "attributes": {attribute: value}},
+        action=SetAttributes(resource=raw, attributes={attribute: value}),
         phase=PHASE_LINKS,
         key=ref,
         requires=requires,
@@ -110,8 +108,8 @@ def _add_on_changes(plan: ProductPlan, want: RecurlyPlan, have: RecurlyPlan) -> 
                     ref,
                     recurly,
                     f"create {add_on.tier_type} usage add-on",
-                    action="recurly.create_plan_add_on",
-                    payload={"plan_id": f"code-{want.code}", "body": add_on_body(add_on)},
+                    action=CreateAddOn(want.code, add_on),
+                    recurly_id=add_on.code,
                     phase=PHASE_ADD_ONS,
                     key=f"{want.code}/{add_on.code}",
                     requires=(f"unit:{add_on.measured_unit_name}",),
@@ -138,12 +136,8 @@ def _add_on_changes(plan: ProductPlan, want: RecurlyPlan, have: RecurlyPlan) -> 
                     ref,
                     recurly,
                     _describe_add_on_diff(current, add_on),
-                    action="recurly.update_plan_add_on",
-                    payload={
-                        "plan_id": f"code-{want.code}",
-                        "add_on_id": f"code-{add_on.code}",
-                        "body": add_on_body(add_on, create=False),
-                    },
+                    action=UpdateAddOn(want.code, add_on),
+                    recurly_id=add_on.code,
                     phase=PHASE_ADD_ONS,
                     key=f"{want.code}/{add_on.code}",
                 )
@@ -291,8 +285,9 @@ def diff_plans(amplify: CatalogSnapshot, recurly: RecurlyCatalog, options: PlanS
                     f"plan {want.code}",
                     f"create {want.name!r} {want.unit_amount} {want.currency} every {want.interval_length} month(s)"
                     + (f" with {len(want.add_ons)} usage add-on(s)" if want.add_ons else ""),
-                    action="recurly.create_plan",
-                    payload={"body": plan_create_body(want)},
+                    action=CreatePlan(want),
+                    amplify_id=plan.id,
+                    recurly_id=want.code,
                     phase=PHASE_PLANS,
                     key=want.code,
                     requires=tuple(sorted({f"unit:{a.measured_unit_name}" for a in want.add_ons})),
@@ -334,8 +329,9 @@ def diff_plans(amplify: CatalogSnapshot, recurly: RecurlyCatalog, options: PlanS
                         ref,
                         f"plan {want.code}",
                         _describe_plan_diff(have, want),
-                        action="recurly.update_plan",
-                        payload={"plan_id": f"code-{want.code}", "body": plan_update_body(want)},
+                        action=UpdatePlan(want),
+                        amplify_id=plan.id,
+                        recurly_id=want.code,
                         phase=PHASE_PLANS,
                         key=want.code,
                     )
@@ -381,8 +377,8 @@ def diff_plans(amplify: CatalogSnapshot, recurly: RecurlyCatalog, options: PlanS
                     f"unit {name}",
                     f"measured unit {name}",
                     f"create measured unit {display!r}",
-                    action="recurly.create_measured_unit",
-                    payload={"body": {"name": name, "display_name": display}},
+                    action=CreateMeasuredUnit(name, display),
+                    recurly_id=name,
                     phase=PHASE_UNITS,
                     key=f"unit:{name}",
                 )
@@ -395,8 +391,8 @@ def diff_plans(amplify: CatalogSnapshot, recurly: RecurlyCatalog, options: PlanS
                     f"unit {name}",
                     f"measured unit {name}",
                     f"display name {current.display_name!r} → {display!r}",
-                    action="recurly.update_measured_unit",
-                    payload={"unit_id": f"name-{name}", "body": {"display_name": display}},
+                    action=UpdateMeasuredUnit(name, display),
+                    recurly_id=name,
                     phase=PHASE_UNITS,
                     key=f"unit:{name}",
                 )
@@ -448,8 +444,8 @@ def diff_plans(amplify: CatalogSnapshot, recurly: RecurlyCatalog, options: PlanS
                 ref,
                 f"plan {code}",
                 f"{why}; deactivate the Recurly plan",
-                action="recurly.remove_plan",
-                payload={"plan_id": f"code-{code}"},
+                action=DeactivatePlan(code),
+                recurly_id=code,
                 phase=PHASE_DEACTIVATE,
                 key=code,
             )

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from amplify_billing.changes import REPORT_ONLY, Change, ChangeKind
 from amplify_billing.errors import ExitCode
 from amplify_billing.identity import account_code, plan_code
-from amplify_billing.models import REPORT_ONLY, AmplifySubscription, Change, ChangeKind
+from amplify_billing.models import AmplifySubscription
 from amplify_billing.reconcile.plans import CatalogSnapshot, PlanSyncOptions, RecurlyCatalog, diff_plans
 from amplify_billing.reconcile.status_report import (
     DRIFT_COLUMNS,

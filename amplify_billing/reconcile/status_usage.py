@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from amplify_billing.amplify.parse import parse_timestamp
-from amplify_billing.models import ChangeKind
+from amplify_billing.changes import ChangeKind
 from amplify_billing.reconcile.status_report import DriftItem, StatusCell, format_ts
 from amplify_billing.reconcile.subscriptions import SubscriptionInputs
 from amplify_billing.recurly.parse import money

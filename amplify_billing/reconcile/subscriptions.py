@@ -14,12 +14,20 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
+from amplify_billing.actions import (
+    Approve,
+    CancelSubscription,
+    CreateSubscription,
+    Later,
+    LinkSubscription,
+    TerminateSubscription,
+)
 from amplify_billing.amplify import literals
 from amplify_billing.amplify.parse import ParseProblem
+from amplify_billing.changes import Change, ChangeKind, ChangeSet
 from amplify_billing.identity import account_code
-from amplify_billing.models import AmplifySubscription, Change, ChangeKind, ChangeSet
+from amplify_billing.models import AmplifySubscription
 
 PHASE_END = 40
 PHASE_CREATE = 50
@@ -33,7 +41,6 @@ STAND_IN = "amplify-billing:deleted"
 DELETED = "deleted"  # a direct read answered 404
 ENDED_BY_OPERATOR = "operator"  # sync-subscriptions --end
 # in a create's payload: the Recurly subscription the Amplify subscription was linked to before (safety valve)
-REPLACES = "replaces"
 END_HINT = "amplify-billing sync-subscriptions --end"
 
 
@@ -107,8 +114,8 @@ def _ref(s: AmplifySubscription) -> str:
     return f"subscription {s.name} ({s.id})"
 
 
-def _rec(uuid: str | None, plan: str | None = None) -> str:
-    if uuid is None:
+def _rec(uuid: str | Later | None, plan: str | None = None) -> str:
+    if not isinstance(uuid, str):
         return f"new subscription on {plan}" if plan else "-"
     return f"subscription {uuid}"
 
@@ -125,21 +132,6 @@ def _unknown_values(s: AmplifySubscription) -> str | None:
     if s.state_name is not None and s.state_name not in literals.SUBSCRIPTION_STATES:
         return f"unknown subscription state {s.state_name!r}"
     return None
-
-
-def create_body(s: AmplifySubscription, plan: LinkedPlan, code: str, options: SubscriptionOptions) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "plan_code": plan.code,
-        "currency": plan.currency,
-        "account": {"code": code},
-        "collection_method": options.collection_method,
-    }
-    if plan.add_on_codes:
-        # the API attaches no add-on by itself: list every usage add-on explicitly
-        body["add_ons"] = [{"code": add_on} for add_on in plan.add_on_codes]
-    if options.custom_field:
-        body["custom_fields"] = [{"name": options.custom_field, "value": s.id}]
-    return body
 
 
 @dataclass
@@ -318,10 +310,17 @@ def diff_subscriptions(inputs: SubscriptionInputs, options: SubscriptionOptions)
                 )
                 continue
             create_key = f"create:{s.id}"
-            payload: dict[str, Any] = {"body": create_body(s, plan, code, options), "amplify_id": s.id}
             previous = _linked_uuid(s, inputs, options)
-            if previous:
-                payload[REPLACES] = previous  # counted by the safety valve like an end
+            create = CreateSubscription(
+                amplify_id=s.id,
+                account_code=code,
+                plan_code=plan.code,
+                currency=plan.currency,
+                add_on_codes=plan.add_on_codes,
+                collection_method=options.collection_method,
+                custom_field=options.custom_field,
+                replaces=previous,  # counted by the safety valve like an end
+            )
             changes.append(
                 Change(
                     ChangeKind.CREATE,
@@ -331,14 +330,14 @@ def diff_subscriptions(inputs: SubscriptionInputs, options: SubscriptionOptions)
                     f"subscribe {code} to {plan.code}"
                     + (f" with {len(plan.add_on_codes)} usage add-on(s)" if plan.add_on_codes else "")
                     + (f" (it was linked to Recurly subscription {previous}, which is not live)" if previous else ""),
-                    action="recurly.create_subscription",
-                    payload=payload,
+                    action=create,
                     phase=PHASE_CREATE,
                     key=create_key,
+                    amplify_id=s.id,
                 )
             )
             requires: tuple[str, ...] = (create_key,)
-            uuid_source: dict[str, str] = {"uuid_from": create_key}
+            uuid: str | Later | None = Later(create_key)
         else:
             if current.plan_code != plan.code:
                 changes.append(
@@ -354,8 +353,7 @@ def diff_subscriptions(inputs: SubscriptionInputs, options: SubscriptionOptions)
                     )
                 )
             requires = ()
-            uuid_source = {"uuid": current.uuid}
-        uuid = current.uuid if current else None
+            uuid = current.uuid
         if s.approval_state == literals.APPROVAL_PENDING:
             if options.approve_pending:
                 changes.append(
@@ -365,12 +363,9 @@ def diff_subscriptions(inputs: SubscriptionInputs, options: SubscriptionOptions)
                         ref,
                         _rec(uuid, plan.code),
                         "approve in Amplify: billing is in place",
-                        action="amplify.approve",
-                        payload={
-                            "resource": s.raw,
-                            "reason": "Billing set up in Recurly by amplify-billing",
-                            **uuid_source,
-                        },
+                        action=Approve(resource=s.raw, reason="Billing set up in Recurly by amplify-billing"),
+                        amplify_id=s.id,
+                        recurly_id=_plain(uuid),
                         phase=PHASE_APPROVE,
                         key=f"approve:{s.id}",
                         requires=requires,
@@ -391,8 +386,8 @@ def diff_subscriptions(inputs: SubscriptionInputs, options: SubscriptionOptions)
         wanted: dict[str, str] = {}
         if code and s.attributes.get(options.account_link_attribute) != code:
             wanted[options.account_link_attribute] = code
-        if uuid is None or s.attributes.get(options.link_attribute) != uuid:
-            wanted[options.link_attribute] = uuid or "(from create)"
+        if not isinstance(uuid, str) or s.attributes.get(options.link_attribute) != uuid:
+            wanted[options.link_attribute] = str(uuid)
         if wanted:
             changes.append(
                 Change(
@@ -401,13 +396,11 @@ def diff_subscriptions(inputs: SubscriptionInputs, options: SubscriptionOptions)
                     ref,
                     _rec(uuid, plan.code),
                     "set attribute " + ", ".join(f"{k}={v}" for k, v in sorted(wanted.items())),
-                    action="amplify.link_subscription",
-                    payload={
-                        "resource": s.raw,
-                        "attributes": wanted,
-                        "uuid_attribute": options.link_attribute,
-                        **uuid_source,
-                    },
+                    action=LinkSubscription(
+                        resource=s.raw, attributes=wanted, uuid_attribute=options.link_attribute, uuid=uuid
+                    ),
+                    amplify_id=s.id,
+                    recurly_id=_plain(uuid),
                     phase=PHASE_LINKS,
                     key=f"link:{s.id}",
                     requires=requires,
@@ -417,8 +410,12 @@ def diff_subscriptions(inputs: SubscriptionInputs, options: SubscriptionOptions)
     # the valve's denominator: what is linked now, plus what was linked before and would be created again (a
     # Recurly listing that came back empty must not make a mass re-create look small)
     linked = sum(1 for r in inputs.recurly if r.state in LIVE_STATES)
-    linked += sum(1 for c in changes if c.kind is ChangeKind.CREATE and c.payload.get(REPLACES))
+    linked += sum(1 for c in changes if isinstance(c.action, CreateSubscription) and c.action.replaces)
     return ChangeSet.of("sync-subscriptions", changes, linked_count=linked)
+
+
+def _plain(uuid: str | Later | None) -> str | None:
+    return uuid if isinstance(uuid, str) else None
 
 
 def _withheld(ref: str, what: str, then: str, *, key: str, recurly: str = "-") -> Change:
@@ -494,8 +491,8 @@ def _end_change(
             ref,
             _rec(current.uuid),
             f"{why}; terminate now (refund {refund}, unbilled usage charged)",
-            action="recurly.terminate_subscription",
-            payload={"subscription_id": f"uuid-{current.uuid}", "params": {"refund": refund, "charge": True}},
+            action=TerminateSubscription(current.uuid, refund),
+            recurly_id=current.uuid,
             phase=PHASE_END,
             key=key,
         )
@@ -507,8 +504,8 @@ def _end_change(
         ref,
         _rec(current.uuid),
         f"{why}; cancel at the end of the term",
-        action="recurly.cancel_subscription",
-        payload={"subscription_id": f"uuid-{current.uuid}", "body": {"timeframe": "term_end"}},
+        action=CancelSubscription(current.uuid),
+        recurly_id=current.uuid,
         phase=PHASE_END,
         key=key,
     )

@@ -21,9 +21,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Protocol
 
-from amplify_billing.models import Change, ChangeKind
+from amplify_billing.actions import Later, PostUsage, UpdateUsage, UsageRecord
+from amplify_billing.changes import Change, ChangeKind
 from amplify_billing.usage.windows import UsageWindow, merchant_tag, split_amount, window_floor
 
 PHASE_USAGE = 70
@@ -218,22 +219,12 @@ class _PairPlanner:
             self._restate(window, known, count)
         return True
 
-    def _payload(self, window: UsageWindow, tag: str, amount: int, kind: str, base_tag: str) -> dict[str, Any]:
+    def _record(self, window: UsageWindow, kind: str, base_tag: str) -> tuple[UsageRecord, datetime]:
+        """The ledger's view of one record, and its date: the window's start, or the Recurly subscription's start
+        for traffic from before it (Recurly refuses usage dated before the subscription)."""
         q = self.quota
         dated = window.clip_start if q.billing_start is None else max(window.clip_start, q.billing_start)
-        return {
-            "subscription_id": f"uuid-{q.recurly_uuid}",
-            "add_on_id": f"code-{q.add_on_code}",
-            "merchant_tag": tag,
-            "base_tag": base_tag,
-            "record_kind": kind,
-            "amount": amount,
-            "usage_timestamp": _ts(dated),
-            "window_start": window.start,
-            "window_end": window.end,
-            "amplify_subscription_id": q.subscription_id,
-            "quota_id": q.quota_id,
-        }
+        return UsageRecord(q.subscription_id, q.quota_id, window.start, window.end, base_tag, kind), dated
 
     def _post(self, window: UsageWindow, tag: str, count: int) -> None:
         self.units += count
@@ -250,7 +241,7 @@ class _PairPlanner:
         amount: int,
         base_tag: str,
         summary: Callable[[int, str], str],
-        extra: Mapping[str, Any] | None = None,
+        old_total: int | None = None,
     ) -> None:
         """One usage.post per record: the amount itself, or its parts ``…:p{k}`` when over Recurly's 9 digits."""
         parts = split_amount(amount)
@@ -259,7 +250,8 @@ class _PairPlanner:
             part_tag = tag if len(parts) == 1 else f"{tag}:p{k}"
             record_kind = "adjustment" if adjustment else ("base" if len(parts) == 1 else "part")
             piece = f" (part {k} of {len(parts)})" if len(parts) > 1 else ""
-            payload = {**self._payload(window, part_tag, part, record_kind, base_tag), **(extra or {})}
+            record, dated = self._record(window, record_kind, base_tag)
+            q = self.quota
             self.changes.append(
                 Change(
                     kind,
@@ -267,10 +259,11 @@ class _PairPlanner:
                     self.ref,
                     self.target,
                     summary(part, piece),
-                    action="usage.post",
-                    payload=payload,
+                    action=PostUsage(q.recurly_uuid, q.add_on_code, part_tag, part, dated, record, old_total),
                     phase=PHASE_USAGE,
                     key=part_tag,
+                    amplify_id=q.subscription_id,
+                    recurly_id=_plain(q.recurly_uuid),
                 )
             )
 
@@ -306,8 +299,13 @@ class _PairPlanner:
         self.units += difference
         in_place = not known.billed and known.base_usage_id is not None and known.adjustments == 0 and not known.parts
         if in_place:
-            payload = self._payload(window, known.base_tag, count, "base", known.base_tag)
-            payload.update({"usage_id": known.base_usage_id, "old_total": str(known.total)})
+            record, dated = self._record(window, "base", known.base_tag)
+            q = self.quota
+            assert known.base_usage_id is not None and isinstance(q.recurly_uuid, str)
+            update = UpdateUsage(
+                known.base_usage_id, q.recurly_uuid, q.add_on_code, known.base_tag, count, dated, record,
+                int(known.total),
+            )
             self.changes.append(
                 Change(
                     ChangeKind.RESTATE,
@@ -315,10 +313,11 @@ class _PairPlanner:
                     self.ref,
                     self.target,
                     f"{span}: {known.total} → {count} unit(s) (late traffic), updated in place (unbilled)",
-                    action="usage.update",
-                    payload=payload,
+                    action=update,
                     phase=PHASE_USAGE,
                     key=known.base_tag,
+                    amplify_id=q.subscription_id,
+                    recurly_id=q.recurly_uuid,
                 )
             )
             return
@@ -333,7 +332,7 @@ class _PairPlanner:
             known.base_tag,
             lambda amount, piece: f"{span}: {known.total} → {count} unit(s) (late traffic), "
             f"adjustment {amount:+} as …:adj{adjustment}{piece}{corrected}",
-            {"old_total": str(known.total)},
+            int(known.total),
         )
 
     def _finding(self, text: str, *, key_suffix: str, withholds: bool, units: int | None = None) -> None:
@@ -344,7 +343,8 @@ class _PairPlanner:
                 self.ref,
                 self.target,
                 text,
-                payload={} if units is None else {"units": units},
+                units=units,
+                amplify_id=self.quota.subscription_id,
                 phase=PHASE_REPORT,
                 key=f"{self.quota.subscription_id}:{self.quota.quota_id}:{key_suffix}",
                 withholds=withholds,
@@ -430,9 +430,14 @@ def unbilled_findings(
                 ref,
                 "-",
                 f"{total} unit(s) not reported: {reason}",
-                payload={"units": total},
+                units=total,
                 phase=PHASE_REPORT,
                 key=f"{subscription_id}:{quota_id}",
+                amplify_id=subscription_id,
             )
         )
     return changes
+
+
+def _plain(uuid: str | Later) -> str | None:
+    return uuid if isinstance(uuid, str) else None

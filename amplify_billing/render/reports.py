@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from amplify_billing.changes import ChangeKind, ChangeResult, CommandReport, Outcome
 from amplify_billing.errors import ExitCode
-from amplify_billing.models import ChangeKind, ChangeResult, CommandReport, Outcome
 from amplify_billing.render.diagnostics import current_redaction, redact
 from amplify_billing.render.tables import (
     Cell,

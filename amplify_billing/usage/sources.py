@@ -41,6 +41,8 @@ _FIX = "fix the row, nothing was posted from this file"
 SMALLEST_SPLIT = timedelta(hours=1)
 # failures a RangeCount's why names one by one; the rest are counted
 WHY_EXAMPLES = 3
+# the settings' defaults, for sources built without settings (tests, the bench)
+_DEFAULTS = UsageSettings()
 
 
 @dataclass(frozen=True)
@@ -159,8 +161,8 @@ class TraceabilitySource:
         client: TraceabilityLike,
         statuses: Sequence[str] = (),
         *,
-        group_limit: int = UsageSettings().group_limit,
-        retention: timedelta | None = UsageSettings().retention,
+        group_limit: int = _DEFAULTS.group_limit,
+        retention: timedelta | None = _DEFAULTS.retention,
     ) -> None:
         if group_limit < 2:
             raise ValueError(f"group_limit must be at least 2, got {group_limit}")
