@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -27,11 +27,6 @@ if TYPE_CHECKING:
     from amplify_billing.journal import Journal, JournalOwner
     from amplify_billing.recurly.gateway import RecurlyGateway
     from amplify_billing.snapshots import Snapshots
-
-
-def _self_link(resource: Mapping[str, Any]) -> str:
-    metadata = resource.get("metadata")
-    return str(metadata.get("selfLink") or "") if isinstance(metadata, Mapping) else ""
 
 
 def utc_now() -> datetime:
@@ -57,12 +52,6 @@ class Runtime:
     _here: JournalOwner | None = field(default=None, init=False)
     _journal_checked: bool = field(default=False, init=False)
     _snapshots: Snapshots | None = field(default=None, init=False)
-    # The newest version of each Amplify resource this process wrote, by selfLink. A second write to the same
-    # resource in one run (approve, then link) must carry the new resourceVersion, not the listing's: a stale
-    # one costs a 428, a re-read and a retry, at 25 requests a minute.
-    # Only what a later write needs is kept (resourceVersion and attributes), not whole resources: an initial
-    # run writes to every subscription, and 10,000 full resources would dominate its memory.
-    _written: dict[str, tuple[Any, Mapping[str, Any]]] = field(default_factory=dict, init=False)
     # concurrent Recurly writers ask for clients and the journal from worker threads
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False)
     # what a person at a terminal sees while a command works; nothing at all under cron
@@ -208,32 +197,6 @@ class Runtime:
         if isinstance(self._live, Progress):
             self._live.stop()
             self._live = None
-
-    def newest(self, resource: Mapping[str, Any]) -> Mapping[str, Any]:
-        """``resource`` with the resourceVersion and attributes of this process's last write to it, if any.
-
-        A main-resource PUT carries the full body; subresources (approval, state) in it are ignored by the
-        server, so the listed body with the newest version and attributes is the current one for that PUT."""
-        known = self._written.get(_self_link(resource))
-        if known is None:
-            return resource
-        version, attributes = known
-        metadata = resource.get("metadata")
-        return {
-            **resource,
-            "metadata": {**(metadata if isinstance(metadata, Mapping) else {}), "resourceVersion": version},
-            "attributes": dict(attributes),
-        }
-
-    def wrote(self, resource: Mapping[str, Any]) -> None:
-        link = _self_link(resource)
-        metadata = resource.get("metadata")
-        if link and isinstance(metadata, Mapping):
-            attributes = resource.get("attributes")
-            self._written[link] = (
-                metadata.get("resourceVersion"),
-                dict(attributes) if isinstance(attributes, Mapping) else {},
-            )
 
     def api_calls(self) -> dict[str, dict[str, int]]:
         """Requests made so far by system and method, for the summary and the metrics file."""

@@ -570,7 +570,7 @@ def test_status_when_recurly_refuses_the_key_exits_3(make_cycle: Any, capsys: py
 
 
 def test_end_to_end_in_step_then_a_price_edited_in_recurly(make_cycle: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    from amplify_billing.recurly_gateway import RecurlyGateway
+    from amplify_billing.recurly.gateway import RecurlyGateway
 
     cycle = make_cycle(subscriptions=6, days=2)
     # the scenario's deliberately unsupported plan would be drift forever; without it a run leaves nothing to do

@@ -280,6 +280,10 @@ class Emulator:
                 split = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if len(body) < length:
+                    # the client went away mid-body (a killed run): a real server never processes a cut request
+                    self.close_connection = True
+                    return
                 raw = Request(
                     self.command,
                     split.path,

@@ -1,0 +1,98 @@
+"""Print the package's measurable shape: import cycles, module sizes, function sizes, command sizes.
+
+``python -m tools.shape`` from the repository root. It prints figures and lists what breaks the rules of
+docs/architecture.md ("Shape"); it exits 0 either way (a measure, not a gate: see the closing notes for the targets).
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "amplify_billing"
+MODULE_LINES, FUNCTION_LINES, COMMAND_LINES = 500, 80, 150
+# emulator state is exempt from the module size rule (issue 12)
+EXEMPT = {"sandbox/recurly_state.py", "sandbox/amplify_emulator.py"}
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _top_level_imports(tree: ast.Module) -> set[str]:
+    """Module-level imports only (not under TYPE_CHECKING, not inside functions)."""
+    found: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("amplify_billing"):
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("amplify_billing"))
+    return found
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                cycles.append([*stack[stack.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    return cycles
+
+
+def main() -> int:
+    files = sorted(PACKAGE.rglob("*.py"))
+    modules = {_module_name(f): f for f in files}
+    graph: dict[str, set[str]] = {}
+    big_modules, big_functions, big_commands = [], [], []
+    for name, path in modules.items():
+        text = path.read_text()
+        tree = ast.parse(text)
+        graph[name] = {m for m in _top_level_imports(tree) if m in modules and m != name}
+        rel = str(path.relative_to(PACKAGE))
+        lines = len(text.splitlines())
+        if lines > MODULE_LINES and rel not in EXEMPT:
+            big_modules.append((lines, rel))
+        if rel.startswith("commands/") and lines > COMMAND_LINES:
+            big_commands.append((lines, rel))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > FUNCTION_LINES:
+                    big_functions.append((length, f"{rel}:{node.lineno} {node.name}"))
+    cycles = _cycles(graph)
+    print(f"modules: {len(modules)}, lines: {sum(len(f.read_text().splitlines()) for f in files)}")
+    print(f"import cycles (module level): {len(cycles)}")
+    for cycle in cycles[:10]:
+        print("  " + " -> ".join(cycle))
+    for title, rows in (
+        (f"modules over {MODULE_LINES} lines", big_modules),
+        (f"functions over {FUNCTION_LINES} lines", big_functions),
+        (f"commands over {COMMAND_LINES} lines", big_commands),
+    ):
+        print(f"{title}: {len(rows)}")
+        for size, where in sorted(rows, reverse=True):
+            print(f"  {size:5d}  {where}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
