@@ -41,6 +41,11 @@ def resolve(value: str | Later, done: Mapping[str, str | None]) -> str:
     return value
 
 
+def known(value: str | Later | None) -> str | None:
+    """The value when it is known at planning time; None for a ``Later`` (or nothing)."""
+    return value if isinstance(value, str) else None
+
+
 @dataclass(frozen=True, slots=True)
 class Action:
     """Base: ``system`` is where the write goes (recurly | amplify | journal), for the audit log and for which

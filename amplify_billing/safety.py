@@ -64,7 +64,7 @@ def _verbs(changeset: ChangeSet) -> set[str]:
     return {VERBS.get(changeset.command, "change")} if changeset.destructive else set()
 
 
-def check(plan: ChangeSet | Sequence[ChangeSet], safety: SafetySettings, *, force: bool, what: str = "") -> None:
+def check(plan: ChangeSet | Sequence[ChangeSet], safety: SafetySettings, *, force: bool) -> None:
     """Raise ``SafetyValveError`` when the valve refuses ``plan`` (see ``refusal``)."""
     reason = refusal(plan, safety, force=force)
     if reason is not None:

@@ -279,19 +279,19 @@ def test_the_safety_valve_counts_creates_for_subscriptions_already_linked() -> N
     )
     assert changeset.linked_count == 6
     with pytest.raises(SafetyValveError) as refused:
-        safety.check(changeset, SafetySettings(), force=False, what="cancel or terminate")
+        safety.check(changeset, SafetySettings(), force=False)
     assert str(refused.value).startswith(
         "sync-subscriptions would create a second Recurly subscription for 6 already linked Amplify "
         "subscription(s), 6 of 6 linked Recurly objects (100%), every linked object; nothing was written."
     )
-    safety.check(changeset, SafetySettings(), force=True, what="cancel or terminate")
+    safety.check(changeset, SafetySettings(), force=True)
     fresh = diff_subscriptions(
         SubscriptionInputs(amplify=tuple(replace(s, attributes={}) for s in subs), plans={"gold": PLAN}, recurly=(),
                            accounts={ACCOUNT}),
         SubscriptionOptions(),
     )
     assert len(fresh.by_kind(ChangeKind.CREATE)) == 6 and fresh.linked_count == 0
-    safety.check(fresh, SafetySettings(), force=False, what="cancel or terminate")  # new subscriptions: no refusal
+    safety.check(fresh, SafetySettings(), force=False)  # new subscriptions: no refusal
 
 
 def test_a_kept_subscription_is_billed_unchanged_and_named_every_run() -> None:

@@ -31,14 +31,13 @@ def execute(
     *,
     dry_run: bool,
     force: bool,
-    destructive_verb: str,
     run_id: int | None,
     handlers: Mapping[type[Action], Handler] | None = None,
 ) -> tuple[list[ChangeResult], str | None]:
     """Dry run: plan. Otherwise: safety valve, then apply. Returns results and a note for the report."""
     if dry_run:
         return planned(changeset), None
-    safety.check(changeset, rt.settings.safety, force=force, what=destructive_verb)
+    safety.check(changeset, rt.settings.safety, force=force)
     assert run_id is not None
     applier = Applier(
         handlers=handlers or default_handlers(rt),

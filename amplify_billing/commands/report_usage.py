@@ -673,7 +673,6 @@ def _plan_and_apply(
             ChangeSet.of("report-usage", list(usage_plan.changes)),
             dry_run=options.dry_run,
             force=options.force,
-            destructive_verb="change",
             run_id=run_id,
         )
         stopped = stopped or note is not None

@@ -64,7 +64,6 @@ MISSED_LINK = "subscription-missed"
 NAME_LINK = "subscription-name"
 # Amplify id -> when the operator ended it (sync-subscriptions --end)
 END_LINK = "subscription-end"
-VERB = "cancel or terminate"
 
 
 @dataclass(frozen=True)
@@ -247,7 +246,7 @@ def link_accounts(rt: Runtime, options: SyncOptions, *, run_id: int | None) -> C
             changeset, changes=tuple(c for c in changeset.changes if not isinstance(c.action, SetAttributes))
         )
     results, note = execute(
-        rt, changeset, dry_run=options.dry_run, force=options.force, destructive_verb="change", run_id=run_id
+        rt, changeset, dry_run=options.dry_run, force=options.force, run_id=run_id
     )
     for result in results:
         if result.outcome is Outcome.APPLIED and isinstance(result.change.action, CreateAccount):
@@ -568,7 +567,7 @@ def _report_final_usage(
         # still means "nothing was written"
         ends = {s.id: s.state_changed_at for s in inputs.amplify if s.id in ending}
         assumed = replace(inputs, usage_reported_through={**inputs.usage_reported_through, **ends})
-        safety.check(diff_subscriptions(assumed, sub_options), rt.settings.safety, force=options.force, what=VERB)
+        safety.check(diff_subscriptions(assumed, sub_options), rt.settings.safety, force=options.force)
     # imported here: report_usage builds on this module's inputs
     from amplify_billing.commands.report_usage import UsageOptions, report_usage_with_watermarks
 
@@ -628,7 +627,6 @@ def sync_subscriptions(rt: Runtime, options: SyncOptions, *, run_id: int | None)
         changeset,
         dry_run=options.dry_run,
         force=options.force,
-        destructive_verb=VERB,
         run_id=run_id,
         handlers=_subscription_handlers(rt),
     )

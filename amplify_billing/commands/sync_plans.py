@@ -39,11 +39,11 @@ def sync_plans(rt: Runtime, options: SyncPlansOptions, *, run_id: int | None) ->
     catalog = snapshots.amplify_catalog(options.products)
     recurly = snapshots.recurly_catalog()
     changeset = diff_plans(catalog.snapshot, recurly, plan_sync_options(rt.settings))
-    results, note = execute(
-        rt, changeset, dry_run=options.dry_run, force=options.force, destructive_verb="deactivate", run_id=run_id
-    )
-    if any(r.outcome is Outcome.APPLIED and r.change.object != "productplan" and r.change.object != "quota"
-           for r in results):
+    results, note = execute(rt, changeset, dry_run=options.dry_run, force=options.force, run_id=run_id)
+    if any(
+        r.outcome is Outcome.APPLIED and r.change.object != "productplan" and r.change.object != "quota"
+        for r in results
+    ):
         snapshots.forget("recurly_catalog")
     figures = {
         "opted_in_products": len(catalog.products),

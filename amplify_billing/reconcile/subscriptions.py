@@ -22,6 +22,7 @@ from amplify_billing.actions import (
     Later,
     LinkSubscription,
     TerminateSubscription,
+    known,
 )
 from amplify_billing.amplify import literals
 from amplify_billing.amplify.parse import ParseProblem
@@ -365,7 +366,7 @@ def diff_subscriptions(inputs: SubscriptionInputs, options: SubscriptionOptions)
                         "approve in Amplify: billing is in place",
                         action=Approve(resource=s.raw, reason="Billing set up in Recurly by amplify-billing"),
                         amplify_id=s.id,
-                        recurly_id=_plain(uuid),
+                        recurly_id=known(uuid),
                         phase=PHASE_APPROVE,
                         key=f"approve:{s.id}",
                         requires=requires,
@@ -400,7 +401,7 @@ def diff_subscriptions(inputs: SubscriptionInputs, options: SubscriptionOptions)
                         resource=s.raw, attributes=wanted, uuid_attribute=options.link_attribute, uuid=uuid
                     ),
                     amplify_id=s.id,
-                    recurly_id=_plain(uuid),
+                    recurly_id=known(uuid),
                     phase=PHASE_LINKS,
                     key=f"link:{s.id}",
                     requires=requires,
@@ -412,10 +413,6 @@ def diff_subscriptions(inputs: SubscriptionInputs, options: SubscriptionOptions)
     linked = sum(1 for r in inputs.recurly if r.state in LIVE_STATES)
     linked += sum(1 for c in changes if isinstance(c.action, CreateSubscription) and c.action.replaces)
     return ChangeSet.of("sync-subscriptions", changes, linked_count=linked)
-
-
-def _plain(uuid: str | Later | None) -> str | None:
-    return uuid if isinstance(uuid, str) else None
 
 
 def _withheld(ref: str, what: str, then: str, *, key: str, recurly: str = "-") -> Change:

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
-from amplify_billing.actions import Later, PostUsage, UpdateUsage, UsageRecord
+from amplify_billing.actions import PostUsage, UpdateUsage, UsageRecord, known
 from amplify_billing.changes import Change, ChangeKind
 from amplify_billing.usage.windows import UsageWindow, merchant_tag, split_amount, window_floor
 
@@ -263,7 +263,7 @@ class _PairPlanner:
                     phase=PHASE_USAGE,
                     key=part_tag,
                     amplify_id=q.subscription_id,
-                    recurly_id=_plain(q.recurly_uuid),
+                    recurly_id=known(q.recurly_uuid),
                 )
             )
 
@@ -437,7 +437,3 @@ def unbilled_findings(
             )
         )
     return changes
-
-
-def _plain(uuid: str | Later) -> str | None:
-    return uuid if isinstance(uuid, str) else None
