@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
 from amplify_billing.actions import Action
@@ -122,6 +123,10 @@ class CommandReport:
     figures: Mapping[str, int | str] = field(default_factory=dict)
     exit_code: int = 0
     note: str | None = None  # e.g. "stopped at --max-duration; 12 changes left for the next run"
+    # the journal's run row and when the command ran (the runtime's clock, UTC): set by commands.common.recorded
+    run_id: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for r in self.results if r.outcome == outcome)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from amplify_billing import safety
 from amplify_billing.actions import Action
@@ -101,16 +102,17 @@ def recorded(rt: Runtime, command: str, dry_run: bool, run: Callable[[int | None
 
     First of all, the journal must be this Recurly site's and Amplify tenant's (exit 2 otherwise, with nothing read
     from Amplify nor written anywhere); a real run records them in a journal that has no owner yet."""
+    started_at = rt.clock()
     if dry_run:
         rt.check_journal()
         with rt.activity(f"{command}: reading Amplify and Recurly (dry run)"):
-            return run(None)
+            return replace(run(None), started_at=started_at, finished_at=rt.clock())
     journal = rt.claim_journal()
     run_id = journal.start_run(command, dry_run)
     report: CommandReport | None = None
     try:
         with rt.activity(f"{command}: reading Amplify and Recurly"):
-            report = run(run_id)
+            report = replace(run(run_id), run_id=run_id, started_at=started_at, finished_at=rt.clock())
         return report
     finally:
         code = report.exit_code if report is not None else int(ExitCode.PARTIAL_FAILURE)
