@@ -19,6 +19,7 @@ import typer
 from amplify_billing.cli import app, run_cli
 from amplify_billing.errors import ExitCode
 from amplify_billing.journal import RunLock
+from amplify_billing.render.envelope import ReportEnvelope
 
 
 @dataclass
@@ -109,7 +110,8 @@ def test_sync_plans_dry_run_exit_code_then_apply_then_json(setup: Setup, capsys:
     document = json.loads(out)
     assert code == ExitCode.OK and document["command"] == "sync-plans" and document["exit_code"] == 0
     assert document["counts"]["applied"] == 0
-    kinds = {c["kind"] for c in document["changes"]}
+    assert document["changes"] == []
+    kinds = {c["kind"] for c in document["findings"]}
     assert kinds == {"unsupported"}, "only the finding about the flat-fee plan is left"
 
 
@@ -117,7 +119,8 @@ def test_run_json_then_again_writes_nothing(setup: Setup, capsys: pytest.Capture
     code, out, err = setup.cli(capsys, "--output", "json", "run")
     assert code == ExitCode.OK, err
     document = json.loads(out)
-    assert [r["command"] for r in document["reports"]] == [
+    assert document["command"] == "run" and document["schema_version"] == 1
+    assert [r["command"] for r in document["steps"]] == [
         "sync-plans",
         "link-accounts",
         "sync-subscriptions",
@@ -278,10 +281,15 @@ def test_demo_exits_0_and_explains(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "What just happened" in out and "every call is" in out
     assert run_cli(["--output", "json", "demo", "--subscriptions", "6"]) == ExitCode.OK
-    document = json.loads(capsys.readouterr().out)
-    assert document["exit_code"] == 0 and document["recurly"]["usage_records"] > 0
-    last = document["runs"][-1]["reports"]
-    assert all(r["counts"]["applied"] == 0 for r in last), "the last run writes nothing"
+    out = capsys.readouterr().out
+    # the report envelope of every command: one step per run (its note names the day), each with its four steps
+    envelope = ReportEnvelope.model_validate_json(out)
+    document = json.loads(out)
+    assert document["exit_code"] == 0 and document["figures"]["usage_records"] > 0
+    assert [run.note for run in envelope.steps] == ["day 0", "day 3", "day 7", "day 7 again"]
+    last = document["steps"][-1]["steps"]
+    assert len(last) == 4 and all(r["counts"]["applied"] == 0 for r in last), "the last run writes nothing"
+    assert envelope.status is not None and "summary" in envelope.status
 
 
 def test_dry_run_takes_no_lock_and_writes_no_run_history(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:

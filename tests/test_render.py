@@ -8,12 +8,14 @@ import logging
 import re
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 from rich.console import Console
 
-from amplify_billing.actions import DeactivatePlan
+from amplify_billing import __version__
+from amplify_billing.actions import DeactivatePlan, SetAttributes
 from amplify_billing.changes import Change, ChangeKind, ChangeResult, CommandReport, Outcome
 from amplify_billing.render import (
     THIRD_PARTY_LOGGERS,
@@ -73,7 +75,8 @@ def plans_report(*, dry_run: bool = False) -> CommandReport:
                 f"weather/gold ({PLAN_ID}) quota",
                 f"add-on amplify-{PLAN_ID}/amplify-{QUOTA_ID}",
                 "create tiered usage add-on",
-                action=DeactivatePlan("PAYLOAD-MUST-NOT-SHOW"),
+                # a raw Amplify resource rides along: never shown
+                action=SetAttributes(resource={"spec": {"secret": "PAYLOAD-MUST-NOT-SHOW"}}, attributes={}),
             ),
             outcome(Outcome.FAILED),
             error=None if dry_run else "Recurly rejected create_plan_add_on: tiers must ascend",
@@ -197,38 +200,73 @@ def test_large_kinds_show_the_first_rows_failures_first_and_count_the_rest() -> 
 # ---- JSON --------------------------------------------------------------------------------------
 
 
-def test_json_report_has_every_field_in_a_stable_order_and_no_payload() -> None:
+def test_json_report_is_the_versioned_envelope_in_a_stable_order_and_no_payload() -> None:
     report = plans_report()
     report = CommandReport(
-        report.command, report.dry_run, report.results, {"plans_seen": 2, "window": "daily"}, 1, report.note
+        report.command,
+        report.dry_run,
+        report.results,
+        {"plans_seen": 2, "window": "daily"},
+        1,
+        report.note,
+        run_id=41,
+        started_at=datetime(2026, 12, 5, 10, 0, tzinfo=UTC),
+        finished_at=datetime(2026, 12, 5, 11, 0, 1, tzinfo=timezone(timedelta(hours=1))),
     )
     out = console()
     render_report(out, report, output="json")
     text = output_of(out)
     document = json.loads(text)
 
-    assert list(document) == ["command", "dry_run", "exit_code", "note", "figures", "counts", "changes"]
-    assert document["command"] == "sync-plans"
+    assert list(document) == [
+        "schema_version",
+        "tool_version",
+        "command",
+        "run_id",
+        "started_at",
+        "finished_at",
+        "dry_run",
+        "exit_code",
+        "note",
+        "figures",
+        "counts",
+        "changes",
+        "findings",
+        "steps",
+        "error",
+    ]
+    assert (document["schema_version"], document["tool_version"]) == (1, __version__)
+    assert (document["command"], document["run_id"]) == ("sync-plans", 41)
+    assert (document["started_at"], document["finished_at"]) == ("2026-12-05T10:00:00Z", "2026-12-05T10:00:01Z")
     assert document["dry_run"] is False
     assert document["exit_code"] == 1
     assert document["note"] == "stopped at --max-duration; 3 change(s) left for the next run"
     assert document["figures"] == {"plans_seen": 2, "window": "daily"}
     assert document["counts"] == {"planned": 0, "applied": 2, "failed": 1, "skipped": 0, "reported": 1}
-    assert document["changes"][2] == {
-        "withholds": False,
+    assert (document["steps"], document["error"]) == ([], None)
+    assert document["changes"][1] == {
+        "key": "",
         "kind": "create",
         "object": "add_on",
-        "amplify": f"weather/gold ({PLAN_ID}) quota",
-        "recurly": f"add-on amplify-{PLAN_ID}/amplify-{QUOTA_ID}",
-        "summary": "create tiered usage add-on",
         "outcome": "failed",
+        "withholds": False,
+        "amplify_id": None,
+        "amplify_name": None,
+        "recurly_code": None,
+        "recurly_uuid": None,
+        "units": None,
+        "summary": "create tiered usage add-on",
         "error": "Recurly rejected create_plan_add_on: tiers must ascend",
         "result_id": None,
+        "amplify": f"weather/gold ({PLAN_ID}) quota",
+        "recurly": f"add-on amplify-{PLAN_ID}/amplify-{QUOTA_ID}",
     }
-    assert [c["result_id"] for c in document["changes"]] == ["r-1", None, None, "r-2"]
-    # printed as it is: no markup, and no wrapping of long values at the console width
-    assert document["changes"][1]["summary"] == "pricing [bold]tiered[/] unsupported"
-    assert f'"recurly": "add-on amplify-{PLAN_ID}/amplify-{QUOTA_ID}",' in text
+    assert [c["result_id"] for c in document["changes"]] == ["r-1", None, "r-2"]
+    # report-only kinds are findings; printed as they are: no markup, no wrapping at the console width
+    assert [(f["kind"], f["summary"]) for f in document["findings"]] == [
+        ("finding", "pricing [bold]tiered[/] unsupported")
+    ]
+    assert f'"recurly": "add-on amplify-{PLAN_ID}/amplify-{QUOTA_ID}"' in text
     assert "PAYLOAD" not in text and "payload" not in text
 
 
@@ -255,9 +293,9 @@ def test_run_reports_json_is_one_document() -> None:
     )
     document = json.loads(output_of(out))
 
-    assert list(document) == ["reports", "exit_code"]
-    assert document["exit_code"] == 0
-    assert [(r["command"], r["dry_run"], r["counts"]["planned"]) for r in document["reports"]] == [
+    assert (document["command"], document["exit_code"], document["dry_run"]) == ("run", 0, True)
+    assert (document["changes"], document["findings"], document["counts"]["planned"]) == ([], [], 3)
+    assert [(r["command"], r["dry_run"], r["counts"]["planned"]) for r in document["steps"]] == [
         ("sync-plans", True, 3),
         ("report-usage", True, 0),
     ]

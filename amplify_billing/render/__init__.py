@@ -5,7 +5,8 @@ code. Free text that can come from upstream (summaries, errors, notes) passes th
 redaction as log records, so a secret echoed back in an error message is not printed either.
 
 Modules by job: ``tables`` (consoles, columns, cells, tables/JSON/Markdown of rows), ``reports``
-(command reports), ``status`` (the status report), ``diagnostics`` (logging and secret redaction).
+(command reports), ``envelope`` (the versioned JSON report of every command), ``status`` (the status
+report), ``diagnostics`` (logging and secret redaction).
 This package re-exports the names callers use, so ``from amplify_billing.render import …`` keeps working.
 """
 
@@ -22,18 +23,25 @@ from amplify_billing.render.diagnostics import (
     redact,
     register_secret,
 )
+from amplify_billing.render.envelope import (
+    SCHEMA_VERSION,
+    ReportEnvelope,
+    command_document,
+    envelope_json,
+    error_envelope,
+    report_envelope,
+    steps_document,
+)
 from amplify_billing.render.reports import (
     EXIT_MEANINGS,
     KIND_ORDER,
     MAX_ROWS_PER_KIND,
     OUTCOME_ORDER,
     changes_table,
-    command_report_json,
     overall_exit_code,
     render_report,
     render_reports,
     report_counts,
-    report_document,
     report_heading,
 )
 from amplify_billing.render.tables import (
@@ -56,18 +64,22 @@ __all__ = [
     "MAX_ROWS_PER_KIND",
     "OUTCOME_ORDER",
     "PLAIN_WIDTH",
+    "SCHEMA_VERSION",
     "THIRD_PARTY_LOGGERS",
     "Cell",
     "Column",
     "DiagnosticsHandler",
     "JsonFormatter",
+    "ReportEnvelope",
     "SecretRedactor",
     "TextFormatter",
     "cell_text",
     "changes_table",
-    "command_report_json",
+    "command_document",
     "configure_logging",
     "current_redaction",
+    "envelope_json",
+    "error_envelope",
     "json_value",
     "make_console",
     "overall_exit_code",
@@ -77,8 +89,9 @@ __all__ = [
     "render_reports",
     "render_rows",
     "report_counts",
-    "report_document",
+    "report_envelope",
     "report_heading",
     "rows_markdown",
     "rows_table",
+    "steps_document",
 ]

@@ -1,17 +1,14 @@
-"""Command reports: the heading, the changes grouped by kind, figures and note; or their JSON.
+"""Command reports: the heading, the changes grouped by kind, figures and note; or their JSON envelope.
 
 Payloads of changes are never shown: they can hold raw Amplify resources. The JSON shape of command
-reports is decided in one place, ``command_report_json``.
+reports is decided in one place, ``render.envelope``.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
-from datetime import date, datetime
-from decimal import Decimal
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -19,18 +16,9 @@ from rich.text import Text
 
 from amplify_billing.changes import ChangeKind, ChangeResult, CommandReport, Outcome
 from amplify_billing.errors import ExitCode
-from amplify_billing.render.diagnostics import current_redaction, redact
-from amplify_billing.render.tables import (
-    Cell,
-    Column,
-    JsonScalar,
-    json_value,
-    new_table,
-    print_json,
-    print_line,
-    redacted_json,
-    rows_table,
-)
+from amplify_billing.render.diagnostics import redact
+from amplify_billing.render.envelope import envelope_json, report_envelope
+from amplify_billing.render.tables import Cell, Column, new_table, print_line, rows_table, write_raw
 
 # A usage run can post tens of thousands of records; the table shows this many per kind.
 MAX_ROWS_PER_KIND = 50
@@ -101,58 +89,6 @@ def report_heading(report: CommandReport) -> str:
 
 def overall_exit_code(reports: Sequence[CommandReport]) -> int:
     return max((int(r.exit_code) for r in reports), default=int(ExitCode.OK))
-
-
-# ---- JSON -------------------------------------------------------------------------------------------
-
-
-def command_report_json(reports: Sequence[CommandReport], *, several: bool) -> dict[str, Any]:
-    """The ``--output json`` document of command reports: the only place that decides its shape.
-
-    One command (``several=False``, exactly one report): that report's document. ``run``
-    (``several=True``): every step's document and the worst exit code.
-    """
-    if not several:
-        if len(reports) != 1:
-            raise ValueError(f"one command's JSON needs exactly one report, not {len(reports)}")
-        return report_document(reports[0])
-    return {"reports": [report_document(r) for r in reports], "exit_code": overall_exit_code(reports)}
-
-
-def report_document(report: CommandReport) -> dict[str, Any]:
-    """One report as plain JSON data; never the payloads."""
-    clean = current_redaction()  # looked up once: a usage run can carry tens of thousands of changes
-    return {
-        "command": report.command,
-        "dry_run": report.dry_run,
-        "exit_code": int(report.exit_code),
-        "note": redact(report.note) if report.note is not None else None,
-        "figures": {str(k): _figure_json(v) for k, v in report.figures.items()},
-        "counts": report_counts(report),
-        "changes": [_change_document(r, clean) for r in report.results],
-    }
-
-
-def _figure_json(value: object) -> JsonScalar:
-    if value is None or isinstance(value, bool | int | float | str | Decimal | datetime | date):
-        return redacted_json(json_value(value))
-    return redact(str(value))
-
-
-def _change_document(result: ChangeResult, clean: Callable[[str], str]) -> dict[str, str | bool | None]:
-    change = result.change
-    return {
-        # a finding that held a money action back (exit 1): an operator filters on it
-        "withholds": change.withholds,
-        "kind": change.kind.value,
-        "object": change.object,
-        "amplify": clean(change.amplify),
-        "recurly": clean(change.recurly),
-        "summary": clean(change.summary),
-        "outcome": result.outcome.value,
-        "error": clean(result.error) if result.error is not None else None,
-        "result_id": result.result_id,
-    }
 
 
 # ---- tables -----------------------------------------------------------------------------------------
@@ -228,7 +164,7 @@ def render_report(
 ) -> None:
     """One command's report: heading, changes by kind, figures, note; or one JSON document."""
     if output == "json":
-        print_json(console, command_report_json([report], several=False))
+        write_raw(console, envelope_json(report_envelope([report], command=report.command)))
         return
     if output != "table":
         raise ValueError(f"unknown output format {output!r}; use table or json")
@@ -254,7 +190,7 @@ def render_reports(
 ) -> None:
     """Several commands (``run``): each report, then one summary table and the worst exit code."""
     if output == "json":
-        print_json(console, command_report_json(reports, several=True))
+        write_raw(console, envelope_json(report_envelope(reports, command="run")))
         return
     if output != "table":
         raise ValueError(f"unknown output format {output!r}; use table or json")
@@ -299,11 +235,9 @@ __all__ = [
     "MAX_ROWS_PER_KIND",
     "OUTCOME_ORDER",
     "changes_table",
-    "command_report_json",
     "overall_exit_code",
     "render_report",
     "render_reports",
     "report_counts",
-    "report_document",
     "report_heading",
 ]

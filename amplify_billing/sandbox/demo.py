@@ -9,12 +9,10 @@ could no longer count day 0. Everything runs through the production code over HT
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
@@ -23,7 +21,8 @@ from amplify_billing.commands.common import recorded
 from amplify_billing.commands.run import RunOptions, run_all
 from amplify_billing.gather.status import gather_status
 from amplify_billing.reconcile.status import build_status
-from amplify_billing.render import overall_exit_code, render_reports, report_document
+from amplify_billing.render import overall_exit_code, render_reports
+from amplify_billing.render.envelope import demo_envelope, envelope_json
 from amplify_billing.render.status import render_status
 from amplify_billing.runtime import Runtime
 from amplify_billing.sandbox.clock import VirtualClock
@@ -96,24 +95,14 @@ def run_demo(console: Console, err: Console, *, seed: int = 7, subscriptions: in
             worst = max(overall_exit_code(reports) for _, reports in runs)
             code = 0 if worst == 0 and _writes(last) == 0 else 1
             if not table:
-                document: dict[str, Any] = {
-                    "runs": [
-                        {
-                            "name": name,
-                            "reports": [report_document(r) for r in reports],
-                            "exit_code": overall_exit_code(reports),
-                        }
-                        for name, reports in runs
-                    ],
-                    "status": status.to_json(),
-                    "recurly": {
-                        "subscriptions": len(sandbox.recurly.subscriptions()),
-                        "usage_records": len(usage),
-                        "usage_units": units,
-                    },
-                    "exit_code": code,
+                # the report envelope of every command: one step per run, each with its four steps
+                figures = {
+                    "recurly_subscriptions": len(sandbox.recurly.subscriptions()),
+                    "usage_records": len(usage),
+                    "usage_units": units,
                 }
-                console.file.write(json.dumps(document, indent=2, default=str) + "\n")
+                document = demo_envelope(runs, exit_code=code, figures=figures, status=status.to_json())
+                console.file.write(envelope_json(document) + "\n")
                 return code
             console.rule("Status (--verify: Recurly read in full; `amplify-billing status` shows every section)")
             render_status(

@@ -1,0 +1,163 @@
+"""The JSON report envelope: the committed JSON Schema is the models' own, and every command's JSON output, dry and
+real, validates against the models (pydantic, ``extra="forbid"``: an undeclared key fails too).
+
+The commands run through ``run_cli`` against the sandbox emulators, with a config file on disk, as cron runs them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from amplify_billing import __version__
+from amplify_billing.cli import run_cli
+from amplify_billing.errors import ExitCode
+from amplify_billing.render.envelope import SCHEMA_VERSION, ReportEnvelope, report_json_schema
+
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "docs" / "report.schema.json"
+WRITING_COMMANDS = ("sync-plans", "link-accounts", "sync-subscriptions", "report-usage")
+REPORT_ONLY_KINDS = {"finding", "unsupported", "waiting"}
+REGENERATE = (
+    "python -c \"from amplify_billing.render.envelope import schema_text; print(schema_text(), end='')\" "
+    "> docs/report.schema.json"
+)
+
+
+@dataclass
+class Setup:
+    sandbox: Any
+    config: Path
+    tmp: Path
+
+    def json(self, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, ReportEnvelope, str]:
+        code = run_cli(["--config", str(self.config), "--output", "json", *args])
+        out, err = capsys.readouterr()
+        return code, ReportEnvelope.model_validate_json(out), err
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[Setup]:
+    from amplify_billing.sandbox.harness import Sandbox
+    from amplify_billing.sandbox.scenario import build_scenario
+
+    now = datetime.now(UTC)
+    sandbox = Sandbox.start(clock=lambda: datetime.now(UTC), state_dir=tmp_path, seed=5)
+    build_scenario(seed=5, subscriptions=8, now=now, days_of_traffic=2).seed_amplify(sandbox.amplify)
+    config = sandbox.write_config(tmp_path / "config.yaml")
+    try:
+        yield Setup(sandbox, config, tmp_path)
+    finally:
+        sandbox.stop()
+
+
+def test_committed_schema_is_the_models_schema() -> None:
+    committed = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    assert committed == report_json_schema(), (
+        "docs/report.schema.json is stale: regenerate it with "
+        f"`{REGENERATE}` (and bump SCHEMA_VERSION when an existing field changes meaning or goes away)"
+    )
+    assert committed["properties"]["schema_version"]["const"] == SCHEMA_VERSION
+
+
+def _times_are_ordered(document: ReportEnvelope) -> None:
+    assert document.started_at is not None and document.finished_at is not None
+    assert document.started_at.endswith("Z") and document.finished_at.endswith("Z")
+    assert datetime.fromisoformat(document.started_at) <= datetime.fromisoformat(document.finished_at)
+
+
+def test_every_command_dry_and_real_validates(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    for dry in (True, False):
+        flags = ("--dry-run",) if dry else ()
+        for command in (*WRITING_COMMANDS, "run"):
+            code, document, err = setup.json(capsys, command, *flags)
+            assert code == ExitCode.OK, (command, dry, err)
+            assert (document.command, document.dry_run, document.exit_code) == (command, dry, 0)
+            assert document.schema_version == SCHEMA_VERSION and document.tool_version == __version__
+            assert document.error is None
+            _times_are_ordered(document)
+            for entry in document.changes:
+                assert entry.kind not in REPORT_ONLY_KINDS, entry
+            for entry in document.findings:
+                assert entry.kind in REPORT_ONLY_KINDS and entry.outcome == "reported", entry
+            if command == "run":
+                assert [s.command for s in document.steps] == list(WRITING_COMMANDS)
+                assert document.changes == [] and document.findings == []
+                assert document.started_at == document.steps[0].started_at
+                assert document.finished_at == document.steps[-1].finished_at
+                assert document.counts.planned == sum(s.counts.planned for s in document.steps)
+                # each step is its own row in the journal's run history; a dry run writes none
+                run_ids = [s.run_id for s in document.steps]
+                if dry:
+                    assert run_ids == [None] * 4
+                else:
+                    ids = [i for i in run_ids if i is not None]
+                    assert ids == sorted(set(ids)) and len(ids) == 4, run_ids
+                    assert document.run_id is None, "four run ids, not one"
+            else:
+                assert document.steps == []
+                assert (document.run_id is None) == dry, (command, document.run_id)
+
+
+def test_typed_ids_sit_next_to_the_display_text(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    _, dry_plans, _ = setup.json(capsys, "sync-plans", "--dry-run")
+    planned = [c for c in dry_plans.changes if c.object == "plan" and c.kind == "create"]
+    assert planned and all(c.outcome == "planned" and c.result_id is None for c in planned)
+    for entry in planned:
+        assert entry.recurly_code is not None and entry.recurly_code.startswith("amplify-")
+        assert entry.recurly == f"plan {entry.recurly_code}" and entry.key == entry.recurly_code
+        assert entry.amplify_id is not None and entry.amplify_id in entry.amplify
+        assert entry.recurly_uuid is None
+
+    setup.json(capsys, "sync-plans")
+    setup.json(capsys, "link-accounts")
+    code, subscriptions, err = setup.json(capsys, "sync-subscriptions")
+    assert code == ExitCode.OK, err
+    created = [c for c in subscriptions.changes if c.object == "subscription" and c.kind == "create"]
+    assert created
+    for entry in created:
+        assert entry.outcome == "applied" and entry.recurly_uuid is not None
+        assert entry.recurly_uuid == entry.result_id
+        assert entry.amplify_id is not None and entry.amplify_id in entry.amplify
+    created_uuids = {c.recurly_uuid for c in created}
+    # an approval or a link of a subscription created in the same run names the uuid the create returned
+    followers = [c for c in subscriptions.changes if c.kind in ("approve", "link")]
+    assert {c.kind for c in followers} == {"approve", "link"}
+    for entry in followers:
+        assert entry.amplify_name and entry.amplify_id and entry.recurly_uuid in created_uuids, entry
+
+    code, usage, err = setup.json(capsys, "report-usage")
+    assert code == ExitCode.OK, err
+    posted = [c for c in usage.changes if c.kind == "post"]
+    in_recurly = {s["uuid"] for s in setup.sandbox.recurly.subscriptions()}
+    assert posted and all(c.amplify_id and c.recurly_uuid in in_recurly for c in posted), posted
+
+
+def test_undeclared_keys_are_refused() -> None:
+    document = {
+        "schema_version": SCHEMA_VERSION,
+        "tool_version": __version__,
+        "command": "sync-plans",
+        "run_id": None,
+        "started_at": "2026-12-05T10:00:00Z",
+        "finished_at": "2026-12-05T10:00:01Z",
+        "dry_run": True,
+        "exit_code": 0,
+        "note": None,
+        "error": None,
+        "figures": {},
+        "counts": {"planned": 0, "applied": 0, "failed": 0, "skipped": 0, "reported": 0},
+        "changes": [],
+        "findings": [],
+        "steps": [],
+    }
+    ReportEnvelope.model_validate(document)
+    with pytest.raises(ValueError, match="surprise"):
+        ReportEnvelope.model_validate({**document, "surprise": 1})
+    with pytest.raises(ValueError, match="started_at"):
+        ReportEnvelope.model_validate({**document, "started_at": "2026-12-05T11:00:00+01:00"})
