@@ -1,13 +1,13 @@
 """The command line: parse, load settings, call one runner, render, exit code. Nothing else.
 
-One handler (``run_cli``) turns every expected error into one ``Error: …`` line on stderr and the
-exit code of DESIGN.md §7, and an unexpected one into exit 70, a crash report and one line naming it
-(``crash``); a traceback is shown on stderr only with ``--verbose``. Every line passes ``redact`` first.
+``run_cli`` hands every exception to one handler (``cli_output.failure_exit``): an expected error becomes one
+``Error: …`` line on stderr and the exit code of DESIGN.md §7 (and, under ``--output json``, the error envelope on
+stdout); an unexpected one exit 70, a crash report and one line naming it. ``cli_output`` also renders the reports
+and writes the metrics file.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
@@ -19,17 +19,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from typer.exceptions import TyperException
 
 from amplify_billing import __version__
 from amplify_billing.changes import CommandReport
+from amplify_billing.cli_output import failure_exit, finish_command, interrupted_exit
 from amplify_billing.commands.common import recorded
-from amplify_billing.crash import forget_state_directory, handle_crash, redacted_traceback, remember_state_directory
-from amplify_billing.errors import AmplifyBillingError, ConfigError, ExitCode
-from amplify_billing.redact import redact, register_secrets_of
+from amplify_billing.crash import forget_state_directory, remember_state_directory
+from amplify_billing.errors import ConfigError, ExitCode
+from amplify_billing.redact import register_secrets_of
 from amplify_billing.settings import Settings
-
-log = logging.getLogger("amplify_billing")
 
 
 class OutputFormat(StrEnum):
@@ -132,7 +130,7 @@ def invoke(
 ) -> int:
     """Load settings, take the lock (real runs only), run ``body``, render, write metrics, exit code."""
     from amplify_billing.journal import RunLock
-    from amplify_billing.render import make_console, render_report, render_reports
+    from amplify_billing.render import make_console
     from amplify_billing.runtime import Runtime
 
     options = _options(ctx)
@@ -147,48 +145,19 @@ def invoke(
         reports = body(rt)
     finally:
         try:
-            if reports:
-                if command == "run":
-                    render_reports(rt.console, reports, output=options.output.value)
-                else:
-                    for report in reports:
-                        render_report(rt.console, report, output=options.output.value)
-            code = max((r.exit_code for r in reports), default=int(ExitCode.OK))
-            if options.metrics_file is not None and reports:
-                try:
-                    _write_metrics(rt, options.metrics_file, reports, time.monotonic() - started, code)
-                except AmplifyBillingError as error:
-                    # the run's own outcome stands; a stale metrics file is what the alert on
-                    # last_success_timestamp catches, and this line says why
-                    log.error("metrics not written: %s", error)
+            code = finish_command(
+                rt,
+                command,
+                reports,
+                output=options.output.value,
+                metrics_file=options.metrics_file,
+                duration=time.monotonic() - started,
+            )
         finally:
             rt.close()
             if lock is not None:
                 lock.release()
     return code
-
-
-def _write_metrics(rt: Runtime, path: Path, reports: list[CommandReport], duration: float, code: int) -> None:
-    from amplify_billing.metrics import write_metrics
-
-    now = datetime.now(UTC)
-    last_success = now if code == 0 else None
-    if last_success is None:
-        try:
-            successes = [r for r in rt.journal().recent_runs(200) if r.exit_code == 0 and r.finished_at]
-            last_success = max((r.finished_at for r in successes if r.finished_at), default=None)
-        except AmplifyBillingError:
-            last_success = None
-    write_metrics(
-        path,
-        reports,
-        duration_seconds=duration,
-        exit_code=code,
-        api_calls=rt.api_calls(),
-        retries=rt.retries(),
-        now=now,
-        last_success=last_success,
-    )
 
 
 # ---- commands -------------------------------------------------------------------------------------
@@ -482,36 +451,23 @@ def sandbox_command(
 def run_cli(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return the exit code instead of exiting (tests call this)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    verbose = "--verbose" in args or "-v" in args
+    started = datetime.now(UTC)
+    commands = _command_names()
     forget_state_directory()  # a previous in-process run's settings are not this run's
     try:
         result = app(args=args, prog_name="amplify-billing", standalone_mode=False)
-    except typer.Exit as done:
-        return int(done.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        print("Interrupted; nothing more was written. Run again to finish.", file=sys.stderr)
-        return int(ExitCode.INTERRUPTED)
-    except TyperException as bad:
-        # a usage error (unknown option, bad value): typer's own message, with the usage line
-        show = getattr(bad, "show", None)
-        if callable(show):
-            show(file=sys.stderr)
-        else:
-            print(f"Error: {bad.format_message()}", file=sys.stderr)
-        return int(ExitCode.CONFIG)
-    except AmplifyBillingError as error:
-        if verbose:
-            sys.stderr.write(redacted_traceback(error))
-        # an upstream error may echo a credential back: the one redaction point applies
-        print(f"Error: {redact(str(error))}", file=sys.stderr)
-        return int(error.exit_code)
-    except Exception as bug:  # the one place an unexpected bug is turned into a message
-        # exit 70, not 1: 1 means "some changes failed", which an operator handles differently from a bug
-        return handle_crash(bug, argv=args, verbose=verbose)
+    except (Exception, KeyboardInterrupt) as raised:  # the one place every exception becomes an exit code
+        return failure_exit(raised, args, commands=commands, started=started)
     code = int(result) if isinstance(result, int) else int(ExitCode.OK)
     if code == ExitCode.INTERRUPTED:  # typer answers Ctrl-C by returning 130 when not standalone
-        print("Interrupted; nothing more was written. Run again to finish.", file=sys.stderr)
+        return interrupted_exit(args, commands=commands, started=started)
     return code
+
+
+def _command_names() -> frozenset[str]:
+    """The top-level commands and groups, to name the command of an error document."""
+    names = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    return frozenset(n for n in names if n)
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """The JSON report envelope: the committed JSON Schema is the models' own, and every command's JSON output, dry and
-real, validates against the models (pydantic, ``extra="forbid"``: an undeclared key fails too).
+real, errors included, validates against the models (pydantic, ``extra="forbid"``: an undeclared key fails too).
 
 The commands run through ``run_cli`` against the sandbox emulators, with a config file on disk, as cron runs them.
 """
@@ -18,6 +18,7 @@ import pytest
 from amplify_billing import __version__
 from amplify_billing.cli import run_cli
 from amplify_billing.errors import ExitCode
+from amplify_billing.journal import RunLock
 from amplify_billing.render.envelope import SCHEMA_VERSION, ReportEnvelope, report_json_schema
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "docs" / "report.schema.json"
@@ -136,6 +137,44 @@ def test_typed_ids_sit_next_to_the_display_text(setup: Setup, capsys: pytest.Cap
     posted = [c for c in usage.changes if c.kind == "post"]
     in_recurly = {s["uuid"] for s in setup.sandbox.recurly.subscriptions()}
     assert posted and all(c.amplify_id and c.recurly_uuid in in_recurly for c in posted), posted
+
+
+def test_errors_under_json_are_an_envelope_on_stdout(
+    setup: Setup, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AMPLIFY_BILLING_CONFIG", raising=False)
+    (tmp_path / "elsewhere").mkdir()  # the sandbox's config.yaml sits in tmp_path itself
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert run_cli(["--output", "json", "sync-plans", "--dry-run"]) == ExitCode.CONFIG
+    out, err = capsys.readouterr()
+    missing = ReportEnvelope.model_validate_json(out)
+    assert (missing.command, missing.dry_run, missing.exit_code) == ("sync-plans", True, ExitCode.CONFIG)
+    assert missing.error is not None and "config.yaml" in missing.error and missing.error in err
+    assert missing.changes == [] and missing.run_id is None
+
+    with RunLock.acquire(setup.tmp / "amplify-billing.db", "run", clock=lambda: datetime.now(UTC)):
+        code = run_cli(["--config", str(setup.config), "-o", "json", "run"])
+    locked = ReportEnvelope.model_validate_json(capsys.readouterr().out)
+    assert code == locked.exit_code == ExitCode.LOCKED
+    assert locked.command == "run" and locked.error is not None
+
+    assert run_cli(["--output=json", "sync-plans", "--bogus"]) == ExitCode.CONFIG
+    usage_error = ReportEnvelope.model_validate_json(capsys.readouterr().out)
+    assert usage_error.exit_code == ExitCode.CONFIG and usage_error.error and "--bogus" in usage_error.error
+
+
+def test_a_crash_under_json_names_the_crash_report(
+    setup: Setup, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import amplify_billing.commands.sync_plans as module
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(module, "sync_plans", broken)
+    code, document, err = setup.json(capsys, "sync-plans")
+    assert code == document.exit_code == ExitCode.INTERNAL
+    assert document.error is not None and "crash report: " in document.error and document.error in err
 
 
 def test_undeclared_keys_are_refused() -> None:
