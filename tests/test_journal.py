@@ -649,7 +649,7 @@ def test_a_schema_1_journal_is_upgraded_in_place_keeping_every_row(tmp_path: Pat
 def test_an_upgrade_that_fails_leaves_the_journal_as_it_was(
     tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import amplify_billing.journal as module
+    import amplify_billing.journal.schema as module
 
     path = tmp_path / "amplify-billing.db"
     shutil.copyfile(V1_JOURNAL, path)
