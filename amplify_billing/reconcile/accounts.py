@@ -54,59 +54,80 @@ def diff_accounts(
     owner_details: Mapping[str, OwnerDetails],
     options: AccountOptions,
 ) -> ChangeSet:
+    billed = [s for s in sorted(subscriptions, key=lambda s: s.id) if needs_billing(s)]
     changes: list[Change] = []
+    # account code -> the subscriptions that wait for it: one WAITING per account, not one per subscription
     blocked: dict[str, list[AmplifySubscription]] = {}
-    for subscription in sorted(subscriptions, key=lambda s: s.id):
-        if not needs_billing(subscription):
-            continue
+    for subscription in billed:
         code = account_code(subscription, options.owner)
         if code is None:
-            what = "organization" if options.owner == "org" else "owner team or user"
-            changes.append(
-                Change(
-                    ChangeKind.FINDING,
-                    "account",
-                    _ref(subscription),
-                    "-",
-                    f"the subscription has no {what}; cannot choose a Recurly account",
-                    phase=PHASE_REPORT,
-                    key=subscription.id,
-                )
-            )
-            continue
-        creatable = code not in existing_accounts and options.create_missing
-        if code not in existing_accounts and not options.create_missing:
+            changes.append(_no_owner(subscription, options))
+        elif not _account_ready(code, existing_accounts, owner_details, options):
             blocked.setdefault(code, []).append(subscription)
-            continue
-        if creatable:
-            details = owner_details.get(code)
-            if details is None or details.problem or not details.email:
-                blocked.setdefault(code, []).append(subscription)
-                continue
-        if subscription.attributes.get(options.link_attribute) != code:
-            changes.append(
-                Change(
-                    ChangeKind.LINK,
-                    "subscription",
-                    _ref(subscription),
-                    f"account {code}",
-                    f"set attribute {options.link_attribute}={code}",
-                    action=SetAttributes(resource=subscription.raw, attributes={options.link_attribute: code}),
-                    amplify_id=subscription.id,
-                    recurly_id=code,
-                    phase=PHASE_LINKS,
-                    key=f"link:{subscription.id}",
-                    requires=(f"account:{code}",),
-                )
-            )
-    creatable_codes = sorted(
-        {
-            code
-            for code in (account_code(s, options.owner) for s in subscriptions if needs_billing(s))
-            if code and code not in existing_accounts and options.create_missing and code not in blocked
-        }
+        elif subscription.attributes.get(options.link_attribute) != code:
+            changes.append(_link(subscription, code, options))
+    changes.extend(_creates(billed, existing_accounts, owner_details, options, blocked))
+    changes.extend(
+        _blocked(code, waiting, owner_details.get(code), options) for code, waiting in sorted(blocked.items())
     )
-    for code in creatable_codes:
+    return ChangeSet.of("link-accounts", changes)
+
+
+def _account_ready(
+    code: str, existing_accounts: Collection[str], owner_details: Mapping[str, OwnerDetails], options: AccountOptions
+) -> bool:
+    """The account exists, or will: creating is allowed and the owner's details (with an e-mail) were read."""
+    if code in existing_accounts:
+        return True
+    if not options.create_missing:
+        return False
+    details = owner_details.get(code)
+    return details is not None and not details.problem and bool(details.email)
+
+
+def _no_owner(subscription: AmplifySubscription, options: AccountOptions) -> Change:
+    what = "organization" if options.owner == "org" else "owner team or user"
+    return Change(
+        ChangeKind.FINDING,
+        "account",
+        _ref(subscription),
+        "-",
+        f"the subscription has no {what}; cannot choose a Recurly account",
+        phase=PHASE_REPORT,
+        key=subscription.id,
+    )
+
+
+def _link(subscription: AmplifySubscription, code: str, options: AccountOptions) -> Change:
+    return Change(
+        ChangeKind.LINK,
+        "subscription",
+        _ref(subscription),
+        f"account {code}",
+        f"set attribute {options.link_attribute}={code}",
+        action=SetAttributes(resource=subscription.raw, attributes={options.link_attribute: code}),
+        amplify_id=subscription.id,
+        recurly_id=code,
+        phase=PHASE_LINKS,
+        key=f"link:{subscription.id}",
+        requires=(f"account:{code}",),
+    )
+
+
+def _creates(
+    billed: list[AmplifySubscription],
+    existing_accounts: Collection[str],
+    owner_details: Mapping[str, OwnerDetails],
+    options: AccountOptions,
+    blocked: Mapping[str, list[AmplifySubscription]],
+) -> list[Change]:
+    """One create per missing account that some billed subscription needs, when creating is allowed and its
+    owner's details were read (a blocked account is reported instead)."""
+    if not options.create_missing:
+        return []
+    codes = {account_code(s, options.owner) for s in billed}
+    changes: list[Change] = []
+    for code in sorted(c for c in codes if c and c not in existing_accounts and c not in blocked):
         details = owner_details[code]
         changes.append(
             Change(
@@ -121,28 +142,30 @@ def diff_accounts(
                 key=f"account:{code}",
             )
         )
-    for code, waiting in sorted(blocked.items()):
-        details = owner_details.get(code)
-        if not options.create_missing:
-            why = "missing in Recurly (accounts.create_missing is false): create it in Recurly"
-        elif details is None or details.problem:
-            problem = details.problem if details else "no details"
-            why = f"missing in Recurly and its owner cannot be read from Amplify ({problem})"
-        else:
-            why = (
-                "missing in Recurly and its owner has no e-mail address; "
-                "add one in Amplify or create the account in Recurly"
-            )
-        names = ", ".join(s.name for s in waiting[:5]) + (f" and {len(waiting) - 5} more" if len(waiting) > 5 else "")
-        changes.append(
-            Change(
-                ChangeKind.WAITING,
-                "account",
-                names,
-                f"account {code}",
-                f"{why}; blocks {len(waiting)} subscription(s)",
-                phase=PHASE_REPORT,
-                key=code,
-            )
+    return changes
+
+
+def _blocked(
+    code: str, waiting: list[AmplifySubscription], details: OwnerDetails | None, options: AccountOptions
+) -> Change:
+    """An account that is missing and cannot be created, with what to do and the subscriptions it holds up."""
+    if not options.create_missing:
+        why = "missing in Recurly (accounts.create_missing is false): create it in Recurly"
+    elif details is None or details.problem:
+        problem = details.problem if details else "no details"
+        why = f"missing in Recurly and its owner cannot be read from Amplify ({problem})"
+    else:
+        why = (
+            "missing in Recurly and its owner has no e-mail address; "
+            "add one in Amplify or create the account in Recurly"
         )
-    return ChangeSet.of("link-accounts", changes)
+    names = ", ".join(s.name for s in waiting[:5]) + (f" and {len(waiting) - 5} more" if len(waiting) > 5 else "")
+    return Change(
+        ChangeKind.WAITING,
+        "account",
+        names,
+        f"account {code}",
+        f"{why}; blocks {len(waiting)} subscription(s)",
+        phase=PHASE_REPORT,
+        key=code,
+    )
