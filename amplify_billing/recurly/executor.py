@@ -66,6 +66,51 @@ def _timestamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _ledger_entry(
+    record: UsageRecord, uuid: str, add_on: str, tag: str, usage_id: str, amount: int, now: datetime
+) -> UsageLedgerEntry:
+    """The ledger's entry for a usage record Recurly now holds (posted or updated at ``now``)."""
+    return UsageLedgerEntry(
+        merchant_tag=tag,
+        subscription_id=record.amplify_subscription_id,
+        quota_id=record.quota_id,
+        window_start=record.window_start,
+        window_end=record.window_end,
+        recurly_subscription_id=uuid,
+        add_on_code=add_on,
+        amount=Decimal(amount),
+        usage_id=usage_id,
+        billed=False,
+        kind=record.record_kind,
+        base_tag=None if record.record_kind == "base" else record.base_tag,
+        recorded_at=now,
+        updated_at=now,
+    )
+
+
+def _intent_payload(action: PostUsage, subscription_id: str, add_on_id: str, when: str) -> dict[str, Any]:
+    """What the next run needs to look the record up if this post's answer is lost (its format is the journal's)."""
+    return {
+        "subscription_id": subscription_id,
+        "add_on_id": add_on_id,
+        "merchant_tag": action.merchant_tag,
+        "amount": str(action.amount),
+        "usage_timestamp": when,
+        "amplify_subscription_id": action.record.amplify_subscription_id,
+        "quota_id": action.record.quota_id,
+    }
+
+
+def _stored_usage(
+    gateway: RecurlyGateway, subscription_id: str, add_on_id: str, tag: str, when: str
+) -> Mapping[str, Any] | None:
+    """The record with ``tag`` if Recurly already holds it: asked before a repeat of a post whose answer was lost."""
+    records = gateway.list_usage(
+        subscription_id, add_on_id, {"billing_status": "all", "begin_time": when, "end_time": when}
+    )
+    return next((r for r in records if r.get("merchant_tag") == tag), None)
+
+
 def recurly_handlers(gateway: Callable[[], RecurlyGateway]) -> dict[type[Action], Handler]:
     """Catalog, account and subscription writes. ``gateway`` is called per write: one client per worker thread."""
 
@@ -116,23 +161,7 @@ def usage_handlers(
     """Usage posts and in-place updates, each recorded in the journal's ledger once Recurly has it."""
 
     def entry(record: UsageRecord, uuid: str, add_on: str, tag: str, usage_id: str, amount: int) -> UsageLedgerEntry:
-        now = clock()
-        return UsageLedgerEntry(
-            merchant_tag=tag,
-            subscription_id=record.amplify_subscription_id,
-            quota_id=record.quota_id,
-            window_start=record.window_start,
-            window_end=record.window_end,
-            recurly_subscription_id=uuid,
-            add_on_code=add_on,
-            amount=Decimal(amount),
-            usage_id=usage_id,
-            billed=False,
-            kind=record.record_kind,
-            base_tag=None if record.record_kind == "base" else record.base_tag,
-            recorded_at=now,
-            updated_at=now,
-        )
+        return _ledger_entry(record, uuid, add_on, tag, usage_id, amount, clock())
 
     def post(action: Action, key: str, done: Mapping[str, str | None]) -> str | None:
         """Base records, parts and adjustments alike: intent, write with its Idempotency-Key, ledger."""
@@ -140,33 +169,13 @@ def usage_handlers(
         uuid = resolve(action.subscription_uuid, done)
         when = _timestamp(action.usage_timestamp)
         subscription_id, add_on_id, tag = f"uuid-{uuid}", f"code-{action.add_on_code}", action.merchant_tag
-        # the intent's payload is what the next run needs to look the record up (its format is the journal's)
-        journal().begin_intent(
-            tag,
-            USAGE_INTENT,
-            {
-                "subscription_id": subscription_id,
-                "add_on_id": add_on_id,
-                "merchant_tag": tag,
-                "amount": str(action.amount),
-                "usage_timestamp": when,
-                "amplify_subscription_id": action.record.amplify_subscription_id,
-                "quota_id": action.record.quota_id,
-            },
-        )
-
-        def stored() -> Mapping[str, Any] | None:
-            records = gateway().list_usage(
-                subscription_id, add_on_id, {"billing_status": "all", "begin_time": when, "end_time": when}
-            )
-            return next((r for r in records if r.get("merchant_tag") == tag), None)
-
+        journal().begin_intent(tag, USAGE_INTENT, _intent_payload(action, subscription_id, add_on_id, when))
         created = gateway().create_usage(
             subscription_id,
             add_on_id,
             {"amount": action.amount, "merchant_tag": tag, "usage_timestamp": when},
             idempotency_key=usage_idempotency_key(tag, "create"),
-            already_stored=stored,
+            already_stored=lambda: _stored_usage(gateway(), subscription_id, add_on_id, tag, when),
         )
         usage_id = str(created.get("id"))
         journal().record_usage(entry(action.record, uuid, action.add_on_code, tag, usage_id, action.amount))
