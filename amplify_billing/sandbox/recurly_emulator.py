@@ -28,30 +28,21 @@ import json
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import unquote
 
 from amplify_billing.sandbox.recurly_output import RecurlyOutput
+from amplify_billing.sandbox.recurly_routes import ID, RecurlyRoutes, json_body
 from amplify_billing.sandbox.recurly_state import RecurlyState
-from amplify_billing.sandbox.recurly_wire import (
-    RecurlyProblem,
-    SortKey,
-    bad_request,
-    json_object,
-    not_found,
-    paginate,
-    parse_list_query,
-)
+from amplify_billing.sandbox.recurly_wire import RecurlyProblem, bad_request
 from amplify_billing.sandbox.server import Emulator, FaultKind, FaultRule, Handler, Request, Response
 
 SANDBOX_PREFIX = "/_sandbox/"
 DEFAULT_RATE_LIMIT = 400  # a sandbox site's published limit
 RATE_WINDOW_SECONDS = 300.0  # the API computes its limit over a sliding 5-minute window
 WRITE_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
-ID = "[^/]+"  # a path id; the client percent-encodes it, handlers decode it
 
 FAULT_ERRORS: dict[str, tuple[int, str, str]] = {
     "429": (429, "rate_limited", "You have made too many API requests in the last 5 minutes; try again later"),
@@ -78,11 +69,6 @@ def _fingerprint(request: Request) -> str:
         body = request.body.decode(errors="replace")
     query = sorted((k, v) for k, values in request.query.items() for v in values)
     return json.dumps([request.method, request.path, query, body], sort_keys=True, default=str)
-
-
-def _by(name: str) -> Callable[[Any], SortKey]:
-    """Paging key of a record: its ``name`` timestamp, then its insertion sequence."""
-    return lambda record: (getattr(record, name), record.seq)
 
 
 class RecurlyEmulator(Emulator):
@@ -302,297 +288,19 @@ class RecurlyEmulator(Emulator):
 
         return run
 
-    # ---- request helpers -----------------------------------------------------------------------------
-    @staticmethod
-    def _param(request: Request, name: str) -> str:
-        return unquote(request.params[name])
-
-    @staticmethod
-    def _body(request: Request) -> Mapping[str, Any]:
-        try:
-            parsed = request.json()
-        except (ValueError, UnicodeDecodeError):
-            raise bad_request("The request body is not valid JSON") from None
-        return json_object(parsed)
-
-    @staticmethod
-    def _choice(request: Request, name: str, choices: tuple[str, ...], default: str | None = None) -> str | None:
-        value = request.arg(name) or default
-        if value is not None and value not in choices:
-            raise bad_request(f"{name} must be one of {', '.join(choices)}")
-        return value
-
-    def _list(
-        self,
-        request: Request,
-        records: Iterable[Any],
-        render: Callable[[Any], dict[str, Any]],
-        *,
-        sorts: tuple[str, ...] = ("created_at", "updated_at"),
-        default_sort: str = "created_at",
-        fields: Mapping[str, str] | None = None,
-        route: str = "",
-    ) -> Response:
-        q = parse_list_query(request.query, sorts=sorts, default_sort=default_sort)
-        page = paginate(
-            records,
-            q,
-            key=_by((fields or {}).get(q.sort, q.sort)),
-            ident=lambda r: str(r.id),
-            render=render,
-            path=request.path,
-            query=request.query,
-            cut=self.cut_listings.get(route),
-        )
-        if request.method == "HEAD":
-            return Response(200, None, {"Recurly-Total-Records": str(page.total)})
-        return Response(200, page.body, {"Recurly-Total-Records": str(page.total)})
-
-    # ---- routes --------------------------------------------------------------------------------------
+    # ---- routes (the API's in recurly_routes.py, each wrapped by _api) --------------------------------
     def _register_routes(self) -> None:
         def api(method: str, pattern: str, name: str, handler: Handler) -> None:
             for verb in ("GET", "HEAD") if method == "LIST" else (method,):
                 self.route(verb, pattern, name, self._api(handler))
 
-        api("LIST", "/sites", "list_sites", self._list_sites)
-        api("GET", f"/sites/(?P<site_id>{ID})", "get_site", self._get_site)
-        api("LIST", "/custom_field_definitions", "list_custom_field_definitions", self._list_field_definitions)
-        api(
-            "GET",
-            f"/custom_field_definitions/(?P<definition_id>{ID})",
-            "get_custom_field_definition",
-            self._get_field_definition,
-        )
-        api("LIST", "/measured_units", "list_measured_unit", self._list_units)
-        api("POST", "/measured_units", "create_measured_unit", self._create_unit)
-        api("GET", f"/measured_units/(?P<unit_id>{ID})", "get_measured_unit", self._get_unit)
-        api("PUT", f"/measured_units/(?P<unit_id>{ID})", "update_measured_unit", self._update_unit)
-        api("DELETE", f"/measured_units/(?P<unit_id>{ID})", "remove_measured_unit", self._remove_unit)
-        api("LIST", "/plans", "list_plans", self._list_plans)
-        api("POST", "/plans", "create_plan", self._create_plan)
-        api("GET", f"/plans/(?P<plan_id>{ID})", "get_plan", self._get_plan)
-        api("PUT", f"/plans/(?P<plan_id>{ID})", "update_plan", self._update_plan)
-        api("DELETE", f"/plans/(?P<plan_id>{ID})", "remove_plan", self._remove_plan)
-        api("LIST", f"/plans/(?P<plan_id>{ID})/add_ons", "list_plan_add_ons", self._list_plan_add_ons)
-        api("POST", f"/plans/(?P<plan_id>{ID})/add_ons", "create_plan_add_on", self._create_add_on)
-        add_on_path = f"/plans/(?P<plan_id>{ID})/add_ons/(?P<add_on_id>{ID})"
-        api("GET", add_on_path, "get_plan_add_on", self._get_add_on)
-        api("PUT", add_on_path, "update_plan_add_on", self._update_add_on)
-        api("DELETE", add_on_path, "remove_plan_add_on", self._remove_add_on)
-        api("LIST", "/add_ons", "list_add_ons", self._list_add_ons)
-        api("GET", f"/add_ons/(?P<add_on_id>{ID})", "get_add_on", self._get_site_add_on)
-        api("LIST", "/accounts", "list_accounts", self._list_accounts)
-        api("POST", "/accounts", "create_account", self._create_account)
-        api("GET", f"/accounts/(?P<account_id>{ID})", "get_account", self._get_account)
-        api("PUT", f"/accounts/(?P<account_id>{ID})", "update_account", self._update_account)
-        api(
-            "LIST",
-            f"/accounts/(?P<account_id>{ID})/subscriptions",
-            "list_account_subscriptions",
-            self._list_account_subscriptions,
-        )
-        api("LIST", "/subscriptions", "list_subscriptions", self._list_subscriptions)
-        api("POST", "/subscriptions", "create_subscription", self._create_subscription)
-        api("GET", f"/subscriptions/(?P<subscription_id>{ID})", "get_subscription", self._get_subscription)
-        api("DELETE", f"/subscriptions/(?P<subscription_id>{ID})", "terminate_subscription", self._terminate)
-        api("PUT", f"/subscriptions/(?P<subscription_id>{ID})/cancel", "cancel_subscription", self._cancel)
-        api("PUT", f"/subscriptions/(?P<subscription_id>{ID})/pause", "pause_subscription", self._pause)
-        api("PUT", f"/subscriptions/(?P<subscription_id>{ID})/resume", "resume_subscription", self._resume)
-        usage_path = f"/subscriptions/(?P<subscription_id>{ID})/add_ons/(?P<add_on_id>{ID})/usage"
-        api("LIST", usage_path, "list_usage", self._list_usage)
-        api("POST", usage_path, "create_usage", self._create_usage)
-        api("GET", f"/usage/(?P<usage_id>{ID})", "get_usage", self._get_usage)
-        api("PUT", f"/usage/(?P<usage_id>{ID})", "update_usage", self._update_usage)
-        api("DELETE", f"/usage/(?P<usage_id>{ID})", "remove_usage", self._remove_usage)
+        RecurlyRoutes(self.state, self.wire, lambda route: self.cut_listings.get(route)).register(api)
         self.route("POST", "/_sandbox/bill", "sandbox_bill", self._sandbox_bill)
-
-    # sites and custom field definitions
-    def _list_sites(self, request: Request) -> Response:
-        site = self.wire.site()
-        page = {"object": "list", "has_more": False, "next": None, "data": [site]}
-        return Response(200, None if request.method == "HEAD" else page, {"Recurly-Total-Records": "1"})
-
-    def _get_site(self, request: Request) -> Response:
-        ref = self._param(request, "site_id")
-        if ref not in (self.state.site_id, "subdomain-sandbox"):
-            raise not_found("Site", ref)
-        return Response(200, self.wire.site())
-
-    def _list_field_definitions(self, request: Request) -> Response:
-        related = self._choice(request, "related_type", ("account", "item", "plan", "subscription", "charge"))
-        records = [d for d in self.state.field_definitions.values() if related is None or d.related_type == related]
-        return self._list(request, records, self.wire.field_definition, fields={"updated_at": "created_at"})
-
-    def _get_field_definition(self, request: Request) -> Response:
-        record = self.state.field_definition(self._param(request, "definition_id"))
-        return Response(200, self.wire.field_definition(record))
-
-    # measured units
-    def _list_units(self, request: Request) -> Response:
-        wanted = self._choice(request, "state", ("active", "inactive"))
-        records = [u for u in self.state.units.values() if wanted is None or u.state == wanted]
-        return self._list(request, records, self.wire.unit)
-
-    def _create_unit(self, request: Request) -> Response:
-        return Response(201, self.wire.unit(self.state.create_unit(self._body(request))))
-
-    def _get_unit(self, request: Request) -> Response:
-        return Response(200, self.wire.unit(self.state.unit(self._param(request, "unit_id"))))
-
-    def _update_unit(self, request: Request) -> Response:
-        record = self.state.update_unit(self._param(request, "unit_id"), self._body(request))
-        return Response(200, self.wire.unit(record))
-
-    def _remove_unit(self, request: Request) -> Response:
-        return Response(200, self.wire.unit(self.state.remove_unit(self._param(request, "unit_id"))))
-
-    # plans and add-ons
-    def _list_plans(self, request: Request) -> Response:
-        wanted = self._choice(request, "state", ("active", "inactive"))
-        records = [p for p in self.state.plans.values() if wanted is None or p.state == wanted]
-        return self._list(request, records, self.wire.plan)
-
-    def _create_plan(self, request: Request) -> Response:
-        return Response(201, self.wire.plan(self.state.create_plan(self._body(request))))
-
-    def _get_plan(self, request: Request) -> Response:
-        return Response(200, self.wire.plan(self.state.plan(self._param(request, "plan_id"))))
-
-    def _update_plan(self, request: Request) -> Response:
-        plan = self.state.update_plan(self._param(request, "plan_id"), self._body(request))
-        return Response(200, self.wire.plan(plan))
-
-    def _remove_plan(self, request: Request) -> Response:
-        return Response(200, self.wire.plan(self.state.remove_plan(self._param(request, "plan_id"))))
-
-    def _list_plan_add_ons(self, request: Request) -> Response:
-        plan = self.state.plan(self._param(request, "plan_id"))
-        wanted = self._choice(request, "state", ("active", "inactive"))
-        records = [a for a in self.state.plan_add_ons(plan) if wanted is None or a.state == wanted]
-        return self._list(request, records, self.wire.add_on)
-
-    def _create_add_on(self, request: Request) -> Response:
-        record = self.state.create_add_on(self._param(request, "plan_id"), self._body(request))
-        return Response(201, self.wire.add_on(record))
-
-    def _get_add_on(self, request: Request) -> Response:
-        plan = self.state.plan(self._param(request, "plan_id"))
-        return Response(200, self.wire.add_on(self.state.add_on(plan, self._param(request, "add_on_id"))))
-
-    def _update_add_on(self, request: Request) -> Response:
-        record = self.state.update_add_on(
-            self._param(request, "plan_id"), self._param(request, "add_on_id"), self._body(request)
-        )
-        return Response(200, self.wire.add_on(record))
-
-    def _remove_add_on(self, request: Request) -> Response:
-        record = self.state.remove_add_on(self._param(request, "plan_id"), self._param(request, "add_on_id"))
-        return Response(200, self.wire.add_on(record))
-
-    def _list_add_ons(self, request: Request) -> Response:
-        wanted = self._choice(request, "state", ("active", "inactive"))
-        records = [a for a in self.state.add_ons.values() if wanted is None or a.state == wanted]
-        return self._list(request, records, self.wire.add_on)
-
-    def _get_site_add_on(self, request: Request) -> Response:
-        return Response(200, self.wire.add_on(self.state.site_add_on(self._param(request, "add_on_id"))))
-
-    # accounts
-    def _list_accounts(self, request: Request) -> Response:
-        email = request.arg("email")
-        subscriber = self._choice(request, "subscriber", ("true", "false"))
-        records = [
-            a
-            for a in self.state.accounts.values()
-            if (email is None or a.email == email)
-            and (subscriber is None or (subscriber == "true") == self.wire.account(a)["has_live_subscription"])
-        ]
-        return self._list(request, records, self.wire.account)
-
-    def _create_account(self, request: Request) -> Response:
-        return Response(201, self.wire.account(self.state.create_account(self._body(request))))
-
-    def _get_account(self, request: Request) -> Response:
-        return Response(200, self.wire.account(self.state.account(self._param(request, "account_id"))))
-
-    def _update_account(self, request: Request) -> Response:
-        record = self.state.update_account(self._param(request, "account_id"), self._body(request))
-        return Response(200, self.wire.account(record))
-
-    def _list_account_subscriptions(self, request: Request) -> Response:
-        account = self.state.account(self._param(request, "account_id"))
-        records = self.state.subscriptions_in(request.arg("state") or None, account.id)
-        return self._list(request, records, self.wire.subscription)
-
-    # subscriptions
-    def _list_subscriptions(self, request: Request) -> Response:
-        records = self.state.subscriptions_in(request.arg("state") or None)
-        return self._list(request, records, self.wire.subscription, route="list_subscriptions")
-
-    def _create_subscription(self, request: Request) -> Response:
-        record = self.state.create_subscription(self._body(request))
-        return Response(201, self.wire.subscription(record))
-
-    def _get_subscription(self, request: Request) -> Response:
-        record = self.state.subscription(self._param(request, "subscription_id"))
-        return Response(200, self.wire.subscription(record))
-
-    def _cancel(self, request: Request) -> Response:
-        record = self.state.cancel_subscription(self._param(request, "subscription_id"), self._body(request))
-        return Response(200, self.wire.subscription(record))
-
-    def _pause(self, request: Request) -> Response:
-        record = self.state.pause_subscription(self._param(request, "subscription_id"), self._body(request))
-        return Response(200, self.wire.subscription(record))
-
-    def _resume(self, request: Request) -> Response:
-        record = self.state.resume_subscription(self._param(request, "subscription_id"))
-        return Response(200, self.wire.subscription(record))
-
-    def _terminate(self, request: Request) -> Response:
-        refund = self._choice(request, "refund", ("full", "partial", "none"), "none")
-        charge = self._choice(request, "charge", ("true", "false"), "true")
-        record = self.state.terminate_subscription(
-            self._param(request, "subscription_id"), refund=str(refund), charge=charge == "true"
-        )
-        return Response(200, self.wire.subscription(record))
-
-    # usage
-    def _list_usage(self, request: Request) -> Response:
-        status = self._choice(request, "billing_status", ("unbilled", "billed", "all"), "unbilled")
-        records = self.state.usage_of(
-            self._param(request, "subscription_id"), self._param(request, "add_on_id"), str(status)
-        )
-        return self._list(
-            request,
-            records,
-            self.wire.usage,
-            sorts=("usage_timestamp", "recorded_timestamp"),
-            default_sort="usage_timestamp",
-            fields={"recorded_timestamp": "recording_timestamp"},
-        )
-
-    def _create_usage(self, request: Request) -> Response:
-        record = self.state.create_usage(
-            self._param(request, "subscription_id"), self._param(request, "add_on_id"), self._body(request)
-        )
-        return Response(201, self.wire.usage(record))
-
-    def _get_usage(self, request: Request) -> Response:
-        return Response(200, self.wire.usage(self.state.usage_record(self._param(request, "usage_id"))))
-
-    def _update_usage(self, request: Request) -> Response:
-        record = self.state.update_usage(self._param(request, "usage_id"), self._body(request))
-        return Response(200, self.wire.usage(record))
-
-    def _remove_usage(self, request: Request) -> Response:
-        self.state.remove_usage(self._param(request, "usage_id"))
-        return Response(204, None)
 
     # emulator-only: an invoice run
     def _sandbox_bill(self, request: Request) -> Response:
         try:
-            body = self._body(request)
+            body = json_body(request)
             uuid = body.get("subscription_uuid")
             if uuid is not None and not isinstance(uuid, str):
                 raise bad_request("subscription_uuid must be a string")
@@ -600,3 +308,6 @@ class RecurlyEmulator(Emulator):
             return Response(200, {"billed": self.state.bill(uuid)})
         except RecurlyProblem as problem:
             return Response(problem.status, problem.body())
+
+
+__all__ = ["ID", "RecurlyEmulator"]
