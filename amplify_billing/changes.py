@@ -123,7 +123,7 @@ class CommandReport:
     figures: Mapping[str, int | str] = field(default_factory=dict)
     exit_code: int = 0
     note: str | None = None  # e.g. "stopped at --max-duration; 12 changes left for the next run"
-    # the journal's run row and when the command ran (the runtime's clock, UTC): set by commands.common.recorded
+    # the journal's run row and when the command ran (the runtime's clock, UTC): set by execute.recorded
     run_id: int | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None

@@ -23,9 +23,9 @@ import typer
 from amplify_billing import __version__
 from amplify_billing.changes import CommandReport
 from amplify_billing.cli_output import failure_exit, finish_command, interrupted_exit
-from amplify_billing.commands.common import recorded
 from amplify_billing.crash import forget_state_directory, remember_state_directory
 from amplify_billing.errors import ConfigError, ExitCode
+from amplify_billing.execute import recorded
 from amplify_billing.redact import register_secrets_of
 from amplify_billing.settings import Settings
 

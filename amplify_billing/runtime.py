@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.status import Status
 
-from amplify_billing.changes import ChangeSet
 from amplify_billing.errors import ConfigError, UpstreamError
+from amplify_billing.render.progress import Display
 from amplify_billing.settings import Settings
 
 if TYPE_CHECKING:
@@ -54,8 +51,11 @@ class Runtime:
     _snapshots: Snapshots | None = field(default=None, init=False)
     # concurrent Recurly writers ask for clients and the journal from worker threads
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False)
-    # what a person at a terminal sees while a command works; nothing at all under cron
-    _live: Status | Progress | None = field(default=None, init=False)
+    display: Display = field(init=False)
+
+    def __post_init__(self) -> None:
+        # what a person at a terminal sees while a command works (render.progress); nothing at all under cron
+        self.display = Display(self.err_console)
 
     def amplify(self) -> AmplifyClients:
         with self._lock:
@@ -154,49 +154,6 @@ class Runtime:
 
             self._snapshots = Snapshots(self.settings, self.amplify().resources, self.recurly())
         return self._snapshots
-
-    # ---- progress on a terminal ---------------------------------------------------------------------
-    @contextmanager
-    def activity(self, text: str) -> Iterator[None]:
-        """A spinner while ``text`` goes on (listings); silent when stderr is not a terminal (cron)."""
-        if not self.err_console.is_terminal:
-            yield
-            return
-        status = self.err_console.status(text)
-        self._live = status
-        status.start()
-        try:
-            yield
-        finally:
-            status.stop()
-            if self._live is status:
-                self._live = None
-
-    def progress(self, changeset: ChangeSet) -> Callable[[int], None] | None:
-        """A progress bar over the writes of ``changeset``; None (no bar) off a terminal or with nothing to do."""
-        total = len(changeset.writes)
-        if total == 0 or not self.err_console.is_terminal:
-            return None
-        if self._live is not None:
-            self._live.stop()  # one live display at a time: the bar replaces the listing spinner
-        bar = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=self.err_console,
-            transient=True,
-        )
-        task = bar.add_task(f"{changeset.command}: applying", total=total)
-        bar.start()
-        self._live = bar
-        return lambda steps: bar.advance(task, steps)  # Progress locks internally: safe from worker threads
-
-    def progress_done(self) -> None:
-        if isinstance(self._live, Progress):
-            self._live.stop()
-            self._live = None
 
     def api_calls(self) -> dict[str, dict[str, int]]:
         """Requests made so far by system and method, for the summary and the metrics file."""

@@ -238,7 +238,7 @@ def test_run_spends_one_amplify_attribute_write_per_subscription_and_approvals_c
 
 
 def test_usage_in_small_batches_bills_the_same(make_cycle: Any, monkeypatch: Any) -> None:
-    import amplify_billing.commands.report_usage as report_usage
+    import amplify_billing.usage.reporting as report_usage
 
     monkeypatch.setattr(report_usage, "USAGE_BATCH_PAIRS", 3)  # many batches: planning and applying per batch
     cycle: Cycle = make_cycle(days=WHOLE)

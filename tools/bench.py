@@ -218,8 +218,8 @@ def worker_main(argv: Sequence[str]) -> None:
     from rich.console import Console
 
     from amplify_billing.changes import CommandReport, Outcome
-    from amplify_billing.commands.common import recorded
     from amplify_billing.commands.run import RunOptions, run_all
+    from amplify_billing.execute import recorded
     from amplify_billing.runtime import Runtime
     from amplify_billing.settings import load_settings
 

@@ -56,7 +56,7 @@ class Cycle:
         return Runtime(self.sandbox.settings(**self.overrides), console, console, clock=self.clock)
 
     def _go(self, name: str, dry_run: bool, body: Body) -> CommandReport:
-        from amplify_billing.commands.common import recorded
+        from amplify_billing.execute import recorded
 
         rt = self.runtime()
         try:
@@ -91,8 +91,8 @@ class Cycle:
         return self._go("report-usage", dry_run, lambda rt, run_id: report_usage(rt, options, run_id=run_id))
 
     def run(self, *, dry_run: bool = False) -> list[CommandReport]:
-        from amplify_billing.commands.common import recorded
         from amplify_billing.commands.run import RunOptions, run_all
+        from amplify_billing.execute import recorded
 
         rt = self.runtime()
         try:

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from amplify_billing.changes import CommandReport, Outcome
-from amplify_billing.commands.common import execute, make_report
-from amplify_billing.reconcile.plan_mapping import MappingOptions
-from amplify_billing.reconcile.plans import PlanSyncOptions, diff_plans
+from amplify_billing.execute import execute, make_report
+from amplify_billing.gather.options import plan_sync_options
+from amplify_billing.reconcile.plans import diff_plans
 from amplify_billing.runtime import Runtime
-from amplify_billing.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -18,20 +17,6 @@ class SyncPlansOptions:
     exit_code: bool = False
     force: bool = False
     products: tuple[str, ...] = ()
-
-
-def plan_sync_options(settings: Settings) -> PlanSyncOptions:
-    countable = None if settings.usage.source == "file" else frozenset({"transactions"})
-    return PlanSyncOptions(
-        mapping=MappingOptions(
-            plan_code_prefix=settings.catalog.plan_code_prefix,
-            add_on_code_prefix=settings.catalog.add_on_code_prefix,
-            countable_units=countable,
-        ),
-        sync_free_plans=settings.catalog.sync_free_plans,
-        plan_link_attribute=settings.catalog.plan_link_attribute,
-        quota_link_attribute=settings.catalog.quota_link_attribute,
-    )
 
 
 def sync_plans(rt: Runtime, options: SyncPlansOptions, *, run_id: int | None) -> CommandReport:

@@ -14,10 +14,10 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from amplify_billing.amplify.parse import parse_timestamp
-from amplify_billing.commands.report_usage import INTENT_KIND, WINDOW_SETTING
-from amplify_billing.commands.subscriptions import subscription_inputs, subscription_options
-from amplify_billing.commands.sync_plans import plan_sync_options
+from amplify_billing.gather.options import plan_sync_options, subscription_options
+from amplify_billing.gather.subscriptions import GatherReads, subscription_inputs
 from amplify_billing.journal import Intent, RunRecord, UsageLedgerEntry
+from amplify_billing.links import INTENT_KIND, WINDOW_SETTING
 from amplify_billing.reconcile.status import (
     COMMANDS,
     DriftItem,
@@ -154,10 +154,10 @@ def gather_status(rt: Runtime, *, verify: bool) -> StatusInputs:
     snapshots = rt.snapshots()
     catalog = snapshots.amplify_catalog()
     recurly_catalog = snapshots.recurly_catalog()
-    sub_options = subscription_options(rt)
+    sub_options = subscription_options(rt.settings)
     # the same inputs sync-subscriptions builds (deleted subscriptions waiting for their usage included), read
     # through a journal reader that never creates the file
-    subscriptions = subscription_inputs(rt, journal)
+    subscriptions = subscription_inputs(GatherReads(settings, snapshots, journal, rt.clock))
     matches = {**subscriptions.journal_links, **match_subscriptions(subscriptions, sub_options)}
     # the window size the journal's usage was reported in (report-usage pins it), else the configured one
     window = journal.get_link(*WINDOW_SETTING) or settings.usage.window

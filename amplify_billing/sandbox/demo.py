@@ -17,8 +17,8 @@ from pathlib import Path
 from rich.console import Console
 
 from amplify_billing.changes import CommandReport, Outcome
-from amplify_billing.commands.common import recorded
 from amplify_billing.commands.run import RunOptions, run_all
+from amplify_billing.execute import recorded
 from amplify_billing.gather.status import gather_status
 from amplify_billing.reconcile.status import build_status
 from amplify_billing.render import overall_exit_code, render_reports

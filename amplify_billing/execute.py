@@ -1,4 +1,5 @@
-"""What every command shares: turning a ChangeSet into results (dry or applied) and an exit code."""
+"""What every command shares: a ChangeSet into results (dry or applied), the report, its exit code, and the
+journal's run row."""
 
 from __future__ import annotations
 
@@ -47,12 +48,12 @@ def execute(
         deadline=rt.deadline,
         monotonic=rt.monotonic,
         concurrency=rt.settings.recurly.concurrency,
-        on_progress=rt.progress(changeset),
+        on_progress=rt.display.progress(changeset),
     )
     try:
         results = applier.apply(changeset)
     finally:
-        rt.progress_done()
+        rt.display.done()
     note = None
     if applier.stopped_early:
         left = sum(1 for r in results if r.outcome is Outcome.SKIPPED)
@@ -105,13 +106,13 @@ def recorded(rt: Runtime, command: str, dry_run: bool, run: Callable[[int | None
     started_at = rt.clock()
     if dry_run:
         rt.check_journal()
-        with rt.activity(f"{command}: reading Amplify and Recurly (dry run)"):
+        with rt.display.activity(f"{command}: reading Amplify and Recurly (dry run)"):
             return replace(run(None), started_at=started_at, finished_at=rt.clock())
     journal = rt.claim_journal()
     run_id = journal.start_run(command, dry_run)
     report: CommandReport | None = None
     try:
-        with rt.activity(f"{command}: reading Amplify and Recurly"):
+        with rt.display.activity(f"{command}: reading Amplify and Recurly"):
             report = replace(run(run_id), run_id=run_id, started_at=started_at, finished_at=rt.clock())
         return report
     finally:
