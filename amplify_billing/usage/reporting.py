@@ -18,25 +18,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
-from decimal import Decimal
-from typing import Any
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 from amplify_billing.actions import PostUsage, UpdateUsage
-from amplify_billing.amplify.parse import parse_timestamp
-from amplify_billing.changes import Change, ChangeKind, ChangeResult, ChangeSet, CommandReport, Outcome
-from amplify_billing.errors import ConfigError, UpstreamError
+from amplify_billing.changes import ChangeKind, ChangeResult, ChangeSet, CommandReport, Outcome
+from amplify_billing.errors import UpstreamError
 from amplify_billing.execute import execute, make_report
 from amplify_billing.gather.options import subscription_options
 from amplify_billing.gather.subscriptions import GatherReads, subscription_inputs
-from amplify_billing.journal import UsageLedgerEntry
-from amplify_billing.links import CREATED_LINK, INTENT_KIND, LOOKED_UP_LINK, STALE_MARK, WINDOW_SETTING
+from amplify_billing.links import CREATED_LINK, LOOKED_UP_LINK, STALE_MARK
 from amplify_billing.models import AmplifySubscription
-from amplify_billing.reconcile.subscriptions import RecurlySubscription, ended_state, match_subscriptions
+from amplify_billing.reconcile.subscriptions import RecurlySubscription, match_subscriptions
 from amplify_billing.reconcile.usage import (
-    PHASE_REPORT,
-    AgedOut,
     BilledQuota,
     LedgerView,
     UsageRules,
@@ -44,18 +38,18 @@ from amplify_billing.reconcile.usage import (
     restatement_candidates,
     unbilled_findings,
 )
-from amplify_billing.recurly.parse import money
 from amplify_billing.runtime import Runtime
 from amplify_billing.usage.journal_check import SamplePair, check_sample
-from amplify_billing.usage.sources import Range, RangeCount, UsageSource, build_source
+from amplify_billing.usage.ledger_reads import (
+    UsageLedger,
+    bootstrap,
+    check_window_setting,
+    resolve_open_intents,
+)
+from amplify_billing.usage.planning import Planner, UsageOptions, count_ranges, horizon
+from amplify_billing.usage.sources import RangeCount, build_source
 from amplify_billing.usage.windows import (
     WINDOW_SIZES,
-    UsageWindow,
-    merchant_tag,
-    parse_merchant_tag,
-    reportable_windows,
-    window_ceil,
-    window_floor,
 )
 
 log = logging.getLogger(__name__)
@@ -68,332 +62,6 @@ UNKNOWN_TIER_TYPE = "volume"
 Pair = tuple[str, str]
 
 
-@dataclass(frozen=True)
-class UsageOptions:
-    dry_run: bool = False
-    exit_code: bool = False
-    force: bool = False
-    start: datetime | None = None  # --from
-    end: datetime | None = None  # --to
-    window: str | None = None  # --window
-    # Only these Amplify subscription ids (None: all). sync-subscriptions reports the last usage of ended
-    # subscriptions this way before it ends them, so that nothing after the end is billed and nothing before lost.
-    only: frozenset[str] | None = None
-
-
-@dataclass
-class _Ledger:
-    """The journal's ledger plus what this run learned from Recurly (kept in memory on a dry run)."""
-
-    rt: Runtime
-    dry_run: bool
-    extra: dict[str, list[UsageLedgerEntry]] = field(default_factory=dict)
-
-    def record(self, entry: UsageLedgerEntry) -> None:
-        if self.dry_run:
-            base = entry.base_tag or entry.merchant_tag
-            self.extra.setdefault(base, []).append(entry)
-        else:
-            self.rt.journal().record_usage(entry)
-
-    def view(self, subscription_id: str, quota_id: str, window_start: datetime) -> LedgerView | None:
-        entries = list(self.rt.journal().usage_for_window(subscription_id, quota_id, window_start))
-        tag = merchant_tag(subscription_id, quota_id, window_start)
-        known = {e.merchant_tag for e in entries}
-        entries += [e for e in self.extra.get(tag, []) if e.merchant_tag not in known]
-        if not entries:
-            return None
-        base = next((e for e in entries if e.kind == "base"), None)
-        parts = [e for e in entries if e.kind == "part"]
-        first = base or (parts[0] if parts else None)
-        adjustments = {
-            parsed.adjustment
-            for e in entries
-            if e.kind == "adjustment" and (parsed := parse_merchant_tag(e.merchant_tag)) and parsed.adjustment
-        }
-        return LedgerView(
-            base_tag=tag,
-            base_usage_id=base.usage_id if base else None,
-            total=sum((e.amount for e in entries), Decimal(0)),
-            adjustments=max(adjustments, default=0),
-            billed=bool(first and first.billed),
-            parts=len(parts),
-            probe_usage_id=first.usage_id if first else None,
-        )
-
-
-def _record_kind(tag_text: str) -> str:
-    tag = parse_merchant_tag(tag_text)
-    if tag is None:
-        return "base"
-    if tag.adjustment:
-        return "adjustment"
-    return "part" if tag.part else "base"
-
-
-def _usage_entry(
-    record: Mapping[str, Any], *, subscription_id: str, quota_id: str, uuid: str, add_on: str, size: timedelta
-) -> UsageLedgerEntry | None:
-    tag = parse_merchant_tag(str(record.get("merchant_tag") or ""))
-    if tag is None or tag.subscription_id != subscription_id or tag.quota_id != quota_id:
-        return None
-    now_value = record.get("updated_at") or record.get("created_at")
-    recorded = now_value if isinstance(now_value, datetime) else parse_timestamp(now_value)
-    base = merchant_tag(subscription_id, quota_id, tag.window_start)
-    kind = _record_kind(str(record.get("merchant_tag")))
-    return UsageLedgerEntry(
-        merchant_tag=str(record.get("merchant_tag")),
-        subscription_id=subscription_id,
-        quota_id=quota_id,
-        window_start=tag.window_start,
-        window_end=tag.window_start + size,
-        recurly_subscription_id=uuid,
-        add_on_code=add_on,
-        amount=money(record.get("amount")) or Decimal(0),
-        usage_id=str(record.get("id")) if record.get("id") else None,
-        billed=record.get("billed_at") is not None,
-        kind=kind,
-        base_tag=None if kind == "base" else base,
-        recorded_at=recorded or tag.window_start,
-        updated_at=recorded or tag.window_start,
-    )
-
-
-@dataclass
-class _IntentResolution:
-    resolved: int = 0
-    stuck: list[Change] = field(default_factory=list)
-    blocked: set[Pair] = field(default_factory=set)
-
-
-def _resolve_open_intents(rt: Runtime, ledger: _Ledger, size: timedelta) -> _IntentResolution:
-    """DESIGN.md §4 step 4: an intent left open by a killed run is looked up in Recurly before any resend.
-
-    One by one: an intent whose lookup fails is reported as stuck and holds back only its own pair, so one bad
-    record never stops the usage billing of every other subscription."""
-    journal = rt.journal()
-    outcome = _IntentResolution()
-    for intent in journal.open_intents(INTENT_KIND):
-        p = intent.payload
-        when = str(p["usage_timestamp"])
-        pair = (str(p["amplify_subscription_id"]), str(p["quota_id"]))
-        try:
-            records = rt.recurly().list_usage(
-                p["subscription_id"],
-                p["add_on_id"],
-                {"billing_status": "all", "begin_time": when, "end_time": when, "limit": 200},
-            )
-        except UpstreamError as error:
-            outcome.blocked.add(pair)
-            outcome.stuck.append(
-                Change(
-                    ChangeKind.FINDING,
-                    "usage",
-                    f"subscription ({pair[0]}) quota {pair[1]}",
-                    f"{str(p['subscription_id']).removeprefix('uuid-')}/{str(p['add_on_id']).removeprefix('code-')}",
-                    f"stuck intent {intent.key} ({p.get('amount')} unit(s)) from {intent.created_at.isoformat()}: "
-                    f"cannot look it up in Recurly ({error}); nothing more is posted for this pair until it is "
-                    "resolved, the next run tries again",
-                    units=int(Decimal(str(p.get("amount") or 0))),
-                    amplify_id=pair[0],
-                    phase=PHASE_REPORT,
-                    key=f"{pair[0]}:{pair[1]}:stuck:{intent.key}",
-                    withholds=True,
-                )
-            )
-            continue
-        found = [r for r in records if r.get("merchant_tag") == intent.key]
-        if found:
-            entry = _usage_entry(
-                found[0],
-                subscription_id=pair[0],
-                quota_id=pair[1],
-                uuid=str(p["subscription_id"]).removeprefix("uuid-"),
-                add_on=str(p["add_on_id"]).removeprefix("code-"),
-                size=size,
-            )
-            if entry is not None:
-                ledger.record(entry)
-            if not ledger.dry_run:
-                journal.complete_intent(intent.key, str(found[0].get("id")))
-            if len(found) > 1:
-                log.error("merchant_tag %s appears %d times in Recurly", intent.key, len(found))
-        elif not ledger.dry_run:
-            journal.abandon_intent(intent.key, "not found in Recurly: the write never landed")
-        outcome.resolved += 1
-    return outcome
-
-
-def _bootstrap(rt: Runtime, ledger: _Ledger, quota: BilledQuota, since: datetime, size: timedelta) -> None:
-    """First contact with a pair (or a lost journal): learn what Recurly already holds for it."""
-    records = rt.recurly().list_usage(
-        f"uuid-{quota.recurly_uuid}",
-        f"code-{quota.add_on_code}",
-        {"billing_status": "all", "begin_time": since.strftime("%Y-%m-%dT%H:%M:%SZ"), "limit": 200},
-    )
-    for record in records:
-        entry = _usage_entry(
-            record,
-            subscription_id=quota.subscription_id,
-            quota_id=quota.quota_id,
-            uuid=quota.recurly_uuid,
-            add_on=quota.add_on_code,
-            size=size,
-        )
-        if entry is not None:
-            ledger.record(entry)
-
-
-def _check_window_setting(rt: Runtime, window: str, dry_run: bool) -> None:
-    journal = rt.journal()
-    previous = journal.get_link(*WINDOW_SETTING)
-    if previous and previous != window:
-        raise ConfigError(
-            f"usage was reported in {previous} windows by this journal ({rt.settings.state.path}); "
-            f"counting {window} windows now would bill the same traffic twice. Keep usage.window: {previous} "
-            "(and no --window), or start a new journal and Recurly site"
-        )
-    if not previous and not dry_run:
-        journal.set_link(*WINDOW_SETTING, window)
-
-
-@dataclass(frozen=True)
-class _Horizon:
-    """How far back this run may count, and why not further (for the finding)."""
-
-    cutoff: datetime | None  # windows must start at or after it to be countable; None: no limit
-    why: str
-
-
-def _horizon(rt: Runtime, source: UsageSource, options: UsageOptions, now: datetime) -> _Horizon:
-    settings = rt.settings.usage
-    limits: list[tuple[datetime, str]] = []
-    if source.retention is not None:
-        limits.append(
-            (
-                now - source.retention,
-                f"the usage source keeps {_days(source.retention)} of transactions (usage.retention); "
-                "count them from another source (usage.source: file, with report-usage --from/--to)",
-            )
-        )
-    max_backfill = settings.max_backfill
-    if max_backfill is not None and options.start is None:
-        limits.append(
-            (
-                now - max_backfill,
-                f"older than usage.max_backfill ({_days(max_backfill)}); "
-                "raise it, or backfill with report-usage --from/--to",
-            )
-        )
-    span_start = getattr(source, "span", (None, None))[0]
-    if span_start is not None:
-        # a file holds what it holds: windows before its first row cannot be counted from it
-        limits.append(
-            (span_start, f"the usage file starts at {span_start.strftime('%Y-%m-%dT%H:%M:%SZ')}; add rows for them")
-        )
-    if not limits:
-        return _Horizon(None, "")
-    cutoff, why = max(limits, key=lambda limit: limit[0])
-    return _Horizon(cutoff, why)
-
-
-def _days(span: timedelta) -> str:
-    return f"{span.days} days" if span % timedelta(days=1) == timedelta(0) else str(span)
-
-
-@dataclass
-class _Planner:
-    """Builds the BilledQuota of every (subscription, quota) this run reports, and the reasons for the others."""
-
-    rt: Runtime
-    options: UsageOptions
-    ledger: _Ledger
-    size: timedelta
-    now: datetime
-    horizon: _Horizon
-    report_until: datetime | None
-    blocked: set[Pair]
-    stale: bool = False
-    stale_note: str | None = None
-    sample_reads: int = 0
-    rebuilt: int = 0
-    billed: list[BilledQuota] = field(default_factory=list)
-    reasons: dict[Pair, str] = field(default_factory=dict)
-
-    def pair_windows(
-        self, subscription: AmplifySubscription, current: RecurlySubscription, watermark: datetime | None
-    ) -> tuple[list[UsageWindow], list[UsageWindow], AgedOut | None, list[UsageWindow]]:
-        """New windows, re-count windows, the aged-out span and the before-billing-start windows of one pair."""
-        settings = self.rt.settings.usage
-        assert current.activated_at is not None
-        # DESIGN.md §3: billing starts when the Amplify subscription became active, not when its Recurly
-        # subscription was made (a subscription approved before the first run, or while cron was down)
-        became_active = subscription.active_since or current.activated_at
-        became_active = min(became_active, current.activated_at)
-        report_mode = settings.before_billing_start == "report"
-        active_from = current.activated_at if report_mode else became_active
-        until = subscription.state_changed_at if ended_state(subscription) else None
-        if current.expires_at is not None and (until is None or current.expires_at < until):
-            until = current.expires_at
-        backfill = self.options.start is not None or self.options.end is not None
-        since = None if backfill else watermark
-        floor = self.options.start or became_active
-        cutoff = self.horizon.cutoff
-        earliest = floor if cutoff is None else max(floor, cutoff)
-
-        def windows(start: datetime, earliest: datetime, since: datetime | None) -> list[UsageWindow]:
-            return reportable_windows(
-                size=self.size,
-                now=self.now,
-                settle_delay=settings.settle_delay,
-                active_from=start,
-                active_until=until,
-                since=since,
-                earliest=earliest,
-                until=self.report_until,
-            )
-
-        countable = [w for w in windows(active_from, earliest, since) if cutoff is None or w.clip_start >= cutoff]
-        aged = self._aged_out(active_from, since, until, cutoff)
-        before: list[UsageWindow] = []
-        if report_mode and became_active < current.activated_at:
-            before = [
-                w
-                for w in windows(became_active, earliest, since)
-                if w.clip_start < current.activated_at and (cutoff is None or w.clip_start >= cutoff)
-            ]
-            before = [replace(w, clip_end=min(w.clip_end, current.activated_at)) for w in before]
-        recount: list[UsageWindow] = []
-        if watermark is not None and not backfill:
-            back = self.now - settings.lookback
-            recount = [
-                w
-                for w in windows(active_from, max(earliest, back), None)
-                if w.clip_end <= watermark and (cutoff is None or w.clip_start >= cutoff)
-            ]
-        return countable, recount, aged, before
-
-    def _aged_out(
-        self, active_from: datetime, since: datetime | None, until: datetime | None, cutoff: datetime | None
-    ) -> AgedOut | None:
-        """The span this pair should have counted but can no longer: from where counting would begin to the first
-        countable window (a window that starts before the cutoff has lost some of its transactions)."""
-        if cutoff is None:
-            return None
-        start = max(active_from, since) if since is not None else active_from
-        if self.options.start is not None:
-            start = max(start, self.options.start)
-        boundary = window_ceil(cutoff, self.size)
-        end = min(boundary, until) if until is not None else boundary
-        settled = self.now - self.rt.settings.usage.settle_delay
-        end = min(end, settled)
-        if start >= end:
-            return None
-        first = start - (start - datetime(1970, 1, 1, tzinfo=start.tzinfo)) % self.size
-        count = -((first - end) // self.size)
-        return AgedOut(start, end, count, self.horizon.why)
-
-
 def report_usage_with_watermarks(
     rt: Runtime, options: UsageOptions, *, run_id: int | None
 ) -> tuple[CommandReport, dict[tuple[str, str], datetime]]:
@@ -403,20 +71,20 @@ def report_usage_with_watermarks(
     window_name = options.window or settings.window
     size = WINDOW_SIZES[window_name]
     now = rt.clock()
-    _check_window_setting(rt, window_name, options.dry_run)
-    ledger = _Ledger(rt, options.dry_run)
-    intents = _resolve_open_intents(rt, ledger, size)
+    check_window_setting(rt, window_name, options.dry_run)
+    ledger = UsageLedger(rt, options.dry_run)
+    intents = resolve_open_intents(rt, ledger, size)
 
     source = build_source(rt.settings, rt.amplify() if settings.source == "traceability" else None, size)
     # A file says nothing about windows past its last row: counting them as zero would move the watermarks
     # past traffic a later file may bring, so the windows stop where the file does.
     span_end = getattr(source, "span", (None, None))[1]
     report_until = options.end if span_end is None else min(options.end or span_end, span_end)
-    horizon = _horizon(rt, source, options, now)
-    planner = _Planner(rt, options, ledger, size, now, horizon, report_until, intents.blocked)
+    limit = horizon(rt, source, options, now)
+    planner = Planner(rt, options, ledger, size, now, limit, report_until, intents.blocked)
     known_names = _collect_pairs(planner)
 
-    answers = _count(source, planner.billed, size)
+    answers = count_ranges(source, planner.billed, size)
     if options.only is not None:
         # the ranges counted for the chosen subscriptions hold others' traffic too: not this run's to report
         answers = {
@@ -458,46 +126,6 @@ def report_usage_with_watermarks(
     return report, moved
 
 
-def _ranges_of(quota: BilledQuota) -> list[tuple[datetime, datetime]]:
-    return [(w.clip_start, w.clip_end) for w in (*quota.windows, *quota.recount, *quota.before_start)]
-
-
-def _count(source: UsageSource, billed: list[BilledQuota], size: timedelta) -> dict[Range, RangeCount]:
-    """Every range the plan needs, counted with as few queries as proof allows.
-
-    A subscription that became active inside a window needs that window from its activation: a range of its own,
-    one more query per new subscription. Most such windows are quiet, and the whole aligned window proves it: where
-    the whole window's answer is proven and holds nothing for the subscriptions that start inside it, their part of
-    it holds nothing either, and it is not asked for."""
-    wanted: dict[Range, set[str]] = {}
-    for quota in billed:
-        for span in _ranges_of(quota):
-            wanted.setdefault(span, set()).add(quota.subscription_id)
-    if not wanted:
-        return {}
-    population = sorted({q.subscription_id for q in billed})
-    clipped = {
-        span for span in wanted if span[0] != window_floor(span[0], size) and span[1] == _aligned_end(span, size)
-    }
-    aligned = {(window_floor(start, size), end) for start, end in clipped}
-    answers = source.counts(sorted((set(wanted) - clipped) | aligned), population)
-    left = []
-    for span in sorted(clipped):
-        whole = answers.get((window_floor(span[0], size), span[1]))
-        starting = wanted[span]
-        if whole is not None and whole.whole and not any(n and p[0] in starting for p, n in whole.counts.items()):
-            answers[span] = RangeCount({}, whole=True)
-        else:
-            left.append(span)
-    if left:
-        answers.update(source.counts(left, population))
-    return answers
-
-
-def _aligned_end(span: Range, size: timedelta) -> datetime:
-    return window_floor(span[0], size) + size
-
-
 @dataclass(frozen=True)
 class _Target:
     """A (subscription, quota) billed through a usage add-on on a live Recurly subscription."""
@@ -517,7 +145,7 @@ class _Target:
         return self.subscription.id
 
 
-def _collect_pairs(planner: _Planner) -> dict[str, str]:
+def _collect_pairs(planner: Planner) -> dict[str, str]:
     """Fills the planner's billed pairs and reasons; returns Amplify id -> name of the subscriptions on linked plans."""
     rt, options = planner.rt, planner.options
     inputs = subscription_inputs(GatherReads(rt.settings, rt.snapshots(), rt.journal(), rt.clock))
@@ -558,7 +186,7 @@ def _collect_pairs(planner: _Planner) -> dict[str, str]:
     return known_names
 
 
-def _check_journal(planner: _Planner, targets: list[_Target]) -> None:
+def _check_journal(planner: Planner, targets: list[_Target]) -> None:
     """DESIGN.md §5: a journal restored from a backup, or another host's, is behind what Recurly holds. A sample of
     pairs read from Recurly shows it (our tags its ledger does not know); then every pair is rebuilt from Recurly
     before anything is posted, and that stays so (a marker in the journal) until a run has rebuilt them all."""
@@ -583,7 +211,7 @@ def _check_journal(planner: _Planner, targets: list[_Target]) -> None:
             journal.set_link(*STALE_MARK, planner.now.isoformat())
 
 
-def _billed_quotas(planner: _Planner, targets: list[_Target]) -> None:
+def _billed_quotas(planner: Planner, targets: list[_Target]) -> None:
     rt, options = planner.rt, planner.options
     journal = rt.journal()
     created_here = journal.links(CREATED_LINK)
@@ -618,7 +246,7 @@ def _billed_quotas(planner: _Planner, targets: list[_Target]) -> None:
         ) and known_key not in looked_up
         if first_contact or (planner.stale and (windows or recount)):
             since = min((w.clip_start for w in (*windows, *recount)), default=current.activated_at)
-            _bootstrap(rt, planner.ledger, quota, min(since, current.activated_at), planner.size)
+            bootstrap(rt, planner.ledger, quota, min(since, current.activated_at), planner.size)
             planner.rebuilt += 1
             if not options.dry_run:
                 # the ledger now holds what Recurly held, and every later post goes through an intent: a run
@@ -637,7 +265,7 @@ def _tier_types(rt: Runtime) -> dict[tuple[str, str], str]:
 
 def _plan_and_apply(
     rt: Runtime,
-    planner: _Planner,
+    planner: Planner,
     answers: Mapping[tuple[datetime, datetime], RangeCount],
     options: UsageOptions,
     run_id: int | None,
@@ -684,7 +312,7 @@ def _plan_and_apply(
     return results, moved, figures, stopped
 
 
-def _ledger_views(ledger: _Ledger, batch: list[BilledQuota]) -> dict[str, LedgerView]:
+def _ledger_views(ledger: UsageLedger, batch: list[BilledQuota]) -> dict[str, LedgerView]:
     views: dict[str, LedgerView] = {}
     for quota in batch:
         for window in (*quota.recount, *quota.windows):
