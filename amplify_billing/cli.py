@@ -201,7 +201,8 @@ def link_accounts_command(
     force: Force = False,
 ) -> int:
     """Match subscription owners (team, user or org) to Recurly accounts; create missing ones if configured."""
-    from amplify_billing.commands.subscriptions import SyncOptions, link_accounts
+    from amplify_billing.commands.link_accounts import link_accounts
+    from amplify_billing.commands.options import SyncOptions
 
     options = SyncOptions(dry_run=dry_run, exit_code=exit_code, force=force)
 
@@ -228,7 +229,8 @@ def sync_subscriptions_command(
     ] = None,
 ) -> int:
     """Create, cancel or terminate Recurly subscriptions as Amplify ones start and end; approve pending ones."""
-    from amplify_billing.commands.subscriptions import SyncOptions, sync_subscriptions
+    from amplify_billing.commands.options import SyncOptions
+    from amplify_billing.commands.sync_subscriptions import sync_subscriptions
 
     options = SyncOptions(dry_run=dry_run, exit_code=exit_code, force=force, end=tuple(dict.fromkeys(end or ())))
 

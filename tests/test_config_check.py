@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from amplify_billing.commands.config_check import Check, Level, custom_field_check, exit_code_for
+from amplify_billing.config_checks import Check, Level, custom_field_check, exit_code_for
 from amplify_billing.errors import ConfigError
 
 SECRETS = {"AMPLIFY_CLIENT_SECRET": "cs-not-a-real-secret-1", "RECURLY_API_KEY": "rk-not-a-real-key-2"}

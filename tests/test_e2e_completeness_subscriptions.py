@@ -122,7 +122,8 @@ def _operator(cycle: Cycle, method: str, path: str, body: dict[str, Any] | None 
 
 
 def _sync(cycle: Cycle, *, end: tuple[str, ...] = (), dry_run: bool = False) -> CommandReport:
-    from amplify_billing.commands.subscriptions import SyncOptions, sync_subscriptions
+    from amplify_billing.commands.options import SyncOptions
+    from amplify_billing.commands.sync_subscriptions import sync_subscriptions
 
     options = SyncOptions(dry_run=dry_run, end=end)
     return cycle._go(

@@ -597,7 +597,8 @@ def test_cancelling_too_many_refuses_with_counts_and_force_applies(make_cycle: A
     assert stopped.exit_code == 4 and stopped.note is not None and message in stopped.note
     assert [r.path for r in recurly_writes(cycle.sandbox, marks[0]) if r.path.endswith("/cancel")] == []
 
-    from amplify_billing.commands.subscriptions import SyncOptions, sync_subscriptions
+    from amplify_billing.commands.options import SyncOptions
+    from amplify_billing.commands.sync_subscriptions import sync_subscriptions
 
     forced = cycle._go(
         "sync-subscriptions", False, lambda rt, run_id: sync_subscriptions(rt, SyncOptions(force=True), run_id=run_id)

@@ -71,13 +71,15 @@ class Cycle:
         return self._go("sync-plans", dry_run, lambda rt, run_id: sync_plans(rt, options, run_id=run_id))
 
     def link_accounts(self, *, dry_run: bool = False) -> CommandReport:
-        from amplify_billing.commands.subscriptions import SyncOptions, link_accounts
+        from amplify_billing.commands.link_accounts import link_accounts
+        from amplify_billing.commands.options import SyncOptions
 
         options = SyncOptions(dry_run=dry_run)
         return self._go("link-accounts", dry_run, lambda rt, run_id: link_accounts(rt, options, run_id=run_id))
 
     def sync_subscriptions(self, *, dry_run: bool = False) -> CommandReport:
-        from amplify_billing.commands.subscriptions import SyncOptions, sync_subscriptions
+        from amplify_billing.commands.options import SyncOptions
+        from amplify_billing.commands.sync_subscriptions import sync_subscriptions
 
         options = SyncOptions(dry_run=dry_run)
         return self._go(

@@ -1,13 +1,15 @@
 """Print the package's measurable shape: import cycles, module sizes, function sizes, command sizes.
 
 ``python -m tools.shape`` from the repository root. It prints figures and lists what breaks the rules of
-docs/architecture.md ("Shape"); it exits 0 either way (a measure, not a gate: see the closing notes for the targets).
+docs/architecture.md ("Layers"); it exits 0 either way. ``tests/test_shape.py`` is the gate: it asserts every
+list is empty.
 """
 
 from __future__ import annotations
 
 import ast
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "amplify_billing"
@@ -28,6 +30,18 @@ def _top_level_imports(tree: ast.Module) -> set[str]:
     """Module-level imports only (not under TYPE_CHECKING, not inside functions)."""
     found: set[str] = set()
     for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("amplify_billing"):
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("amplify_billing"))
+    return found
+
+
+def _all_imports(tree: ast.Module) -> set[str]:
+    """Every import of the module, wherever it is (a command that imports another inside a function counts)."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("amplify_billing"):
             found.add(node.module)
             found.update(f"{node.module}.{a.name}" for a in node.names)
@@ -58,17 +72,35 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return cycles
 
 
-def main() -> int:
+@dataclass(frozen=True)
+class Shape:
+    """What ``measure`` found; every list empty means the package has the shape docs/architecture.md sets."""
+
+    modules: int
+    lines: int
+    cycles: list[list[str]]
+    big_modules: list[tuple[int, str]]
+    big_functions: list[tuple[int, str]]
+    big_commands: list[tuple[int, str]]
+    # (command, the other command it imports); `run` composes the four and is the one exception
+    command_imports: list[tuple[str, str]] = field(default_factory=list)
+
+
+def measure() -> Shape:
     files = sorted(PACKAGE.rglob("*.py"))
     modules = {_module_name(f): f for f in files}
     graph: dict[str, set[str]] = {}
-    big_modules, big_functions, big_commands = [], [], []
+    big_modules: list[tuple[int, str]] = []
+    big_functions: list[tuple[int, str]] = []
+    big_commands: list[tuple[int, str]] = []
+    total = 0
     for name, path in modules.items():
         text = path.read_text()
         tree = ast.parse(text)
-        graph[name] = {m for m in _top_level_imports(tree) if m in modules and m != name}
+        graph[name] = {m for m in _all_imports(tree) if m in modules and m != name}
         rel = str(path.relative_to(PACKAGE))
         lines = len(text.splitlines())
+        total += lines
         if lines > MODULE_LINES and rel not in EXEMPT:
             big_modules.append((lines, rel))
         if rel.startswith("commands/") and lines > COMMAND_LINES:
@@ -78,19 +110,49 @@ def main() -> int:
                 length = (node.end_lineno or node.lineno) - node.lineno + 1
                 if length > FUNCTION_LINES:
                     big_functions.append((length, f"{rel}:{node.lineno} {node.name}"))
-    cycles = _cycles(graph)
-    print(f"modules: {len(modules)}, lines: {sum(len(f.read_text().splitlines()) for f in files)}")
-    print(f"import cycles (module level): {len(cycles)}")
-    for cycle in cycles[:10]:
+    top_level = {
+        name: {m for m in _top_level_imports(ast.parse(path.read_text())) if m in modules and m != name}
+        for name, path in modules.items()
+    }
+    return Shape(
+        modules=len(modules),
+        lines=total,
+        cycles=_cycles(top_level),
+        big_modules=sorted(big_modules, reverse=True),
+        big_functions=sorted(big_functions, reverse=True),
+        big_commands=sorted(big_commands, reverse=True),
+        command_imports=_command_imports(graph),
+    )
+
+
+def _command_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    prefix = "amplify_billing.commands."
+    shared = {prefix + "options", prefix + "__init__", "amplify_billing.commands"}
+    found = []
+    for name, imported in sorted(graph.items()):
+        if not name.startswith(prefix) or name in shared or name == prefix + "run":
+            continue
+        found += [(name, other) for other in sorted(imported) if other.startswith(prefix) and other not in shared]
+    return found
+
+
+def main() -> int:
+    shape = measure()
+    print(f"modules: {shape.modules}, lines: {shape.lines}")
+    print(f"import cycles (module level): {len(shape.cycles)}")
+    for cycle in shape.cycles[:10]:
         print("  " + " -> ".join(cycle))
     for title, rows in (
-        (f"modules over {MODULE_LINES} lines", big_modules),
-        (f"functions over {FUNCTION_LINES} lines", big_functions),
-        (f"commands over {COMMAND_LINES} lines", big_commands),
+        (f"modules over {MODULE_LINES} lines", shape.big_modules),
+        (f"functions over {FUNCTION_LINES} lines", shape.big_functions),
+        (f"commands over {COMMAND_LINES} lines", shape.big_commands),
     ):
         print(f"{title}: {len(rows)}")
-        for size, where in sorted(rows, reverse=True):
+        for size, where in rows:
             print(f"  {size:5d}  {where}")
+    print(f"commands importing another command (run aside): {len(shape.command_imports)}")
+    for command, other in shape.command_imports:
+        print(f"  {command} -> {other}")
     return 0
 
 

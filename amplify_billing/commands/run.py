@@ -7,9 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from amplify_billing.changes import CommandReport
+from amplify_billing.commands.link_accounts import link_accounts
+from amplify_billing.commands.options import SyncOptions
 from amplify_billing.commands.report_usage import UsageOptions, report_usage
-from amplify_billing.commands.subscriptions import SyncOptions, link_accounts, sync_subscriptions
 from amplify_billing.commands.sync_plans import SyncPlansOptions, sync_plans
+from amplify_billing.commands.sync_subscriptions import sync_subscriptions
 from amplify_billing.errors import AmplifyBillingError, LockHeldError
 from amplify_billing.runtime import Runtime
 

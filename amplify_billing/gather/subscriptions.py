@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from amplify_billing.amplify.parse import ParseProblem, parse_subscription, parse_timestamp
 from amplify_billing.errors import AmplifyBillingError
@@ -30,6 +30,9 @@ from amplify_billing.reconcile.subscriptions import (
 )
 from amplify_billing.settings import Settings
 from amplify_billing.snapshots import CompactResource, DirectRead, Missing, Snapshots
+
+if TYPE_CHECKING:
+    from amplify_billing.runtime import Runtime
 
 
 class LinkReader(Protocol):
@@ -335,3 +338,8 @@ def subscription_inputs(reads: Reads, *, ends: Mapping[str, datetime] | None = N
             reader, resolved.amplify, resolved.plans, attached=attached_add_ons(recurly, listed.journal_links)
         ),
     )
+
+
+def reads_of(rt: Runtime) -> GatherReads:
+    """What gathering reads, from this invocation's runtime."""
+    return GatherReads(rt.settings, rt.snapshots(), rt.journal(), rt.clock)
