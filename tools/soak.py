@@ -10,7 +10,7 @@ The emulators of Amplify and Recurly run in this process; the tool runs as a rea
    later than the client's timeout, the connection dropped before or after the server acted). Every storm run
    but the last is armed to be SIGKILLed at a random point of the work probably left: mostly at the n-th write,
    sometimes at the n-th request of any kind. The kill comes *in flight* (the server applies the request, then
-   the client dies before the answer, as in ``tests/test_crash_matrix.py``), *before* (the client dies as its
+   the client dies before the answer, as in ``tests/e2e/test_crash_matrix.py``), *before* (the client dies as its
    request arrives, which is never applied) or *between* (a few milliseconds after an answer, while the client
    records it). A run that finishes before its kill point is not killed. The last storm run is never killed, to
    show a whole run under faults.

@@ -33,7 +33,7 @@ from amplify_billing.settings import (
     resolve_config_path,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config.example.yaml"
 
 RECURLY_KEY = "rk-5ecret-value-0123"

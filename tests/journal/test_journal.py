@@ -582,7 +582,7 @@ def test_eight_threads_record_a_thousand_entries_and_intents_without_loss_or_dou
 # Written by the schema-1 release (the commit before the schema changed): the sandbox's demo scenario with seed 3
 # and 4 subscriptions, `run` on 2026-11-17 and again on 2026-11-19. It holds runs, the audit log, intents, ledger
 # entries, watermarks and links, as any journal in the field does.
-V1_JOURNAL = Path(__file__).parent / "data" / "journal-v1.db"
+V1_JOURNAL = Path(__file__).resolve().parent.parent / "data" / "journal-v1.db"
 V1_TABLES = ("runs", "audit", "intents", "usage_ledger", "usage_watermarks", "links")
 
 

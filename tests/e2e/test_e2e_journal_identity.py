@@ -25,7 +25,7 @@ from amplify_billing.sandbox.harness import SANDBOX_TENANT
 from tools.driver import Cycle, amplify_writes, failed, recurly_writes
 
 TODAY = datetime(2026, 11, 20, tzinfo=UTC)  # as in conftest.py
-V1_JOURNAL = Path(__file__).parent / "data" / "journal-v1.db"
+V1_JOURNAL = Path(__file__).resolve().parent.parent / "data" / "journal-v1.db"
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ START = datetime(2024, 1, 31, 12, 0, 0, tzinfo=UTC)
 CUSTOM_FIELD = "amplify_subscription_id"
 WIRE_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 # Recurly's own OpenAPI document, copied into the repository so the checks against it never skip (README beside it)
-OPENAPI = Path(__file__).resolve().parent / "data" / "recurly-openapi.yaml"
+OPENAPI = Path(__file__).resolve().parent.parent / "data" / "recurly-openapi.yaml"
 
 
 # ---- fixtures and helpers -----------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from amplify_billing.errors import ExitCode
 from amplify_billing.journal import RunLock
 from amplify_billing.render.envelope import SCHEMA_VERSION, ReportEnvelope, report_json_schema
 
-SCHEMA_FILE = Path(__file__).resolve().parent.parent / "docs" / "report.schema.json"
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "report.schema.json"
 WRITING_COMMANDS = ("sync-plans", "link-accounts", "sync-subscriptions", "report-usage")
 REPORT_ONLY_KINDS = {"finding", "unsupported", "waiting"}
 REGENERATE = (
