@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urljoin
+from urllib.parse import quote, urljoin, urlsplit
 
 from amplify_billing.amplify.transport import AmplifyTransport
 from amplify_billing.amplify.wire import json_body
@@ -136,6 +136,13 @@ class ResourceClient:
                 break
             # the link carries page, pageSize and query itself; it may be absolute or path-relative
             url, params = urljoin(response.url, next_link), None
+            if _origin(url) != _origin(response.url):
+                # the request carries the bearer token: it goes nowhere but the API it was issued for
+                raise UpstreamError(
+                    f"Amplify's next-page link of {plural} points to another origin ({_origin(url)}); "
+                    "refused, so the token is never sent there. Check amplify.central_url",
+                    system="amplify",
+                )
             if url in visited:
                 raise UpstreamError(f"Amplify paging of {plural} loops back to {url}", system="amplify")
 
@@ -255,3 +262,9 @@ def _resource(body: Any, url: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise UpstreamError(f"Amplify answered {url} with something other than a resource", system="amplify")
     return body
+
+
+def _origin(url: str) -> tuple[str, str]:
+    """Scheme and host (with port) of ``url``: what must stay the same from page to page."""
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()

@@ -39,7 +39,8 @@ class JournalConnection:
     @classmethod
     def open(cls, path: Path, *, clock: Callable[[], datetime]) -> Self:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # the journal holds billing data: a directory made for it is its owner's alone
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as error:
             raise JournalError(
                 f"cannot create the journal directory {path.parent}: {error.strerror or error}; "
@@ -52,6 +53,15 @@ class JournalConnection:
                 f"cannot create the journal {path}: directory {path.parent} is not writable; "
                 "make it writable or point state.path at a writable place"
             )
+        try:
+            if not path.exists():
+                # created 0600 whatever the umask; SQLite gives its -wal and -shm files the same mode
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+                os.chmod(path, 0o600)
+        except FileExistsError:
+            pass  # another process created it meanwhile: open what is there
+        except OSError as error:
+            raise JournalError(f"cannot create the journal {path}: {error.strerror or error}") from error
         try:
             # autocommit mode: transactions are begun explicitly, so none is ever left open by accident
             connection = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)

@@ -39,8 +39,8 @@ class RunLock:
     def acquire(cls, state_path: Path, command: str, *, clock: Callable[[], datetime]) -> RunLock:
         path = lock_path_for(state_path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as error:
             raise JournalError(
                 f"cannot create the run lock {path}: {error.strerror or error}; "
@@ -110,4 +110,10 @@ def _held_message(path: Path, holder: Mapping[str, Any]) -> str:
             f"another amplify-billing run (pid {holder.get('pid')}, `{holder.get('command', '?')}`, "
             f"started {holder.get('started_at', '?')})"
         )
-    return f"{who} holds {path}; wait for it to finish, or if no such process exists remove the file"
+    pid = holder.get("pid")
+    find = f"`ps -p {pid}`" if pid is not None else f"`fuser {path}`"
+    # never "delete the lock": a second process would lock a new inode of the same name while the first still runs
+    return (
+        f"{who} holds {path}; wait for it to finish ({find} shows whether it still runs). The lock is released "
+        "when that process exits, however it exits: a stale lock cannot block a run, so the file stays where it is"
+    )

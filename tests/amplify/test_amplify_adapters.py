@@ -677,3 +677,17 @@ def test_token_provider_on_its_own_caches_until_invalidated(fake: FakeTime, mock
     provider.invalidate()
     assert provider.token() == "tok-2"
     assert mock.calls[0].request.req_kwargs["timeout"] == 12.5
+
+
+def test_a_next_page_link_to_another_origin_is_refused_and_the_token_never_leaves(
+    fake: FakeTime, mock: responses.RequestsMock
+) -> None:
+    add_token(mock)
+    elsewhere = "http://collector.invalid/apis/catalog/v1/products?page=2"
+    mock.get(PRODUCTS, json=[{"name": "a"}], headers={"Link": f'<{elsewhere}>; rel="next"'})
+
+    with pytest.raises(UpstreamError) as raised:
+        build(fake).resources.list("products")
+
+    assert "collector.invalid" in str(raised.value) and "another origin" in str(raised.value)
+    assert [c.request.url.split("?")[0] for c in api_calls(mock)] == [PRODUCTS]

@@ -914,7 +914,9 @@ def test_a_second_acquire_is_refused_until_release(db_path: Path, clock: Clock) 
             RunLock.acquire(db_path, "report-usage", clock=clock)
         assert str(caught.value) == (
             f"another amplify-billing run (pid {os.getpid()}, `run`, started 2026-03-01T12:00:00Z) holds "
-            f"{lock_path_for(db_path)}; wait for it to finish, or if no such process exists remove the file"
+            f"{lock_path_for(db_path)}; wait for it to finish (`ps -p {os.getpid()}` shows whether it still runs). "
+            "The lock is released when that process exits, however it exits: a stale lock cannot block a run, so "
+            "the file stays where it is"
         )
         assert caught.value.exit_code is ExitCode.LOCKED
     with RunLock.acquire(db_path, "report-usage", clock=clock) as again:
@@ -928,7 +930,9 @@ def test_lock_held_by_another_process_names_it(db_path: Path, clock: Clock) -> N
             RunLock.acquire(db_path, "sync-subscriptions", clock=clock)
         assert str(caught.value) == (
             f"another amplify-billing run (pid {child.pid}, `run`, started 2026-03-01T12:00:07Z) holds "
-            f"{lock_path_for(db_path)}; wait for it to finish, or if no such process exists remove the file"
+            f"{lock_path_for(db_path)}; wait for it to finish (`ps -p {child.pid}` shows whether it still runs). "
+            "The lock is released when that process exits, however it exits: a stale lock cannot block a run, so "
+            "the file stays where it is"
         )
     finally:
         _kill(child)
@@ -959,8 +963,9 @@ def test_a_lock_being_written_is_still_refused_with_a_message(db_path: Path, clo
         with pytest.raises(LockHeldError) as caught:
             RunLock.acquire(db_path, "run", clock=clock)
         assert str(caught.value) == (
-            f"another amplify-billing run holds {path}; wait for it to finish, or if no such process exists "
-            "remove the file"
+            f"another amplify-billing run holds {path}; wait for it to finish (`fuser {path}` shows whether it "
+            "still runs). The lock is released when that process exits, however it exits: a stale lock cannot "
+            "block a run, so the file stays where it is"
         )
     finally:
         os.close(fd)
@@ -972,3 +977,33 @@ def test_lock_in_a_place_that_cannot_be_created_is_a_journal_error(tmp_path: Pat
     with pytest.raises(JournalError) as caught:
         RunLock.acquire(blocker / "amplify-billing.db", "run", clock=clock)
     assert str(caught.value).startswith(f"cannot create the run lock {blocker / 'amplify-billing.db.lock'}: ")
+
+
+def test_the_journal_and_its_lock_are_private_to_their_owner(tmp_path: Path, clock: Clock) -> None:
+    state = tmp_path / "new-state" / "amplify-billing.db"
+    old = os.umask(0o022)  # the usual umask, which would leave both readable by everyone
+    try:
+        Journal.open(state, clock=clock).close()
+        lock = RunLock.acquire(state, "run", clock=clock)
+        lock.release()
+    finally:
+        os.umask(old)
+
+    assert state.stat().st_mode & 0o777 == 0o600
+    assert lock_path_for(state).stat().st_mode & 0o777 == 0o600
+    assert state.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_the_lock_message_says_how_to_find_the_holder_and_never_to_delete_the_file(
+    db_path: Path, clock: Clock
+) -> None:
+    held = RunLock.acquire(db_path, "run", clock=clock)
+    try:
+        with pytest.raises(LockHeldError) as raised:
+            RunLock.acquire(db_path, "report-usage", clock=clock)
+    finally:
+        held.release()
+    message = str(raised.value)
+    assert f"pid {os.getpid()}" in message and "`run`" in message
+    assert "remove" not in message and "delete" not in message
+    assert "ps -p" in message or "fuser" in message
