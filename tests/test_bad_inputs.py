@@ -1283,7 +1283,7 @@ def _json_results(document: Any) -> list[dict[str, Any]]:
 # ---- level 1b: a synced resource that goes bad --------------------------------------------------------------------
 
 SUBSCRIPTIONS_FIX = (
-    "reconcile/subscriptions.py ends journal-linked subscriptions that the listing misses even when their plan or "
+    "reconcile/subscription_ends.py ends journal-linked subscriptions that the listing misses even when their plan or "
     "the subscription itself exists but cannot be read (see report)"
 )
 

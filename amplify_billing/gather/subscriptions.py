@@ -180,8 +180,8 @@ class _Resolved:
 
 
 def _read_lost_links(reads: Reads, inputs: SubscriptionInputs, resolved: _Resolved) -> None:
-    """A linked Recurly subscription the live listing does not show is read directly (reference §9.3): paused
-    (`state=live` never lists it) it is still the customer's; ended or gone, it is never replaced unasked."""
+    """A linked Recurly subscription the live listing does not show is read directly: paused (`state=live` never
+    lists it) it is still the customer's; ended or gone, it is never replaced unasked."""
     snapshots = reads.snapshots
     for amplify_id, uuid in sorted(unmatched_links(inputs, subscription_options(reads.settings)).items()):
         found = snapshots.recurly_subscription(uuid)

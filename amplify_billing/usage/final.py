@@ -23,7 +23,7 @@ def report_final_usage(
 ) -> tuple[SubscriptionInputs, list[ChangeResult]]:
     """Report the last usage of ended subscriptions (up to their end) before the diff may end them.
 
-    DESIGN.md §3: usage up to the end is reported first, then the Recurly subscription ends. `run` calls
+    Usage up to the end is reported first, then the Recurly subscription ends. `run` calls
     sync-subscriptions before report-usage, so without this the end would always wait for the next run.
     A usage change that fails leaves the watermark where it was, so that subscription waits (not ended).
     """

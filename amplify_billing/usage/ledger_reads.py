@@ -118,7 +118,7 @@ class IntentResolution:
 
 
 def resolve_open_intents(rt: Runtime, ledger: UsageLedger, size: timedelta) -> IntentResolution:
-    """DESIGN.md §4 step 4: an intent left open by a killed run is looked up in Recurly before any resend.
+    """An intent left open by a killed run is looked up in Recurly before any resend.
 
     One by one: an intent whose lookup fails is reported as stuck and holds back only its own pair, so one bad
     record never stops the usage billing of every other subscription."""

@@ -107,7 +107,7 @@ class Planner:
         """New windows, re-count windows, the aged-out span and the before-billing-start windows of one pair."""
         settings = self.rt.settings.usage
         assert current.activated_at is not None
-        # DESIGN.md §3: billing starts when the Amplify subscription became active, not when its Recurly
+        # billing starts when the Amplify subscription became active, not when its Recurly
         # subscription was made (a subscription approved before the first run, or while cron was down)
         became_active = subscription.active_since or current.activated_at
         became_active = min(became_active, current.activated_at)

@@ -187,7 +187,7 @@ def _collect_pairs(planner: Planner) -> dict[str, str]:
 
 
 def _check_journal(planner: Planner, targets: list[_Target]) -> None:
-    """DESIGN.md §5: a journal restored from a backup, or another host's, is behind what Recurly holds. A sample of
+    """A journal restored from a backup, or another host's, is behind what Recurly holds. A sample of
     pairs read from Recurly shows it (our tags its ledger does not know); then every pair is rebuilt from Recurly
     before anything is posted, and that stays so (a marker in the journal) until a run has rebuilt them all."""
     rt, journal = planner.rt, planner.rt.journal()
