@@ -150,3 +150,19 @@ def make_cycle(tmp_path: Path, recurly_contract: RecurlyContract | None) -> Iter
     if recurly_contract is not None:
         problems = [p for sandbox in started for p in recurly_contract.violations(list(sandbox.recurly.requests))]
         assert problems == [], "requests that break Recurly's OpenAPI contract:\n" + "\n".join(problems[:20])
+
+
+@pytest.fixture
+def small_sandbox(tmp_path: Path) -> Iterator[tuple[Any, Path]]:
+    """A running sandbox with 8 subscriptions and 2 days of traffic, and its config file: (sandbox, config)."""
+    from amplify_billing.sandbox.harness import Sandbox
+    from amplify_billing.sandbox.scenario import build_scenario
+
+    now = datetime.now(UTC)
+    sandbox = Sandbox.start(clock=lambda: datetime.now(UTC), state_dir=tmp_path, seed=5)
+    build_scenario(seed=5, subscriptions=8, now=now, days_of_traffic=2).seed_amplify(sandbox.amplify)
+    config = sandbox.write_config(tmp_path / "config.yaml")
+    try:
+        yield sandbox, config
+    finally:
+        sandbox.stop()

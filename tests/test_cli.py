@@ -7,7 +7,6 @@ exactly as cron would (but without a subprocess, to keep them fast).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,18 +34,9 @@ class Setup:
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> Iterator[Setup]:
-    from amplify_billing.sandbox.harness import Sandbox
-    from amplify_billing.sandbox.scenario import build_scenario
-
-    now = datetime.now(UTC)
-    sandbox = Sandbox.start(clock=lambda: datetime.now(UTC), state_dir=tmp_path, seed=5)
-    build_scenario(seed=5, subscriptions=8, now=now, days_of_traffic=2).seed_amplify(sandbox.amplify)
-    config = sandbox.write_config(tmp_path / "config.yaml")
-    try:
-        yield Setup(sandbox, config, tmp_path)
-    finally:
-        sandbox.stop()
+def setup(small_sandbox: tuple[Any, Path], tmp_path: Path) -> Setup:
+    sandbox, config = small_sandbox
+    return Setup(sandbox, config, tmp_path)
 
 
 def _writes(sandbox: Any) -> int:

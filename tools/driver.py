@@ -51,6 +51,24 @@ class Cycle:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     output: io.StringIO = field(default_factory=io.StringIO)
 
+    def recurly_by_hand(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A request to the Recurly emulator as an operator in Recurly's UI or API would make it (not the tool's)."""
+        import requests
+
+        from amplify_billing.sandbox.harness import SANDBOX_RECURLY_KEY
+
+        response = requests.request(
+            method,
+            self.sandbox.recurly.url + path,
+            json=body,
+            auth=(SANDBOX_RECURLY_KEY, ""),
+            headers={"Accept": "application/vnd.recurly.v2021-02-25+json"},
+            timeout=10,
+        )
+        assert response.status_code < 300, response.text
+        answer: dict[str, Any] = response.json()
+        return answer
+
     def runtime(self) -> Runtime:
         console = Console(file=self.output, width=160, color_system=None)
         return Runtime(self.sandbox.settings(**self.overrides), console, console, clock=self.clock)

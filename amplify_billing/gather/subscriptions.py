@@ -42,23 +42,10 @@ class LinkReader(Protocol):
     def usage_watermark(self, subscription_id: str, quota_id: str) -> datetime | None: ...
 
 
-class Reads(Protocol):
-    """What gathering reads: settings, the memoised listings, the journal, the clock (``session.World`` has them)."""
-
-    @property
-    def settings(self) -> Settings: ...
-    @property
-    def snapshots(self) -> Snapshots: ...
-    @property
-    def journal(self) -> LinkReader: ...
-    @property
-    def clock(self) -> Callable[[], datetime]: ...
-
-
 @dataclass(frozen=True)
 class GatherReads:
-    """The concrete ``Reads`` a command builds from its runtime (status passes a journal reader that never
-    creates the file)."""
+    """What gathering reads: settings, the memoised listings, the journal, the clock (``reads_of`` builds it from
+    a runtime; status passes a journal reader that never creates the file)."""
 
     settings: Settings
     snapshots: Snapshots
@@ -66,7 +53,7 @@ class GatherReads:
     clock: Callable[[], datetime]
 
 
-def linked_plans(reads: Reads) -> dict[str, LinkedPlan]:
+def linked_plans(reads: GatherReads) -> dict[str, LinkedPlan]:
     """Amplify plans (any state) whose Recurly plan exists and is active, with the add-ons it has."""
     snapshots = reads.snapshots
     catalog = snapshots.amplify_catalog()
@@ -88,7 +75,7 @@ def linked_plans(reads: Reads) -> dict[str, LinkedPlan]:
 
 
 def amplify_subscriptions(
-    reads: Reads, plans: Mapping[str, LinkedPlan]
+    reads: GatherReads, plans: Mapping[str, LinkedPlan]
 ) -> tuple[list[AmplifySubscription], list[ParseProblem]]:
     return reads.snapshots.amplify_subscriptions(sorted(plans))
 
@@ -179,7 +166,7 @@ class _Resolved:
     absent: dict[str, RecurlySubscription] = field(default_factory=dict)  # not listed, live in Recurly
 
 
-def _read_lost_links(reads: Reads, inputs: SubscriptionInputs, resolved: _Resolved) -> None:
+def _read_lost_links(reads: GatherReads, inputs: SubscriptionInputs, resolved: _Resolved) -> None:
     """A linked Recurly subscription the live listing does not show is read directly: paused (`state=live` never
     lists it) it is still the customer's; ended or gone, it is never replaced unasked."""
     snapshots = reads.snapshots
@@ -198,7 +185,7 @@ def _read_lost_links(reads: Reads, inputs: SubscriptionInputs, resolved: _Resolv
                 resolved.lost_links[amplify_id] = f"its linked Recurly subscription {uuid} is {current.state}{reason}"
 
 
-def _read_absent(reads: Reads, inputs: SubscriptionInputs, reader: LinkReader, resolved: _Resolved) -> None:
+def _read_absent(reads: GatherReads, inputs: SubscriptionInputs, reader: LinkReader, resolved: _Resolved) -> None:
     """Journal-linked subscriptions Amplify did not list, whose Recurly subscription is live: read directly.
 
     Found (by id, whatever its plan) it still exists: billed as listed when its plan is linked, else kept on its
@@ -246,7 +233,7 @@ def _read_absent(reads: Reads, inputs: SubscriptionInputs, reader: LinkReader, r
             resolved.kept.add(amplify_id)
 
 
-def _plan_of(reads: Reads, current: RecurlySubscription, resolved: _Resolved) -> str:
+def _plan_of(reads: GatherReads, current: RecurlySubscription, resolved: _Resolved) -> str:
     """The Amplify plan name to bill a stand-in by: its linked plan, else one built from its Recurly subscription."""
     linked = next((p for p in resolved.plans.values() if p.code == current.plan_code), None)
     if linked is not None:
@@ -270,11 +257,11 @@ def _read_by_name(answer: DirectRead, amplify_id: str, resolved: _Resolved) -> A
     return replace(parsed, raw=CompactResource.of(answer)) if parsed.id == amplify_id else None
 
 
-def _add_on_prefix(reads: Reads) -> str:
+def _add_on_prefix(reads: GatherReads) -> str:
     return reads.settings.catalog.add_on_code_prefix.lower()
 
 
-def _end_requested(reads: Reads, resolved: _Resolved, reader: LinkReader, asked: Mapping[str, datetime]) -> None:
+def _end_requested(reads: GatherReads, resolved: _Resolved, reader: LinkReader, asked: Mapping[str, datetime]) -> None:
     """Ends the operator asked for (sync-subscriptions --end, kept in the journal) of subscriptions the tool
     cannot end by itself: kept ones (their product left the opted-in catalog) and unproven absent ones. Each
     becomes a stand-in ended at that moment: its usage up to then first, then the end in Recurly."""
@@ -300,7 +287,7 @@ def endable(inputs: SubscriptionInputs) -> frozenset[str]:
     return frozenset(inputs.kept) | frozenset(inputs.unproven_absent) | stand_ins
 
 
-def subscription_inputs(reads: Reads, *, ends: Mapping[str, datetime] | None = None) -> SubscriptionInputs:
+def subscription_inputs(reads: GatherReads, *, ends: Mapping[str, datetime] | None = None) -> SubscriptionInputs:
     """Both sides of sync-subscriptions, with what the listings missed read directly (docs/architecture.md,
     "Completeness"). ``ends``: ends the operator asks for in this run (``--end``) that the journal does not hold
     yet."""

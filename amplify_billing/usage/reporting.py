@@ -26,7 +26,7 @@ from amplify_billing.changes import ChangeKind, ChangeResult, ChangeSet, Command
 from amplify_billing.errors import UpstreamError
 from amplify_billing.execute import execute, make_report
 from amplify_billing.gather.options import subscription_options
-from amplify_billing.gather.subscriptions import GatherReads, subscription_inputs
+from amplify_billing.gather.subscriptions import reads_of, subscription_inputs
 from amplify_billing.links import CREATED_LINK, LOOKED_UP_LINK, STALE_MARK
 from amplify_billing.models import AmplifySubscription
 from amplify_billing.reconcile.subscriptions import RecurlySubscription, match_subscriptions
@@ -148,7 +148,7 @@ class _Target:
 def _collect_pairs(planner: Planner) -> dict[str, str]:
     """Fills the planner's billed pairs and reasons; returns Amplify id -> name of the subscriptions on linked plans."""
     rt, options = planner.rt, planner.options
-    inputs = subscription_inputs(GatherReads(rt.settings, rt.snapshots(), rt.journal(), rt.clock))
+    inputs = subscription_inputs(reads_of(rt))
     matches = {**inputs.journal_links, **match_subscriptions(inputs, subscription_options(rt.settings))}
     recurly_by_uuid = {r.uuid: r for r in inputs.recurly}
     known_names: dict[str, str] = {}

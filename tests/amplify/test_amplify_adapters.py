@@ -690,4 +690,5 @@ def test_a_next_page_link_to_another_origin_is_refused_and_the_token_never_leave
         build(fake).resources.list("products")
 
     assert "collector.invalid" in str(raised.value) and "another origin" in str(raised.value)
+    assert raised.value.exit_code is ExitCode.UPSTREAM  # exit 3: the next run retries, nothing was written
     assert [c.request.url.split("?")[0] for c in api_calls(mock)] == [PRODUCTS]

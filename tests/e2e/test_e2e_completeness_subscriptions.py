@@ -15,11 +15,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-import requests
 
 from amplify_billing.changes import Change, ChangeKind, CommandReport, Outcome
 from amplify_billing.errors import ConfigError, ExitCode
-from amplify_billing.sandbox.harness import CUSTOM_FIELD, SANDBOX_RECURLY_KEY
+from amplify_billing.sandbox.harness import CUSTOM_FIELD
 from amplify_billing.sandbox.server import RecordedRequest
 from tools.driver import Cycle, amplify_writes, failed, recurly_writes
 
@@ -106,21 +105,6 @@ def _usage_posts(seen: Iterable[RecordedRequest], uuid: str) -> list[int]:
     ]
 
 
-def _operator(cycle: Cycle, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A request to the Recurly emulator as an operator in Recurly's UI or API would make it."""
-    response = requests.request(
-        method,
-        cycle.sandbox.recurly.url + path,
-        json=body,
-        auth=(SANDBOX_RECURLY_KEY, ""),
-        headers={"Accept": "application/vnd.recurly.v2021-02-25+json"},
-        timeout=10,
-    )
-    assert response.status_code < 300, response.text
-    answer: dict[str, Any] = response.json()
-    return answer
-
-
 def _sync(cycle: Cycle, *, end: tuple[str, ...] = (), dry_run: bool = False) -> CommandReport:
     from amplify_billing.commands.options import SyncOptions
     from amplify_billing.commands.sync_subscriptions import sync_subscriptions
@@ -192,7 +176,7 @@ def test_a_linked_subscription_that_ended_in_recurly_is_not_created_again(make_c
     (first,) = _recurly_for(cycle, amplify_id)
     if cause.startswith("terminated"):
         cycle.clock.advance(timedelta(days=1))
-        _operator(cycle, "DELETE", f"/subscriptions/uuid-{first['uuid']}?refund=none")
+        cycle.recurly_by_hand("DELETE", f"/subscriptions/uuid-{first['uuid']}?refund=none")
         reason = "terminated"
     else:
         cycle.clock.set(DAY0 + timedelta(days=32))  # past the end of its only billing period

@@ -13,12 +13,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-import requests
 
 from amplify_billing.amplify.parse import parse_timestamp
 from amplify_billing.changes import CommandReport, Outcome
 from amplify_billing.errors import ExitCode, SafetyValveError
-from amplify_billing.sandbox.harness import CUSTOM_FIELD, SANDBOX_RECURLY_KEY
+from amplify_billing.sandbox.harness import CUSTOM_FIELD
 from amplify_billing.sandbox.server import RecordedRequest
 from tools.driver import Cycle, amplify_writes, applied, failed, planned, recurly_writes
 
@@ -101,21 +100,6 @@ def _end_requests(requests_: Iterable[RecordedRequest], uuid: str) -> list[int]:
         if (r.method == "PUT" and r.path == f"/subscriptions/uuid-{uuid}/cancel")
         or (r.method == "DELETE" and r.path == f"/subscriptions/uuid-{uuid}")
     ]
-
-
-def _recurly_api(cycle: Cycle, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A request to the Recurly emulator by hand, as an operator in Recurly's UI or API would make it."""
-    response = requests.request(
-        method,
-        cycle.sandbox.recurly.url + path,
-        json=body,
-        auth=(SANDBOX_RECURLY_KEY, ""),
-        headers={"Accept": "application/vnd.recurly.v2021-02-25+json"},
-        timeout=10,
-    )
-    assert response.status_code < 300, response.text
-    result: dict[str, Any] = response.json()
-    return result
 
 
 def _day0(cycle: Cycle) -> None:
@@ -395,7 +379,7 @@ def test_missing_account_blocks_without_failing_until_it_exists(make_cycle: Any)
 
     # the operator creates one of the accounts in Recurly; the next run bills its subscriptions
     code = max(blocked, key=lambda c: len(blocked[c]))
-    _recurly_api(cycle, "POST", "/accounts", {"code": code, "email": "billing@example.test"})
+    cycle.recurly_by_hand("POST", "/accounts", {"code": code, "email": "billing@example.test"})
     cycle.clock.advance(timedelta(hours=1))
     _ok(cycle.run())
     live = cycle.sandbox.recurly.subscriptions("active")
@@ -540,7 +524,7 @@ def test_two_recurly_candidates_are_ambiguous_and_nothing_is_created_or_ended(ma
         "collection_method": "manual",
         "custom_fields": [{"name": CUSTOM_FIELD, "value": amplify_id}],
     }
-    second = _recurly_api(cycle, "POST", "/subscriptions", body)
+    second = cycle.recurly_by_hand("POST", "/subscriptions", body)
     cancelled_at = cycle.clock() + timedelta(hours=1)
     cycle.clock.set(cancelled_at)
     cycle.sandbox.amplify.set_subscription_state(target["name"], "cancelled")
