@@ -13,9 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from amplify_billing.models import RecurlyAddOn, RecurlyPlan
+
+if TYPE_CHECKING:  # the journal module opens SQLite: the pure core names its ledger row without loading it
+    from amplify_billing.journal import UsageLedgerEntry
 
 KNOWN_AFTER_APPLY = "(known after apply)"
 
@@ -229,6 +232,40 @@ class SetLink(Action):
     kind: str
     key: str
     value: str | Later
+
+
+@dataclass(frozen=True, slots=True)
+class RecordUsage(Action):
+    """A usage record Recurly holds, into the ledger (found by an intent's lookup or a first-contact read)."""
+
+    system: ClassVar[str] = "journal"
+    entry: UsageLedgerEntry
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteIntent(Action):
+    """An intent a killed run left open whose record Recurly holds: done (its record is in the ledger)."""
+
+    system: ClassVar[str] = "journal"
+    key: str
+    usage_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AbandonIntent(Action):
+    """An intent a killed run left open whose write never landed: closed, so its window is planned afresh."""
+
+    system: ClassVar[str] = "journal"
+    key: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetSampleCursor(Action):
+    """Where the stale-journal sample stopped: the next run reads the pairs after it."""
+
+    system: ClassVar[str] = "journal"
+    last_key: str
 
 
 @dataclass(frozen=True, slots=True)

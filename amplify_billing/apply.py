@@ -92,19 +92,35 @@ class Applier:
 
     def _apply_phase(self, items: list[tuple[int, Change]], results: list[ChangeResult | None]) -> None:
         keys = {change.key for _, change in items if change.key}
-        # a dependency inside the phase (none today) would need ordering: run such a phase serially
+        upstream = {c.key for _, c in items if c.key and c.action is not None and c.action.system != "journal"}
+        # A journal effect of the same phase that requires one write (the link of a subscription just created)
+        # follows that write at once, in the same thread: a run killed between them leaves at most one write
+        # without its journal record, never a whole phase of them.
+        follow_ups: dict[str, list[tuple[int, Change]]] = {}
+        for index, change in items:
+            if _follows(change, upstream):
+                follow_ups.setdefault(change.requires[0], []).append((index, change))
+        following = {i for group in follow_ups.values() for i, _ in group}
+        items = [(i, c) for i, c in items if i not in following]
+        # any other dependency inside the phase needs ordering: run such a phase serially
         inner = any(k in keys for _, change in items for k in change.requires)
         parallel = [] if self.concurrency <= 1 or inner else [(i, c) for i, c in items if self._parallel(c)]
         in_parallel = {i for i, _ in parallel}
         serial = [(i, c) for i, c in items if i not in in_parallel]
-        for index, change in serial:
+
+        def step(index: int, change: Change) -> None:
             results[index] = self._step(change)
+            for follow_index, follow in follow_ups.get(change.key, ()) if change.key else ():
+                results[follow_index] = self._step(follow)
+
+        for index, change in serial:
+            step(index, change)
         if not parallel:
             return
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="recurly-writer") as pool:
-            futures = {pool.submit(self._step, change): index for index, change in parallel}
-            for future, index in futures.items():
-                results[index] = future.result()
+            futures = [pool.submit(step, index, change) for index, change in parallel]
+            for future in futures:
+                future.result()
 
     @staticmethod
     def _parallel(change: Change) -> bool:
@@ -133,6 +149,10 @@ class Applier:
         return result
 
     def _skip_reason(self, change: Change) -> str | None:
+        if _bookkeeping_of_done_write(change, self.result_ids):
+            # the journal record of a write that happened is kept whatever stops the run: without it the next
+            # run would not know the write was made
+            return None
         if self._halted is not None:
             return self._halted
         if self.deadline is not None and self.monotonic() >= self.deadline:
@@ -175,7 +195,8 @@ class Applier:
             response_id=result_id,
             detail={"outcome": "applied", "idempotency_key": key, "summary": change.summary},
         )
-        log.info(
+        log.log(
+            logging.DEBUG if system == "journal" else logging.INFO,  # bookkeeping: one line per watermark is noise
             "%s %s: %s",
             name,
             change.recurly,
@@ -183,6 +204,25 @@ class Applier:
             extra={"action": name, "amplify_id": change.amplify_id, "recurly_id": result_id or change.recurly_id},
         )
         return ChangeResult(change, Outcome.APPLIED, result_id=result_id), None
+
+
+def _bookkeeping_of_done_write(change: Change, done: Mapping[str, str | None]) -> bool:
+    return (
+        change.action is not None
+        and change.action.system == "journal"
+        and bool(change.requires)
+        and all(k in done for k in change.requires)
+    )
+
+
+def _follows(change: Change, upstream_keys: set[str]) -> bool:
+    """A journal effect that requires exactly one upstream write of its own phase (see ``_apply_phase``)."""
+    return (
+        change.action is not None
+        and change.action.system == "journal"
+        and len(change.requires) == 1
+        and change.requires[0] in upstream_keys
+    )
 
 
 def planned(changeset: ChangeSet) -> list[ChangeResult]:

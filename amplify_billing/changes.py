@@ -29,10 +29,14 @@ class ChangeKind(StrEnum):
     UNSUPPORTED = "unsupported"
     WAITING = "waiting"
     FINDING = "finding"
+    # the journal's own bookkeeping (links, ledger rows, intents, watermarks): planned and audited like the
+    # others, counted in the report's figures rather than listed, and never "pending work" for --exit-code
+    RECORD = "record"
 
 
 # Kinds that only report: they never write anything.
 REPORT_ONLY = frozenset({ChangeKind.UNSUPPORTED, ChangeKind.WAITING, ChangeKind.FINDING})
+BOOKKEEPING = frozenset({ChangeKind.RECORD})
 DESTRUCTIVE = frozenset({ChangeKind.DEACTIVATE, ChangeKind.CANCEL, ChangeKind.TERMINATE})
 
 

@@ -3,28 +3,23 @@ journal's run row."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 from amplify_billing import safety
 from amplify_billing.actions import Action
-from amplify_billing.amplify.executor import amplify_handlers
-from amplify_billing.apply import Applier, Handler, planned
-from amplify_billing.changes import REPORT_ONLY, ChangeResult, ChangeSet, CommandReport, Outcome
+from amplify_billing.apply import Applier, Handler
+from amplify_billing.changes import REPORT_ONLY, Change, ChangeKind, ChangeResult, ChangeSet, CommandReport, Outcome
 from amplify_billing.errors import ExitCode
-from amplify_billing.journal_effects import journal_handlers
-from amplify_billing.recurly.executor import recurly_handlers, usage_handlers
 from amplify_billing.runtime import Runtime
 
 
-def default_handlers(rt: Runtime) -> dict[type[Action], Handler]:
-    """Every executor, each reaching its client or the journal only when a write needs it."""
-    return {
-        **recurly_handlers(rt.recurly),
-        **usage_handlers(rt.recurly, rt.journal, rt.clock),
-        **amplify_handlers(lambda: rt.amplify().resources),
-        **journal_handlers(rt.journal),
-    }
+class _NoAudit:
+    """Planning writes no audit rows: nothing is written."""
+
+    def audit(self, run_id: int, system: str, action: str, key: str, **_: Any) -> None:
+        return None
 
 
 def execute(
@@ -36,13 +31,14 @@ def execute(
     run_id: int | None,
     handlers: Mapping[type[Action], Handler] | None = None,
 ) -> tuple[list[ChangeResult], str | None]:
-    """Dry run: plan. Otherwise: safety valve, then apply. Returns results and a note for the report."""
-    if dry_run:
-        return planned(changeset), None
+    """Dry run: the plan applied to the overlays (``Runtime.plan_on_overlays``), with what the safety valve would
+    say. Otherwise: safety valve, then apply. Returns results and a note for the report."""
+    if dry_run or rt.planning:
+        return _plan(rt, changeset, force=force, handlers=handlers)
     safety.check(changeset, rt.settings.safety, force=force)
     assert run_id is not None
     applier = Applier(
-        handlers=handlers or default_handlers(rt),
+        handlers=handlers or rt.handlers(),
         journal=rt.journal(),
         run_id=run_id,
         deadline=rt.deadline,
@@ -59,6 +55,36 @@ def execute(
         left = sum(1 for r in results if r.outcome is Outcome.SKIPPED)
         note = f"stopped at --max-duration; {left} change(s) left for the next run"
     return results, note
+
+
+def record(
+    rt: Runtime, command: str, changes: Sequence[Change], *, run_id: int | None
+) -> list[ChangeResult]:
+    """Apply journal effects now (to the journal, or to its overlay while planning), audited like any write: the
+    steps after them read what they recorded. Returns their results for the report."""
+    if not changes:
+        return []
+    results, _note = execute(rt, ChangeSet.of(command, list(changes)), dry_run=rt.planning, force=True, run_id=run_id)
+    return results
+
+
+def _plan(
+    rt: Runtime, changeset: ChangeSet, *, force: bool, handlers: Mapping[type[Action], Handler] | None
+) -> tuple[list[ChangeResult], str | None]:
+    """Every write applied to the overlays, in the order and with the dependencies a real run has (so a later step
+    plans against what this one would leave); reported as planned. Nothing reaches either system or the journal."""
+    rt.plan_on_overlays()
+    rt.planned_sets.append(changeset)
+    refused = safety.refusal(changeset, rt.settings.safety, force=force)
+    applier = Applier(handlers=handlers or rt.handlers(), journal=_NoAudit(), run_id=0)
+    results = [_as_planned(r) for r in applier.apply(changeset)]
+    return results, (f"a real run would stop here: {refused}" if refused else None)
+
+
+def _as_planned(result: ChangeResult) -> ChangeResult:
+    if result.outcome is Outcome.APPLIED:
+        return replace(result, outcome=Outcome.PLANNED, result_id=None)
+    return result
 
 
 def exit_code_for(results: list[ChangeResult], *, dry_run: bool, exit_code_flag: bool) -> int:
@@ -88,14 +114,22 @@ def make_report(
     note: str | None = None,
     figures: Mapping[str, int | str] | None = None,
 ) -> CommandReport:
+    # Journal effects are counted, not listed: one line per watermark would bury the changes an operator reads.
+    # One that failed (or was skipped after its own write) stays a result, and counts for the exit code.
+    records = [r for r in results if _recorded(r)]
+    results = [r for r in results if not _recorded(r)]
     return CommandReport(
         command=command,
         dry_run=dry_run,
         results=tuple(results),
-        figures=dict(figures or {}),
+        figures={**(figures or {}), "journal_records": len(records)},
         exit_code=exit_code_for(results, dry_run=dry_run, exit_code_flag=exit_code_flag),
         note=note,
     )
+
+
+def _recorded(result: ChangeResult) -> bool:
+    return result.change.kind is ChangeKind.RECORD and result.outcome in (Outcome.APPLIED, Outcome.PLANNED)
 
 
 def recorded(rt: Runtime, command: str, dry_run: bool, run: Callable[[int | None], CommandReport]) -> CommandReport:
@@ -105,7 +139,7 @@ def recorded(rt: Runtime, command: str, dry_run: bool, run: Callable[[int | None
     from Amplify nor written anywhere); a real run records them in a journal that has no owner yet."""
     started_at = rt.clock()
     if dry_run:
-        rt.check_journal()
+        rt.plan_on_overlays()  # checks the journal is ours; writes go to overlays from here on
         with rt.display.activity(f"{command}: reading Amplify and Recurly (dry run)"):
             return replace(run(None), started_at=started_at, finished_at=rt.clock())
     journal = rt.claim_journal()

@@ -20,8 +20,12 @@ from amplify_billing.render.progress import Display
 from amplify_billing.settings import Settings
 
 if TYPE_CHECKING:
+    from amplify_billing.actions import Action
     from amplify_billing.amplify.clients import AmplifyClients
+    from amplify_billing.apply import Handler
+    from amplify_billing.changes import ChangeSet
     from amplify_billing.journal import Journal, JournalOwner
+    from amplify_billing.journal_view import JournalView, PlannedJournal
     from amplify_billing.recurly.gateway import RecurlyGateway
     from amplify_billing.snapshots import Snapshots
 
@@ -52,6 +56,11 @@ class Runtime:
     # concurrent Recurly writers ask for clients and the journal from worker threads
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False)
     display: Display = field(init=False)
+    # While planning (a dry run, or the first pass of ``run``): the overlays planned writes go to instead of the
+    # two systems and the journal, and the change sets planned so far (docs/architecture.md, "Dry run and the
+    # whole cycle").
+    _overlay: tuple[Snapshots, PlannedJournal] | None = field(default=None, init=False)
+    planned_sets: list[ChangeSet] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         # what a person at a terminal sees while a command works (render.progress); nothing at all under cron
@@ -149,11 +158,69 @@ class Runtime:
         return self._here
 
     def snapshots(self) -> Snapshots:
+        """The memoised listings; while planning, the fork that planned writes are recorded on."""
+        if self._overlay is not None:
+            return self._overlay[0]
+        return self._real_snapshots()
+
+    def _real_snapshots(self) -> Snapshots:
         if self._snapshots is None:
             from amplify_billing.snapshots import Snapshots
 
             self._snapshots = Snapshots(self.settings, self.amplify().resources, self.recurly())
         return self._snapshots
+
+    # ---- planning on overlays -------------------------------------------------------------------------------
+    @property
+    def planning(self) -> bool:
+        """True while changes go to the overlays (nothing reaches either system or the journal file)."""
+        return self._overlay is not None
+
+    def plan_on_overlays(self) -> None:
+        """From now on, writes go to overlays: a fork of the listings (sharing every read) and a journal overlay
+        over the journal as it is (an empty one when the file does not exist: a dry run creates no file). Every
+        later step of this invocation plans against the state the earlier planned changes would leave."""
+        with self._lock:
+            if self._overlay is not None:
+                return
+            from amplify_billing.journal_view import EmptyJournal, JournalReader, PlannedJournal
+
+            self.check_journal()
+            base: JournalReader = self._journal if self._journal is not None else EmptyJournal()
+            self._overlay = (self._real_snapshots().fork(), PlannedJournal(base))
+            self.planned_sets = []
+
+    def stop_planning(self) -> list[ChangeSet]:
+        """Back to real writes; returns the change sets planned on the overlays (which are dropped)."""
+        with self._lock:
+            planned, self._overlay, self.planned_sets = self.planned_sets, None, []
+            return planned
+
+    def journal_view(self) -> JournalView:
+        """What planning reads of the journal, and where journal effects go: the journal, or its overlay."""
+        if self._overlay is not None:
+            return self._overlay[1]
+        return self.journal()
+
+    def handlers(self) -> dict[type[Action], Handler]:
+        """Every executor, each reaching its client or the journal only when a write needs it; while planning,
+        the overlay executor (``plan_overlay``), which records each write instead of sending it."""
+        from amplify_billing.journal_effects import journal_handlers
+
+        if self._overlay is not None:
+            from amplify_billing.plan_overlay import overlay_handlers
+
+            snapshots, journal = self._overlay
+            return overlay_handlers(journal, snapshots, self.clock)
+        from amplify_billing.amplify.executor import amplify_handlers
+        from amplify_billing.recurly.executor import recurly_handlers, usage_handlers
+
+        return {
+            **recurly_handlers(self.recurly, lambda answer: self._real_snapshots().record_recurly_subscription(answer)),
+            **usage_handlers(self.recurly, self.journal, self.clock),
+            **amplify_handlers(lambda: self.amplify().resources),
+            **journal_handlers(self.journal),
+        }
 
     def api_calls(self) -> dict[str, dict[str, int]]:
         """Requests made so far by system and method, for the summary and the metrics file."""

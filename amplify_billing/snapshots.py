@@ -12,10 +12,9 @@ the total count taken before the walk. The few objects that went missing from a 
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -30,6 +29,7 @@ from amplify_billing.amplify.parse import (
     resource_id,
 )
 from amplify_billing.amplify.resources import ListingProof
+from amplify_billing.compact import CompactResource
 from amplify_billing.errors import AmplifyBillingError, NotFoundError
 from amplify_billing.models import AmplifySubscription, PlanUnit, Product, ProductPlan, Quota, RecurlyPlan
 from amplify_billing.reconcile.plans import CatalogSnapshot, RecurlyCatalog
@@ -125,38 +125,6 @@ def _in(field_name: str, values: Iterable[str]) -> str:
     return f"{field_name}=in=({quoted})"
 
 
-class CompactResource(Mapping[str, Any]):
-    """A resource kept as its JSON text and decoded on access: a tenth of the memory of the decoded dict.
-
-    Read rarely (a write-back, a stand-in check) and never changed in place, so decoding on access is cheap
-    where it happens and saves most of a large run's memory where it does not."""
-
-    __slots__ = ("_text",)
-
-    def __init__(self, text: bytes) -> None:
-        self._text = text
-
-    @classmethod
-    def of(cls, resource: Mapping[str, Any]) -> CompactResource:
-        return cls(json.dumps(resource, separators=(",", ":"), ensure_ascii=False).encode())
-
-    def _decoded(self) -> dict[str, Any]:
-        value: dict[str, Any] = json.loads(self._text)
-        return value
-
-    def __getitem__(self, key: str) -> Any:
-        return self._decoded()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._decoded())
-
-    def __len__(self) -> int:
-        return len(self._decoded())
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self._decoded().get(key, default)
-
-
 @dataclass(frozen=True)
 class AmplifyCatalog:
     products: tuple[Product, ...]
@@ -171,7 +139,17 @@ class Snapshots:
     amplify: ResourceLister
     recurly: RecurlyLister
     _cache: dict[str, Any] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    # A fork's own view (``fork``): what planned writes would change, over the shared reads in ``_cache``
+    _planned: dict[str, Any] | None = None
+
+    def fork(self) -> Snapshots:
+        """A view for planning: it shares every read (a later real pass reads nothing twice), and the planned
+        writes recorded on it (``record_*``) stay in the fork (docs/architecture.md, "The whole cycle")."""
+        return Snapshots(self.settings, self.amplify, self.recurly, self._cache, self._lock, {})
+
+    def _store(self, name: str, value: Any) -> None:
+        (self._planned if self._planned is not None else self._cache)[name] = value
 
     def record_recurly_subscription(self, data: Mapping[str, Any]) -> None:
         """Keep the memoised subscription listing current with one this run created, cancelled or terminated.
@@ -180,7 +158,7 @@ class Snapshots:
         (report-usage after sync-subscriptions) needs no second listing. Writers may call this from worker
         threads."""
         with self._lock:
-            cached = self._cache.get("recurly_subscriptions")
+            cached = self._lookup("recurly_subscriptions")
             if cached is None:
                 return
             uuid = data.get("uuid")
@@ -188,7 +166,38 @@ class Snapshots:
             plan_code = str((data.get("plan") or {}).get("code", ""))
             if data.get("state") in LISTED_STATES and plan_code.startswith(self.settings.catalog.plan_code_prefix):
                 kept.append(dict(data))
-            self._cache["recurly_subscriptions"] = kept
+            self._store("recurly_subscriptions", kept)
+
+    def record_recurly_account(self, code: str, account_id: str | None) -> None:
+        """An account this run created (or plans to): the next phase bills subscriptions to it."""
+        with self._lock:
+            accounts = dict(self.recurly_accounts())
+            accounts[code] = {"code": code, "id": account_id}
+            self._store("recurly_accounts", accounts)
+
+    def record_recurly_plan(self, code: str, change: Callable[[RecurlyPlan | None], RecurlyPlan]) -> None:
+        """A plan (with its add-ons) as a planned catalog write leaves it, for the phases after sync-plans."""
+        with self._lock:
+            catalog = self.recurly_catalog()
+            plans = dict(catalog.plans)
+            plans[code] = change(plans.get(code))
+            self._store("recurly_catalog", replace(catalog, plans=plans))
+
+    def remember(self, key: str, load: Callable[[], Any]) -> Any:
+        """A read made once per invocation, whatever the pass (``run`` plans the whole cycle, then applies it
+        phase by phase: the second pass reads nothing again). For reads whose answer no write of this run can
+        change before it is used again: usage records and counts of settled windows, people and teams."""
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+        value = load()
+        with self._lock:
+            return self._cache.setdefault(key, value)
+
+    def _lookup(self, name: str) -> Any:
+        if self._planned is not None and name in self._planned:
+            return self._planned[name]
+        return self._cache.get(name)
 
     def _read_once(self, key: str, read: Any) -> DirectRead:
         """A direct read of one object, memoised with its outcome (a failure is not retried within the run)."""
@@ -209,8 +218,12 @@ class Snapshots:
     def forget(self, *names: str) -> None:
         for name in names:
             self._cache.pop(name, None)
+            if self._planned is not None:
+                self._planned.pop(name, None)
 
     def _memo(self, name: str, load: Any) -> Any:
+        if self._planned is not None and name in self._planned:
+            return self._planned[name]
         if name not in self._cache:
             self._cache[name] = load()
         return self._cache[name]

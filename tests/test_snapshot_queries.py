@@ -23,7 +23,7 @@ def test_no_names_no_query() -> None:
 def test_a_compact_resource_reads_like_the_resource_it_keeps() -> None:
     import sys
 
-    from amplify_billing.snapshots import CompactResource
+    from amplify_billing.compact import CompactResource
 
     resource = {
         "name": "sub-1",

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from amplify_billing.amplify.parse import ParseProblem, parse_subscription, parse_timestamp
+from amplify_billing.compact import CompactResource
 from amplify_billing.errors import AmplifyBillingError
 from amplify_billing.gather.options import subscription_options
 from amplify_billing.identity import add_on_code, plan_code
@@ -29,7 +30,7 @@ from amplify_billing.reconcile.subscriptions import (
     unreadable_ids,
 )
 from amplify_billing.settings import Settings
-from amplify_billing.snapshots import CompactResource, DirectRead, Missing, Snapshots
+from amplify_billing.snapshots import DirectRead, Missing, Snapshots
 
 if TYPE_CHECKING:
     from amplify_billing.runtime import Runtime
@@ -329,4 +330,4 @@ def subscription_inputs(reads: GatherReads, *, ends: Mapping[str, datetime] | No
 
 def reads_of(rt: Runtime) -> GatherReads:
     """What gathering reads, from this invocation's runtime."""
-    return GatherReads(rt.settings, rt.snapshots(), rt.journal(), rt.clock)
+    return GatherReads(rt.settings, rt.snapshots(), rt.journal_view(), rt.clock)

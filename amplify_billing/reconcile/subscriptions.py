@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amplify_billing.actions import Approve, CreateSubscription, Later, LinkSubscription, known
+from amplify_billing.actions import Approve, CreateSubscription, Later, LinkSubscription, SetLink, known
 from amplify_billing.amplify import literals
 from amplify_billing.amplify.parse import ParseProblem
 from amplify_billing.changes import Change, ChangeKind, ChangeSet
 from amplify_billing.identity import account_code
+from amplify_billing.journal_changes import record
+from amplify_billing.links import CREATED_LINK, SUBSCRIPTION_LINK
 from amplify_billing.models import AmplifySubscription
 from amplify_billing.reconcile.subscription_creates import create_or_withhold
 from amplify_billing.reconcile.subscription_ends import absent_findings, awaiting_final_usage, end_changes, kept_finding
@@ -96,11 +98,35 @@ def diff_subscriptions(inputs: SubscriptionInputs, options: SubscriptionOptions)
         seen_uuids.update(r.uuid for r in candidates)
         changes.extend(_subscription_changes(s, plan, code, candidates, inputs, options))
     changes.extend(absent_findings(inputs, matcher, seen_uuids))
+    changes.extend(link for c in list(changes) for link in created_links(c))
     # the valve's denominator: what is linked now, plus what was linked before and would be created again (a
     # Recurly listing that came back empty must not make a mass re-create look small)
     linked = sum(1 for r in inputs.recurly if r.state in LIVE_STATES)
     linked += sum(1 for c in changes if isinstance(c.action, CreateSubscription) and c.action.replaces)
     return ChangeSet.of("sync-subscriptions", changes, linked_count=linked)
+
+
+def created_links(change: Change) -> list[Change]:
+    """The journal links of a subscription this run creates, written right after its create (the Applier runs a
+    journal effect that requires one write at once after it): a killed run leaves at most one write without them.
+    ``CREATED_LINK`` says every usage record on it goes through this journal's ledger, so report-usage need not
+    read Recurly to learn what is already there."""
+    action = change.action
+    if not isinstance(action, CreateSubscription):
+        return []
+    uuid = Later(change.key)
+    return [
+        record(
+            SetLink(kind, action.amplify_id, uuid),
+            f"{kind} {action.amplify_id} = the new Recurly subscription",
+            about=change.amplify,
+            key=f"{kind}:{action.amplify_id}",
+            requires=(change.key,),
+            phase=change.phase,
+            amplify_id=action.amplify_id,
+        )
+        for kind in (SUBSCRIPTION_LINK, CREATED_LINK)
+    ]
 
 
 def _unreadable(problem: ParseProblem) -> Change:

@@ -111,12 +111,25 @@ def _stored_usage(
     return next((r for r in records if r.get("merchant_tag") == tag), None)
 
 
-def recurly_handlers(gateway: Callable[[], RecurlyGateway]) -> dict[type[Action], Handler]:
-    """Catalog, account and subscription writes. ``gateway`` is called per write: one client per worker thread."""
+def recurly_handlers(
+    gateway: Callable[[], RecurlyGateway], on_subscription: Callable[[Mapping[str, Any]], None] | None = None
+) -> dict[type[Action], Handler]:
+    """Catalog, account and subscription writes. ``gateway`` is called per write: one client per worker thread.
+    ``on_subscription`` gets each subscription write's answer (the subscription as Recurly now holds it): the
+    runtime keeps its memoised listing current with it, so the next phase needs no second listing."""
 
     def run(call: Callable[[RecurlyGateway, Any, str], Mapping[str, Any]]) -> Handler:
         def handle(action: Action, key: str, done: Mapping[str, str | None]) -> str | None:
             return _id_of(call(gateway(), action, key))
+
+        return handle
+
+    def subscription(call: Callable[[RecurlyGateway, Any, str], Mapping[str, Any]]) -> Handler:
+        def handle(action: Action, key: str, done: Mapping[str, str | None]) -> str | None:
+            answer = call(gateway(), action, key)
+            if on_subscription is not None:
+                on_subscription(answer)
+            return _id_of(answer)
 
         return handle
 
@@ -143,11 +156,13 @@ def recurly_handlers(gateway: Callable[[], RecurlyGateway]) -> dict[type[Action]
             )
         ),
         CreateAccount: run(lambda g, a, k: g.create_account(account_body(a), idempotency_key=k)),
-        CreateSubscription: run(lambda g, a, k: g.create_subscription(subscription_body(a), idempotency_key=k)),
-        CancelSubscription: run(
+        CreateSubscription: subscription(
+            lambda g, a, k: g.create_subscription(subscription_body(a), idempotency_key=k)
+        ),
+        CancelSubscription: subscription(
             lambda g, a, k: g.cancel_subscription(f"uuid-{a.uuid}", {"timeframe": "term_end"}, idempotency_key=k)
         ),
-        TerminateSubscription: run(
+        TerminateSubscription: subscription(
             lambda g, a, k: g.terminate_subscription(
                 f"uuid-{a.uuid}", {"refund": a.refund, "charge": True}, idempotency_key=k
             )

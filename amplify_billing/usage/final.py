@@ -42,6 +42,6 @@ def report_final_usage(
     )
     chosen = [s for s in inputs.amplify if s.id in ending]
     through = usage_reported_through(
-        rt.journal(), chosen, inputs.plans, attached_add_ons(inputs.recurly, inputs.journal_links), planned=moved
+        rt.journal_view(), chosen, inputs.plans, attached_add_ons(inputs.recurly, inputs.journal_links), planned=moved
     )
     return replace(inputs, usage_reported_through={**inputs.usage_reported_through, **through}), list(usage.results)

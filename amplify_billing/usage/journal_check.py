@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
-from amplify_billing.journal import Journal
+from amplify_billing.journal_view import JournalReader
 from amplify_billing.usage.windows import parse_merchant_tag
 
 # Recurly's largest page: the records of one pair since its horizon fit in one read unless the journal is far behind
@@ -75,6 +75,11 @@ class StaleCheck:
     evidence: str | None = None
     detail: str | None = None
 
+    @property
+    def cursor(self) -> str | None:
+        """Where the next run's sample starts after (the last pair read), None when none was read."""
+        return pair_key(self.pairs[-1]) if self.pairs else None
+
     def summary(self) -> str:
         if not self.stale:
             return f"journal checked against Recurly: {len(self.pairs)} pair(s) read, {self.reads} read(s), not stale"
@@ -120,7 +125,7 @@ def first_unknown(records: Iterable[Mapping[str, Any]], known: Mapping[str, Deci
     return None
 
 
-def _horizon(journal: Journal, pair: PairLike, lookback: timedelta) -> datetime | None:
+def _horizon(journal: JournalReader, pair: PairLike, lookback: timedelta) -> datetime | None:
     """Where the read of a pair begins: the newest window the ledger holds for it (else its watermark), less the
     lookback. None: the journal has never reported the pair, so report-usage reads it from Recurly anyway."""
     known = journal.newest_usage_window(pair.subscription_id, pair.quota_id) or journal.usage_watermark(
@@ -137,20 +142,19 @@ def _ts(moment: datetime) -> str:
 
 
 def check_sample(
-    journal: Journal,
+    journal: JournalReader,
     recurly: UsageReader,
     pairs: Iterable[PairLike],
     sample_size: int,
     now: datetime,
     *,
     lookback: timedelta = DEFAULT_LOOKBACK,
-    remember: bool = True,
 ) -> StaleCheck:
     """Read the newest Recurly usage of up to ``sample_size`` pairs the journal has reported, the ones after the
     previous run's in key order, and compare each of our records with the ledger.
 
-    Stops at the first evidence of staleness (one is enough). ``remember`` (a real run) stores where the rotation
-    stands, so that the next run reads the next pairs; a dry run reads the same pairs and writes nothing.
+    Stops at the first evidence of staleness (one is enough). The caller records where the rotation stands (the
+    key of the last pair read, ``cursor``), so that the next run reads the next pairs.
     ``now`` bounds the read: a record dated in the future is not ours to judge.
     """
     by_key = {pair_key(p): p for p in pairs}
@@ -180,8 +184,6 @@ def check_sample(
             found = first_unknown(records, journal.usage_amounts(t for t in tags if t))
             if found is not None or len(read) == sample_size:
                 break
-    if remember and read:
-        journal.set_sample_cursor(pair_key(read[-1]))
     evidence, detail = found if found is not None else (None, None)
     return StaleCheck(tuple(read), len(read), found is not None, evidence, detail)
 

@@ -4,16 +4,19 @@ Recurly, first-contact reads of what Recurly already holds, and the window size 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from amplify_billing.actions import AbandonIntent, CompleteIntent, RecordUsage
 from amplify_billing.amplify.parse import parse_timestamp
-from amplify_billing.changes import Change, ChangeKind
+from amplify_billing.changes import Change, ChangeKind, ChangeResult
 from amplify_billing.errors import ConfigError, UpstreamError
 from amplify_billing.journal import UsageLedgerEntry
+from amplify_billing.journal_changes import record as journal_record
+from amplify_billing.journal_changes import set_link
 from amplify_billing.links import INTENT_KIND, WINDOW_SETTING
 from amplify_billing.reconcile.usage import (
     PHASE_REPORT,
@@ -34,24 +37,38 @@ Pair = tuple[str, str]
 
 @dataclass
 class UsageLedger:
-    """The journal's ledger plus what this run learned from Recurly (kept in memory on a dry run)."""
+    """The journal's ledger as planning reads it (the journal, or its overlay while planning), and the journal
+    changes this run's reads call for (rows Recurly holds, intents closed), until the phase records them."""
 
     rt: Runtime
-    dry_run: bool
-    extra: dict[str, list[UsageLedgerEntry]] = field(default_factory=dict)
+    # records journal changes at once (to the journal, or its overlay while planning): the usage phase's
+    # ``execute.record``; the results are kept for the report
+    recorder: Callable[[Sequence[Change]], list[ChangeResult]] = lambda changes: []
+    pending: list[Change] = field(default_factory=list)
+    results: list[ChangeResult] = field(default_factory=list)
 
     def record(self, entry: UsageLedgerEntry) -> None:
-        if self.dry_run:
-            base = entry.base_tag or entry.merchant_tag
-            self.extra.setdefault(base, []).append(entry)
-        else:
-            self.rt.journal().record_usage(entry)
+        self.pending.append(
+            journal_record(
+                RecordUsage(entry),
+                f"ledger row {entry.merchant_tag} ({entry.amount} unit(s), usage {entry.usage_id or '-'})",
+                about=f"subscription ({entry.subscription_id}) quota {entry.quota_id}",
+                key=f"ledger:{entry.merchant_tag}",
+                amplify_id=entry.subscription_id,
+            )
+        )
+
+    def close_intent(self, action: CompleteIntent | AbandonIntent, summary: str) -> None:
+        self.pending.append(journal_record(action, summary, about=f"intent {action.key}", key=f"intent:{action.key}"))
+
+    def flush(self) -> None:
+        """Record the changes gathered so far: the steps after this one read what they say."""
+        taken, self.pending = self.pending, []
+        self.results += self.recorder(taken)
 
     def view(self, subscription_id: str, quota_id: str, window_start: datetime) -> LedgerView | None:
-        entries = list(self.rt.journal().usage_for_window(subscription_id, quota_id, window_start))
+        entries = list(self.rt.journal_view().usage_for_window(subscription_id, quota_id, window_start))
         tag = merchant_tag(subscription_id, quota_id, window_start)
-        known = {e.merchant_tag for e in entries}
-        entries += [e for e in self.extra.get(tag, []) if e.merchant_tag not in known]
         if not entries:
             return None
         base = next((e for e in entries if e.kind == "base"), None)
@@ -122,7 +139,7 @@ def resolve_open_intents(rt: Runtime, ledger: UsageLedger, size: timedelta) -> I
 
     One by one: an intent whose lookup fails is reported as stuck and holds back only its own pair, so one bad
     record never stops the usage billing of every other subscription."""
-    journal = rt.journal()
+    journal = rt.journal_view()
     outcome = IntentResolution()
     for intent in journal.open_intents(INTENT_KIND):
         p = intent.payload
@@ -165,12 +182,13 @@ def resolve_open_intents(rt: Runtime, ledger: UsageLedger, size: timedelta) -> I
             )
             if entry is not None:
                 ledger.record(entry)
-            if not ledger.dry_run:
-                journal.complete_intent(intent.key, str(found[0].get("id")))
+            usage_id = str(found[0].get("id"))
+            ledger.close_intent(CompleteIntent(intent.key, usage_id), f"found in Recurly as usage {usage_id}: done")
             if len(found) > 1:
                 log.error("merchant_tag %s appears %d times in Recurly", intent.key, len(found))
-        elif not ledger.dry_run:
-            journal.abandon_intent(intent.key, "not found in Recurly: the write never landed")
+        else:
+            why = "not found in Recurly: the write never landed"
+            ledger.close_intent(AbandonIntent(intent.key, why), f"{why}; its window is planned afresh")
         outcome.resolved += 1
     return outcome
 
@@ -195,16 +213,13 @@ def bootstrap(rt: Runtime, ledger: UsageLedger, quota: BilledQuota, since: datet
             ledger.record(entry)
 
 
-def check_window_setting(rt: Runtime, window: str, dry_run: bool) -> None:
-    journal = rt.journal()
-    previous = journal.get_link(*WINDOW_SETTING)
+def check_window_setting(rt: Runtime, window: str) -> list[Change]:
+    """Refuse a window size other than the one this journal reports in; the first run records it."""
+    previous = rt.journal_view().get_link(*WINDOW_SETTING)
     if previous and previous != window:
         raise ConfigError(
             f"usage was reported in {previous} windows by this journal ({rt.settings.state.path}); "
             f"counting {window} windows now would bill the same traffic twice. Keep usage.window: {previous} "
             "(and no --window), or start a new journal and Recurly site"
         )
-    if not previous and not dry_run:
-        journal.set_link(*WINDOW_SETTING, window)
-
-
+    return [] if previous else [set_link(*WINDOW_SETTING, window, about="usage.window")]

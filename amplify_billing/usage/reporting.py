@@ -21,12 +21,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from amplify_billing.actions import PostUsage, UpdateUsage
-from amplify_billing.changes import ChangeKind, ChangeResult, ChangeSet, CommandReport, Outcome
+from amplify_billing.actions import AdvanceWatermark, PostUsage, SetSampleCursor, UpdateUsage
+from amplify_billing.changes import Change, ChangeKind, ChangeResult, ChangeSet, CommandReport, Outcome
 from amplify_billing.errors import UpstreamError
-from amplify_billing.execute import execute, make_report
+from amplify_billing.execute import execute, make_report, record
 from amplify_billing.gather.options import subscription_options
 from amplify_billing.gather.subscriptions import reads_of, subscription_inputs
+from amplify_billing.journal_changes import PHASE_MARKS, set_link
+from amplify_billing.journal_changes import record as journal_record
 from amplify_billing.links import CREATED_LINK, LOOKED_UP_LINK, STALE_MARK
 from amplify_billing.models import AmplifySubscription
 from amplify_billing.reconcile.subscriptions import RecurlySubscription, match_subscriptions
@@ -54,6 +56,8 @@ from amplify_billing.usage.windows import (
 
 log = logging.getLogger(__name__)
 
+COMMAND = "report-usage"
+
 # (subscription, quota) pairs planned and applied together; bounds the changes held in memory at once
 USAGE_BATCH_PAIRS = 1000
 # a tier type we cannot read is treated as the strictest: no correction into a billed cycle is attempted
@@ -71,9 +75,10 @@ def report_usage_with_watermarks(
     window_name = options.window or settings.window
     size = WINDOW_SIZES[window_name]
     now = rt.clock()
-    check_window_setting(rt, window_name, options.dry_run)
-    ledger = UsageLedger(rt, options.dry_run)
+    ledger = UsageLedger(rt, recorder=lambda changes: record(rt, COMMAND, changes, run_id=run_id))
+    ledger.pending += check_window_setting(rt, window_name)
     intents = resolve_open_intents(rt, ledger, size)
+    ledger.flush()
 
     source = build_source(rt.settings, rt.amplify() if settings.source == "traceability" else None, size)
     # A file says nothing about windows past its last row: counting them as zero would move the watermarks
@@ -83,6 +88,8 @@ def report_usage_with_watermarks(
     limit = horizon(rt, source, options, now)
     planner = Planner(rt, options, ledger, size, now, limit, report_until, intents.blocked)
     known_names = _collect_pairs(planner)
+    # what the reads found (rows Recurly holds, the marks that they were read) is in the ledger before planning
+    ledger.flush()
 
     answers = count_ranges(source, planner.billed, size)
     if options.only is not None:
@@ -95,6 +102,7 @@ def report_usage_with_watermarks(
     findings = [*intents.stuck, *unbilled_findings(answers, billed_pairs, known_names, planner.reasons, size)]
 
     results, moved, figures, stopped = _plan_and_apply(rt, planner, answers, options, run_id)
+    results.extend(ledger.results)
     results.extend(ChangeResult(c, Outcome.REPORTED) for c in ChangeSet.of("report-usage", findings).changes)
     left = sum(1 for r in results if r.outcome is Outcome.SKIPPED)
     reported_findings = [r.change for r in results if r.outcome is Outcome.REPORTED]
@@ -190,7 +198,7 @@ def _check_journal(planner: Planner, targets: list[_Target]) -> None:
     """A journal restored from a backup, or another host's, is behind what Recurly holds. A sample of
     pairs read from Recurly shows it (our tags its ledger does not know); then every pair is rebuilt from Recurly
     before anything is posted, and that stays so (a marker in the journal) until a run has rebuilt them all."""
-    rt, journal = planner.rt, planner.rt.journal()
+    rt, journal = planner.rt, planner.rt.journal_view()
     settings = rt.settings
     planner.stale = bool(journal.get_link(*STALE_MARK))
     check = check_sample(
@@ -200,20 +208,24 @@ def _check_journal(planner: Planner, targets: list[_Target]) -> None:
         settings.state.verify_sample,
         planner.now,
         lookback=settings.usage.lookback,
-        remember=not planner.options.dry_run,
     )
     planner.sample_reads = check.reads
+    if check.cursor is not None:
+        cursor = SetSampleCursor(check.cursor)
+        planner.ledger.pending.append(journal_record(cursor, f"the next stale check reads after {check.cursor}"))
     if check.stale:
         log.warning("%s", check.summary())
         planner.stale_note = check.summary()
         planner.stale = True
-        if not planner.options.dry_run:
-            journal.set_link(*STALE_MARK, planner.now.isoformat())
+        planner.ledger.pending.append(set_link(*STALE_MARK, planner.now.isoformat(), about="journal.stale"))
+    # at once: a run killed while rebuilding still knows, next time, that the journal was found stale (its sample
+    # may not find the evidence again)
+    planner.ledger.flush()
 
 
 def _billed_quotas(planner: Planner, targets: list[_Target]) -> None:
-    rt, options = planner.rt, planner.options
-    journal = rt.journal()
+    rt = planner.rt
+    journal = rt.journal_view()
     created_here = journal.links(CREATED_LINK)
     looked_up = journal.links(LOOKED_UP_LINK)
     tier_types = _tier_types(rt)
@@ -248,13 +260,14 @@ def _billed_quotas(planner: Planner, targets: list[_Target]) -> None:
             since = min((w.clip_start for w in (*windows, *recount)), default=current.activated_at)
             bootstrap(rt, planner.ledger, quota, min(since, current.activated_at), planner.size)
             planner.rebuilt += 1
-            if not options.dry_run:
-                # the ledger now holds what Recurly held, and every later post goes through an intent: a run
-                # killed before the watermark moves need not read this pair again
-                journal.set_link(LOOKED_UP_LINK, known_key, planner.now.isoformat())
+            # once the ledger holds what Recurly held (its rows come first), and every later post goes through
+            # an intent, a run killed before the watermark moves need not read this pair again
+            looked_up_now = set_link(LOOKED_UP_LINK, known_key, planner.now.isoformat(), phase=PHASE_MARKS)
+            planner.ledger.pending.append(looked_up_now)
         planner.billed.append(quota)
-    if planner.stale and not options.dry_run:
-        journal.set_link(*STALE_MARK, "")  # every pair is rebuilt: the ledger is current again
+    if planner.stale:
+        # every pair is rebuilt (after the rows): the ledger is current again
+        planner.ledger.pending.append(set_link(*STALE_MARK, "", about="journal.stale", phase=PHASE_MARKS))
 
 
 def _tier_types(rt: Runtime) -> dict[tuple[str, str], str]:
@@ -293,7 +306,9 @@ def _plan_and_apply(
             run_id=run_id,
         )
         stopped = stopped or note is not None
-        moved.update(_advance_watermarks(rt, usage_plan.watermarks, batch_results, dry_run=options.dry_run))
+        marks, moved_here = _advance_watermarks(rt, usage_plan.watermarks, batch_results)
+        moved.update(moved_here)
+        batch_results += record(rt, COMMAND, marks, run_id=run_id)
         for r in batch_results:
             action = r.change.action
             if r.outcome not in (Outcome.APPLIED, Outcome.PLANNED):
@@ -364,31 +379,29 @@ def _per_pair(results: list[ChangeResult]) -> list[ChangeResult]:
 
 
 def _advance_watermarks(
-    rt: Runtime,
-    watermarks: Mapping[tuple[str, str], datetime],
-    results: list[ChangeResult],
-    *,
-    dry_run: bool,
-) -> dict[tuple[str, str], datetime]:
-    """Move each pair's watermark past its windows once every change of that pair succeeded (real runs)."""
-    if dry_run:
-        return dict(watermarks)
-    journal = rt.journal()
+    rt: Runtime, watermarks: Mapping[tuple[str, str], datetime], results: list[ChangeResult]
+) -> tuple[list[Change], dict[Pair, datetime]]:
+    """Move each pair's watermark past its windows once every change of that pair succeeded (or, planning, is
+    planned): the changes that do it, and the marks they move."""
+    journal = rt.journal_view()
     failed_pairs = {
         (action.record.amplify_subscription_id, action.record.quota_id)
         for r in results
         if r.outcome in (Outcome.FAILED, Outcome.SKIPPED)
         and isinstance(action := r.change.action, PostUsage | UpdateUsage)
     }
-    moved: dict[tuple[str, str], datetime] = {}
+    changes: list[Change] = []
+    moved: dict[Pair, datetime] = {}
     for (subscription_id, quota_id), mark in watermarks.items():
         if (subscription_id, quota_id) in failed_pairs:
             continue
         old = journal.usage_watermark(subscription_id, quota_id)
         if old is None or mark > old:
-            journal.set_usage_watermark(subscription_id, quota_id, mark)
+            action = AdvanceWatermark(subscription_id, quota_id, mark)
+            about = f"subscription ({subscription_id}) quota {quota_id}"
+            changes.append(journal_record(action, f"usage reported through {mark.isoformat()}", about=about))
             moved[(subscription_id, quota_id)] = mark
-    return moved
+    return changes, moved
 
 
 def _plan_quotas(rt: Runtime) -> dict[str, list[str]]:

@@ -20,7 +20,14 @@ import pytest
 
 from amplify_billing.errors import ConfigError, ExitCode, JournalError, LockHeldError
 from amplify_billing.journal import SCHEMA_VERSION, Journal, JournalOwner, RunLock, UsageLedgerEntry, lock_path_for
-from amplify_billing.usage.journal_check import DEFAULT_LOOKBACK, SamplePair, check_sample, first_unknown, rotation
+from amplify_billing.usage.journal_check import (
+    DEFAULT_LOOKBACK,
+    SamplePair,
+    check_sample,
+    first_unknown,
+    pair_key,
+    rotation,
+)
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SUB = "a" * 32
@@ -832,6 +839,7 @@ def test_check_sample_reads_known_pairs_in_rotation_and_stops_at_the_first_evide
         check = check_sample(journal, recurly, pairs, 2, clock())
         assert (check.stale, check.reads, check.evidence) == (False, 2, None)
         seen.append(set(check.pairs))
+        journal.set_sample_cursor(check.cursor or "")  # what report-usage records after each check
     assert set().union(*seen) == set(pairs[:6])  # three runs of two covered the six known pairs
     assert "not stale" in check.summary()
     _sub, _add_on, params = recurly.calls[0]
@@ -855,13 +863,14 @@ def test_check_sample_reads_known_pairs_in_rotation_and_stops_at_the_first_evide
     assert check.evidence in check.summary() and "stale" in check.summary()
 
 
-def test_check_sample_on_a_dry_run_leaves_the_rotation_where_it_was(journal: Journal, clock: Clock) -> None:
+def test_check_sample_writes_nothing_and_names_the_cursor_for_the_caller(journal: Journal, clock: Clock) -> None:
     pairs = [_pair(n) for n in range(4)]
     recurly = FakeUsage({(p.recurly_uuid, p.add_on_code): [_report(journal, p, T0)] for p in pairs})
-    first = check_sample(journal, recurly, pairs, 2, clock(), remember=False)
-    again = check_sample(journal, recurly, pairs, 2, clock(), remember=False)
+    first = check_sample(journal, recurly, pairs, 2, clock())
+    again = check_sample(journal, recurly, pairs, 2, clock())
     assert first.pairs == again.pairs
     assert journal.sample_cursor() is None
+    assert first.cursor == pair_key(first.pairs[-1])
     assert check_sample(journal, recurly, pairs, 0, clock()).reads == 0
 
 

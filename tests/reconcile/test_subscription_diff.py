@@ -74,7 +74,27 @@ def kinds(subscription: AmplifySubscription, recurly_subs: tuple[RecurlySubscrip
         ),
         options,
     )
-    return [(c.kind.value, c.object) for c in changeset.changes]
+    # the journal's bookkeeping (the links a create leaves) is tested on its own below
+    return [(c.kind.value, c.object) for c in changeset.changes if c.kind is not ChangeKind.RECORD]
+
+
+def test_a_create_is_followed_by_its_journal_links_keyed_to_its_result() -> None:
+    subscription = amplify(*ACTIVE)
+    changeset = diff_subscriptions(
+        SubscriptionInputs(
+            amplify=(subscription,), plans={"gold": PLAN}, recurly=(), accounts={ACCOUNT}, journal_links={},
+            usage_reported_through={SUB_ID: NOW},
+        ),
+        SubscriptionOptions(),
+    )
+    create = next(c for c in changeset.changes if c.kind is ChangeKind.CREATE)
+    links = [c for c in changeset.changes if c.kind is ChangeKind.RECORD]
+    assert [(type(c.action).__name__, c.action.kind, c.requires, c.phase) for c in links] == [  # type: ignore[union-attr]
+        ("SetLink", "subscription-created", (create.key,), create.phase),
+        ("SetLink", "subscription", (create.key,), create.phase),
+    ]
+    assert all(c.action.value == Later(create.key) for c in links)  # type: ignore[union-attr]
+    assert not any(c.writes and c.destructive for c in links)
 
 
 PENDING = ("pending", None)
