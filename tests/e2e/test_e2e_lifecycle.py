@@ -577,9 +577,17 @@ def test_cancelling_too_many_refuses_with_counts_and_force_applies(make_cycle: A
     assert refused.value.exit_code == ExitCode.REFUSED == 4
     assert str(refused.value).startswith(message) and str(refused.value).endswith("run again with --force")
     assert recurly_writes(cycle.sandbox, marks[0]) == [] and amplify_writes(cycle.sandbox, marks[1]) == []
-    stopped = _by_command(cycle.run())["sync-subscriptions"]
-    assert stopped.exit_code == 4 and stopped.note is not None and message in stopped.note
-    assert [r.path for r in recurly_writes(cycle.sandbox, marks[0]) if r.path.endswith("/cancel")] == []
+    # `run` plans the whole cycle first and the valve judges it before the first write of any phase
+    (stopped,) = cycle.run()
+    assert (stopped.command, stopped.exit_code) == ("run", 4)
+    assert stopped.note is not None and message in stopped.note
+    assert "not run: sync-plans, link-accounts, sync-subscriptions, report-usage" in stopped.note
+    assert recurly_writes(cycle.sandbox, marks[0]) == [] and amplify_writes(cycle.sandbox, marks[1]) == []
+    # a dry run of the cycle shows the phase's refusal and the whole cycle's, and writes nothing either
+    dry = _by_command(cycle.run(dry_run=True))
+    assert message in (dry["sync-subscriptions"].note or "")
+    assert "a real run would refuse the whole cycle before its first write" in (dry["sync-plans"].note or "")
+    assert recurly_writes(cycle.sandbox, marks[0]) == [] and amplify_writes(cycle.sandbox, marks[1]) == []
 
     from amplify_billing.commands.options import SyncOptions
     from amplify_billing.commands.sync_subscriptions import sync_subscriptions
