@@ -28,7 +28,15 @@ def link_accounts(rt: Runtime, options: SyncOptions, *, run_id: int | None) -> C
     needed = {account_code(s, account_options.owner) for s in subscriptions if needs_billing(s)}
     missing = {c for c in needed if c and c not in existing}
     wanted = missing and account_options.create_missing
-    details = owner_details(rt.amplify().platform, rt.settings, missing, subscriptions) if wanted else {}
+    # read once per invocation: ``run`` plans the cycle first, then applies it (the owners do not change between)
+    details = (
+        snapshots.remember(
+            "owners:" + ",".join(sorted(missing)),
+            lambda: owner_details(rt.amplify().platform, rt.settings, missing, subscriptions),
+        )
+        if wanted
+        else {}
+    )
     changeset = diff_accounts(subscriptions, set(existing), details, account_options)
     if not options.account_links:
         changeset = replace(

@@ -25,6 +25,7 @@ from amplify_billing.reconcile.usage import (
 )
 from amplify_billing.recurly.parse import money
 from amplify_billing.runtime import Runtime
+from amplify_billing.usage.remembered import RememberedUsage
 from amplify_billing.usage.windows import (
     merchant_tag,
     parse_merchant_tag,
@@ -146,7 +147,7 @@ def resolve_open_intents(rt: Runtime, ledger: UsageLedger, size: timedelta) -> I
         when = str(p["usage_timestamp"])
         pair = (str(p["amplify_subscription_id"]), str(p["quota_id"]))
         try:
-            records = rt.recurly().list_usage(
+            records = RememberedUsage(rt.recurly(), rt.snapshots().remember).list_usage(
                 p["subscription_id"],
                 p["add_on_id"],
                 {"billing_status": "all", "begin_time": when, "end_time": when, "limit": 200},

@@ -49,6 +49,7 @@ from amplify_billing.usage.ledger_reads import (
     resolve_open_intents,
 )
 from amplify_billing.usage.planning import Planner, UsageOptions, count_ranges, horizon
+from amplify_billing.usage.remembered import RememberedCounts, RememberedUsage
 from amplify_billing.usage.sources import RangeCount, build_source
 from amplify_billing.usage.windows import (
     WINDOW_SIZES,
@@ -80,7 +81,8 @@ def report_usage_with_watermarks(
     intents = resolve_open_intents(rt, ledger, size)
     ledger.flush()
 
-    source = build_source(rt.settings, rt.amplify() if settings.source == "traceability" else None, size)
+    built = build_source(rt.settings, rt.amplify() if settings.source == "traceability" else None, size)
+    source = RememberedCounts(built, rt.snapshots().remember)
     # A file says nothing about windows past its last row: counting them as zero would move the watermarks
     # past traffic a later file may bring, so the windows stop where the file does.
     span_end = getattr(source, "span", (None, None))[1]
@@ -203,7 +205,7 @@ def _check_journal(planner: Planner, targets: list[_Target]) -> None:
     planner.stale = bool(journal.get_link(*STALE_MARK))
     check = check_sample(
         journal,
-        rt.recurly(),
+        RememberedUsage(rt.recurly(), rt.snapshots().remember),
         [SamplePair(t.subscription.id, t.quota_id, t.current.uuid, t.add_on_code) for t in targets],
         settings.state.verify_sample,
         planner.now,
