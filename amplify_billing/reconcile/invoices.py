@@ -99,8 +99,10 @@ def _finding(invoice: SubscriptionInvoice, summary: str, *, recurly: str = "-", 
 def _state(
     invoice: SubscriptionInvoice, name: str, reason: str, requires: tuple[str, ...] = (), recurly: str = "-"
 ) -> Change:
+    # an invoice given up (incomplete) or voided counts as destructive: the safety valve judges a mass of them
+    kind = ChangeKind.CANCEL if name in (amp.INCOMPLETE, amp.VOID) else ChangeKind.UPDATE
     return Change(
-        ChangeKind.UPDATE, "invoice_state", _ref(invoice), recurly, f"state {invoice.state} -> {name}: {reason}",
+        kind, "invoice_state", _ref(invoice), recurly, f"state {invoice.state} -> {name}: {reason}",
         SetInvoiceState(invoice.resource(), name, reason), phase=PHASE_STATE, key=_key(invoice, "state"),
         requires=requires, amplify_id=invoice.id,
     )
