@@ -10,6 +10,7 @@ from amplify_billing.changes import CommandReport
 from amplify_billing.commands.link_accounts import link_accounts
 from amplify_billing.commands.options import SyncOptions
 from amplify_billing.commands.report_usage import UsageOptions, report_usage
+from amplify_billing.commands.sync_invoices import InvoiceOptions, sync_invoices
 from amplify_billing.commands.sync_plans import SyncPlansOptions, sync_plans
 from amplify_billing.commands.sync_subscriptions import sync_subscriptions
 from amplify_billing.errors import AmplifyBillingError, LockHeldError
@@ -30,6 +31,7 @@ class RunOptions:
 def run_all(rt: Runtime, options: RunOptions, recorded: Recorder) -> list[CommandReport]:
     """Each step gets its own entry in the run history; a step that cannot run stops the ones after it."""
     sync = SyncOptions(dry_run=options.dry_run, exit_code=options.exit_code, force=options.force)
+    invoicing = InvoiceOptions(dry_run=options.dry_run, exit_code=options.exit_code, force=options.force)
     steps: list[tuple[str, Callable[[int | None], CommandReport]]] = [
         (
             "sync-plans",
@@ -50,6 +52,7 @@ def run_all(rt: Runtime, options: RunOptions, recorded: Recorder) -> list[Comman
                 run_id=run_id,
             ),
         ),
+        ("sync-invoices", lambda run_id: sync_invoices(rt, invoicing, run_id=run_id)),
     ]
     reports: list[CommandReport] = []
     for index, (name, step) in enumerate(steps):
