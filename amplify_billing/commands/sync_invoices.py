@@ -39,9 +39,10 @@ def sync_invoices(rt: Runtime, options: InvoiceOptions, *, run_id: int | None) -
         rt, changeset, dry_run=options.dry_run, force=options.force, run_id=run_id, handlers=handlers
     )
     if outcomes.refused:
-        # a declined card is the consumer's to fix, not a failure of the run: its create is reported by the
-        # finding and the Amplify status Error the follow-up writes (never retried by itself)
-        results = [r for r in results if not _refused(r, outcomes)]
+        # a declined card is the consumer's to fix, not a failure of the run: its create (and the write-back
+        # skipped after it) is reported by the finding and the Amplify status Error the follow-up writes (never
+        # retried by itself)
+        results = [r for r in results if r.change.amplify_id not in outcomes.refused]
         followup, _ = execute(
             rt, refusal_changes(outcomes.refused, inputs.invoices), dry_run=False, force=True, run_id=run_id,
             handlers=handlers,
@@ -59,11 +60,6 @@ def sync_invoices(rt: Runtime, options: InvoiceOptions, *, run_id: int | None) -
 
 def _creates(result: ChangeResult) -> bool:
     return isinstance(result.change.action, CreateInvoicePurchase)
-
-
-def _refused(result: ChangeResult, outcomes: InvoiceOutcomes) -> bool:
-    action = result.change.action
-    return isinstance(action, CreateInvoicePurchase) and action.amplify_invoice_id in outcomes.refused
 
 
 def sync_invoices_body(options: InvoiceOptions) -> Callable[[Runtime], list[CommandReport]]:
