@@ -57,10 +57,13 @@ def _account(data: Mapping[str, Any], subdomain: str) -> InvoiceAccount:
 
 def _accounts(rt: Runtime, codes: Iterable[str], calls: InvoiceCalls) -> dict[str, InvoiceAccount]:
     """The accounts of the consumers; one this run created (link-accounts keeps only its code) is read whole."""
+    wanted = sorted(set(codes))
+    if not wanted:
+        return {}  # nothing to create: neither the accounts nor the site are read
     listed = rt.snapshots().recurly_accounts()
     subdomain = str(rt.recurly().get_site().get("subdomain") or "")
     result: dict[str, InvoiceAccount] = {}
-    for code in sorted(set(codes)):
+    for code in wanted:
         data = listed.get(code)
         if data is None:
             continue
