@@ -4,8 +4,9 @@ Every account starts with a valid test card on file (as a consumer who entered o
 automatic collection works in the sandbox as it does for a paying customer; a test removes it (``no card on
 file``) or makes it decline. ``hosted_login_token`` (Recurly ``Account``) logs whoever holds it in to the account's
 hosted page, ``https://{subdomain}.recurly.com/account/{hosted_login_token}``; here it is derived from the account's
-id so that a seed gives the same token. Kept apart from the site's records (``recurly_state``) so that accounts
-answer with both fields while the purchases and invoices live in ``recurly_invoices``.
+code, so two runs of one scenario give the same token (the soak compares them). Kept apart from the site's records
+(``recurly_state``) so that accounts answer with both fields while purchases and invoices live in
+``recurly_invoices``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def cards_of(state: RecurlyState) -> Cards:
 
 
 def hosted_login_token(state: RecurlyState, account: AccountRecord) -> str:
-    return hashlib.sha256(f"hosted:{state.site_id}:{account.id}".encode()).hexdigest()[:32]
+    return hashlib.sha256(f"hosted:{state.site_id}:{account.code}".encode()).hexdigest()[:32]
 
 
 def account_payment_fields(state: RecurlyState, account: AccountRecord) -> dict[str, Any]:
