@@ -242,6 +242,17 @@ def sync_subscriptions_command(
     return invoke(ctx, "sync-subscriptions", body, dry_run=dry_run)
 
 
+@app.command("sync-invoices")
+def sync_invoices_command(
+    ctx: typer.Context, dry_run: DryRun = False, exit_code: ExitCodeFlag = False, force: Force = False
+) -> int:
+    """Marketplace mode: one Recurly invoice per Amplify invoice, written back to Amplify; follow Recurly's state."""
+    from amplify_billing.commands.sync_invoices import InvoiceOptions, sync_invoices_body
+
+    options = InvoiceOptions(dry_run=dry_run, exit_code=exit_code, force=force)
+    return invoke(ctx, "sync-invoices", sync_invoices_body(options), dry_run=dry_run)
+
+
 class WindowChoice(StrEnum):
     hourly = "hourly"
     daily = "daily"

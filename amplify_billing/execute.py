@@ -12,6 +12,7 @@ from amplify_billing.actions import Action
 from amplify_billing.apply import Applier, Handler
 from amplify_billing.changes import REPORT_ONLY, Change, ChangeKind, ChangeResult, ChangeSet, CommandReport, Outcome
 from amplify_billing.errors import ExitCode
+from amplify_billing.plan_overlay import planned_id
 from amplify_billing.runtime import Runtime
 
 
@@ -76,9 +77,15 @@ def _plan(
     rt.plan_on_overlays()
     rt.planned_sets.append(changeset)
     refused = safety.refusal(changeset, rt.settings.safety, force=force)
-    applier = Applier(handlers=handlers or rt.handlers(), journal=_NoAudit(), run_id=0)
+    # never a command's own (real) handlers: an action the overlays do not model is recorded as planned, no more
+    overlay = {kind: _planned_only for kind in (handlers or {})} | rt.handlers()
+    applier = Applier(handlers=overlay, journal=_NoAudit(), run_id=0)
     results = [_as_planned(r) for r in applier.apply(changeset)]
     return results, (f"a real run would stop here: {refused}" if refused else None)
+
+
+def _planned_only(action: Action, key: str, done: Mapping[str, str | None]) -> str | None:
+    return planned_id(key)
 
 
 def _as_planned(result: ChangeResult) -> ChangeResult:

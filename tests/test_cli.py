@@ -115,6 +115,7 @@ def test_run_json_then_again_writes_nothing(setup: Setup, capsys: pytest.Capture
         "link-accounts",
         "sync-subscriptions",
         "report-usage",
+        "sync-invoices",
     ]
     before = _writes(setup.sandbox)
     code, out, _ = setup.cli(capsys, "run")
@@ -278,7 +279,7 @@ def test_demo_exits_0_and_explains(capsys: pytest.CaptureFixture[str]) -> None:
     assert document["exit_code"] == 0 and document["figures"]["usage_records"] > 0
     assert [run.note for run in envelope.steps] == ["day 0", "day 3", "day 7", "day 7 again"]
     last = document["steps"][-1]["steps"]
-    assert len(last) == 4 and all(r["counts"]["applied"] == 0 for r in last), "the last run writes nothing"
+    assert len(last) == 5 and all(r["counts"]["applied"] == 0 for r in last), "the last run writes nothing"
     assert envelope.status is not None and "summary" in envelope.status
 
 

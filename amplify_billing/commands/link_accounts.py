@@ -8,6 +8,7 @@ from amplify_billing.actions import CreateAccount, SetAttributes
 from amplify_billing.changes import CommandReport, Outcome
 from amplify_billing.commands.options import SyncOptions
 from amplify_billing.execute import execute, make_report
+from amplify_billing.gather.invoices import invoiced_subscriptions
 from amplify_billing.gather.owners import owner_details
 from amplify_billing.gather.subscriptions import amplify_subscriptions, linked_plans, reads_of
 from amplify_billing.identity import account_code
@@ -19,6 +20,7 @@ def link_accounts(rt: Runtime, options: SyncOptions, *, run_id: int | None) -> C
     snapshots = rt.snapshots()
     plans = linked_plans(reads_of(rt))
     subscriptions, _problems = amplify_subscriptions(reads_of(rt), plans)
+    subscriptions += invoiced_subscriptions(rt)  # marketplace mode: their invoices go to the owner's account too
     existing = snapshots.recurly_accounts()
     account_options = AccountOptions(
         owner=rt.settings.accounts.owner,

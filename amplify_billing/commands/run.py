@@ -16,6 +16,7 @@ from amplify_billing.changes import ChangeSet, CommandReport
 from amplify_billing.commands.link_accounts import link_accounts
 from amplify_billing.commands.options import SyncOptions
 from amplify_billing.commands.report_usage import UsageOptions, report_usage
+from amplify_billing.commands.sync_invoices import InvoiceOptions, sync_invoices
 from amplify_billing.commands.sync_plans import SyncPlansOptions, sync_plans
 from amplify_billing.commands.sync_subscriptions import sync_subscriptions
 from amplify_billing.errors import AmplifyBillingError, LockHeldError, SafetyValveError
@@ -39,12 +40,14 @@ def _steps(rt: Runtime, options: RunOptions) -> list[Step]:
     sync = SyncOptions(dry_run=dry_run, exit_code=exit_code, force=force)
     plans = SyncPlansOptions(dry_run=dry_run, exit_code=exit_code, force=force)
     usage = UsageOptions(dry_run=dry_run, exit_code=exit_code, force=force)
+    invoicing = InvoiceOptions(dry_run=dry_run, exit_code=exit_code, force=force)
     return [
         ("sync-plans", lambda run_id: sync_plans(rt, plans, run_id=run_id)),
         # sync-subscriptions writes the account link together with the uuid: one Amplify PUT, not two
         ("link-accounts", lambda run_id: link_accounts(rt, replace(sync, account_links=False), run_id=run_id)),
         ("sync-subscriptions", lambda run_id: sync_subscriptions(rt, sync, run_id=run_id)),
         ("report-usage", lambda run_id: report_usage(rt, usage, run_id=run_id)),
+        ("sync-invoices", lambda run_id: sync_invoices(rt, invoicing, run_id=run_id)),
     ]
 
 

@@ -16,6 +16,7 @@ from amplify_billing.gather.options import subscription_options
 from amplify_billing.identity import add_on_code, plan_code
 from amplify_billing.links import END_LINK, MISSED_LINK, NAME_LINK, SUBSCRIPTION_LINK
 from amplify_billing.models import AmplifySubscription
+from amplify_billing.reconcile.billing_modes import billed_by_recurly
 from amplify_billing.reconcile.subscriptions import (
     ENDED_BY_OPERATOR,
     LIVE_STATES,
@@ -78,7 +79,9 @@ def linked_plans(reads: GatherReads) -> dict[str, LinkedPlan]:
 def amplify_subscriptions(
     reads: GatherReads, plans: Mapping[str, LinkedPlan]
 ) -> tuple[list[AmplifySubscription], list[ParseProblem]]:
-    return reads.snapshots.amplify_subscriptions(sorted(plans))
+    subscriptions, problems = reads.snapshots.amplify_subscriptions(sorted(plans))
+    # marketplace mode (issue 15): Amplify's invoices bill these, so no Recurly subscription nor usage for them
+    return billed_by_recurly(subscriptions, reads.settings.billing), problems
 
 
 

@@ -101,6 +101,12 @@ KINDS: Mapping[str, KindInfo] = {
             "Subscription", "subscriptions", ("approval", "billing", "marketplace", "references", "state", "status")
         ),
         KindInfo("Marketplace", "marketplaces", ("billing",)),
+        KindInfo(  # made by Amplify for Custom billing (sandbox/amplify_invoices.py; reference §3.6)
+            "SubscriptionInvoice",
+            "subscriptioninvoices",
+            ("billing", "invoiced", "marketplace", "references", "state", "status"),
+            scope_kind="Subscription",
+        ),
     )
 }
 _Key = tuple[str, str]  # (scope name or "", name)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from amplify_billing.sandbox.recurly_invoices import InvoiceRoutes
 from amplify_billing.sandbox.recurly_output import RecurlyOutput
 from amplify_billing.sandbox.recurly_routes import ID, RecurlyRoutes, json_body
 from amplify_billing.sandbox.recurly_state import RecurlyState
@@ -295,6 +296,7 @@ class RecurlyEmulator(Emulator):
                 self.route(verb, pattern, name, self._api(handler))
 
         RecurlyRoutes(self.state, self.wire, lambda route: self.cut_listings.get(route)).register(api)
+        InvoiceRoutes(self.state).register(api)  # purchases and invoices (marketplace mode, issue 15)
         self.route("POST", "/_sandbox/bill", "sandbox_bill", self._sandbox_bill)
 
     # emulator-only: an invoice run

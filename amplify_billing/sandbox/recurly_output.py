@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from amplify_billing.sandbox.recurly_cards import account_payment_fields
 from amplify_billing.sandbox.recurly_records import (
     AccountRecord,
     AddOnRecord,
@@ -173,6 +174,7 @@ class RecurlyOutput:
             "created_at": fmt_time(a.created_at),
             "updated_at": fmt_time(a.updated_at),
             "deleted_at": fmt_time(a.deleted_at),
+            **account_payment_fields(self.state, a),  # the card on file and the hosted login token (issue 15)
         }
 
     def _subscription_add_on(self, s: SubscriptionRecord, attached: SubscriptionAddOnRecord) -> dict[str, Any]:

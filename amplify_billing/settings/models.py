@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, ValidationInfo, model_validator
 
+from amplify_billing.settings.billing import BillingSettings
 from amplify_billing.settings.rules import (
     CodePrefix,
     CustomFieldName,
@@ -269,6 +270,7 @@ class Settings(_Frozen):
     usage: UsageSettings = Field(default_factory=UsageSettings)
     safety: SafetySettings = Field(default_factory=SafetySettings)
     state: StateSettings = Field(default_factory=StateSettings)
+    billing: BillingSettings = Field(default_factory=BillingSettings)
     # where the settings came from, for messages
     source: str = "<defaults>"
 

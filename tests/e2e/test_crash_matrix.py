@@ -202,3 +202,85 @@ def test_faults_on_usage_writes_are_retried_without_doubling(make_cycle: Any) ->
     _assert_exactly_once(cycle)
     assert _cli(cycle, config, "report-usage").returncode == 0
     _assert_exactly_once(cycle)
+
+
+# ---- sync-invoices (marketplace mode, issue 15) --------------------------------------------------------------
+
+
+def _purchase_post(raw: Request) -> bool:
+    return raw.method == "POST" and raw.path == "/purchases"
+
+
+def _mark_failed(raw: Request) -> bool:
+    return raw.method == "PUT" and raw.path.endswith("/mark_failed")
+
+
+def _invoicing(make_cycle: Any) -> tuple[Cycle, Path]:
+    """Marketplace mode with manual collection: accounts from a first run, then Amplify's initial invoices."""
+    from amplify_billing.sandbox.amplify_invoices import InvoiceIssuer, enable_custom_billing
+
+    cycle: Cycle = make_cycle(
+        subscriptions=6, today=REAL_TODAY, billing={"mode": "marketplace", "collection_method": "manual"}
+    )
+    enable_custom_billing(cycle.sandbox.amplify, cycle.scenario.marketplace)
+    assert all(failed(r) == [] for r in cycle.run())
+    cycle.clock.set(datetime.now(UTC))
+    InvoiceIssuer(cycle.sandbox.amplify).issue(cycle.clock())
+    config = cycle.sandbox.write_config(cycle.sandbox.state_dir / "config.yaml", **cycle.overrides)
+    return cycle, config
+
+
+def _assert_invoiced_once(cycle: Cycle) -> dict[str, dict[str, Any]]:
+    """Exactly one Recurly invoice per Amplify invoice with something to pay, and each written back once: its
+    billing.payment names that invoice and its state is open. Returns the Recurly invoices by po_number."""
+    from amplify_billing.reconcile.invoice_lines import po_number
+    from amplify_billing.sandbox.recurly_invoices import invoices
+
+    amplify = {i["metadata"]["id"]: i for i in cycle.sandbox.amplify.resources("SubscriptionInvoice")}
+    billed = {i for i, inv in amplify.items() if inv["spec"]["cost"]["total"] > 0}
+    recurly = invoices(cycle.sandbox.recurly)
+    assert Counter(r["po_number"] for r in recurly) == {po_number(i): 1 for i in billed}
+    by_po = {r["po_number"]: r for r in recurly}
+    for amplify_id in billed:
+        invoice = amplify[amplify_id]
+        assert invoice["billing"]["payment"]["id"] == by_po[po_number(amplify_id)]["id"]
+        assert invoice["state"]["name"] == "open", invoice["state"]
+    return by_po
+
+
+def test_killed_after_a_purchase_then_rerun_invoices_each_amplify_invoice_once(make_cycle: Any) -> None:
+    cycle, config = _invoicing(make_cycle)
+    assert _cli(cycle, config, "sync-invoices").returncode == 0
+    total = len(_assert_invoiced_once(cycle))
+    assert total >= 3, "the scenario needs a few invoices to bill"
+    for target in _positions(total):
+        cycle, config = _invoicing(make_cycle)
+        killer = KillAfterWrite(cycle, _purchase_post)
+        _kill_then_finish(cycle, config, killer, target, "sync-invoices")
+        _assert_invoiced_once(cycle)
+        # found by its po_number, never sent again (the emulator's Idempotency-Key replay would hide a resend)
+        sent = Counter(r.body["po_number"] for r in cycle.sandbox.recurly.requests if _purchase_post(r))
+        assert set(sent.values()) == {1}, sent
+        again = _cli(cycle, config, "sync-invoices")
+        assert again.returncode == 0, again.stderr
+        _assert_invoiced_once(cycle)
+
+
+def test_killed_after_stopping_a_voided_invoice_then_rerun_stops_it_once(make_cycle: Any) -> None:
+    from amplify_billing.reconcile.invoice_lines import po_number
+
+    cycle, config = _invoicing(make_cycle)
+    assert _cli(cycle, config, "sync-invoices").returncode == 0
+    by_po = _assert_invoiced_once(cycle)
+    amplify = next(
+        i for i in cycle.sandbox.amplify.resources("SubscriptionInvoice") if po_number(i["metadata"]["id"]) in by_po
+    )
+    cycle.sandbox.amplify.put_resource({**amplify, "state": {"name": "void"}, "status": {"level": "Pending"}})
+    killer = KillAfterWrite(cycle, _mark_failed)
+    _kill_then_finish(cycle, config, killer, 1, "sync-invoices")
+
+    stops = [r for r in cycle.sandbox.recurly.requests if _mark_failed(r) and r.method == "PUT"]
+    assert len(stops) == 1
+    voided = cycle.sandbox.amplify.resource("SubscriptionInvoice", amplify["name"], amplify["metadata"]["scope"]["name"])
+    assert (voided["state"]["name"], voided["status"]["level"]) == ("void", "Success")
+    assert by_po[po_number(amplify["metadata"]["id"])]["number"] in voided["status"]["reasons"][0]["detail"]

@@ -21,7 +21,7 @@ from amplify_billing.journal import RunLock
 from amplify_billing.render.envelope import SCHEMA_VERSION, ReportEnvelope, report_json_schema
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "report.schema.json"
-WRITING_COMMANDS = ("sync-plans", "link-accounts", "sync-subscriptions", "report-usage")
+WRITING_COMMANDS = ("sync-plans", "link-accounts", "sync-subscriptions", "report-usage", "sync-invoices")
 REPORT_ONLY_KINDS = {"finding", "unsupported", "waiting"}
 REGENERATE = (
     "python -c \"from amplify_billing.render.envelope import schema_text; print(schema_text(), end='')\" "
@@ -85,11 +85,11 @@ def test_every_command_dry_and_real_validates(setup: Setup, capsys: pytest.Captu
                 # each step is its own row in the journal's run history; a dry run writes none
                 run_ids = [s.run_id for s in document.steps]
                 if dry:
-                    assert run_ids == [None] * 4
+                    assert run_ids == [None] * len(WRITING_COMMANDS)
                 else:
                     ids = [i for i in run_ids if i is not None]
-                    assert ids == sorted(set(ids)) and len(ids) == 4, run_ids
-                    assert document.run_id is None, "four run ids, not one"
+                    assert ids == sorted(set(ids)) and len(ids) == len(WRITING_COMMANDS), run_ids
+                    assert document.run_id is None, "a run id per step, not one"
             else:
                 assert document.steps == []
                 assert (document.run_id is None) == dry, (command, document.run_id)
