@@ -1,0 +1,123 @@
+"""The repeated-shape finder of tools/repeated_shapes.py: it finds six lines of one shape in two places, and it does
+not count what its exclusions say is not logic (imports, docstrings, field lists, signatures, literal tables)."""
+
+from __future__ import annotations
+
+import textwrap
+
+from tools.repeated_shapes import MIN_LINES, Repeat, find_repeats
+
+LOOKUP_A = """
+    def account(self, ref):
+        found = self.accounts.get(ref[5:]) if ref.startswith("code-") else self.accounts.get(ref)
+        if found is None:
+            raise not_found("Account", ref)
+        self.reads += 1
+        log.debug("found %s", found)
+        return found
+"""
+
+# the same lines with other names, strings and numbers, consistently renamed
+LOOKUP_B = """
+    def plan(self, key):
+        hit = self.plans.get(key[4:]) if key.startswith("uuid-") else self.plans.get(key)
+        if hit is None:
+            raise missing("Plan", key)
+        self.lookups += 2
+        logger.debug("hit %s", hit)
+        return hit
+"""
+
+
+def _module(*parts: str) -> str:
+    return "".join(textwrap.dedent(p) for p in parts)
+
+
+def test_two_modules_sharing_six_lines_of_one_shape_are_found() -> None:
+    repeats = find_repeats({"a.py": _module(LOOKUP_A), "sub/b.py": _module("x = 1\n", LOOKUP_B)})
+
+    assert len(repeats) == 1
+    (repeat,) = repeats
+    assert isinstance(repeat, Repeat)
+    assert (repeat.first.path, repeat.first.start, repeat.first.end) == ("a.py", 3, 8)
+    assert (repeat.second.path, repeat.second.start, repeat.second.end) == ("sub/b.py", 4, 9)
+    assert (repeat.first.scope, repeat.second.scope) == ("account", "plan")
+    assert repeat.lines == 6
+    assert "a.py:3-8 (account) ~ sub/b.py:4-9 (plan)" in str(repeat)
+
+
+def test_the_same_lines_twice_in_one_module_are_found() -> None:
+    repeats = find_repeats({"a.py": _module(LOOKUP_A, "\n", LOOKUP_B)})
+
+    assert [(r.first.scope, r.second.scope) for r in repeats] == [("account", "plan")]
+
+
+def test_five_shared_lines_are_not_a_repeat() -> None:
+    five = "\n".join(LOOKUP_A.splitlines()[:-1]) + "\n"  # the def line and five lines of its body
+    assert MIN_LINES == 6
+    assert find_repeats({"a.py": _module(five), "b.py": _module(LOOKUP_B)}) == []
+
+
+def test_names_renamed_inconsistently_are_another_shape() -> None:
+    # `hit` stands for two different names of LOOKUP_A, so this is not LOOKUP_A with other names
+    other = LOOKUP_B.replace("return hit", "return key")
+    assert find_repeats({"a.py": _module(LOOKUP_A), "b.py": _module(other)}) == []
+
+
+def test_what_is_not_logic_is_not_counted() -> None:
+    declarations = """
+        \"\"\"A docstring
+        of six
+        lines
+        that both
+        modules
+        share.\"\"\"
+        import os
+        import sys
+        from pathlib import Path
+        from typing import Any
+        from decimal import Decimal
+        from datetime import datetime
+
+
+        @dataclass(frozen=True)
+        class Record:
+            \"\"\"A record.\"\"\"
+
+            id: str
+            name: str
+            amount: Decimal
+            created_at: datetime
+            updated_at: datetime
+            deleted_at: datetime | None = None
+
+
+        STATES = (
+            "active",
+            "inactive",
+            "expired",
+            "canceled",
+            "future",
+            "paused",
+        )
+
+
+        def read(
+            site: Site,
+            plan: Plan,
+            body: Mapping[str, Any],
+            problems: Problems,
+            reader: BodyReader,
+            strict: bool,
+        ) -> None: ...
+
+
+        class Kind(StrEnum):
+            CREATE = "create"
+            UPDATE = "update"
+            DEACTIVATE = "deactivate"
+            CANCEL = "cancel"
+            TERMINATE = "terminate"
+            APPROVE = "approve"
+    """
+    assert find_repeats({"a.py": _module(declarations), "b.py": _module(declarations)}) == []
