@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from amplify_billing.sandbox import recurly_lifecycle as lifecycle
 from amplify_billing.sandbox.recurly_records import (
     AccountRecord,
     AddOnRecord,
@@ -252,8 +253,8 @@ class RecurlyOutput:
             "expiration_reason": s.expiration_reason if s.state == "expired" else None,
             "current_period_started_at": fmt_time(s.current_period_started_at),
             "current_period_ends_at": fmt_time(s.current_period_ends_at),
-            "current_term_started_at": fmt_time(self.state.term_started_at(s)) if live or s.state == "future" else None,
-            "current_term_ends_at": fmt_time(self.state.term_ends_at(s)) if live or s.state == "future" else None,
+            "current_term_started_at": fmt_time(lifecycle.term_started_at(s)) if live or s.state == "future" else None,
+            "current_term_ends_at": fmt_time(lifecycle.term_ends_at(s)) if live or s.state == "future" else None,
             "trial_started_at": None,
             "trial_ends_at": None,
             "paused_at": fmt_time(s.paused_at),
