@@ -13,6 +13,7 @@ from amplify_billing.actions import (
     DeactivatePlan,
     SetAttributes,
     UpdateAddOn,
+    UpdateMeasuredUnit,
     UpdatePlan,
 )
 from amplify_billing.amplify.parse import parse_plan, parse_product, parse_quota
@@ -268,6 +269,21 @@ def test_measured_unit_created_once_with_clean_display_name() -> None:
     # units come before plans, plans before links
     phases = [c.phase for c in changeset.changes]
     assert phases == sorted(phases)
+
+
+def test_a_measured_unit_whose_display_name_differs_is_updated() -> None:
+    recurly = RecurlyCatalog(plans={}, measured_units={"transactions": MeasuredUnit("transactions", "Calls")})
+    changeset = diff(plan(quota("a" * 32, {"type": "perUnit", "cost": 0.01})), recurly=recurly)
+    units = [c for c in changeset.changes if c.object == "measured_unit"]
+    assert [(u.kind, u.recurly, u.summary, u.action, u.key) for u in units] == [
+        (
+            ChangeKind.UPDATE,
+            "measured unit transactions",
+            "display name 'Calls' → 'API Transactions calls'",
+            UpdateMeasuredUnit("transactions", "API Transactions calls"),
+            "unit:transactions",
+        )
+    ]
 
 
 def test_second_run_changes_nothing() -> None:
