@@ -1,5 +1,5 @@
 """The repeated-shape finder of tools/repeated_shapes.py: it finds six lines of one shape in two places, and it does
-not count what its exclusions say is not logic (imports, docstrings, field lists, signatures, literal tables)."""
+not count what its exclusions say is not logic (imports, docstrings, field lists, signatures, constants, tables)."""
 
 from __future__ import annotations
 
@@ -110,6 +110,15 @@ def test_what_is_not_logic_is_not_counted() -> None:
             reader: BodyReader,
             strict: bool,
         ) -> None: ...
+
+
+        def register(api):
+            api("LIST", "/plans", "list_plans", handlers.list_plans)
+            api("POST", "/plans", "create_plan", handlers.create_plan)
+            api("GET", PLAN, "get_plan", handlers.get_plan)
+            api("PUT", PLAN, "update_plan", handlers.update_plan)
+            api("LIST", f"{PLAN}/add_ons", "list_add_ons", handlers.list_add_ons)
+            api("DELETE", PLAN, "remove_plan", handlers.remove_plan)
 
 
         class Kind(StrEnum):

@@ -34,6 +34,7 @@ _LAYOUT = {
 _FSTRING_START = getattr(tokenize, "FSTRING_START", None)
 _FSTRING_END = getattr(tokenize, "FSTRING_END", None)
 _VALUE_WORDS = {"None", "True", "False"}
+_OPENING, _CLOSING = {"(", "[", "{"}, {")", "]", "}"}
 _NAME, _STRING, _NUMBER = "N\0", "S\0", "0\0"  # placeholder kinds; the text each stands for follows the kind
 
 
@@ -80,6 +81,21 @@ class _Line:
     def bare_shape(self) -> str:
         return " ".join(t[0] if "\0" in t else t for t in self.tokens)
 
+    def callee(self) -> str | None:
+        """The function this line calls, when the line is one whole call (``api("GET", path, handler)``)."""
+        if "(" not in self.tokens or self.tokens[-1] != ")":
+            return None
+        opening = self.tokens.index("(")
+        name = self.tokens[:opening]
+        if not name or not all(t.startswith(_NAME) or t == "." for t in name):
+            return None
+        depth = 0
+        for position, token in enumerate(self.tokens[opening:], start=opening):
+            depth += (token in _OPENING) - (token in _CLOSING)
+            if depth == 0 and position != len(self.tokens) - 1:
+                return None  # the call closes before the line ends: `f(a)(b)`, `f(a) + g(b)`
+        return "".join(t.removeprefix(_NAME) for t in name)
+
 
 def find_repeats(sources: Mapping[str, str], min_lines: int = MIN_LINES) -> list[Repeat]:
     """Every pair of scopes in ``sources`` (path → Python source) sharing ``min_lines`` or more lines of a shape."""
@@ -109,9 +125,7 @@ def _shared_windows(lines: Mapping[str, list[_Line]], size: int) -> dict[tuple[s
     for path, found in lines.items():
         for i in range(len(found) - size + 1):
             window = found[i : i + size]
-            # alike lines in a row (the entries of a dict, the keyword arguments of a call) are a table, and a table
-            # repeats its shape by design; a window that reaches past the table is still compared
-            if len({line.bare_shape() for line in window}) == 1:
+            if _is_table(window):
                 continue
             numbers: dict[str, int] = {}
             index[tuple((line.indent - window[0].indent, line.shape(numbers)) for line in window)].append((path, i))
@@ -124,6 +138,16 @@ def _shared_windows(lines: Mapping[str, list[_Line]], size: int) -> dict[tuple[s
                 if path_a != path_b or i_b - i_a >= size:
                     shared[(path_a, path_b, i_b - i_a)].append(i_a)
     return shared
+
+
+def _is_table(window: list[_Line]) -> bool:
+    """Alike lines in a row (the entries of a dict, the keyword arguments of a call) or calls of one function in a
+    row (a route table, registrations) are a table, and a table repeats its shape by design; a window that reaches
+    past the table is still compared."""
+    if len({line.bare_shape() for line in window}) == 1:
+        return True
+    callees = {line.callee() for line in window}
+    return len(callees) == 1 and None not in callees
 
 
 def _consecutive(starts: list[int]) -> list[tuple[int, int]]:
@@ -213,11 +237,18 @@ def _not_logic(tree: ast.Module) -> set[int]:
 
 
 def _declares(statement: ast.stmt) -> bool:
-    """A docstring, a field, ``pass``, ``...``, or a name bound to a literal."""
+    """A docstring, a field, ``pass``, ``...``, or a name bound to a literal (a constant, or a tuple, list, set or
+    dict of them)."""
     if isinstance(statement, ast.AnnAssign | ast.Pass):
         return True
-    if isinstance(statement, ast.Expr | ast.Assign):
+    if isinstance(statement, ast.Expr):
         return isinstance(statement.value, ast.Constant)
+    if isinstance(statement, ast.Assign):
+        try:
+            ast.literal_eval(statement.value)
+        except (ValueError, TypeError):  # not a literal; or one Python cannot build (a list as a dict key)
+            return False
+        return True
     return False
 
 
