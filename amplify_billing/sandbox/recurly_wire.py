@@ -270,6 +270,15 @@ class BodyReader:
             return None
 
 
+def read_whole(body: Mapping[str, Any], read: Callable[[BodyReader], T | None]) -> T:
+    """One value ``read`` from a whole request body; every problem it finds is answered together as one 422."""
+    problems = Problems()
+    value = read(BodyReader(body, problems))
+    problems.raise_if_any()
+    assert value is not None, "a read that gives no value has found a problem"
+    return value
+
+
 class _Invalid(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from amplify_billing.sandbox.recurly_wire import BodyReader, Problems
+from amplify_billing.sandbox.recurly_wire import BodyReader, Problems, RecurlyProblem, read_whole
 
 
 def _read(body: dict[str, Any], read: str, *args: Any, **kwargs: Any) -> tuple[Any, list[tuple[str, str]]]:
@@ -65,3 +65,18 @@ def test_a_good_value_reads_as_its_type(value: Any, read: str, kwargs: dict[str,
 @pytest.mark.parametrize("read", ["string", "integer", "boolean", "time", "objects", "nested"])
 def test_an_absent_value_is_none_and_no_problem(read: str) -> None:
     assert _read({}, read) == (None, [])
+
+
+def test_a_whole_body_read_answers_every_problem_as_one_422_or_gives_its_value() -> None:
+    def both(reader: BodyReader) -> int | None:
+        reader.boolean("b")
+        return reader.integer("a")
+
+    with pytest.raises(RecurlyProblem) as answer:
+        read_whole({"a": "x", "b": 1}, both)
+    assert (answer.value.status, answer.value.error_type) == (422, "validation")
+    assert [(p.param, p.message) for p in answer.value.params] == [
+        ("b", "must be true or false"),
+        ("a", "must be an integer"),
+    ]
+    assert read_whole({"a": 3, "b": True}, both) == 3
