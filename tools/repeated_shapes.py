@@ -6,8 +6,9 @@ lines the placeholders are numbered by first appearance, so two windows match on
 names and values *consistently* renamed: ``if have.name != want.name`` matches ``if old.code != new.code`` but not
 ``if a.b != c.d``. That keeps chance likenesses of short lines out without a list of idioms.
 
-What states no logic is left out before windows are formed; each rule in ``_not_logic`` and ``_is_logic`` says
-why. The result is one ``Repeat`` per pair of scopes (function, class or module) that share a run, longest first.
+What states no logic is left out before windows are formed, and a window that is a table is not compared; each
+rule in ``_not_logic``, ``_is_logic`` and ``_is_table`` says why. The result is one ``Repeat`` per pair of scopes
+(function, class or module) that share a run, longest first.
 """
 
 from __future__ import annotations
@@ -99,8 +100,9 @@ class _Line:
 
 def find_repeats(sources: Mapping[str, str], min_lines: int = MIN_LINES) -> list[Repeat]:
     """Every pair of scopes in ``sources`` (path → Python source) sharing ``min_lines`` or more lines of a shape."""
-    lines = {path: _lines(text) for path, text in sorted(sources.items())}
-    scopes = {path: _scopes(ast.parse(text)) for path, text in sources.items()}
+    trees = {path: ast.parse(text) for path, text in sorted(sources.items())}
+    lines = {path: _lines(sources[path], trees[path]) for path in trees}
+    scopes = {path: _scopes(tree) for path, tree in trees.items()}
 
     def place(path: str, start: int, end: int) -> Place:
         row = lines[path][start].row
@@ -160,8 +162,8 @@ def _consecutive(starts: list[int]) -> list[tuple[int, int]]:
     return spans
 
 
-def _lines(text: str) -> list[_Line]:
-    skip = _not_logic(ast.parse(text))
+def _lines(text: str, tree: ast.Module) -> list[_Line]:
+    skip = _not_logic(tree)
     rows: dict[int, list[str]] = defaultdict(list)
     indents: dict[int, int] = {}
     fstring: list[str] = []  # the parts of the f-string being read (3.12+)
