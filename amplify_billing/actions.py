@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from amplify_billing.models import RecurlyAddOn, RecurlyPlan
@@ -167,6 +168,29 @@ class UsageRecord:
     window_end: datetime
     base_tag: str
     record_kind: str  # base | part | adjustment
+
+    def ledger_entry(
+        self, *, uuid: str, add_on: str, tag: str, usage_id: str | None, amount: int, now: datetime
+    ) -> UsageLedgerEntry:
+        """The ledger row of a usage record Recurly holds (posted or updated at ``now``) or, planned, would hold."""
+        from amplify_billing.journal import UsageLedgerEntry
+
+        return UsageLedgerEntry(
+            merchant_tag=tag,
+            subscription_id=self.amplify_subscription_id,
+            quota_id=self.quota_id,
+            window_start=self.window_start,
+            window_end=self.window_end,
+            recurly_subscription_id=uuid,
+            add_on_code=add_on,
+            amount=Decimal(amount),
+            usage_id=usage_id,
+            billed=False,
+            kind=self.record_kind,
+            base_tag=None if self.record_kind == "base" else self.base_tag,
+            recorded_at=now,
+            updated_at=now,
+        )
 
 
 @dataclass(frozen=True, slots=True)

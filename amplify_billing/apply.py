@@ -175,9 +175,7 @@ class Applier:
         try:
             result_id = handler(action, key, self.result_ids)
         except AmplifyBillingError as error:
-            log.warning(
-                "%s %s failed: %s", name, change.recurly, error, extra={"action": name, "key": key}
-            )
+            log.warning("%s %s failed: %s", name, change.recurly, error, extra={"action": name, "key": key})
             self.journal.audit(
                 self.run_id,
                 system,

@@ -58,9 +58,7 @@ def execute(
     return results, note
 
 
-def record(
-    rt: Runtime, command: str, changes: Sequence[Change], *, run_id: int | None
-) -> list[ChangeResult]:
+def record(rt: Runtime, command: str, changes: Sequence[Change], *, run_id: int | None) -> list[ChangeResult]:
     """Apply journal effects now (to the journal, or to its overlay while planning), audited like any write: the
     steps after them read what they recorded. Returns their results for the report."""
     if not changes:

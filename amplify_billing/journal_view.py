@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from amplify_billing.journal import Intent, UsageLedgerEntry
+    from amplify_billing.journal import Intent, RunRecord, UsageLedgerEntry
 
 
 class JournalReader(Protocol):
@@ -48,7 +48,8 @@ class JournalView(JournalReader, Protocol):
 
 
 class EmptyJournal:
-    """The reads of a journal that does not exist yet (a dry run before the first real run creates none)."""
+    """The reads of a journal that does not exist yet: nothing recorded. A dry run before the first real run, and
+    ``status``, read it instead of creating the file."""
 
     def links(self, kind: str) -> dict[str, str]:
         return {}
@@ -72,6 +73,12 @@ class EmptyJournal:
         return {}
 
     def newest_usage_window(self, subscription_id: str, quota_id: str) -> datetime | None:
+        return None
+
+    def usage_entries(self, subscription_id: str | None = None) -> list[UsageLedgerEntry]:
+        return []
+
+    def last_run(self, command: str) -> RunRecord | None:
         return None
 
 
@@ -133,10 +140,15 @@ class PlannedJournal:
 
     def newest_usage_window(self, subscription_id: str, quota_id: str) -> datetime | None:
         with self._lock:
-            mine = [e.window_start for e in self._ledger.values() if (e.subscription_id, e.quota_id) == (
-                subscription_id,
-                quota_id,
-            )]
+            mine = [
+                e.window_start
+                for e in self._ledger.values()
+                if (e.subscription_id, e.quota_id)
+                == (
+                    subscription_id,
+                    quota_id,
+                )
+            ]
         known = self._base.newest_usage_window(subscription_id, quota_id)
         return max([*mine, *([known] if known is not None else [])], default=None)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from amplify_billing.actions import (
@@ -34,7 +33,6 @@ from amplify_billing.actions import (
     UpdateMeasuredUnit,
     UpdatePlan,
     UpdateUsage,
-    UsageRecord,
     resolve,
 )
 from amplify_billing.apply import Handler
@@ -43,7 +41,6 @@ from amplify_billing.journal_view import JournalView
 from amplify_billing.models import RecurlyPlan
 
 if TYPE_CHECKING:
-    from amplify_billing.journal import UsageLedgerEntry
     from amplify_billing.snapshots import Snapshots
 
 
@@ -54,30 +51,6 @@ def planned_id(key: str) -> str:
 
 def is_planned_id(value: str | None) -> bool:
     return bool(value) and str(value).startswith(KNOWN_AFTER_APPLY)
-
-
-def ledger_entry(
-    record: UsageRecord, *, uuid: str, add_on: str, tag: str, usage_id: str | None, amount: int, now: datetime
-) -> UsageLedgerEntry:
-    """The ledger row of a usage record Recurly holds (or, planned, would hold)."""
-    from amplify_billing.journal import UsageLedgerEntry
-
-    return UsageLedgerEntry(
-        merchant_tag=tag,
-        subscription_id=record.amplify_subscription_id,
-        quota_id=record.quota_id,
-        window_start=record.window_start,
-        window_end=record.window_end,
-        recurly_subscription_id=uuid,
-        add_on_code=add_on,
-        amount=Decimal(amount),
-        usage_id=usage_id,
-        billed=False,
-        kind=record.record_kind,
-        base_tag=None if record.record_kind == "base" else record.base_tag,
-        recorded_at=now,
-        updated_at=now,
-    )
 
 
 def overlay_handlers(
@@ -117,8 +90,7 @@ def overlay_handlers(
         assert isinstance(action, PostUsage | UpdateUsage)
         uuid = resolve(action.subscription_uuid, done)
         usage_id = action.usage_id if isinstance(action, UpdateUsage) else planned_id(key)
-        entry = ledger_entry(
-            action.record,
+        entry = action.record.ledger_entry(
             uuid=uuid,
             add_on=action.add_on_code,
             tag=action.merchant_tag,
@@ -207,4 +179,4 @@ def _record_end(snapshots: Snapshots, action: CancelSubscription | TerminateSubs
     snapshots.record_recurly_subscription(ended)
 
 
-__all__ = ["is_planned_id", "ledger_entry", "overlay_handlers", "planned_id"]
+__all__ = ["is_planned_id", "overlay_handlers", "planned_id"]

@@ -267,9 +267,7 @@ class Snapshots:
                 if isinstance(parsed_quota, ParseProblem):
                     scope = raw.get("metadata", {}).get("scope", {}) if isinstance(raw.get("metadata"), dict) else {}
                     plan_name = scope.get("name") if isinstance(scope, dict) else None
-                    problems.append(
-                        ParseProblem("quota", f"{plan_name}/{parsed_quota.name}", parsed_quota.reason)
-                    )
+                    problems.append(ParseProblem("quota", f"{plan_name}/{parsed_quota.name}", parsed_quota.reason))
                     # a plan with an unreadable quota must not be synced without it
                     quotas_by_plan.setdefault(str(plan_name), []).append(_BROKEN_QUOTA)
                     continue
@@ -440,8 +438,11 @@ class Snapshots:
         prefix = self.settings.catalog.plan_code_prefix
         units = [measured_unit_from_recurly(u) for u in self.recurly.list_measured_units()]
         unit_names = {str(u.id): u.name for u in units if u.id}
-        plans_raw = [p for p in self.recurly.list_plans({"sort": "updated_at", "order": "asc"})
-                     if str(p.get("code", "")).startswith(prefix)]
+        plans_raw = [
+            p
+            for p in self.recurly.list_plans({"sort": "updated_at", "order": "asc"})
+            if str(p.get("code", "")).startswith(prefix)
+        ]
         plan_ids = {str(p.get("id")) for p in plans_raw}
         add_ons_by_plan: dict[str, list[dict[str, Any]]] = {}
         if plans_raw:

@@ -91,7 +91,11 @@ def _defaults_within_enums(document: dict[str, Any]) -> None:
     """Drop a schema default that its own enum refuses (``InvoiceStateQueryParamEnum`` defaults to ``all``, not one
     of its values): the validator would put it in every request that leaves the parameter out, and then refuse it."""
     for schema in document.get("components", {}).get("schemas", {}).values():
-        if isinstance(schema, dict) and "enum" in schema and schema.get("default", schema["enum"][0]) not in schema["enum"]:
+        if (
+            isinstance(schema, dict)
+            and "enum" in schema
+            and schema.get("default", schema["enum"][0]) not in schema["enum"]
+        ):
             del schema["default"]
 
 

@@ -811,7 +811,13 @@ def test_amplify_resource(case: AmplifyCase, amplify_run: AmplifyRun) -> None:
     if amplify_run.crash is not None:
         raise amplify_run.crash
     sandbox, reports, world = amplify_run.sandbox, amplify_run.reports, amplify_run.worlds[case.id]
-    assert [r.command for r in reports] == ["sync-plans", "link-accounts", "sync-subscriptions", "report-usage", "sync-invoices"]
+    assert [r.command for r in reports] == [
+        "sync-plans",
+        "link-accounts",
+        "sync-subscriptions",
+        "report-usage",
+        "sync-invoices",
+    ]
     bad_recurly, bad_amplify = _bad_tokens(world, case)
     failures = [f for r in reports for f in failed(r)]
     assert [f for f in failures if any(t.lower() in f.lower() for t in bad_recurly)] == []

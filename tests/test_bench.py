@@ -164,7 +164,12 @@ def test_tiny_benchmark_figures_are_consistent(tiny: SizeResult) -> None:
         assert ratio is not None and ratio >= 1
         assert run.wall_seconds > 0 and run.max_rss_bytes > 0 and run.tracemalloc_peak_bytes is None
         assert {s.command for s in run.steps} == {
-            "(planning the cycle)", "sync-plans", "link-accounts", "sync-subscriptions", "report-usage", "sync-invoices"
+            "(planning the cycle)",
+            "sync-plans",
+            "link-accounts",
+            "sync-subscriptions",
+            "report-usage",
+            "sync-invoices",
         }
 
     initial, week, steady = tiny.runs

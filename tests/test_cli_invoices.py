@@ -30,8 +30,10 @@ def _with_billing(config: Path, billing: Any) -> Path:
     ("billing", "message"),
     [
         ({"mode": "both"}, "billing.mode: expected one of recurly, marketplace, got 'both'"),
-        ({"marketplaces": {MARKET: "stripe"}},
-         f"billing.marketplaces.{MARKET}: expected one of recurly, marketplace, got 'stripe'"),
+        (
+            {"marketplaces": {MARKET: "stripe"}},
+            f"billing.marketplaces.{MARKET}: expected one of recurly, marketplace, got 'stripe'",
+        ),
         ({"collection_method": "card"}, "billing.collection_method: expected one of automatic, manual, got 'card'"),
         ({"modes": "marketplace"}, "billing.modes: unknown key; did you mean billing.mode?"),
     ],

@@ -21,7 +21,8 @@ LAST_SUCCESS = NOW - timedelta(minutes=15)
 
 def result(kind: ChangeKind, outcome: Outcome, key: str = "k") -> ChangeResult:
     return ChangeResult(
-        Change(kind, "plan", f"amplify {key}", f"recurly {key}", "summary", action=DeactivatePlan(key), key=key), outcome
+        Change(kind, "plan", f"amplify {key}", f"recurly {key}", "summary", action=DeactivatePlan(key), key=key),
+        outcome,
     )
 
 

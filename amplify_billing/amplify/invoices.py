@@ -21,7 +21,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Protocol
 
-from amplify_billing.amplify.parse import ParseProblem, parse_timestamp, resource_id
+from amplify_billing.amplify.parse import Malformed, ParseProblem, dig, parse_timestamp, resource_id, text_at
 
 if TYPE_CHECKING:  # the reader is pure: the plan imports its values without the HTTP stack
     from amplify_billing.amplify.resources import ListingProof
@@ -127,32 +127,13 @@ class SubscriptionInvoice:
         return {"kind": KIND, "name": self.name, "metadata": {"selfLink": self.self_link}}
 
 
-class _Bad(Exception):
-    pass
-
-
-def _dig(node: Any, path: str) -> Any:
-    for part in path.split("."):
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(part)
-    return node
-
-
 def _text(raw: Any, path: str, *, required: bool = False) -> str | None:
-    value = _dig(raw, path)
-    if value is None or value == "":
-        if required:
-            raise _Bad(f"{path} is missing")
-        return None
-    if not isinstance(value, str):
-        raise _Bad(f"{path} must be a string, got {type(value).__name__} {value!r}")
-    return value
+    return text_at(raw, path, required=required)
 
 
 def _money(raw: Any, path: str) -> Decimal:
     """An amount: absent is 0 (the SDK's ``omitempty`` drops zero costs); a float goes through its shortest repr."""
-    value = _dig(raw, path)
+    value = dig(raw, path)
     if value is None:
         return Decimal(0)
     try:
@@ -160,37 +141,37 @@ def _money(raw: Any, path: str) -> Decimal:
             raise InvalidOperation
         number = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
     except InvalidOperation:
-        raise _Bad(f"{path} must be a number, got {value!r}") from None
+        raise Malformed(f"{path} must be a number, got {value!r}") from None
     if not number.is_finite() or number < 0:
-        raise _Bad(f"{path} must be a number of 0 or more, got {value!r}")
+        raise Malformed(f"{path} must be a number of 0 or more, got {value!r}")
     return number
 
 
 def _count(raw: Any, path: str) -> int:
-    value = _dig(raw, path)
+    value = dig(raw, path)
     if value is None:
         return 0
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or value != int(value):
-        raise _Bad(f"{path} must be a whole number of 0 or more, got {value!r}")
+        raise Malformed(f"{path} must be a whole number of 0 or more, got {value!r}")
     return int(value)
 
 
 def _time(raw: Any, path: str) -> datetime | None:
-    value = _dig(raw, path)
+    value = dig(raw, path)
     if value is None or value == "":
         return None
     parsed = parse_timestamp(value)
     if parsed is None:
-        raise _Bad(f"{path} is not a timestamp: {value!r}")
+        raise Malformed(f"{path} is not a timestamp: {value!r}")
     return parsed
 
 
 def _list(raw: Any, path: str) -> list[Any]:
-    value = _dig(raw, path)
+    value = dig(raw, path)
     if value is None:
         return []
     if not isinstance(value, list):
-        raise _Bad(f"{path} must be a list")
+        raise Malformed(f"{path} must be a list")
     return value
 
 
@@ -211,7 +192,7 @@ def _quota_costs(raw: Mapping[str, Any]) -> tuple[QuotaCost, ...]:
         )
         name = _text(quota, "name")
         if name is None:
-            raise _Bad(f"{where}.name is missing")
+            raise Malformed(f"{where}.name is missing")
         costs.append(QuotaCost(name, _money(quota, "cost"), items))
     return tuple(costs)
 
@@ -221,9 +202,9 @@ def _quota_units(raw: Mapping[str, Any]) -> tuple[QuotaUnits, ...]:
     for index, quota in enumerate(_list(raw, "spec.quotas")):
         name = _text(quota, "name")
         if name is None:
-            raise _Bad(f"spec.quotas[{index}].name is missing")
+            raise Malformed(f"spec.quotas[{index}].name is missing")
         intervals = tuple(
-            IntervalUnits(_time(i, "from"), _count(i, "units"), _dig(i, "previousInvoiceItem") is True)
+            IntervalUnits(_time(i, "from"), _count(i, "units"), dig(i, "previousInvoiceItem") is True)
             for i in _list(quota, "intervals")
         )
         result.append(QuotaUnits(name, _count(quota, "units"), intervals))
@@ -231,7 +212,7 @@ def _quota_units(raw: Mapping[str, Any]) -> tuple[QuotaUnits, ...]:
 
 
 def _payment(raw: Mapping[str, Any]) -> InvoicePayment | None:
-    payment = _dig(raw, "billing.payment")
+    payment = dig(raw, "billing.payment")
     if not isinstance(payment, Mapping):
         return None
     return InvoicePayment(
@@ -246,13 +227,13 @@ def _payment(raw: Mapping[str, Any]) -> InvoicePayment | None:
 def _owner(raw: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
     """(team, user, org) of the consumer, read as a subscription's owner is (``marketplace.resource.owner``, else
     ``owner``): the invoice carries the same owner as its subscription (DOCS custom_billing.md sample)."""
-    market = _dig(raw, "marketplace.resource.owner")
+    market = dig(raw, "marketplace.resource.owner")
     market = market if isinstance(market, Mapping) else {}
     owner = raw.get("owner") if isinstance(raw.get("owner"), Mapping) else {}
     team = market.get("id") if market.get("type", "team") == "team" else None
-    team = team or _dig(owner, "id")
-    user = _dig(market, "user.id")
-    org = _dig(market, "organization.id") or _dig(owner, "organization.id")
+    team = team or dig(owner, "id")
+    user = dig(market, "user.id")
+    org = dig(market, "organization.id") or dig(owner, "organization.id")
     return (str(team) if team else None, str(user) if user else None, str(org) if org else None)
 
 
@@ -266,7 +247,7 @@ def _reference(raw: Mapping[str, Any], kind: str) -> str | None:
 def parse_invoice(raw: Mapping[str, Any]) -> SubscriptionInvoice | ParseProblem:
     name = str(raw.get("name") or "?")
     try:
-        state = _dig(raw, "state")
+        state = dig(raw, "state")
         team, user, org = _owner(raw)
         currency = _text(raw, "spec.cost.plan.currency")
         return SubscriptionInvoice(
@@ -294,7 +275,7 @@ def parse_invoice(raw: Mapping[str, Any]) -> SubscriptionInvoice | ParseProblem:
             owner_org=org,
             created_at=_time(raw, "metadata.audit.createTimestamp"),
         )
-    except _Bad as bad:
+    except Malformed as bad:
         return ParseProblem("subscriptioninvoice", name, str(bad), resource_id(raw))
 
 

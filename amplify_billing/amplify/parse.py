@@ -28,12 +28,12 @@ class ParseProblem:
 
 def resource_id(raw: Mapping[str, Any]) -> str | None:
     """The resource's metadata.id when it is a non-empty string, else None."""
-    value = _dig(raw, "metadata.id")
+    value = dig(raw, "metadata.id")
     return value if isinstance(value, str) and value else None
 
 
-class _Bad(Exception):
-    pass
+class Malformed(Exception):
+    """A value of the wrong type or missing where required (turned into a ParseProblem naming the resource)."""
 
 
 # Owner ids become Recurly account codes ``amplify-team-{id}`` (≤ 50 characters; Recurly documents
@@ -46,10 +46,11 @@ def _text(value: Any, what: str) -> str | None:
     """A value that must be a string when present: a number or an object there is malformed, not absent."""
     if value is None or isinstance(value, str):
         return value
-    raise _Bad(f"{what} must be a string, got {type(value).__name__} {value!r}")
+    raise Malformed(f"{what} must be a string, got {type(value).__name__} {value!r}")
 
 
-def _dig(raw: Mapping[str, Any], path: str) -> Any:
+def dig(raw: Any, path: str) -> Any:
+    """The value at a dotted path, None where any step is absent or not an object."""
     node: Any = raw
     for part in path.split("."):
         if not isinstance(node, Mapping):
@@ -58,21 +59,22 @@ def _dig(raw: Mapping[str, Any], path: str) -> Any:
     return node
 
 
-def _str(raw: Mapping[str, Any], path: str, *, required: bool = True) -> str | None:
-    value = _dig(raw, path)
+def text_at(raw: Any, path: str, *, required: bool = True) -> str | None:
+    """A string at a dotted path: absent or empty is None (or Malformed when required), another type is Malformed."""
+    value = dig(raw, path)
     if value is None or value == "":
         if required:
-            raise _Bad(f"{path} is missing")
+            raise Malformed(f"{path} is missing")
         return None
     if not isinstance(value, str):
-        raise _Bad(f"{path} must be a string, got {type(value).__name__} {value!r}")
+        raise Malformed(f"{path} must be a string, got {type(value).__name__} {value!r}")
     return value
 
 
 def to_decimal(value: Any, what: str) -> Decimal:
     """Exact decimal from a JSON value; floats go through their shortest repr (0.0025 stays 0.0025)."""
     if isinstance(value, bool) or value is None:
-        raise _Bad(f"{what} must be a number, got {value!r}")
+        raise Malformed(f"{what} must be a number, got {value!r}")
     if isinstance(value, Decimal):
         result = value
     elif isinstance(value, int):
@@ -83,13 +85,13 @@ def to_decimal(value: Any, what: str) -> Decimal:
         try:
             result = Decimal(value.strip())
         except InvalidOperation:
-            raise _Bad(f"{what} must be a number, got {value!r}") from None
+            raise Malformed(f"{what} must be a number, got {value!r}") from None
     else:
-        raise _Bad(f"{what} must be a number, got {type(value).__name__}")
+        raise Malformed(f"{what} must be a number, got {type(value).__name__}")
     if not result.is_finite():
-        raise _Bad(f"{what} must be a finite number, got {value!r}")
+        raise Malformed(f"{what} must be a finite number, got {value!r}")
     if result < 0:
-        raise _Bad(f"{what} must not be negative, got {value!r}")
+        raise Malformed(f"{what} must not be negative, got {value!r}")
     return result
 
 
@@ -97,13 +99,13 @@ def _int(value: Any, what: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
-        raise _Bad(f"{what} must be a whole number, got {value!r}")
+        raise Malformed(f"{what} must be a whole number, got {value!r}")
     try:
         number = Decimal(str(value))
     except InvalidOperation:
-        raise _Bad(f"{what} must be a whole number, got {value!r}") from None
+        raise Malformed(f"{what} must be a whole number, got {value!r}") from None
     if number != number.to_integral_value() or number < 0:
-        raise _Bad(f"{what} must be a whole number ≥ 0, got {value!r}")
+        raise Malformed(f"{what} must be a whole number ≥ 0, got {value!r}")
     return int(number)
 
 
@@ -142,12 +144,12 @@ def parse_product(raw: Mapping[str, Any]) -> Product | ParseProblem:
     name = str(raw.get("name") or "?")
     try:
         return Product(
-            id=_str(raw, "metadata.id") or "",
-            name=_str(raw, "name") or "",
-            title=_str(raw, "title", required=False) or name,
+            id=text_at(raw, "metadata.id") or "",
+            name=text_at(raw, "name") or "",
+            title=text_at(raw, "title", required=False) or name,
             state=_state_string(raw),
         )
-    except _Bad as bad:
+    except Malformed as bad:
         return ParseProblem("product", name, str(bad), resource_id(raw))
 
 
@@ -162,11 +164,11 @@ def parse_unit(raw: Mapping[str, Any]) -> PlanUnit | None:
 def _tiers(limit: Mapping[str, Any], what: str) -> tuple[AmplifyTier, ...]:
     tiers = limit.get("tiers")
     if not isinstance(tiers, list) or not tiers:
-        raise _Bad(f"{what}.tiers must be a non-empty list")
+        raise Malformed(f"{what}.tiers must be a non-empty list")
     result = []
     for index, tier in enumerate(tiers):
         if not isinstance(tier, Mapping):
-            raise _Bad(f"{what}.tiers[{index}] must be an object")
+            raise Malformed(f"{what}.tiers[{index}] must be an object")
         fee = tier.get("flatFee")
         result.append(
             AmplifyTier(
@@ -182,10 +184,10 @@ def _tiers(limit: Mapping[str, Any], what: str) -> tuple[AmplifyTier, ...]:
 def parse_pricing(pricing: Any) -> QuotaPricing:
     what = "spec.pricing"
     if not isinstance(pricing, Mapping):
-        raise _Bad(f"{what} is missing")
+        raise Malformed(f"{what} is missing")
     kind = _text(pricing.get("type"), f"{what}.type")
     if not kind:
-        raise _Bad(f"{what}.type is missing")
+        raise Malformed(f"{what}.type is missing")
     interval = pricing.get("interval") if isinstance(pricing.get("interval"), str) else None
     if kind not in literals.PRICING_TYPES:
         return QuotaPricing(type=kind, interval=interval)
@@ -195,14 +197,14 @@ def parse_pricing(pricing: Any) -> QuotaPricing:
     if kind == literals.PRICING_PER_UNIT:
         return QuotaPricing(type=kind, interval=interval, cost=to_decimal(pricing.get("cost"), f"{what}.cost"))
     if not isinstance(limit, Mapping):
-        raise _Bad(f"{what}.limit is missing")
+        raise Malformed(f"{what}.limit is missing")
     limit_type = limit.get("type")
     if kind == literals.PRICING_FIXED:
         overages = limit.get("overages")
         overage = None
         if limit_type == literals.LIMIT_LOOSE:
             if not isinstance(overages, Mapping):
-                raise _Bad(f"{what}.limit.overages is missing for a loose limit")
+                raise Malformed(f"{what}.limit.overages is missing for a loose limit")
             overage = to_decimal(overages.get("value"), f"{what}.limit.overages.value")
         return QuotaPricing(
             type=kind,
@@ -222,50 +224,50 @@ def parse_pricing(pricing: Any) -> QuotaPricing:
 def parse_quota(raw: Mapping[str, Any]) -> Quota | ParseProblem:
     name = str(raw.get("name") or "?")
     try:
-        plan_name = _str(raw, "metadata.scope.name") or ""
+        plan_name = text_at(raw, "metadata.scope.name") or ""
         return Quota(
-            id=_str(raw, "metadata.id") or "",
-            name=_str(raw, "name") or "",
+            id=text_at(raw, "metadata.id") or "",
+            name=text_at(raw, "name") or "",
             plan_name=plan_name,
-            title=_str(raw, "title", required=False) or name,
-            unit=_str(raw, "spec.unit") or "",
-            pricing=parse_pricing(_dig(raw, "spec.pricing")),
+            title=text_at(raw, "title", required=False) or name,
+            unit=text_at(raw, "spec.unit") or "",
+            pricing=parse_pricing(dig(raw, "spec.pricing")),
             attributes=_attributes(raw),
             raw=raw,
         )
-    except _Bad as bad:
+    except Malformed as bad:
         return ParseProblem("quota", name, str(bad), resource_id(raw))
 
 
 def parse_plan(raw: Mapping[str, Any], product: Product, quotas: tuple[Quota, ...]) -> ProductPlan | ParseProblem:
     name = str(raw.get("name") or "?")
     try:
-        setup = _dig(raw, "spec.billing.setup.price")
-        cycles = _dig(raw, "spec.subscription.cycles")
-        price = _dig(raw, "spec.billing.price")
-        plan_type = _str(raw, "spec.type") or ""
-        if not isinstance(_dig(raw, "spec.billing"), Mapping):
+        setup = dig(raw, "spec.billing.setup.price")
+        cycles = dig(raw, "spec.subscription.cycles")
+        price = dig(raw, "spec.billing.price")
+        plan_type = text_at(raw, "spec.type") or ""
+        if not isinstance(dig(raw, "spec.billing"), Mapping):
             # say what is missing, not the first field read from it
-            raise _Bad("spec.billing is missing")
+            raise Malformed("spec.billing is missing")
         return ProductPlan(
-            id=_str(raw, "metadata.id") or "",
-            name=_str(raw, "name") or "",
-            title=_str(raw, "title", required=False) or name,
+            id=text_at(raw, "metadata.id") or "",
+            name=text_at(raw, "name") or "",
+            title=text_at(raw, "title", required=False) or name,
             product_name=product.name,
             product_title=product.title,
             type=plan_type,
             state=_state_string(raw) or "",
-            currency=(_str(raw, "spec.billing.currency") or "").upper(),
+            currency=(text_at(raw, "spec.billing.currency") or "").upper(),
             price=Decimal(0) if price is None and plan_type == "free" else to_decimal(price, "spec.billing.price"),
             setup_price=None if setup is None else to_decimal(setup, "spec.billing.setup.price"),
-            interval=_str(raw, "spec.billing.interval", required=plan_type != "free") or "monthly",
-            renewal=_str(raw, "spec.subscription.renewal", required=False),
+            interval=text_at(raw, "spec.billing.interval", required=plan_type != "free") or "monthly",
+            renewal=text_at(raw, "spec.subscription.renewal", required=False),
             cycles=_int(cycles, "spec.subscription.cycles") or None,
             quotas=quotas,
             attributes=_attributes(raw),
             raw=raw,
         )
-    except _Bad as bad:
+    except Malformed as bad:
         return ParseProblem("productplan", name, str(bad), resource_id(raw))
 
 
@@ -274,15 +276,15 @@ def parse_subscription(raw: Mapping[str, Any]) -> AmplifySubscription | ParsePro
     try:
         owner_value = raw.get("owner")
         owner: Mapping[str, Any] = owner_value if isinstance(owner_value, Mapping) else {}
-        market_owner = _dig(raw, "marketplace.resource.owner")
+        market_owner = dig(raw, "marketplace.resource.owner")
         market_owner = market_owner if isinstance(market_owner, Mapping) else {}
-        team = _dig(market_owner, "id") if market_owner.get("type", "team") == "team" else None
-        team = team or _dig(owner, "id")
-        user = _dig(market_owner, "user.id")
-        org = _dig(market_owner, "organization.id") or _dig(owner, "organization.id")
+        team = dig(market_owner, "id") if market_owner.get("type", "team") == "team" else None
+        team = team or dig(owner, "id")
+        user = dig(market_owner, "user.id")
+        org = dig(market_owner, "organization.id") or dig(owner, "organization.id")
         # A state or approval that is present but not text is malformed: read as "none" it would make an
         # approved subscription look active and start billing it (DESIGN.md §3: unknown values are findings).
-        approval = _text(_dig(raw, "approval.state"), "approval.state")
+        approval = _text(dig(raw, "approval.state"), "approval.state")
         state = _state_string(raw)
         for kind, owner_id, prefix in (
             ("team", team, "amplify-team-"),
@@ -290,34 +292,36 @@ def parse_subscription(raw: Mapping[str, Any]) -> AmplifySubscription | ParsePro
             ("organization", org, "amplify-org-"),
         ):
             _check_owner_id(kind, owner_id, prefix)
-        subscription_id = _str(raw, "metadata.id") or ""
+        subscription_id = text_at(raw, "metadata.id") or ""
         if ":" in subscription_id or any(c.isspace() for c in subscription_id):
             # the id is part of every usage merchant_tag, whose parts are separated by ':'
-            raise _Bad(f"metadata.id {subscription_id!r} contains ':' or a space, which a merchant_tag cannot hold")
-        migrated_from = _dig(raw, "references.subscription")
+            raise Malformed(
+                f"metadata.id {subscription_id!r} contains ':' or a space, which a merchant_tag cannot hold"
+            )
+        migrated_from = dig(raw, "references.subscription")
         if isinstance(migrated_from, Mapping):
             migrated_from = migrated_from.get("name")
         return AmplifySubscription(
             id=subscription_id,
-            name=_str(raw, "name") or "",
-            product_name=_str(raw, "spec.product", required=False) or "",
-            plan_name=_str(raw, "spec.plan.name") or "",
+            name=text_at(raw, "name") or "",
+            product_name=text_at(raw, "spec.product", required=False) or "",
+            plan_name=text_at(raw, "spec.plan.name") or "",
             approval_state=approval,
             state_name=state,
             owner_team=str(team) if team else None,
             owner_user=str(user) if user else None,
             owner_org=str(org) if org else None,
             migrated_from=migrated_from if isinstance(migrated_from, str) else None,
-            created_at=parse_timestamp(_dig(raw, "metadata.audit.createTimestamp")),
-            state_changed_at=parse_timestamp(_dig(raw, "state.when.timestamp"))
-            or parse_timestamp(_dig(raw, "metadata.audit.modifyTimestamp")),
+            created_at=parse_timestamp(dig(raw, "metadata.audit.createTimestamp")),
+            state_changed_at=parse_timestamp(dig(raw, "state.when.timestamp"))
+            or parse_timestamp(dig(raw, "metadata.audit.modifyTimestamp")),
             attributes=_attributes(raw),
             raw=raw,
             active_since=(
-                parse_timestamp(_dig(raw, "state.when.timestamp")) if state == literals.STATE_ACTIVE else None
+                parse_timestamp(dig(raw, "state.when.timestamp")) if state == literals.STATE_ACTIVE else None
             ),
         )
-    except _Bad as bad:
+    except Malformed as bad:
         return ParseProblem("subscription", name, str(bad), resource_id(raw))
 
 
@@ -326,7 +330,7 @@ def _check_owner_id(kind: str, value: Any, prefix: str) -> None:
         return
     text = str(value)
     if not _OWNER_ID.fullmatch(text) or len(prefix) + len(text) > ACCOUNT_CODE_MAX:
-        raise _Bad(
+        raise Malformed(
             f"owner {kind} id {text!r} cannot be part of a Recurly account code "
             f"({prefix}{{id}}: letters, digits, '@', '.', '_' and '-', at most {ACCOUNT_CODE_MAX} characters)"
         )

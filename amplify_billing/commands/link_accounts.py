@@ -44,9 +44,7 @@ def link_accounts(rt: Runtime, options: SyncOptions, *, run_id: int | None) -> C
         changeset = replace(
             changeset, changes=tuple(c for c in changeset.changes if not isinstance(c.action, SetAttributes))
         )
-    results, note = execute(
-        rt, changeset, dry_run=options.dry_run, force=options.force, run_id=run_id
-    )
+    results, note = execute(rt, changeset, dry_run=options.dry_run, force=options.force, run_id=run_id)
     for result in results:
         if result.outcome is Outcome.APPLIED and isinstance(result.change.action, CreateAccount):
             code = result.change.action.code

@@ -44,7 +44,11 @@ def sync_invoices(rt: Runtime, options: InvoiceOptions, *, run_id: int | None) -
         # retried by itself)
         results = [r for r in results if r.change.amplify_id not in outcomes.refused]
         followup, _ = execute(
-            rt, refusal_changes(outcomes.refused, inputs.invoices), dry_run=False, force=True, run_id=run_id,
+            rt,
+            refusal_changes(outcomes.refused, inputs.invoices),
+            dry_run=False,
+            force=True,
+            run_id=run_id,
             handlers=handlers,
         )
         results += followup
@@ -64,6 +68,4 @@ def _creates(result: ChangeResult) -> bool:
 
 def sync_invoices_body(options: InvoiceOptions) -> Callable[[Runtime], list[CommandReport]]:
     """The CLI's body: the command with its entry in the journal's run history."""
-    return lambda rt: [
-        recorded(rt, COMMAND, options.dry_run, lambda run_id: sync_invoices(rt, options, run_id=run_id))
-    ]
+    return lambda rt: [recorded(rt, COMMAND, options.dry_run, lambda run_id: sync_invoices(rt, options, run_id=run_id))]

@@ -90,8 +90,12 @@ def _read(calls: InvoiceCalls, invoice: SubscriptionInvoice, recurly_id: str, wh
 
 
 def _draft(
-    calls: InvoiceCalls, invoice: SubscriptionInvoice, links: Mapping[str, str], intents: Mapping[str, Any],
-    owner: str, found: _Found,
+    calls: InvoiceCalls,
+    invoice: SubscriptionInvoice,
+    links: Mapping[str, str],
+    intents: Mapping[str, Any],
+    owner: str,
+    found: _Found,
 ) -> None:
     """A draft an earlier run touched: the Recurly invoice it made, if any."""
     if invoice.id in links:
@@ -170,5 +174,8 @@ def invoiced_subscriptions(rt: Runtime) -> list[AmplifySubscription]:
         return []
     raws, _proof = rt.amplify().resources.listing("subscriptions", query=query)
     parsed = (parse_subscription(raw) for raw in raws)
-    return [replace(s, raw=CompactResource.of(raw)) for s, raw in zip(parsed, raws, strict=True)
-            if isinstance(s, AmplifySubscription)]
+    return [
+        replace(s, raw=CompactResource.of(raw))
+        for s, raw in zip(parsed, raws, strict=True)
+        if isinstance(s, AmplifySubscription)
+    ]

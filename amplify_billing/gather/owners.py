@@ -93,9 +93,7 @@ def owner_details(
         team = groups.get(str(s.owner_team))
         return _admin_of(team) if isinstance(team, Mapping) else None
 
-    people = _fetch_all(
-        (g for g in map(person_of, owners.values()) if g), platform.get_user, workers
-    )
+    people = _fetch_all((g for g in map(person_of, owners.values()) if g), platform.get_user, workers)
 
     details: dict[str, OwnerDetails] = {}
     for code, s in owners.items():

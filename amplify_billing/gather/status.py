@@ -17,6 +17,7 @@ from amplify_billing.amplify.parse import parse_timestamp
 from amplify_billing.gather.options import plan_sync_options, subscription_options
 from amplify_billing.gather.subscriptions import GatherReads, subscription_inputs
 from amplify_billing.journal import Intent, RunRecord, UsageLedgerEntry
+from amplify_billing.journal_view import EmptyJournal
 from amplify_billing.links import INTENT_KIND, WINDOW_SETTING
 from amplify_billing.reconcile.status import (
     COMMANDS,
@@ -43,28 +44,6 @@ class JournalReader(Protocol):
     def usage_entries(self, subscription_id: str | None = None) -> list[UsageLedgerEntry]: ...
     def open_intents(self, kind: str | None = None) -> list[Intent]: ...
     def last_run(self, command: str) -> RunRecord | None: ...
-
-
-class EmptyJournal:
-    """A journal file that does not exist yet: nothing recorded. Status must not create the file."""
-
-    def links(self, kind: str) -> dict[str, str]:
-        return {}
-
-    def get_link(self, kind: str, key: str) -> str | None:
-        return None
-
-    def usage_watermark(self, subscription_id: str, quota_id: str) -> datetime | None:
-        return None
-
-    def usage_entries(self, subscription_id: str | None = None) -> list[UsageLedgerEntry]:
-        return []
-
-    def open_intents(self, kind: str | None = None) -> list[Intent]:
-        return []
-
-    def last_run(self, command: str) -> RunRecord | None:
-        return None
 
 
 def _journal(rt: Runtime) -> tuple[JournalReader, bool]:

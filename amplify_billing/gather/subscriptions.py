@@ -84,7 +84,6 @@ def amplify_subscriptions(
     return billed_by_recurly(subscriptions, reads.settings.billing), problems
 
 
-
 def recurly_subscription(data: Mapping[str, Any]) -> RecurlySubscription:
     fields = {
         str(f.get("name")): str(f.get("value"))
@@ -113,7 +112,6 @@ def recurly_subscription(data: Mapping[str, Any]) -> RecurlySubscription:
         add_on_codes=add_ons,
         expiration_reason=str(data.get("expiration_reason") or "") or None,
     )
-
 
 
 def usage_reported_through(

@@ -22,6 +22,7 @@ PRODUCT_CODE_MAX = 50
 DESCRIPTION_MAX = 255
 PO_PREFIX = "amplify-inv-"
 
+
 def _codes(text: str) -> list[str]:
     return text.split()
 
@@ -82,11 +83,15 @@ def _lines(invoice: SubscriptionInvoice, po: str) -> list[PurchaseLine]:
     start, end = invoice.period_start, invoice.period_end
     lines = []
     if invoice.plan_cost:
-        lines.append(PurchaseLine(product_code(po, "base"), _clip(f"{invoice.title}: {plan}, base price"),
-                                  invoice.plan_cost, start, end))
+        lines.append(
+            PurchaseLine(
+                product_code(po, "base"), _clip(f"{invoice.title}: {plan}, base price"), invoice.plan_cost, start, end
+            )
+        )
     if invoice.setup_cost:
-        lines.append(PurchaseLine(product_code(po, "setup"), _clip(f"{invoice.title}: {plan}, setup fee"),
-                                  invoice.setup_cost))
+        lines.append(
+            PurchaseLine(product_code(po, "setup"), _clip(f"{invoice.title}: {plan}, setup fee"), invoice.setup_cost)
+        )
     units = invoice.units()
     for index, quota in enumerate(invoice.quota_costs, start=1):
         if not quota.cost:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from amplify_billing.actions import Later, SetLink
+from amplify_billing.actions import Action, Later, SetLink
 from amplify_billing.amplify import invoices as amp
 from amplify_billing.amplify.invoices import SubscriptionInvoice
 from amplify_billing.amplify.parse import ParseProblem
@@ -90,9 +91,8 @@ def _key(invoice: SubscriptionInvoice, what: str) -> str:
 
 
 def _finding(invoice: SubscriptionInvoice, summary: str, *, recurly: str = "-", withholds: bool = True) -> Change:
-    return Change(
-        ChangeKind.FINDING, "invoice", _ref(invoice), recurly, summary, phase=PHASE_REPORT,
-        key=_key(invoice, "finding"), withholds=withholds, amplify_id=invoice.id,
+    return _change(
+        invoice, ChangeKind.FINDING, "invoice", "finding", summary, None, PHASE_REPORT, recurly, withholds=withholds
     )
 
 
@@ -101,20 +101,43 @@ def _state(
 ) -> Change:
     # an invoice given up (incomplete) or voided counts as destructive: the safety valve judges a mass of them
     kind = ChangeKind.CANCEL if name in (amp.INCOMPLETE, amp.VOID) else ChangeKind.UPDATE
-    return Change(
-        kind, "invoice_state", _ref(invoice), recurly, f"state {invoice.state} -> {name}: {reason}",
-        SetInvoiceState(invoice.resource(), name, reason), phase=PHASE_STATE, key=_key(invoice, "state"),
-        requires=requires, amplify_id=invoice.id,
-    )
+    action = SetInvoiceState(invoice.resource(), name, reason)
+    summary = f"state {invoice.state} -> {name}: {reason}"
+    return _change(invoice, kind, "invoice_state", "state", summary, action, PHASE_STATE, recurly, requires=requires)
 
 
 def _status(
     invoice: SubscriptionInvoice, level: str, reason: str, requires: tuple[str, ...] = (), recurly: str = "-"
 ) -> Change:
+    action = SetInvoiceStatus(invoice.resource(), level, reason)
+    summary = f"status {invoice.status} -> {level}: {reason}"
+    kind = ChangeKind.UPDATE
+    return _change(invoice, kind, "invoice_status", "status", summary, action, PHASE_STATUS, recurly, requires=requires)
+
+
+def _change(
+    invoice: SubscriptionInvoice,
+    kind: ChangeKind,
+    name: str,
+    what: str,
+    summary: str,
+    action: Action | None,
+    phase: int,
+    recurly: str,
+    **more: Any,
+) -> Change:
+    """One planned change about ``invoice``, keyed by ``what`` it does to it (finding, state, status, payment)."""
     return Change(
-        ChangeKind.UPDATE, "invoice_status", _ref(invoice), recurly, f"status {invoice.status} -> {level}: {reason}",
-        SetInvoiceStatus(invoice.resource(), level, reason), phase=PHASE_STATUS, key=_key(invoice, "status"),
-        requires=requires, amplify_id=invoice.id,
+        kind,
+        name,
+        _ref(invoice),
+        recurly,
+        summary,
+        action,
+        phase=phase,
+        key=_key(invoice, what),
+        amplify_id=invoice.id,
+        **more,
     )
 
 
@@ -129,7 +152,10 @@ def _to_target(invoice: SubscriptionInvoice, target: Target, recurly: str) -> li
 
 
 def _write_back(
-    invoice: SubscriptionInvoice, account: InvoiceAccount, invoice_id: str | Later, known: RecurlyInvoice | None,
+    invoice: SubscriptionInvoice,
+    account: InvoiceAccount,
+    invoice_id: str | Later,
+    known: RecurlyInvoice | None,
     requires: tuple[str, ...],
 ) -> list[Change]:
     """``billing.payment`` (unless it already names this Recurly invoice), then state ``open``."""
@@ -138,17 +164,13 @@ def _write_back(
     written = known is not None and invoice.payment is not None and invoice.payment.id == known.id
     if not written:
         assert account.link is not None  # the caller makes a finding for an account without a hosted page
-        action = WriteInvoicePayment(
-            invoice.resource(), invoice_id, account.code, invoice.total, account.link, known
+        action = WriteInvoicePayment(invoice.resource(), invoice_id, account.code, invoice.total, account.link, known)
+        summary = f"billing.payment: Recurly {recurly}, pay link of account {account.code}"
+        extra = {"requires": requires, "recurly_id": known.id if known else None}
+        payment = _change(
+            invoice, ChangeKind.LINK, "invoice_payment", "payment", summary, action, PHASE_PAYMENT, recurly, **extra
         )
-        changes.append(
-            Change(
-                ChangeKind.LINK, "invoice_payment", _ref(invoice), recurly,
-                f"billing.payment: Recurly {recurly}, pay link of account {account.code}", action,
-                phase=PHASE_PAYMENT, key=_key(invoice, "payment"), requires=requires, amplify_id=invoice.id,
-                recurly_id=known.id if known else None,
-            )
-        )
+        changes.append(payment)
         requires = (*requires, changes[-1].key)
     reason = f"Recurly {recurly} issued to account {account.code}"
     changes.append(_state(invoice, amp.OPEN, reason, requires, recurly))
@@ -158,15 +180,27 @@ def _write_back(
 def _create(invoice: SubscriptionInvoice, account: InvoiceAccount, purchase: Purchase, method: str) -> Change:
     po = po_number(invoice.id)
     action = CreateInvoicePurchase(
-        invoice.id, invoice.name, invoice.subscription_name, account.code, purchase.currency, po, method,
+        invoice.id,
+        invoice.name,
+        invoice.subscription_name,
+        account.code,
+        purchase.currency,
+        po,
+        method,
         purchase.lines,
     )
     amount = f"{purchase.total_minor} minor units of {purchase.currency}"
     return Change(
-        ChangeKind.CREATE, "invoice", _ref(invoice), f"invoice {po}",
+        ChangeKind.CREATE,
+        "invoice",
+        _ref(invoice),
+        f"invoice {po}",
         f"one purchase of {len(purchase.lines)} line(s), {invoice.total} {purchase.currency} ({amount}) before tax, "
         f"{method} collection, on account {account.code}",
-        action, phase=PHASE_CREATE, key=_key(invoice, "create"), amplify_id=invoice.id,
+        action,
+        phase=PHASE_CREATE,
+        key=_key(invoice, "create"),
+        amplify_id=invoice.id,
     )
 
 
@@ -174,8 +208,13 @@ def _draft(invoice: SubscriptionInvoice, inputs: InvoiceInputs, options: Invoice
     if invoice.status != amp.PENDING:
         return []  # Error: refused earlier and not retried until an operator sets it Pending again; Success: done
     if invoice.id in inputs.unusable:
-        return [_finding(invoice, f"{inputs.unusable[invoice.id]}; nothing is sent for it. Check the Recurly "
-                         "invoice, then set the Amplify invoice's status to Error (or void it) to stop this")]
+        return [
+            _finding(
+                invoice,
+                f"{inputs.unusable[invoice.id]}; nothing is sent for it. Check the Recurly "
+                "invoice, then set the Amplify invoice's status to Error (or void it) to stop this",
+            )
+        ]
     code = account_code(invoice, options.owner)
     account = inputs.accounts.get(code or "")
     known = inputs.recurly.get(invoice.id)
@@ -186,8 +225,9 @@ def _draft(invoice: SubscriptionInvoice, inputs: InvoiceInputs, options: Invoice
         return [_state(invoice, amp.PAID, "nothing to pay (total 0); no Recurly invoice is made")]
     currency = invoice.currency or inputs.plan_currencies.get(invoice.plan_name or "")
     if not currency:
-        return [_finding(invoice, "its currency is unknown (neither the invoice nor its plan names one); "
-                         "nothing is sent")]
+        return [
+            _finding(invoice, "its currency is unknown (neither the invoice nor its plan names one); nothing is sent")
+        ]
     purchase = purchase_of(invoice, currency)
     if isinstance(purchase, str):
         return [_finding(invoice, f"{purchase}; nothing is sent")]
@@ -202,10 +242,14 @@ def _draft(invoice: SubscriptionInvoice, inputs: InvoiceInputs, options: Invoice
 
 def _no_account(invoice: SubscriptionInvoice, code: str | None, account: InvoiceAccount | None) -> Change:
     if account is None:
-        return _finding(invoice, f"the consumer has no Recurly account{f' ({code})' if code else ''}; run "
-                        "link-accounts (with accounts.create_missing: true), then sync-invoices again")
-    return _finding(invoice, f"Recurly gave account {code} no hosted login token, so there is no page to pay on; "
-                    "nothing is sent")
+        return _finding(
+            invoice,
+            f"the consumer has no Recurly account{f' ({code})' if code else ''}; run "
+            "link-accounts (with accounts.create_missing: true), then sync-invoices again",
+        )
+    return _finding(
+        invoice, f"Recurly gave account {code} no hosted login token, so there is no page to pay on; nothing is sent"
+    )
 
 
 def _recovered(invoice: SubscriptionInvoice, known: RecurlyInvoice, inputs: InvoiceInputs) -> list[Change]:
@@ -213,18 +257,35 @@ def _recovered(invoice: SubscriptionInvoice, known: RecurlyInvoice, inputs: Invo
     changes: list[Change] = []
     intent = inputs.open_intents.get(invoice.id)
     if intent is not None:
-        changes.append(Change(
-            ChangeKind.LINK, "invoice_intent", _ref(invoice), f"invoice {known.number}",
-            f"the purchase a killed run sent was found (invoice {known.number}): its intent is closed",
-            ResolveInvoiceIntent(intent, known.id, "found by its po_number"), phase=PHASE_JOURNAL,
-            key=_key(invoice, "intent"), amplify_id=invoice.id, recurly_id=known.id,
-        ))
+        changes.append(
+            Change(
+                ChangeKind.LINK,
+                "invoice_intent",
+                _ref(invoice),
+                f"invoice {known.number}",
+                f"the purchase a killed run sent was found (invoice {known.number}): its intent is closed",
+                ResolveInvoiceIntent(intent, known.id, "found by its po_number"),
+                phase=PHASE_JOURNAL,
+                key=_key(invoice, "intent"),
+                amplify_id=invoice.id,
+                recurly_id=known.id,
+            )
+        )
     if invoice.id not in inputs.linked:
-        changes.append(Change(
-            ChangeKind.LINK, "invoice_link", _ref(invoice), f"invoice {known.number}", "journal link kept",
-            SetLink(INVOICE_LINK, invoice.id, known.id), phase=PHASE_JOURNAL, key=_key(invoice, "link"),
-            amplify_id=invoice.id, recurly_id=known.id,
-        ))
+        changes.append(
+            Change(
+                ChangeKind.LINK,
+                "invoice_link",
+                _ref(invoice),
+                f"invoice {known.number}",
+                "journal link kept",
+                SetLink(INVOICE_LINK, invoice.id, known.id),
+                phase=PHASE_JOURNAL,
+                key=_key(invoice, "link"),
+                amplify_id=invoice.id,
+                recurly_id=known.id,
+            )
+        )
     return changes
 
 
@@ -235,8 +296,15 @@ def _follow(invoice: SubscriptionInvoice, inputs: InvoiceInputs) -> list[Change]
         return [_finding(invoice, f"{why}; its state cannot be followed", withholds=False)]
     target = target_of(invoice, known)
     if target is None:
-        return [_finding(invoice, f"Recurly invoice {known.number} is in state {known.state!r}, which the mapping "
-                         "does not know; nothing is changed", recurly=f"invoice {known.number}", withholds=False)]
+        return [
+            _finding(
+                invoice,
+                f"Recurly invoice {known.number} is in state {known.state!r}, which the mapping "
+                "does not know; nothing is changed",
+                recurly=f"invoice {known.number}",
+                withholds=False,
+            )
+        ]
     return _to_target(invoice, target, f"invoice {known.number}")
 
 
@@ -248,12 +316,20 @@ def _voided(invoice: SubscriptionInvoice, inputs: InvoiceInputs) -> list[Change]
         return [_finding(invoice, f"{inputs.unusable[invoice.id]}; the void is not acknowledged")]
     changes: list[Change] = []
     if known is not None and known.state in COLLECTING:
-        changes.append(Change(
-            ChangeKind.CANCEL, "invoice", _ref(invoice), f"invoice {known.number}",
-            f"voided in Amplify: Recurly invoice {known.number} ({known.state}) is marked failed",
-            MarkInvoiceFailed(known.id, known.number), phase=PHASE_STOP, key=_key(invoice, "stop"),
-            amplify_id=invoice.id, recurly_id=known.id,
-        ))
+        changes.append(
+            Change(
+                ChangeKind.CANCEL,
+                "invoice",
+                _ref(invoice),
+                f"invoice {known.number}",
+                f"voided in Amplify: Recurly invoice {known.number} ({known.state}) is marked failed",
+                MarkInvoiceFailed(known.id, known.number),
+                phase=PHASE_STOP,
+                key=_key(invoice, "stop"),
+                amplify_id=invoice.id,
+                recurly_id=known.id,
+            )
+        )
     target = void_target(known)
     status = _status(invoice, str(target.level), target.reason, tuple(c.key for c in changes))
     return [*changes, status]
@@ -261,9 +337,14 @@ def _voided(invoice: SubscriptionInvoice, inputs: InvoiceInputs) -> list[Change]
 
 def _decide(invoice: SubscriptionInvoice, inputs: InvoiceInputs, options: InvoicePlanOptions) -> list[Change]:
     if not options.invoiced(invoice.marketplace_name):
-        return [_finding(invoice, f"its Marketplace {invoice.marketplace_name} bills through Amplify's invoices "
-                         "(Custom billing) but billing.mode is recurly for it: it would be billed twice. Set "
-                         "billing.marketplaces to marketplace for it, or turn its Custom billing off")]
+        return [
+            _finding(
+                invoice,
+                f"its Marketplace {invoice.marketplace_name} bills through Amplify's invoices "
+                "(Custom billing) but billing.mode is recurly for it: it would be billed twice. Set "
+                "billing.marketplaces to marketplace for it, or turn its Custom billing off",
+            )
+        ]
     if invoice.state == amp.DRAFT:
         return _draft(invoice, inputs, options)
     if invoice.state in (amp.OPEN, amp.PAST_DUE):
@@ -275,8 +356,17 @@ def _decide(invoice: SubscriptionInvoice, inputs: InvoiceInputs, options: Invoic
 
 def diff_invoices(inputs: InvoiceInputs, options: InvoicePlanOptions) -> ChangeSet:
     changes = [
-        Change(ChangeKind.FINDING, "invoice", p.name, "-", f"cannot read the Amplify invoice: {p.reason}",
-               phase=PHASE_REPORT, key=f"unreadable:{p.name}", withholds=True, amplify_id=p.id)
+        Change(
+            ChangeKind.FINDING,
+            "invoice",
+            p.name,
+            "-",
+            f"cannot read the Amplify invoice: {p.reason}",
+            phase=PHASE_REPORT,
+            key=f"unreadable:{p.name}",
+            withholds=True,
+            amplify_id=p.id,
+        )
         for p in inputs.problems
     ]
     for invoice in sorted(inputs.invoices, key=lambda i: i.id):

@@ -6,10 +6,15 @@ those differences are reported with what to do instead, and nothing is written f
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from amplify_billing.actions import CreateAddOn, UpdateAddOn, UpdatePlan
 from amplify_billing.changes import Change, ChangeKind
-from amplify_billing.models import ProductPlan, RecurlyAddOn, RecurlyPlan
+from amplify_billing.models import ProductPlan, RecurlyAddOn, RecurlyPlan, RecurlyTier
 from amplify_billing.reconcile.plan_inputs import PHASE_ADD_ONS, PHASE_PLANS, PHASE_REPORT, plan_ref
+
+T = TypeVar("T")
 
 
 def active_plan_changes(plan: ProductPlan, want: RecurlyPlan, have: RecurlyPlan) -> list[Change]:
@@ -29,14 +34,15 @@ def active_plan_changes(plan: ProductPlan, want: RecurlyPlan, have: RecurlyPlan)
                 key=want.code,
             )
         )
-    if _plan_fields_differ(have, want):
+    differences = _plan_differences(have, want)
+    if differences:
         changes.append(
             Change(
                 ChangeKind.UPDATE,
                 "plan",
                 ref,
                 f"plan {want.code}",
-                _describe_plan_diff(have, want),
+                "update " + "; ".join(differences),
                 action=UpdatePlan(want),
                 amplify_id=plan.id,
                 recurly_id=want.code,
@@ -119,48 +125,33 @@ def _add_on_change(
 
 
 def _describe_add_on_diff(have: RecurlyAddOn, want: RecurlyAddOn) -> str:
-    parts = []
-    if have.name != want.name:
-        parts.append(f"name {have.name!r} → {want.name!r}")
-    if have.measured_unit_name != want.measured_unit_name:
-        parts.append(f"unit {have.measured_unit_name} → {want.measured_unit_name}")
-    if have.unit_amount_decimal != want.unit_amount_decimal:
-        parts.append(f"price {have.unit_amount_decimal} → {want.unit_amount_decimal} {want.currency}")
-    if have.tiers != want.tiers:
-        parts.append(f"tiers {_tiers_text(have)} → {_tiers_text(want)}")
-    if have.currency != want.currency:
-        parts.append(f"currency {have.currency} → {want.currency}")
+    parts = [
+        *_changed("name", have.name, want.name, repr),
+        *_changed("unit", have.measured_unit_name, want.measured_unit_name),
+        *_changed("price", have.unit_amount_decimal, want.unit_amount_decimal, suffix=f" {want.currency}"),
+        *_changed("tiers", have.tiers, want.tiers, _tiers_text),
+        *_changed("currency", have.currency, want.currency),
+    ]
     return "update " + "; ".join(parts) if parts else "update"
 
 
-def _tiers_text(add_on: RecurlyAddOn) -> str:
-    return "[" + ", ".join(f"≤{t.ending_quantity or '∞'}@{t.unit_amount_decimal}" for t in add_on.tiers) + "]"
+def _tiers_text(tiers: tuple[RecurlyTier, ...]) -> str:
+    return "[" + ", ".join(f"≤{t.ending_quantity or '∞'}@{t.unit_amount_decimal}" for t in tiers) + "]"
 
 
-def _describe_plan_diff(have: RecurlyPlan, want: RecurlyPlan) -> str:
-    parts = []
-    if have.name != want.name:
-        parts.append(f"name {have.name!r} → {want.name!r}")
-    if have.currency != want.currency:
-        parts.append(f"currency {have.currency} → {want.currency}")
-    if have.unit_amount != want.unit_amount:
-        parts.append(f"price {have.unit_amount} → {want.unit_amount}")
-    if have.setup_fee != want.setup_fee:
-        parts.append(f"setup fee {have.setup_fee} → {want.setup_fee}")
-    if have.auto_renew != want.auto_renew:
-        parts.append(f"auto renew {have.auto_renew} → {want.auto_renew}")
-    if have.total_billing_cycles != want.total_billing_cycles:
-        parts.append(f"billing cycles {have.total_billing_cycles} → {want.total_billing_cycles}")
-    return "update " + "; ".join(parts)
+def _plan_differences(have: RecurlyPlan, want: RecurlyPlan) -> list[str]:
+    """What an update of the plan changes; the interval is not among them: Recurly cannot change it, so it is a
+    finding, not an update."""
+    return [
+        *_changed("name", have.name, want.name, repr),
+        *_changed("currency", have.currency, want.currency),
+        *_changed("price", have.unit_amount, want.unit_amount),
+        *_changed("setup fee", have.setup_fee, want.setup_fee),
+        *_changed("auto renew", have.auto_renew, want.auto_renew),
+        *_changed("billing cycles", have.total_billing_cycles, want.total_billing_cycles),
+    ]
 
 
-def _plan_fields_differ(have: RecurlyPlan, want: RecurlyPlan) -> bool:
-    # the interval is compared apart: Recurly cannot change it, so it is a finding, not an update
-    return (have.name, have.currency, have.unit_amount, have.setup_fee, have.auto_renew, have.total_billing_cycles) != (
-        want.name,
-        want.currency,
-        want.unit_amount,
-        want.setup_fee,
-        want.auto_renew,
-        want.total_billing_cycles,
-    )
+def _changed(label: str, have: T, want: T, show: Callable[[T], str] = str, *, suffix: str = "") -> list[str]:
+    """``label old → new`` (with ``suffix``) when the values differ; nothing when they are the same."""
+    return [f"{label} {show(have)} → {show(want)}{suffix}"] if have != want else []

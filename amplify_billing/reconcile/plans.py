@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from amplify_billing.actions import CreateMeasuredUnit, CreatePlan, SetAttributes, UpdateMeasuredUnit
+from amplify_billing.actions import Action, CreateMeasuredUnit, CreatePlan, SetAttributes, UpdateMeasuredUnit
 from amplify_billing.amplify import literals
 from amplify_billing.amplify.parse import ParseProblem
 from amplify_billing.changes import Change, ChangeKind, ChangeSet
@@ -248,32 +248,26 @@ def _unit_changes(wanted_units: Mapping[str, str], recurly: RecurlyCatalog) -> l
     changes: list[Change] = []
     for name, display in sorted(wanted_units.items()):
         current = recurly.measured_units.get(name)
+        action: Action
         if current is None:
-            changes.append(
-                Change(
-                    ChangeKind.CREATE,
-                    "measured_unit",
-                    f"unit {name}",
-                    f"measured unit {name}",
-                    f"create measured unit {display!r}",
-                    action=CreateMeasuredUnit(name, display),
-                    recurly_id=name,
-                    phase=PHASE_UNITS,
-                    key=f"unit:{name}",
-                )
-            )
+            kind, action = ChangeKind.CREATE, CreateMeasuredUnit(name, display)
+            summary = f"create measured unit {display!r}"
         elif current.display_name != display:
-            changes.append(
-                Change(
-                    ChangeKind.UPDATE,
-                    "measured_unit",
-                    f"unit {name}",
-                    f"measured unit {name}",
-                    f"display name {current.display_name!r} → {display!r}",
-                    action=UpdateMeasuredUnit(name, display),
-                    recurly_id=name,
-                    phase=PHASE_UNITS,
-                    key=f"unit:{name}",
-                )
+            kind, action = ChangeKind.UPDATE, UpdateMeasuredUnit(name, display)
+            summary = f"display name {current.display_name!r} → {display!r}"
+        else:
+            continue
+        changes.append(
+            Change(
+                kind,
+                "measured_unit",
+                f"unit {name}",
+                f"measured unit {name}",
+                summary,
+                action=action,
+                recurly_id=name,
+                phase=PHASE_UNITS,
+                key=f"unit:{name}",
             )
+        )
     return changes

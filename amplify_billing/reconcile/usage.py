@@ -270,31 +270,10 @@ class _PairPlanner:
     def _restate(self, window: UsageWindow, known: LedgerView, count: int) -> None:
         span = _span(window.clip_start, window.clip_end)
         difference = count - int(known.total)
-        if known.unreadable:
-            self._finding(
-                f"{span}: re-counted {count} unit(s) against {known.total} posted, not restated: {known.unreadable}",
-                key_suffix=f"unreadable:{_ts(window.start)}",
-                withholds=True,
-                units=difference,
-            )
-            return
-        if difference < 0 and not self.rules.allow_downward:
-            self._finding(
-                f"{span}: re-counted {count} unit(s), {-difference} fewer than the {known.total} posted; not "
-                "restated downward (set usage.allow_downward_restatement: true to send it)",
-                key_suffix=f"downward:{_ts(window.start)}",
-                withholds=True,
-                units=difference,
-            )
-            return
-        if known.billed and self.quota.tier_type in NO_CORRECTION_TIER_TYPES:
-            self._finding(
-                f"{span}: {difference:+} unit(s) of late traffic not sent: the window is already invoiced and Recurly "
-                f"refuses corrections into a billed cycle for {self.quota.tier_type} add-ons; bill them by hand",
-                key_suffix=f"billed-cycle:{_ts(window.start)}",
-                withholds=True,
-                units=difference,
-            )
+        held = self._held_back(span, known, count, difference)
+        if held is not None:
+            reason, text = held
+            self._finding(text, key_suffix=f"{reason}:{_ts(window.start)}", withholds=True, units=difference)
             return
         self.units += difference
         in_place = not known.billed and known.base_usage_id is not None and known.adjustments == 0 and not known.parts
@@ -303,7 +282,13 @@ class _PairPlanner:
             q = self.quota
             assert known.base_usage_id is not None and isinstance(q.recurly_uuid, str)
             update = UpdateUsage(
-                known.base_usage_id, q.recurly_uuid, q.add_on_code, known.base_tag, count, dated, record,
+                known.base_usage_id,
+                q.recurly_uuid,
+                q.add_on_code,
+                known.base_tag,
+                count,
+                dated,
+                record,
                 int(known.total),
             )
             self.changes.append(
@@ -330,10 +315,29 @@ class _PairPlanner:
             tag,
             difference,
             known.base_tag,
-            lambda amount, piece: f"{span}: {known.total} → {count} unit(s) (late traffic), "
-            f"adjustment {amount:+} as …:adj{adjustment}{piece}{corrected}",
+            lambda amount, piece: (
+                f"{span}: {known.total} → {count} unit(s) (late traffic), "
+                f"adjustment {amount:+} as …:adj{adjustment}{piece}{corrected}"
+            ),
             int(known.total),
         )
+
+    def _held_back(self, span: str, known: LedgerView, count: int, difference: int) -> tuple[str, str] | None:
+        """Why a restatement is not sent (the finding key's reason, the finding's text); None when it is sent."""
+        if known.unreadable:
+            text = f"{span}: re-counted {count} unit(s) against {known.total} posted, not restated: {known.unreadable}"
+            return "unreadable", text
+        if difference < 0 and not self.rules.allow_downward:
+            return "downward", (
+                f"{span}: re-counted {count} unit(s), {-difference} fewer than the {known.total} posted; not "
+                "restated downward (set usage.allow_downward_restatement: true to send it)"
+            )
+        if known.billed and self.quota.tier_type in NO_CORRECTION_TIER_TYPES:
+            return "billed-cycle", (
+                f"{span}: {difference:+} unit(s) of late traffic not sent: the window is already invoiced and Recurly "
+                f"refuses corrections into a billed cycle for {self.quota.tier_type} add-ons; bill them by hand"
+            )
+        return None
 
     def _finding(self, text: str, *, key_suffix: str, withholds: bool, units: int | None = None) -> None:
         self.changes.append(
@@ -418,9 +422,7 @@ def unbilled_findings(
     for (subscription_id, quota_id), total in sorted(totals.items()):
         name = known_subscriptions.get(subscription_id)
         reason = reasons.get((subscription_id, quota_id)) or (
-            "traffic for a subscription that is not on a plan billed through Recurly"
-            if name is None
-            else "not billed"
+            "traffic for a subscription that is not on a plan billed through Recurly" if name is None else "not billed"
         )
         ref = f"subscription {name or '?'} ({subscription_id}) quota {quota_id}"
         changes.append(

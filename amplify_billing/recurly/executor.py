@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Protocol
 
 from amplify_billing.actions import (
@@ -64,28 +63,6 @@ def _id_of(answer: Mapping[str, Any]) -> str | None:
 
 def _timestamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _ledger_entry(
-    record: UsageRecord, uuid: str, add_on: str, tag: str, usage_id: str, amount: int, now: datetime
-) -> UsageLedgerEntry:
-    """The ledger's entry for a usage record Recurly now holds (posted or updated at ``now``)."""
-    return UsageLedgerEntry(
-        merchant_tag=tag,
-        subscription_id=record.amplify_subscription_id,
-        quota_id=record.quota_id,
-        window_start=record.window_start,
-        window_end=record.window_end,
-        recurly_subscription_id=uuid,
-        add_on_code=add_on,
-        amount=Decimal(amount),
-        usage_id=usage_id,
-        billed=False,
-        kind=record.record_kind,
-        base_tag=None if record.record_kind == "base" else record.base_tag,
-        recorded_at=now,
-        updated_at=now,
-    )
 
 
 def _intent_payload(action: PostUsage, subscription_id: str, add_on_id: str, when: str) -> dict[str, Any]:
@@ -176,7 +153,7 @@ def usage_handlers(
     """Usage posts and in-place updates, each recorded in the journal's ledger once Recurly has it."""
 
     def entry(record: UsageRecord, uuid: str, add_on: str, tag: str, usage_id: str, amount: int) -> UsageLedgerEntry:
-        return _ledger_entry(record, uuid, add_on, tag, usage_id, amount, clock())
+        return record.ledger_entry(uuid=uuid, add_on=add_on, tag=tag, usage_id=usage_id, amount=amount, now=clock())
 
     def post(action: Action, key: str, done: Mapping[str, str | None]) -> str | None:
         """Base records, parts and adjustments alike: intent, write with its Idempotency-Key, ledger."""

@@ -72,104 +72,108 @@ class RecurlyGateway(RecurlyTransport):
         return sites[0] if sites else {}
 
     # ---- writes (each with an Idempotency-Key) ----------------------------------------------------
+    def _send(
+        self,
+        method: str,
+        what: str,
+        send: Callable[[recurly.Client, dict[str, str]], Any],
+        idempotency_key: str | None,
+    ) -> dict[str, Any]:
+        """One write: ``send`` gets the client and the headers carrying ``idempotency_key``; a write is repeated
+        after a failure only when it has a key."""
+        headers = self._headers(idempotency_key)
+        return self._write(method, what, lambda client: send(client, headers), idempotency_key)
+
     def create_measured_unit(self, body: Mapping[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
-        h = self._headers(idempotency_key)
-        return self._write(
+        return self._send(
             "POST",
             f"measured unit {body.get('name')}",
-            lambda c: c.create_measured_unit(to_wire(body), headers=h),
+            lambda c, h: c.create_measured_unit(to_wire(body), headers=h),
             idempotency_key,
         )
 
     def update_measured_unit(
         self, unit_id: str, body: Mapping[str, Any], *, idempotency_key: str | None = None
     ) -> dict[str, Any]:
-        h = self._headers(idempotency_key)
-        return self._write(
+        return self._send(
             "PUT",
             f"measured unit {unit_id}",
-            lambda c: c.update_measured_unit(unit_id, to_wire(body), headers=h),
+            lambda c, h: c.update_measured_unit(unit_id, to_wire(body), headers=h),
             idempotency_key,
         )
 
     def create_plan(self, body: Mapping[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
-        h = self._headers(idempotency_key)
-        return self._write(
-            "POST", f"plan {body.get('code')}", lambda c: c.create_plan(to_wire(body), headers=h), idempotency_key
+        return self._send(
+            "POST", f"plan {body.get('code')}", lambda c, h: c.create_plan(to_wire(body), headers=h), idempotency_key
         )
 
     def update_plan(
         self, plan_id: str, body: Mapping[str, Any], *, idempotency_key: str | None = None
     ) -> dict[str, Any]:
-        h = self._headers(idempotency_key)
-        return self._write(
-            "PUT", f"plan {plan_id}", lambda c: c.update_plan(plan_id, to_wire(body), headers=h), idempotency_key
+        return self._send(
+            "PUT", f"plan {plan_id}", lambda c, h: c.update_plan(plan_id, to_wire(body), headers=h), idempotency_key
         )
 
     def remove_plan(self, plan_id: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
-        h = self._headers(idempotency_key)
-        return self._write("DELETE", f"plan {plan_id}", lambda c: c.remove_plan(plan_id, headers=h), idempotency_key)
+        return self._send("DELETE", f"plan {plan_id}", lambda c, h: c.remove_plan(plan_id, headers=h), idempotency_key)
 
     def create_plan_add_on(
         self, plan_id: str, body: Mapping[str, Any], *, idempotency_key: str | None = None
     ) -> dict[str, Any]:
-        h = self._headers(idempotency_key)
-        return self._write(
+        return self._send(
             "POST",
             f"add-on {body.get('code')} of plan {plan_id}",
-            lambda c: c.create_plan_add_on(plan_id, to_wire(body), headers=h),
+            lambda c, h: c.create_plan_add_on(plan_id, to_wire(body), headers=h),
             idempotency_key,
         )
 
     def update_plan_add_on(
         self, plan_id: str, add_on_id: str, body: Mapping[str, Any], *, idempotency_key: str | None = None
     ) -> dict[str, Any]:
-        h = self._headers(idempotency_key)
-        return self._write(
+        return self._send(
             "PUT",
             f"add-on {add_on_id} of plan {plan_id}",
-            lambda c: c.update_plan_add_on(plan_id, add_on_id, to_wire(body), headers=h),
+            lambda c, h: c.update_plan_add_on(plan_id, add_on_id, to_wire(body), headers=h),
             idempotency_key,
         )
 
     def create_account(self, body: Mapping[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
-        h = self._headers(idempotency_key)
-        return self._write(
-            "POST", f"account {body.get('code')}", lambda c: c.create_account(to_wire(body), headers=h), idempotency_key
+        return self._send(
+            "POST",
+            f"account {body.get('code')}",
+            lambda c, h: c.create_account(to_wire(body), headers=h),
+            idempotency_key,
         )
 
     def create_subscription(self, body: Mapping[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
-        h = self._headers(idempotency_key)
         account = body.get("account")
         owner = account.get("code") if isinstance(account, Mapping) else None
-        return self._write(
+        return self._send(
             "POST",
             f"subscription to {body.get('plan_code')} for {owner}",
-            lambda c: c.create_subscription(to_wire(body), headers=h),
+            lambda c, h: c.create_subscription(to_wire(body), headers=h),
             idempotency_key,
         )
 
     def cancel_subscription(
         self, subscription_id: str, body: Mapping[str, Any] | None = None, *, idempotency_key: str | None = None
     ) -> dict[str, Any]:
-        h = self._headers(idempotency_key)
         wire = to_wire(body or {})
-        return self._write(
+        return self._send(
             "PUT",
             f"cancel of subscription {subscription_id}",
-            lambda c: c.cancel_subscription(subscription_id, body=wire, headers=h),
+            lambda c, h: c.cancel_subscription(subscription_id, body=wire, headers=h),
             idempotency_key,
         )
 
     def terminate_subscription(
         self, subscription_id: str, params: Mapping[str, Any] | None = None, *, idempotency_key: str | None = None
     ) -> dict[str, Any]:
-        h = self._headers(idempotency_key)
         wire = to_wire(params or {})
-        return self._write(
+        return self._send(
             "DELETE",
             f"termination of subscription {subscription_id}",
-            lambda c: c.terminate_subscription(subscription_id, params=wire, headers=h),
+            lambda c, h: c.terminate_subscription(subscription_id, params=wire, headers=h),
             idempotency_key,
         )
 
@@ -209,7 +213,6 @@ class RecurlyGateway(RecurlyTransport):
     def update_usage(
         self, usage_id: str, body: Mapping[str, Any], *, idempotency_key: str | None = None
     ) -> dict[str, Any]:
-        h = self._headers(idempotency_key)
-        return self._write(
-            "PUT", f"usage {usage_id}", lambda c: c.update_usage(usage_id, to_wire(body), headers=h), idempotency_key
+        return self._send(
+            "PUT", f"usage {usage_id}", lambda c, h: c.update_usage(usage_id, to_wire(body), headers=h), idempotency_key
         )

@@ -84,7 +84,9 @@ class InvoiceCalls:
         g = self._gateway
         h = g._headers(idempotency_key)
         return g._write(
-            "PUT", f"failure of invoice {invoice_id}", lambda c: c.mark_invoice_failed(invoice_id, headers=h),
+            "PUT",
+            f"failure of invoice {invoice_id}",
+            lambda c: c.mark_invoice_failed(invoice_id, headers=h),
             idempotency_key,
         )
 

@@ -373,9 +373,7 @@ class AmplifyEmulator(Emulator):
         self.route("GET", r"/api/v1/team/(?P<guid>[^/]+)", "platform_team", self._api(self._platform_get("team")))
         self.route("GET", r"/api/v1/user/(?P<guid>[^/]+)", "platform_user", self._api(self._platform_get("user")))
         self.route("GET", r"/api/v1/org/(?P<guid>[^/]+)", "platform_org", self._api(self._platform_get("org")))
-        self.route(
-            "POST", r"/api/traceability/v1/traceability/search", "traceability_search", self._api(self._search)
-        )
+        self.route("POST", r"/api/traceability/v1/traceability/search", "traceability_search", self._api(self._search))
 
     def _api(self, handler: Handler) -> Handler:
         """Rate limit, bearer token and tenant checks in front of every API (not IdP) route."""
@@ -476,9 +474,13 @@ class AmplifyEmulator(Emulator):
                 return _idp_error(400, "invalid_request", "malformed Basic credentials")
             raw_id, _, raw_secret = decoded.partition(":")
             # RFC 6749 §2.3.1 form-encodes both parts; clients that do not are accepted too
-            client_id, secret = (raw_id, raw_secret) if raw_id == self.client_id else (
-                unquote_plus(raw_id),
-                unquote_plus(raw_secret),
+            client_id, secret = (
+                (raw_id, raw_secret)
+                if raw_id == self.client_id
+                else (
+                    unquote_plus(raw_id),
+                    unquote_plus(raw_secret),
+                )
             )
         if not client_id:
             return _idp_error(401, "invalid_client", "Invalid client or Invalid client credentials")
@@ -722,9 +724,7 @@ class AmplifyEmulator(Emulator):
         return [str(f) for f in fields], limits
 
     # ---- helpers --------------------------------------------------------------------------------------
-    def _matching(
-        self, info: KindInfo, scope: str | None, query: str | None, sort: str | None
-    ) -> list[dict[str, Any]]:
+    def _matching(self, info: KindInfo, scope: str | None, query: str | None, sort: str | None) -> list[dict[str, Any]]:
         key = (info.kind, scope, query, sort)
         cached = self._list_cache.get(key)
         if cached is not None and cached[0] == self._generation:

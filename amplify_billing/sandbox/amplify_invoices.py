@@ -79,8 +79,11 @@ class InvoiceIssuer:
         """Every invoice due by ``now`` that is not made yet: the initial one of each approved subscription, one per
         metering period that ended, one at cancellation. Returns those it made."""
         made: list[dict[str, Any]] = []
-        custom = {m["name"] for m in self.amplify.resources("Marketplace")
-                  if (m.get("billing") or {}).get("payment", {}).get("type") == "custom"}
+        custom = {
+            m["name"]
+            for m in self.amplify.resources("Marketplace")
+            if (m.get("billing") or {}).get("payment", {}).get("type") == "custom"
+        }
         existing = {i["name"] for i in self.amplify.resources(KIND)}
         for subscription in self.amplify.resources("Subscription"):
             if (subscription.get("marketplace") or {}).get("name") not in custom:
@@ -111,8 +114,15 @@ class InvoiceIssuer:
         return due
 
     def _invoice(
-        self, subscription: dict[str, Any], plan: dict[str, Any], title: str, start: datetime | None,
-        end: datetime | None, *, setup: bool = False, base: bool = True,
+        self,
+        subscription: dict[str, Any],
+        plan: dict[str, Any],
+        title: str,
+        start: datetime | None,
+        end: datetime | None,
+        *,
+        setup: bool = False,
+        base: bool = True,
     ) -> tuple[str, dict[str, Any]]:
         sub_id = subscription["metadata"]["id"]
         name = hashlib.sha256(f"{sub_id}:{title}".encode()).hexdigest()[:32]
@@ -160,12 +170,22 @@ class InvoiceIssuer:
             units = traffic.get((subscription["metadata"]["id"], quota["metadata"]["id"]), 0)
             pricing = parse_pricing((quota.get("spec") or {}).get("pricing"))
             cost = quota_cost(pricing, units).quantize(CENT, rounding=ROUND_HALF_UP)
-            quotas.append({"name": quota["name"], "units": units,
-                           "intervals": [{"from": format_timestamp(start), "units": units}]})
+            quotas.append(
+                {
+                    "name": quota["name"],
+                    "units": units,
+                    "intervals": [{"from": format_timestamp(start), "units": units}],
+                }
+            )
             if cost:
                 title = quota.get("title") or quota["name"]
-                item = {"title": title, "units": units, "itemCost": float(pricing.cost or 0),
-                        "from": format_timestamp(start), "to": format_timestamp(end)}
+                item = {
+                    "title": title,
+                    "units": units,
+                    "itemCost": float(pricing.cost or 0),
+                    "from": format_timestamp(start),
+                    "to": format_timestamp(end),
+                }
                 costs.append({"name": quota["name"], "cost": float(cost), "items": [item]})
         return quotas, costs
 

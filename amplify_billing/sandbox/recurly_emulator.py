@@ -123,9 +123,7 @@ class RecurlyEmulator(Emulator):
         with self.lock:
             plan_ids = None if plan_code is None else {p.id for p in self.state.plans.values() if p.code == plan_code}
             return self._snapshot(
-                self.wire.add_on(a)
-                for a in self.state.add_ons.values()
-                if plan_ids is None or a.plan_id in plan_ids
+                self.wire.add_on(a) for a in self.state.add_ons.values() if plan_ids is None or a.plan_id in plan_ids
             )
 
     def measured_units(self) -> list[dict[str, Any]]:

@@ -172,8 +172,14 @@ def _lines(state: RecurlyState, body: Mapping[str, Any], currency: str, problems
             continue
         lines.append(
             LineItemRecord(
-                state.ids.id(), state.ids.uuid(), item.get("description"), item.get("product_code"), amount,
-                int(quantity), parse_time(item.get("start_date")), parse_time(item.get("end_date")),
+                state.ids.id(),
+                state.ids.uuid(),
+                item.get("description"),
+                item.get("product_code"),
+                amount,
+                int(quantity),
+                parse_time(item.get("start_date")),
+                parse_time(item.get("end_date")),
             )
         )
     return lines
@@ -209,8 +215,20 @@ def create_purchase(state: RecurlyState, body: Mapping[str, Any]) -> InvoiceReco
     book = book_of(state)
     due = now + timedelta(days=int(terms)) + (timedelta(days=1) if method == "manual" else timedelta(0))
     record = InvoiceRecord(
-        state.ids.id(), state.ids.uuid(), str(book.next_number), account.id, currency, str(method),
-        po if isinstance(po, str) else None, int(terms), "pending", lines, now, now, due, state.ids.seq(),
+        state.ids.id(),
+        state.ids.uuid(),
+        str(book.next_number),
+        account.id,
+        currency,
+        str(method),
+        po if isinstance(po, str) else None,
+        int(terms),
+        "pending",
+        lines,
+        now,
+        now,
+        due,
+        state.ids.seq(),
     )
     book.next_number += 1
     if method == "automatic":
@@ -332,8 +350,11 @@ class InvoiceRoutes:
 
     def _purchase(self, request: Request) -> Response:
         record = create_purchase(self.state, json_body(request))
-        collection = {"object": "invoice_collection", "charge_invoice": invoice_wire(self.state, record),
-                      "credit_invoices": []}
+        collection = {
+            "object": "invoice_collection",
+            "charge_invoice": invoice_wire(self.state, record),
+            "credit_invoices": [],
+        }
         return Response(201, collection)
 
     def _get(self, request: Request) -> Response:
@@ -360,13 +381,20 @@ class InvoiceRoutes:
             raise validation("state", f"must be one of {', '.join(STATE_FILTERS)}")
         kind = request.arg("type")
         records = [
-            r for r in book_of(self.state).invoices.values()
-            if wanted(r) and (not state_filter or r.state == state_filter) and kind in (None, "", "charge",
-                                                                                      "non-legacy")
+            r
+            for r in book_of(self.state).invoices.values()
+            if wanted(r)
+            and (not state_filter or r.state == state_filter)
+            and kind in (None, "", "charge", "non-legacy")
         ]
         page = paginate(
-            records, q, key=lambda r: (getattr(r, q.sort), r.seq), ident=lambda r: r.id,
-            render=lambda r: invoice_wire(self.state, r), path=request.path, query=request.query,
+            records,
+            q,
+            key=lambda r: (getattr(r, q.sort), r.seq),
+            ident=lambda r: r.id,
+            render=lambda r: invoice_wire(self.state, r),
+            path=request.path,
+            query=request.query,
         )
         headers = {"Recurly-Total-Records": str(page.total)}
         return Response(200, None if request.method == "HEAD" else page.body, headers)

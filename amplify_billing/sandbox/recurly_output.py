@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
+from amplify_billing.sandbox import recurly_lifecycle as lifecycle
 from amplify_billing.sandbox.recurly_cards import account_payment_fields
 from amplify_billing.sandbox.recurly_records import (
     AccountRecord,
@@ -27,6 +29,24 @@ from amplify_billing.sandbox.recurly_wire import OPEN_TIER_END, decimal_text, fm
 
 # An account's `has_live_subscription` does count paused ones ("active, canceled, future, or paused", ROAS Account).
 ACCOUNT_LIVE_STATES = frozenset({"active", "canceled", "future", "paused"})
+
+
+# the times every catalog resource and account ends with
+LIFETIME = ("created_at", "updated_at", "deleted_at")
+
+
+def copied(record: object, *names: str) -> dict[str, Any]:
+    """Fields the API answers with under the record's own name, as the record holds them."""
+    return {name: getattr(record, name) for name in names}
+
+
+def times(record: object, *names: str) -> dict[str, Any]:
+    """Times the API answers with under the record's own name, as ``fmt_time`` writes them (None stays null)."""
+    return {name: fmt_time(getattr(record, name)) for name in names}
+
+
+def percentage(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def price_wire(price: Price, *, with_currency: bool = True) -> dict[str, Any]:
@@ -83,13 +103,8 @@ class RecurlyOutput:
         return {
             "id": u.id,
             "object": "measured_unit",
-            "name": u.name,
-            "display_name": u.display_name,
-            "state": u.state,
-            "description": u.description,
-            "created_at": fmt_time(u.created_at),
-            "updated_at": fmt_time(u.updated_at),
-            "deleted_at": fmt_time(u.deleted_at),
+            **copied(u, "name", "display_name", "state", "description"),
+            **times(u, *LIFETIME),
         }
 
     @staticmethod
@@ -97,17 +112,10 @@ class RecurlyOutput:
         return {
             "id": p.id,
             "object": "plan",
-            "code": p.code,
-            "state": p.state,
-            "name": p.name,
-            "description": p.description,
-            "interval_unit": p.interval_unit,
-            "interval_length": p.interval_length,
-            "trial_unit": p.trial_unit,
-            "trial_length": p.trial_length,
+            **copied(p, "code", "state", "name", "description", "interval_unit", "interval_length"),
+            **copied(p, "trial_unit", "trial_length"),
             "trial_requires_billing_info": True,
-            "total_billing_cycles": p.total_billing_cycles,
-            "auto_renew": p.auto_renew,
+            **copied(p, "total_billing_cycles", "auto_renew"),
             "pricing_model": "fixed",
             "accounting_code": p.accounting_code,
             "tax_exempt": False,
@@ -117,37 +125,23 @@ class RecurlyOutput:
                 for c in p.prices
             ],
             "allow_any_item_on_subscriptions": False,
-            "created_at": fmt_time(p.created_at),
-            "updated_at": fmt_time(p.updated_at),
-            "deleted_at": fmt_time(p.deleted_at),
+            **times(p, *LIFETIME),
         }
 
     @staticmethod
     def add_on(a: AddOnRecord) -> dict[str, Any]:
         return {
-            "id": a.id,
-            "plan_id": a.plan_id,
+            **copied(a, "id", "plan_id"),
             "object": "add_on",
-            "code": a.code,
-            "state": a.state,
-            "name": a.name,
-            "add_on_type": a.add_on_type,
-            "usage_type": a.usage_type,
-            "usage_calculation_type": a.usage_calculation_type,
+            **copied(a, "code", "state", "name", "add_on_type", "usage_type", "usage_calculation_type"),
             "usage_timeframe": a.usage_timeframe,
-            "usage_percentage": None if a.usage_percentage is None else float(a.usage_percentage),
-            "measured_unit_id": a.measured_unit_id,
-            "accounting_code": a.accounting_code,
-            "display_quantity": a.display_quantity,
-            "default_quantity": a.default_quantity,
-            "optional": a.optional,
+            "usage_percentage": percentage(a.usage_percentage),
+            **copied(a, "measured_unit_id", "accounting_code", "display_quantity", "default_quantity", "optional"),
             # the schema allows no empty list here: tiered pricing has no flat currencies at all
             "currencies": [price_wire(p) for p in a.prices] or None,
             "tier_type": a.tier_type,
             "tiers": [tier_wire(t) for t in a.tiers],
-            "created_at": fmt_time(a.created_at),
-            "updated_at": fmt_time(a.updated_at),
-            "deleted_at": fmt_time(a.deleted_at),
+            **times(a, *LIFETIME),
         }
 
     def account(self, a: AccountRecord) -> dict[str, Any]:
@@ -155,13 +149,7 @@ class RecurlyOutput:
         return {
             "id": a.id,
             "object": "account",
-            "code": a.code,
-            "state": a.state,
-            "email": a.email,
-            "first_name": a.first_name,
-            "last_name": a.last_name,
-            "company": a.company,
-            "username": a.username,
+            **copied(a, "code", "state", "email", "first_name", "last_name", "company", "username"),
             "bill_to": "self",
             "tax_exempt": False,
             "has_live_subscription": bool(states & ACCOUNT_LIVE_STATES),
@@ -171,9 +159,7 @@ class RecurlyOutput:
             "has_paused_subscription": "paused" in states,
             "has_past_due_invoice": False,
             "custom_fields": [dict(f) for f in a.custom_fields],
-            "created_at": fmt_time(a.created_at),
-            "updated_at": fmt_time(a.updated_at),
-            "deleted_at": fmt_time(a.deleted_at),
+            **times(a, *LIFETIME),
             **account_payment_fields(self.state, a),  # the card on file and the hosted login token (issue 15)
         }
 
@@ -186,13 +172,9 @@ class RecurlyOutput:
             "add_on": {
                 "id": add_on.id,
                 "object": "add_on",
-                "code": add_on.code,
-                "name": add_on.name,
-                "add_on_type": add_on.add_on_type,
-                "usage_type": add_on.usage_type,
-                "usage_percentage": None if add_on.usage_percentage is None else float(add_on.usage_percentage),
-                "measured_unit_id": add_on.measured_unit_id,
-                "accounting_code": add_on.accounting_code,
+                **copied(add_on, "code", "name", "add_on_type", "usage_type"),
+                "usage_percentage": percentage(add_on.usage_percentage),
+                **copied(add_on, "measured_unit_id", "accounting_code"),
             },
             "add_on_source": "plan_add_on",
             "quantity": attached.quantity,
@@ -201,13 +183,10 @@ class RecurlyOutput:
                 if attached.unit_price
                 else {"unit_amount": None, "unit_amount_decimal": None}
             ),
-            "tier_type": attached.tier_type,
-            "usage_calculation_type": attached.usage_calculation_type,
-            "usage_timeframe": attached.usage_timeframe,
+            **copied(attached, "tier_type", "usage_calculation_type", "usage_timeframe"),
             "tiers": priced_tiers_wire(attached.tiers) or None,
-            "usage_percentage": None if attached.usage_percentage is None else float(attached.usage_percentage),
-            "created_at": fmt_time(attached.created_at),
-            "updated_at": fmt_time(attached.updated_at),
+            "usage_percentage": percentage(attached.usage_percentage),
+            **times(attached, "created_at", "updated_at"),
             "expired_at": fmt_time(s.expires_at) if s.state == "expired" else None,
         }
 
@@ -223,45 +202,32 @@ class RecurlyOutput:
             "account": {
                 "id": account.id,
                 "object": "account",
-                "code": account.code,
-                "email": account.email,
-                "first_name": account.first_name,
-                "last_name": account.last_name,
-                "company": account.company,
+                **copied(account, "code", "email", "first_name", "last_name", "company"),
                 "parent_account_id": None,
                 "bill_to": "self",
             },
             "plan": {"id": plan.id, "object": "plan", "code": plan.code, "name": plan.name},
-            "state": s.state,
-            "currency": s.currency,
+            **copied(s, "state", "currency"),
             "unit_amount": float(s.unit_amount),
             "quantity": s.quantity,
             "add_ons": add_ons,
             "add_ons_total": 0.0,
             "subtotal": float(s.unit_amount * s.quantity),
-            "collection_method": s.collection_method,
-            "net_terms": s.net_terms,
-            "po_number": s.po_number,
-            "auto_renew": s.auto_renew,
-            "total_billing_cycles": s.total_billing_cycles,
+            **copied(s, "collection_method", "net_terms", "po_number", "auto_renew", "total_billing_cycles"),
             "remaining_billing_cycles": (
                 None if s.total_billing_cycles is None else s.total_billing_cycles - s.period % s.total_billing_cycles
             ),
             "custom_fields": [dict(f) for f in s.custom_fields],
-            "activated_at": fmt_time(s.activated_at),
-            "canceled_at": fmt_time(s.canceled_at),
-            "expires_at": fmt_time(s.expires_at),
+            **times(s, "activated_at", "canceled_at", "expires_at"),
             "expiration_reason": s.expiration_reason if s.state == "expired" else None,
-            "current_period_started_at": fmt_time(s.current_period_started_at),
-            "current_period_ends_at": fmt_time(s.current_period_ends_at),
-            "current_term_started_at": fmt_time(self.state.term_started_at(s)) if live or s.state == "future" else None,
-            "current_term_ends_at": fmt_time(self.state.term_ends_at(s)) if live or s.state == "future" else None,
+            **times(s, "current_period_started_at", "current_period_ends_at"),
+            "current_term_started_at": fmt_time(lifecycle.term_started_at(s)) if live or s.state == "future" else None,
+            "current_term_ends_at": fmt_time(lifecycle.term_ends_at(s)) if live or s.state == "future" else None,
             "trial_started_at": None,
             "trial_ends_at": None,
             "paused_at": fmt_time(s.paused_at),
             "remaining_pause_cycles": s.remaining_pause_cycles,
-            "created_at": fmt_time(s.created_at),
-            "updated_at": fmt_time(s.updated_at),
+            **times(s, "created_at", "updated_at"),
         }
 
     @staticmethod
@@ -272,18 +238,13 @@ class RecurlyOutput:
             "object": "usage",
             "merchant_tag": u.merchant_tag,
             "amount": float(u.amount),
-            "usage_type": u.usage_type,
-            "tier_type": u.tier_type,
+            **copied(u, "usage_type", "tier_type"),
             "tiers": priced_tiers_wire(u.tiers) if u.tier_type != "flat" else [],
             "measured_unit_id": u.measured_unit_id,
-            "usage_percentage": None if u.usage_percentage is None else float(u.usage_percentage),
+            "usage_percentage": percentage(u.usage_percentage),
             "unit_amount": price.get("unit_amount"),
             "unit_amount_decimal": price.get("unit_amount_decimal"),
-            "recording_timestamp": fmt_time(u.recording_timestamp),
-            "usage_timestamp": fmt_time(u.usage_timestamp),
-            "billed_at": fmt_time(u.billed_at),
-            "created_at": fmt_time(u.created_at),
-            "updated_at": fmt_time(u.updated_at),
+            **times(u, "recording_timestamp", "usage_timestamp", "billed_at", "created_at", "updated_at"),
         }
 
     @staticmethod
@@ -291,9 +252,7 @@ class RecurlyOutput:
         return {
             "id": d.id,
             "object": "custom_field_definition",
-            "related_type": d.related_type,
-            "name": d.name,
-            "user_access": d.user_access,
+            **copied(d, "related_type", "name", "user_access"),
             "display_name": d.name,
             "tooltip": None,
             "created_at": fmt_time(d.created_at),

@@ -24,6 +24,17 @@ from amplify_billing.sandbox.recurly_wire import (
 from amplify_billing.sandbox.server import Handler, Request, Response
 
 ID = "[^/]+"  # a path id; the client percent-encodes it, handlers decode it
+# one record's path, its id named as the handlers read it
+SITE = f"/sites/(?P<site_id>{ID})"
+DEFINITION = f"/custom_field_definitions/(?P<definition_id>{ID})"
+UNIT = f"/measured_units/(?P<unit_id>{ID})"
+PLAN = f"/plans/(?P<plan_id>{ID})"
+PLAN_ADD_ON = f"{PLAN}/add_ons/(?P<add_on_id>{ID})"
+ADD_ON = f"/add_ons/(?P<add_on_id>{ID})"
+ACCOUNT = f"/accounts/(?P<account_id>{ID})"
+SUBSCRIPTION = f"/subscriptions/(?P<subscription_id>{ID})"
+USAGE_OF = f"{SUBSCRIPTION}/add_ons/(?P<add_on_id>{ID})/usage"
+USAGE = f"/usage/(?P<usage_id>{ID})"
 
 
 def _by(name: str) -> Callable[[Any], SortKey]:
@@ -53,55 +64,43 @@ class RecurlyRoutes:
         """Every endpoint, through ``api(method, pattern, name, handler)``; method ``LIST`` stands for GET and HEAD."""
 
         api("LIST", "/sites", "list_sites", self._list_sites)
-        api("GET", f"/sites/(?P<site_id>{ID})", "get_site", self._get_site)
+        api("GET", SITE, "get_site", self._get_site)
         api("LIST", "/custom_field_definitions", "list_custom_field_definitions", self._list_field_definitions)
-        api(
-            "GET",
-            f"/custom_field_definitions/(?P<definition_id>{ID})",
-            "get_custom_field_definition",
-            self._get_field_definition,
-        )
+        api("GET", DEFINITION, "get_custom_field_definition", self._get_field_definition)
         api("LIST", "/measured_units", "list_measured_unit", self._list_units)
         api("POST", "/measured_units", "create_measured_unit", self._create_unit)
-        api("GET", f"/measured_units/(?P<unit_id>{ID})", "get_measured_unit", self._get_unit)
-        api("PUT", f"/measured_units/(?P<unit_id>{ID})", "update_measured_unit", self._update_unit)
-        api("DELETE", f"/measured_units/(?P<unit_id>{ID})", "remove_measured_unit", self._remove_unit)
+        api("GET", UNIT, "get_measured_unit", self._get_unit)
+        api("PUT", UNIT, "update_measured_unit", self._update_unit)
+        api("DELETE", UNIT, "remove_measured_unit", self._remove_unit)
         api("LIST", "/plans", "list_plans", self._list_plans)
         api("POST", "/plans", "create_plan", self._create_plan)
-        api("GET", f"/plans/(?P<plan_id>{ID})", "get_plan", self._get_plan)
-        api("PUT", f"/plans/(?P<plan_id>{ID})", "update_plan", self._update_plan)
-        api("DELETE", f"/plans/(?P<plan_id>{ID})", "remove_plan", self._remove_plan)
-        api("LIST", f"/plans/(?P<plan_id>{ID})/add_ons", "list_plan_add_ons", self._list_plan_add_ons)
-        api("POST", f"/plans/(?P<plan_id>{ID})/add_ons", "create_plan_add_on", self._create_add_on)
-        add_on_path = f"/plans/(?P<plan_id>{ID})/add_ons/(?P<add_on_id>{ID})"
-        api("GET", add_on_path, "get_plan_add_on", self._get_add_on)
-        api("PUT", add_on_path, "update_plan_add_on", self._update_add_on)
-        api("DELETE", add_on_path, "remove_plan_add_on", self._remove_add_on)
+        api("GET", PLAN, "get_plan", self._get_plan)
+        api("PUT", PLAN, "update_plan", self._update_plan)
+        api("DELETE", PLAN, "remove_plan", self._remove_plan)
+        api("LIST", f"{PLAN}/add_ons", "list_plan_add_ons", self._list_plan_add_ons)
+        api("POST", f"{PLAN}/add_ons", "create_plan_add_on", self._create_add_on)
+        api("GET", PLAN_ADD_ON, "get_plan_add_on", self._get_add_on)
+        api("PUT", PLAN_ADD_ON, "update_plan_add_on", self._update_add_on)
+        api("DELETE", PLAN_ADD_ON, "remove_plan_add_on", self._remove_add_on)
         api("LIST", "/add_ons", "list_add_ons", self._list_add_ons)
-        api("GET", f"/add_ons/(?P<add_on_id>{ID})", "get_add_on", self._get_site_add_on)
+        api("GET", ADD_ON, "get_add_on", self._get_site_add_on)
         api("LIST", "/accounts", "list_accounts", self._list_accounts)
         api("POST", "/accounts", "create_account", self._create_account)
-        api("GET", f"/accounts/(?P<account_id>{ID})", "get_account", self._get_account)
-        api("PUT", f"/accounts/(?P<account_id>{ID})", "update_account", self._update_account)
-        api(
-            "LIST",
-            f"/accounts/(?P<account_id>{ID})/subscriptions",
-            "list_account_subscriptions",
-            self._list_account_subscriptions,
-        )
+        api("GET", ACCOUNT, "get_account", self._get_account)
+        api("PUT", ACCOUNT, "update_account", self._update_account)
+        api("LIST", f"{ACCOUNT}/subscriptions", "list_account_subscriptions", self._list_account_subscriptions)
         api("LIST", "/subscriptions", "list_subscriptions", self._list_subscriptions)
         api("POST", "/subscriptions", "create_subscription", self._create_subscription)
-        api("GET", f"/subscriptions/(?P<subscription_id>{ID})", "get_subscription", self._get_subscription)
-        api("DELETE", f"/subscriptions/(?P<subscription_id>{ID})", "terminate_subscription", self._terminate)
-        api("PUT", f"/subscriptions/(?P<subscription_id>{ID})/cancel", "cancel_subscription", self._cancel)
-        api("PUT", f"/subscriptions/(?P<subscription_id>{ID})/pause", "pause_subscription", self._pause)
-        api("PUT", f"/subscriptions/(?P<subscription_id>{ID})/resume", "resume_subscription", self._resume)
-        usage_path = f"/subscriptions/(?P<subscription_id>{ID})/add_ons/(?P<add_on_id>{ID})/usage"
-        api("LIST", usage_path, "list_usage", self._list_usage)
-        api("POST", usage_path, "create_usage", self._create_usage)
-        api("GET", f"/usage/(?P<usage_id>{ID})", "get_usage", self._get_usage)
-        api("PUT", f"/usage/(?P<usage_id>{ID})", "update_usage", self._update_usage)
-        api("DELETE", f"/usage/(?P<usage_id>{ID})", "remove_usage", self._remove_usage)
+        api("GET", SUBSCRIPTION, "get_subscription", self._get_subscription)
+        api("DELETE", SUBSCRIPTION, "terminate_subscription", self._terminate)
+        api("PUT", f"{SUBSCRIPTION}/cancel", "cancel_subscription", self._cancel)
+        api("PUT", f"{SUBSCRIPTION}/pause", "pause_subscription", self._pause)
+        api("PUT", f"{SUBSCRIPTION}/resume", "resume_subscription", self._resume)
+        api("LIST", USAGE_OF, "list_usage", self._list_usage)
+        api("POST", USAGE_OF, "create_usage", self._create_usage)
+        api("GET", USAGE, "get_usage", self._get_usage)
+        api("PUT", USAGE, "update_usage", self._update_usage)
+        api("DELETE", USAGE, "remove_usage", self._remove_usage)
 
     # ---- request helpers -----------------------------------------------------------------------------
     @staticmethod

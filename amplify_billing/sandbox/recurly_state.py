@@ -4,19 +4,18 @@ HTTP-free and lock-free: the emulator calls in under its lock. Every operation h
 before it changes anything (``recurly_validation``, ``recurly_validation_billing``: a 422 leaves no trace)
 and raises ``RecurlyProblem`` for an error answer; ``recurly_output`` renders the records as the API answers.
 Money is Decimal from the request body to the answer; times are whole UTC seconds from the injected clock.
-Time moves only with that clock: ``advance()`` activates future subscriptions, expires canceled ones at
-their ``expires_at`` (and non-renewing ones after ``total_billing_cycles``), rolls active ones into the next
-billing period, and starts and ends pauses at renewals.
+Time moves only with that clock: ``advance()`` brings every subscription to its now, by the rules of
+``recurly_lifecycle`` (periods, terms, pauses, expiry).
 """
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
+from amplify_billing.sandbox import recurly_lifecycle as lifecycle
 from amplify_billing.sandbox import recurly_validation as catalog
 from amplify_billing.sandbox import recurly_validation_billing as billing
 from amplify_billing.sandbox.recurly_records import (
@@ -36,18 +35,20 @@ from amplify_billing.sandbox.recurly_wire import RecurlyProblem, not_found, vali
 # reference §9.3): NOT paused, and no filter value lists paused subscriptions at all.
 LISTED_AS_LIVE = frozenset({"active", "canceled", "future"})
 SUBSCRIPTION_FILTERS = ("active", "canceled", "expired", "future", "in_trial", "live")
+R = TypeVar("R")
 
 
-# ---- calendar -------------------------------------------------------------------------------------
-
-
-def add_interval(start: datetime, unit: str, count: int) -> datetime:
-    """``count`` days or months after ``start``; a month end clamps (Jan 31 + 1 month = Feb 28/29)."""
-    if unit == "days":
-        return start + timedelta(days=count)
-    months = start.month - 1 + count
-    year, month = start.year + months // 12, months % 12 + 1
-    return start.replace(year=year, month=month, day=min(start.day, calendar.monthrange(year, month)[1]))
+def _lookup(kind: str, ref: str, records: Mapping[str, R], natural: tuple[str, Callable[[R], str]] | None = None) -> R:
+    """A record by its id, or by a prefixed natural key (``code-…``, ``name-…``, ``uuid-…``) where the API takes one;
+    a 404 naming ``kind`` and ``ref`` when there is none."""
+    if natural is not None and ref.startswith(natural[0]):
+        key, wanted = natural[1], ref.removeprefix(natural[0])
+        found = next((r for r in records.values() if key(r) == wanted), None)
+    else:
+        found = records.get(ref)
+    if found is None:
+        raise not_found(kind, ref)
+    return found
 
 
 # ---- the site -------------------------------------------------------------------------------------
@@ -73,80 +74,33 @@ class RecurlyState:
 
     # ---- lookups ------------------------------------------------------------------------------------
     def unit(self, ref: str) -> MeasuredUnitRecord:
-        found = (
-            next((u for u in self.units.values() if u.name == ref[5:]), None)
-            if ref.startswith("name-")
-            else self.units.get(ref)
-        )
-        if found is None:
-            raise not_found("MeasuredUnit", ref)
-        return found
+        return _lookup("MeasuredUnit", ref, self.units, ("name-", lambda u: u.name))
 
     def plan(self, ref: str) -> PlanRecord:
-        found = (
-            next((p for p in self.plans.values() if p.code == ref[5:]), None)
-            if ref.startswith("code-")
-            else self.plans.get(ref)
-        )
-        if found is None:
-            raise not_found("Plan", ref)
-        return found
+        return _lookup("Plan", ref, self.plans, ("code-", lambda p: p.code))
 
     def plan_add_ons(self, plan: PlanRecord) -> list[AddOnRecord]:
         return [a for a in self.add_ons.values() if a.plan_id == plan.id]
 
     def add_on(self, plan: PlanRecord, ref: str) -> AddOnRecord:
-        candidates = self.plan_add_ons(plan)
-        found = (
-            next((a for a in candidates if a.code == ref[5:]), None)
-            if ref.startswith("code-")
-            else next((a for a in candidates if a.id == ref), None)
-        )
-        if found is None:
-            raise not_found("AddOn", ref)
-        return found
+        """An add-on of ``plan`` (by id or ``code-``); ``site_add_on`` looks across every plan."""
+        candidates = {a.id: a for a in self.plan_add_ons(plan)}
+        return _lookup("AddOn", ref, candidates, ("code-", lambda a: a.code))
 
     def site_add_on(self, ref: str) -> AddOnRecord:
-        found = (
-            next((a for a in self.add_ons.values() if a.code == ref[5:]), None)
-            if ref.startswith("code-")
-            else self.add_ons.get(ref)
-        )
-        if found is None:
-            raise not_found("AddOn", ref)
-        return found
+        return _lookup("AddOn", ref, self.add_ons, ("code-", lambda a: a.code))
 
     def account(self, ref: str) -> AccountRecord:
-        found = (
-            next((a for a in self.accounts.values() if a.code == ref[5:]), None)
-            if ref.startswith("code-")
-            else self.accounts.get(ref)
-        )
-        if found is None:
-            raise not_found("Account", ref)
-        return found
+        return _lookup("Account", ref, self.accounts, ("code-", lambda a: a.code))
 
     def subscription(self, ref: str) -> SubscriptionRecord:
-        found = (
-            next((s for s in self.subscriptions.values() if s.uuid == ref[5:]), None)
-            if ref.startswith("uuid-")
-            else self.subscriptions.get(ref)
-        )
-        if found is None:
-            raise not_found("Subscription", ref)
-        return found
+        return _lookup("Subscription", ref, self.subscriptions, ("uuid-", lambda s: s.uuid))
 
     def usage_record(self, ref: str) -> UsageRecord:
-        found = self.usage.get(ref)
-        if found is None:
-            raise not_found("Usage", ref)
-        return found
+        return _lookup("Usage", ref, self.usage)
 
     def field_definition(self, ref: str) -> CustomFieldDefinitionRecord:
-        found = self.field_definitions.get(ref)
-        if found is None:
-            raise not_found("CustomFieldDefinition", ref)
-        return found
+        return _lookup("CustomFieldDefinition", ref, self.field_definitions)
 
     # ---- custom fields ------------------------------------------------------------------------------
     def seed_field_definition(self, name: str, related_type: str) -> CustomFieldDefinitionRecord:
@@ -317,7 +271,7 @@ class RecurlyState:
             anchor=start,
             period=0,
             current_period_started_at=start,
-            current_period_ends_at=add_interval(start, plan.interval_unit, plan.interval_length),
+            current_period_ends_at=lifecycle.add_interval(start, plan.interval_unit, plan.interval_length),
             created_at=now,
             updated_at=now,
             seq=self.ids.seq(),
@@ -334,18 +288,6 @@ class RecurlyState:
         self.subscriptions[subscription.id] = subscription
         return subscription
 
-    def term_ends_at(self, s: SubscriptionRecord) -> datetime:
-        if s.total_billing_cycles is None:
-            return s.current_period_ends_at
-        periods_left = s.total_billing_cycles - s.period % s.total_billing_cycles
-        return add_interval(s.anchor, s.interval_unit, (s.period + periods_left) * s.interval_length)
-
-    def term_started_at(self, s: SubscriptionRecord) -> datetime:
-        if s.total_billing_cycles is None:
-            return s.current_period_started_at
-        first = s.period - s.period % s.total_billing_cycles
-        return add_interval(s.anchor, s.interval_unit, first * s.interval_length)
-
     def cancel_subscription(self, ref: str, body: Mapping[str, Any]) -> SubscriptionRecord:
         s = self.subscription(ref)
         timeframe = billing.read_cancel_timeframe(body)
@@ -356,7 +298,7 @@ class RecurlyState:
             # a future subscription that is canceled never starts
             s.expires_at = s.current_period_started_at
         else:
-            s.expires_at = s.current_period_ends_at if timeframe == "bill_date" else self.term_ends_at(s)
+            s.expires_at = s.current_period_ends_at if timeframe == "bill_date" else lifecycle.term_ends_at(s)
         s.state, s.canceled_at, s.updated_at = "canceled", now, now
         return s
 
@@ -408,7 +350,7 @@ class RecurlyState:
         s = self.subscription(ref)
         if s.state != "paused":
             raise validation("subscription", f"is {s.state}; only a paused subscription can be resumed")
-        self._resume(s, self.now())
+        lifecycle.resume(s, self.now())
         return s
 
     def pause_now(self, ref: str, cycles: int) -> SubscriptionRecord:
@@ -421,42 +363,11 @@ class RecurlyState:
         s.updated_at = self.now()
         return s
 
-    def _resume(self, s: SubscriptionRecord, when: datetime) -> None:
-        s.state, s.paused_at, s.remaining_pause_cycles, s.updated_at = "active", None, None, when
-        # a resumed subscription starts a new billing period then
-        s.anchor, s.period, s.current_period_started_at = when, 0, when
-        s.current_period_ends_at = add_interval(when, s.interval_unit, s.interval_length)
-
     def advance(self) -> None:
-        """Bring every subscription to the clock's now (see module docstring)."""
+        """Bring every subscription to the clock's now (``recurly_lifecycle``)."""
         now = self.now()
         for s in self.subscriptions.values():
-            if s.state == "future" and s.current_period_started_at <= now:
-                start = s.current_period_started_at
-                s.state, s.activated_at, s.updated_at = "active", start, start
-            # a canceled subscription keeps billing period by period until it expires (term_end of a long term)
-            while s.state in ("active", "canceled", "paused") and s.current_period_ends_at <= now:
-                end = s.current_period_ends_at
-                if s.state == "canceled" and s.expires_at is not None and end >= s.expires_at:
-                    break
-                cycles = s.total_billing_cycles
-                if s.state == "active" and cycles is not None and not s.auto_renew and (s.period + 1) % cycles == 0:
-                    s.state, s.expires_at, s.updated_at, s.expiration_reason = "expired", end, end, "nonrenewing"
-                    break
-                if s.state == "paused":
-                    s.remaining_pause_cycles = (s.remaining_pause_cycles or 1) - 1
-                    if s.remaining_pause_cycles <= 0:
-                        self._resume(s, end)  # the pause is over at this renewal
-                        continue
-                elif s.state == "active" and s.paused_at is not None and end >= s.paused_at:
-                    s.state = "paused"  # a pause asked for starts at the renewal
-                s.period += 1
-                s.current_period_started_at = end
-                s.current_period_ends_at = add_interval(s.anchor, s.interval_unit, (s.period + 1) * s.interval_length)
-                s.updated_at = end
-            if s.state == "canceled" and s.expires_at is not None and s.expires_at <= now:
-                s.state, s.updated_at = "expired", s.expires_at
-                s.expiration_reason = s.expiration_reason or "canceled"
+            lifecycle.advance(s, now)
 
     def subscriptions_in(self, state: str | None, account_id: str | None = None) -> list[SubscriptionRecord]:
         if state is not None and state not in SUBSCRIPTION_FILTERS:

@@ -28,7 +28,7 @@ from amplify_billing.sandbox.recurly_records import (
     Price,
     Tier,
 )
-from amplify_billing.sandbox.recurly_wire import OPEN_TIER_END, BodyReader, Problems
+from amplify_billing.sandbox.recurly_wire import OPEN_TIER_END, BodyReader, Problems, read_whole
 
 CODE_PATTERN = r"[a-z0-9_+-]+"  # plan and add-on codes; the API matches it case-insensitively
 UNIT_DISPLAY_PATTERN = r"[\w ]+"
@@ -363,11 +363,8 @@ def _read_pricing(reader: BodyReader, record: AddOnRecord, plan: PlanRecord) -> 
 
 
 def read_new_add_on(site: Site, plan: PlanRecord, body: Mapping[str, Any]) -> AddOnRecord:
-    problems = Problems()
-    record = _read_add_on(site, BodyReader(body, problems), plan, {a.code for a in site.plan_add_ons(plan)})
-    problems.raise_if_any()
-    assert record is not None
-    return record
+    taken = {a.code for a in site.plan_add_ons(plan)}
+    return read_whole(body, lambda reader: _read_add_on(site, reader, plan, taken))
 
 
 @dataclass(frozen=True)

@@ -28,12 +28,13 @@ from amplify_billing.sandbox.recurly_validation import (
     check_tier_ends,
     read_custom_fields,
 )
-from amplify_billing.sandbox.recurly_wire import OPEN_TIER_END, BodyReader, Problems, fmt_time, validation
+from amplify_billing.sandbox.recurly_wire import OPEN_TIER_END, BodyReader, Problems, fmt_time, read_whole, validation
 
 MAX_USAGE_AMOUNT = Decimal(999_999_999)  # whole-number quantities up to 9 digits
 
 
 # ---- accounts -------------------------------------------------------------------------------------
+
 
 def _read_account(site: Site, reader: BodyReader) -> AccountRecord | None:
     before = len(reader.problems.items)
@@ -58,11 +59,7 @@ def _read_account(site: Site, reader: BodyReader) -> AccountRecord | None:
 
 
 def read_new_account(site: Site, body: Mapping[str, Any]) -> AccountRecord:
-    problems = Problems()
-    record = _read_account(site, BodyReader(body, problems))
-    problems.raise_if_any()
-    assert record is not None
-    return record
+    return read_whole(body, lambda reader: _read_account(site, reader))
 
 
 def read_account_update(
@@ -244,26 +241,36 @@ def read_new_subscription(site: Site, body: Mapping[str, Any]) -> NewSubscriptio
     problems.raise_if_any()
     assert plan is not None and plan_price is not None and currency is not None
     return NewSubscription(
-        plan, plan_price, currency, account, new_account, collection, unit_amount, quantity, starts_at,
-        auto_renew, cycles, net_terms, po_number, custom_fields, add_ons,
+        plan,
+        plan_price,
+        currency,
+        account,
+        new_account,
+        collection,
+        unit_amount,
+        quantity,
+        starts_at,
+        auto_renew,
+        cycles,
+        net_terms,
+        po_number,
+        custom_fields,
+        add_ons,
     )
 
 
 def read_cancel_timeframe(body: Mapping[str, Any]) -> str:
-    problems = Problems()
-    timeframe = BodyReader(body, problems).string("timeframe", choices=("bill_date", "term_end")) or "term_end"
-    problems.raise_if_any()
-    return timeframe
+    return read_whole(body, lambda reader: reader.string("timeframe", choices=("bill_date", "term_end")) or "term_end")
 
 
 def read_pause_cycles(body: Mapping[str, Any]) -> int:
-    problems = Problems()
-    cycles = BodyReader(body, problems).integer("remaining_pause_cycles", minimum=0)
-    if cycles is None and not problems:
-        problems.add("remaining_pause_cycles", "is required")
-    problems.raise_if_any()
-    assert cycles is not None
-    return cycles
+    def cycles(reader: BodyReader) -> int | None:
+        value = reader.integer("remaining_pause_cycles", minimum=0)
+        if value is None and not reader.problems:
+            reader.problems.add("remaining_pause_cycles", "is required")
+        return value
+
+    return read_whole(body, cycles)
 
 
 # ---- usage ----------------------------------------------------------------------------------------
@@ -311,8 +318,7 @@ def _check_correction(s: SubscriptionRecord, add_on: AddOnRecord, when: datetime
     if add_on.tier_type in ("volume", "stairstep") and s.billed_through is not None and when < s.billed_through:
         problems.add(
             "usage_timestamp",
-            f"falls in a period already invoiced; usage corrections are not supported for {add_on.tier_type} "
-            "add-ons",
+            f"falls in a period already invoiced; usage corrections are not supported for {add_on.tier_type} add-ons",
         )
 
 

@@ -190,91 +190,104 @@ class BodyReader:
             if required:
                 self.problems.add(self.param(name), "can't be blank")
             return None
-        if not isinstance(value, str):
-            self.problems.add(self.param(name), "is invalid")
-            return None
-        if max_length is not None and len(value) > max_length:
-            self.problems.add(self.param(name), f"is too long (maximum is {max_length} characters)")
-            return None
-        if pattern is not None and not re.fullmatch(pattern, value, flags):
-            self.problems.add(self.param(name), "is invalid")
-            return None
         allowed = tuple(choices) if choices is not None else None
-        if allowed is not None and value not in allowed:
-            self.problems.add(self.param(name), f"is not included in the list ({', '.join(allowed)})")
-            return None
-        return value
+
+        def checked(text: Any) -> str:
+            _must(isinstance(text, str), "is invalid")
+            _must(max_length is None or len(text) <= max_length, f"is too long (maximum is {max_length} characters)")
+            _must(pattern is None or re.fullmatch(pattern, text, flags) is not None, "is invalid")
+            _must(allowed is None or text in allowed, f"is not included in the list ({', '.join(allowed or ())})")
+            return str(text)
+
+        return self._read(name, checked)
 
     def integer(self, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int | None:
-        value = self.body.get(name)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
-            self.problems.add(self.param(name), "must be an integer")
-            return None
-        number = int(value)
-        if minimum is not None and number < minimum:
-            self.problems.add(self.param(name), f"must be greater than or equal to {minimum}")
-            return None
-        if maximum is not None and number > maximum:
-            self.problems.add(self.param(name), f"must be less than or equal to {maximum}")
-            return None
-        return number
+        def checked(value: Any) -> int:
+            whole = not isinstance(value, bool) and isinstance(value, int | float) and int(value) == value
+            _must(whole, "must be an integer")
+            number = int(value)
+            _must(minimum is None or number >= minimum, f"must be greater than or equal to {minimum}")
+            _must(maximum is None or number <= maximum, f"must be less than or equal to {maximum}")
+            return number
+
+        return self._read(name, checked)
 
     def boolean(self, name: str) -> bool | None:
-        value = self.body.get(name)
-        if value is None:
-            return None
-        if not isinstance(value, bool):
-            self.problems.add(self.param(name), "must be true or false")
-            return None
-        return value
+        def checked(value: Any) -> bool:
+            _must(isinstance(value, bool), "must be true or false")
+            return bool(value)
+
+        return self._read(name, checked)
 
     def money(
         self, name: str, *, places: int, maximum: Decimal = MAX_PRICE, minimum: Decimal = Decimal(0)
     ) -> Decimal | None:
-        raw = self.body.get(name)
-        if raw is None:
-            return None
-        value = to_decimal(raw)
-        if value is None:
-            self.problems.add(self.param(name), "is not a number")
-            return None
-        if value < minimum or value > maximum:
-            self.problems.add(self.param(name), f"must be between {minimum} and {maximum}")
-            return None
-        if decimal_places(value) > places:
-            self.problems.add(self.param(name), f"must have at most {places} decimal places")
-            return None
-        return value
+        def checked(raw: Any) -> Decimal:
+            value = to_decimal(raw)
+            if value is None:
+                raise _Invalid("is not a number")
+            _must(minimum <= value <= maximum, f"must be between {minimum} and {maximum}")
+            _must(decimal_places(value) <= places, f"must have at most {places} decimal places")
+            return value
+
+        return self._read(name, checked)
 
     def time(self, name: str) -> datetime | None:
-        raw = self.body.get(name)
-        if raw is None:
-            return None
-        value = parse_time(raw)
-        if value is None:
-            self.problems.add(self.param(name), "is not a valid ISO 8601 date-time")
-        return value
+        def checked(raw: Any) -> datetime:
+            value = parse_time(raw)
+            if value is None:
+                raise _Invalid("is not a valid ISO 8601 date-time")
+            return value
+
+        return self._read(name, checked)
 
     def objects(self, name: str) -> list[tuple[str, Mapping[str, Any]]] | None:
         """A list of JSON objects, each with its parameter prefix (``add_ons[2].``)."""
-        raw = self.body.get(name)
-        if raw is None:
-            return None
-        if not isinstance(raw, list) or not all(isinstance(item, Mapping) for item in raw):
-            self.problems.add(self.param(name), "must be a list of objects")
-            return None
-        return [(f"{self.param(name)}[{index}].", item) for index, item in enumerate(raw)]
+
+        def checked(raw: Any) -> list[tuple[str, Mapping[str, Any]]]:
+            _must(isinstance(raw, list) and all(isinstance(item, Mapping) for item in raw), "must be a list of objects")
+            return [(f"{self.param(name)}[{index}].", item) for index, item in enumerate(raw)]
+
+        return self._read(name, checked)
 
     def nested(self, name: str) -> BodyReader | None:
+        def checked(raw: Any) -> BodyReader:
+            _must(isinstance(raw, Mapping), "must be an object")
+            return BodyReader(raw, self.problems, f"{self.param(name)}.")
+
+        return self._read(name, checked)
+
+    def _read(self, name: str, checked: Callable[[Any], T]) -> T | None:
+        """``name``'s value through ``checked``; None when it is absent, or when ``checked`` finds it invalid (the
+        problem is collected under the parameter's name, so the request's 422 lists it with the others)."""
         raw = self.body.get(name)
         if raw is None:
             return None
-        if not isinstance(raw, Mapping):
-            self.problems.add(self.param(name), "must be an object")
+        try:
+            return checked(raw)
+        except _Invalid as invalid:
+            self.problems.add(self.param(name), invalid.message)
             return None
-        return BodyReader(raw, self.problems, f"{self.param(name)}.")
+
+
+def read_whole(body: Mapping[str, Any], read: Callable[[BodyReader], T | None]) -> T:
+    """One value ``read`` from a whole request body; every problem it finds is answered together as one 422."""
+    problems = Problems()
+    value = read(BodyReader(body, problems))
+    problems.raise_if_any()
+    assert value is not None, "a read that gives no value has found a problem"
+    return value
+
+
+class _Invalid(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _must(condition: bool, message: str) -> None:
+    if not condition:
+        raise _Invalid(message)
 
 
 # ---- paging ---------------------------------------------------------------------------------------

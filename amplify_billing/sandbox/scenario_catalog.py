@@ -63,90 +63,194 @@ PRODUCTS: tuple[tuple[str, str, dict[str, str]], ...] = (
 )
 
 PLANS: tuple[PlanSpec, ...] = (
-    PlanSpec("weather-api", "weather-payg", "Pay as you go", (QuotaSpec("calls", "API calls", _per_unit(0.0025)),),
-             weight=5),
     PlanSpec(
-        "weather-api", "weather-graduated", "Graduated",
-        (
-            QuotaSpec("calls", "API calls", {
-                "type": literals.PRICING_GRADUATED, "interval": "monthly",
-                "limit": {"type": literals.LIMIT_TIERED, "tiers": _tiers(
-                    (1, 10_000, 0.004), (10_001, 100_000, 0.003), (100_001, 1_000_000, 0.002),
-                    (1_000_001, OPEN_TIER, 0.001))},
-            }),
-        ),
-        price=49.0, setup_price=99.0, weight=4,
+        "weather-api", "weather-payg", "Pay as you go", (QuotaSpec("calls", "API calls", _per_unit(0.0025)),), weight=5
     ),
     PlanSpec(
-        "weather-api", "weather-volume", "Volume",
+        "weather-api",
+        "weather-graduated",
+        "Graduated",
         (
-            QuotaSpec("calls", "API calls", {
-                "type": literals.PRICING_VOLUME, "interval": "monthly",
-                "limit": {"type": literals.LIMIT_TIERED, "tiers": _tiers(
-                    (1, 50_000, 0.003), (50_001, 500_000, 0.002), (500_001, None, 0.001))},
-            }),
+            QuotaSpec(
+                "calls",
+                "API calls",
+                {
+                    "type": literals.PRICING_GRADUATED,
+                    "interval": "monthly",
+                    "limit": {
+                        "type": literals.LIMIT_TIERED,
+                        "tiers": _tiers(
+                            (1, 10_000, 0.004),
+                            (10_001, 100_000, 0.003),
+                            (100_001, 1_000_000, 0.002),
+                            (1_000_001, OPEN_TIER, 0.001),
+                        ),
+                    },
+                },
+            ),
         ),
-        price=19.0, weight=3,
+        price=49.0,
+        setup_price=99.0,
+        weight=4,
     ),
     PlanSpec(
-        "weather-api", "weather-standard", "Standard",
+        "weather-api",
+        "weather-volume",
+        "Volume",
         (
-            QuotaSpec("calls", "API calls", {
-                "type": literals.PRICING_FIXED, "interval": "monthly",
-                "limit": {"type": literals.LIMIT_LOOSE, "value": 5_000, "overages": {"value": 0.01}},
-            }),
+            QuotaSpec(
+                "calls",
+                "API calls",
+                {
+                    "type": literals.PRICING_VOLUME,
+                    "interval": "monthly",
+                    "limit": {
+                        "type": literals.LIMIT_TIERED,
+                        "tiers": _tiers((1, 50_000, 0.003), (50_001, 500_000, 0.002), (500_001, None, 0.001)),
+                    },
+                },
+            ),
         ),
-        price=29.0, weight=4,
+        price=19.0,
+        weight=3,
     ),
     PlanSpec(
-        "weather-api", "weather-enterprise", "Enterprise",
+        "weather-api",
+        "weather-standard",
+        "Standard",
         (
-            QuotaSpec("calls", "API calls", {
-                "type": literals.PRICING_FIXED, "interval": "annually",
-                "limit": {"type": literals.LIMIT_STRICT, "value": 10_000_000},
-            }, bills_usage=False),
+            QuotaSpec(
+                "calls",
+                "API calls",
+                {
+                    "type": literals.PRICING_FIXED,
+                    "interval": "monthly",
+                    "limit": {"type": literals.LIMIT_LOOSE, "value": 5_000, "overages": {"value": 0.01}},
+                },
+            ),
+        ),
+        price=29.0,
+        weight=4,
+    ),
+    PlanSpec(
+        "weather-api",
+        "weather-enterprise",
+        "Enterprise",
+        (
+            QuotaSpec(
+                "calls",
+                "API calls",
+                {
+                    "type": literals.PRICING_FIXED,
+                    "interval": "annually",
+                    "limit": {"type": literals.LIMIT_STRICT, "value": 10_000_000},
+                },
+                bills_usage=False,
+            ),
             QuotaSpec("alerts", "Weather alerts", {"type": literals.PRICING_UNLIMITED}, bills_usage=False),
         ),
-        price=1200.0, interval="annually", weight=1,
+        price=1200.0,
+        interval="annually",
+        weight=1,
     ),
-    PlanSpec("weather-api", "weather-annual", "Annual pay per use",
-             (QuotaSpec("calls", "API calls", _per_unit(0.001)),), price=100.0, interval="annually", weight=1),
     PlanSpec(
-        "weather-api", "weather-free", "Free",
-        (QuotaSpec("calls", "API calls", {
-            "type": literals.PRICING_FIXED, "interval": "monthly",
-            "limit": {"type": literals.LIMIT_STRICT, "value": 1000},
-        }, bills_usage=False),),
-        price=None, plan_type="free",
+        "weather-api",
+        "weather-annual",
+        "Annual pay per use",
+        (QuotaSpec("calls", "API calls", _per_unit(0.001)),),
+        price=100.0,
+        interval="annually",
+        weight=1,
     ),
-    PlanSpec("weather-api", "weather-beta", "Beta", (QuotaSpec("calls", "API calls", _per_unit(0.002)),),
-             price=5.0, state="draft"),
-    PlanSpec("weather-api", "weather-legacy", "Legacy", (QuotaSpec("calls", "API calls", _per_unit(0.003)),),
-             price=9.0, state="archived"),
     PlanSpec(
-        "weather-api", "weather-flatfee", "Graduated with flat fees",
+        "weather-api",
+        "weather-free",
+        "Free",
         (
-            QuotaSpec("calls", "API calls", {
-                "type": literals.PRICING_GRADUATED, "interval": "monthly",
-                "limit": {"type": literals.LIMIT_TIERED, "tiers": _tiers(
-                    (1, 1_000, 0.0), (1_001, OPEN_TIER, 0.002), flat_fee={1: 5.0})},
-            }),
+            QuotaSpec(
+                "calls",
+                "API calls",
+                {
+                    "type": literals.PRICING_FIXED,
+                    "interval": "monthly",
+                    "limit": {"type": literals.LIMIT_STRICT, "value": 1000},
+                },
+                bills_usage=False,
+            ),
+        ),
+        price=None,
+        plan_type="free",
+    ),
+    PlanSpec(
+        "weather-api",
+        "weather-beta",
+        "Beta",
+        (QuotaSpec("calls", "API calls", _per_unit(0.002)),),
+        price=5.0,
+        state="draft",
+    ),
+    PlanSpec(
+        "weather-api",
+        "weather-legacy",
+        "Legacy",
+        (QuotaSpec("calls", "API calls", _per_unit(0.003)),),
+        price=9.0,
+        state="archived",
+    ),
+    PlanSpec(
+        "weather-api",
+        "weather-flatfee",
+        "Graduated with flat fees",
+        (
+            QuotaSpec(
+                "calls",
+                "API calls",
+                {
+                    "type": literals.PRICING_GRADUATED,
+                    "interval": "monthly",
+                    "limit": {
+                        "type": literals.LIMIT_TIERED,
+                        "tiers": _tiers((1, 1_000, 0.0), (1_001, OPEN_TIER, 0.002), flat_fee={1: 5.0}),
+                    },
+                },
+            ),
             QuotaSpec("data", "Data transferred", _per_unit(0.0001), unit="x-megabytes"),
         ),
-        price=15.0, supported=False,
+        price=15.0,
+        supported=False,
     ),
-    PlanSpec("maps-api", "maps-payg", "Pay per call", (QuotaSpec("tiles", "Map tiles", _per_unit(0.0005)),),
-             price=10.0, currency="EUR", cycles=12, weight=3),
     PlanSpec(
-        "maps-api", "maps-classic", "Classic",
+        "maps-api",
+        "maps-payg",
+        "Pay per call",
+        (QuotaSpec("tiles", "Map tiles", _per_unit(0.0005)),),
+        price=10.0,
+        currency="EUR",
+        cycles=12,
+        weight=3,
+    ),
+    PlanSpec(
+        "maps-api",
+        "maps-classic",
+        "Classic",
         (
-            QuotaSpec("tiles", "Map tiles", {
-                "type": literals.PRICING_GRADUATED, "interval": "monthly",
-                "limit": {"type": literals.LIMIT_TIERED, "tiers": _tiers(
-                    (1, 20_000, 0.001), (20_001, OPEN_TIER, 0.0005))},
-            }),
+            QuotaSpec(
+                "tiles",
+                "Map tiles",
+                {
+                    "type": literals.PRICING_GRADUATED,
+                    "interval": "monthly",
+                    "limit": {
+                        "type": literals.LIMIT_TIERED,
+                        "tiers": _tiers((1, 20_000, 0.001), (20_001, OPEN_TIER, 0.0005)),
+                    },
+                },
+            ),
         ),
-        price=25.0, currency="EUR", state="deprecated", weight=1,
+        price=25.0,
+        currency="EUR",
+        state="deprecated",
+        weight=1,
     ),
     PlanSpec("internal-tools", "internal-payg", "Internal", (QuotaSpec("calls", "API calls", _per_unit(0.001)),)),
 )
@@ -159,14 +263,10 @@ UNITS: tuple[tuple[str, str, str], ...] = (
     ("x-megabytes", "Megabytes (MB)", "Data transferred, a custom unit"),
 )
 
+
 def reaches_recurly(spec: PlanSpec) -> bool:
     opted_in = any(name == spec.product and attrs.get("billingSystem") == "recurly" for name, _, attrs in PRODUCTS)
-    return (
-        opted_in
-        and spec.supported
-        and spec.plan_type == "paid"
-        and spec.state in literals.PLAN_STATES_IN_RECURLY
-    )
+    return opted_in and spec.supported and spec.plan_type == "paid" and spec.state in literals.PLAN_STATES_IN_RECURLY
 
 
 def bills_usage(quota: dict[str, Any]) -> bool:

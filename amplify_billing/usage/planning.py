@@ -175,7 +175,6 @@ class Planner:
         return AgedOut(start, end, count, self.horizon.why)
 
 
-
 def _ranges_of(quota: BilledQuota) -> list[tuple[datetime, datetime]]:
     return [(w.clip_start, w.clip_end) for w in (*quota.windows, *quota.recount, *quota.before_start)]
 
@@ -214,5 +213,3 @@ def count_ranges(source: UsageSource, billed: list[BilledQuota], size: timedelta
 
 def _aligned_end(span: Range, size: timedelta) -> datetime:
     return window_floor(span[0], size) + size
-
-

@@ -114,9 +114,7 @@ def report_usage_with_watermarks(
             "count_queries": source.queries,
             "intents_resolved": intents.resolved,
             "intents_stuck": len(intents.stuck),
-            "unbilled_units": sum(
-                c.units for c in reported_findings if c.units is not None and c.units > 0
-            ),
+            "unbilled_units": sum(c.units for c in reported_findings if c.units is not None and c.units > 0),
             "withheld_findings": sum(1 for c in reported_findings if c.withholds),
             "journal_sample_reads": planner.sample_reads,
             "pairs_read_from_recurly": planner.rebuilt,
@@ -364,9 +362,14 @@ def _per_pair(results: list[ChangeResult]) -> list[ChangeResult]:
     sums: dict[tuple[str, str, Outcome], tuple[ChangeResult, int, int]] = {}
     for r in results:
         change, action = r.change, r.change.action
-        if change.kind is ChangeKind.POST and isinstance(action, PostUsage) and r.outcome in (
-            Outcome.APPLIED,
-            Outcome.PLANNED,
+        if (
+            change.kind is ChangeKind.POST
+            and isinstance(action, PostUsage)
+            and r.outcome
+            in (
+                Outcome.APPLIED,
+                Outcome.PLANNED,
+            )
         ):
             pair = (action.record.amplify_subscription_id, action.record.quota_id, r.outcome)
             first, windows, units = sums.get(pair, (r, 0, 0))

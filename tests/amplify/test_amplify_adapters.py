@@ -111,8 +111,11 @@ def resource(name: str, version: str = "4824", attributes: dict[str, str] | None
         "kind": "ProductPlan",
         "name": name,
         "title": name.title(),
-        "metadata": {"id": "8ac98ee28ea29652018eaee2253601ac", "resourceVersion": version,
-                     "selfLink": f"/catalog/v1/productplans/{name}"},
+        "metadata": {
+            "id": "8ac98ee28ea29652018eaee2253601ac",
+            "resourceVersion": version,
+            "selfLink": f"/catalog/v1/productplans/{name}",
+        },
         "attributes": attributes if attributes is not None else {"keep": "me"},
         "spec": {"product": "weather", "type": "paid"},
     }
@@ -123,14 +126,24 @@ def test_list_follows_link_headers_to_the_last_page(fake: FakeTime, mock: respon
     add_token(mock)
     query = 'attributes.billingSystem=="recurly"'
     page2 = f"{PRODUCTS}?pageSize=2&page=2&query=attributes.billingSystem%3D%3D%22recurly%22"
-    mock.get(PRODUCTS, json=[{"name": "a"}, {"name": "b"}], headers={"Link": f'<{page2}>; rel="next"'},
-             match=[matchers.query_param_matcher({"pageSize": "2", "page": "1", "query": query})])
+    mock.get(
+        PRODUCTS,
+        json=[{"name": "a"}, {"name": "b"}],
+        headers={"Link": f'<{page2}>; rel="next"'},
+        match=[matchers.query_param_matcher({"pageSize": "2", "page": "1", "query": query})],
+    )
     # the second page's link is path-relative
-    mock.get(PRODUCTS, json=[{"name": "c"}, {"name": "d"}],
-             headers={"Link": '</apis/catalog/v1/products?pageSize=2&page=3&query=x>; rel="next"'},
-             match=[matchers.query_param_matcher({"pageSize": "2", "page": "2", "query": query})])
-    mock.get(PRODUCTS, json=[{"name": "e"}],
-             match=[matchers.query_param_matcher({"pageSize": "2", "page": "3", "query": "x"})])
+    mock.get(
+        PRODUCTS,
+        json=[{"name": "c"}, {"name": "d"}],
+        headers={"Link": '</apis/catalog/v1/products?pageSize=2&page=3&query=x>; rel="next"'},
+        match=[matchers.query_param_matcher({"pageSize": "2", "page": "2", "query": query})],
+    )
+    mock.get(
+        PRODUCTS,
+        json=[{"name": "e"}],
+        match=[matchers.query_param_matcher({"pageSize": "2", "page": "3", "query": "x"})],
+    )
 
     items = build(fake).resources.list("products", query=query)
 
@@ -164,7 +177,11 @@ def _pages(mock: responses.RequestsMock, pages: list[tuple[list[str], str | None
         ([([], "0")], True, "listed 0 of 0 products (X-Axway-Total-Count)"),
         # no Link after the first page, yet the total says there is more: a listing cut short
         ([(["a", "b"], "5")], False, "listed 2 of 5 products (X-Axway-Total-Count)"),
-        ([(["a", "b"], "3"), (["c"], None)], False, "listed 3 products; Amplify sent no X-Axway-Total-Count to prove that is all"),
+        (
+            [(["a", "b"], "3"), (["c"], None)],
+            False,
+            "listed 3 products; Amplify sent no X-Axway-Total-Count to prove that is all",
+        ),
         ([(["a", "b"], "4"), (["c"], "3")], False, "listed 3 products while X-Axway-Total-Count changed (4 then 3)"),
         # a resource that moved pages while the walk went on is counted once
         ([(["a", "b"], "3"), (["b", "c"], "3")], True, "listed 3 of 3 products (X-Axway-Total-Count)"),
@@ -187,8 +204,11 @@ def test_a_listing_left_before_its_last_page_is_not_complete(fake: FakeTime, moc
 
     add_token(mock)
     # the first page links to a second one that the caller never asks for
-    mock.get(PRODUCTS, json=[{"name": "a"}, {"name": "b"}],
-             headers={"X-Axway-Total-Count": "3", "Link": f'<{PRODUCTS}?pageSize=2&page=2>; rel="next"'})
+    mock.get(
+        PRODUCTS,
+        json=[{"name": "a"}, {"name": "b"}],
+        headers={"X-Axway-Total-Count": "3", "Link": f'<{PRODUCTS}?pageSize=2&page=2>; rel="next"'},
+    )
     proof = ListingProof("products")
 
     first = next(iter(build(fake).resources.pages("products", proof=proof)))
@@ -232,7 +252,9 @@ def test_update_attributes_sends_nothing_when_the_values_are_already_set(fake: F
     assert result == current
 
 
-def test_update_attributes_puts_the_full_body_with_merged_attributes(fake: FakeTime, mock: responses.RequestsMock) -> None:
+def test_update_attributes_puts_the_full_body_with_merged_attributes(
+    fake: FakeTime, mock: responses.RequestsMock
+) -> None:
     add_token(mock)
     listed = resource("gold")
     expected_body = {**listed, "attributes": {"keep": "me", "recurlyPlanCode": "amplify-abc"}}
@@ -245,14 +267,20 @@ def test_update_attributes_puts_the_full_body_with_merged_attributes(fake: FakeT
     assert json.loads(api_calls(mock)[0].request.body)["metadata"]["resourceVersion"] == "4824"
 
 
-def test_update_attributes_rereads_once_after_a_stale_resource_version(fake: FakeTime, mock: responses.RequestsMock) -> None:
+def test_update_attributes_rereads_once_after_a_stale_resource_version(
+    fake: FakeTime, mock: responses.RequestsMock
+) -> None:
     add_token(mock)
     stale = resource("gold", version="4824")
     fresh = resource("gold", version="4830", attributes={"keep": "me", "other": "x"})
     stale_body = {**stale, "attributes": {"keep": "me", "recurlyPlanCode": "amplify-abc"}}
     fresh_body = {**fresh, "attributes": {"keep": "me", "other": "x", "recurlyPlanCode": "amplify-abc"}}
-    mock.put(PLAN_URL, status=428, json={"errors": [{"status": 428, "title": "Precondition Required"}]},
-             match=[matchers.json_params_matcher(stale_body)])
+    mock.put(
+        PLAN_URL,
+        status=428,
+        json={"errors": [{"status": 428, "title": "Precondition Required"}]},
+        match=[matchers.json_params_matcher(stale_body)],
+    )
     mock.get(PLAN_URL, json=fresh)
     mock.put(PLAN_URL, json=fresh_body, match=[matchers.json_params_matcher(fresh_body)])
 
@@ -262,7 +290,9 @@ def test_update_attributes_rereads_once_after_a_stale_resource_version(fake: Fak
     assert [c.request.method for c in api_calls(mock)] == ["PUT", "GET", "PUT"]
 
 
-def test_update_attributes_gives_up_after_a_second_stale_resource_version(fake: FakeTime, mock: responses.RequestsMock) -> None:
+def test_update_attributes_gives_up_after_a_second_stale_resource_version(
+    fake: FakeTime, mock: responses.RequestsMock
+) -> None:
     add_token(mock)
     mock.put(PLAN_URL, status=428, json={"errors": [{"status": 428, "title": "Precondition Required"}]})
     mock.get(PLAN_URL, json=resource("gold", version="4830"))
@@ -282,8 +312,11 @@ def test_put_subresource_writes_the_approval(fake: FakeTime, mock: responses.Req
     add_token(mock)
     subscription = {"kind": "Subscription", "name": "s1", "metadata": {"selfLink": "/catalog/v1/subscriptions/s1"}}
     approval = {"state": "approved", "reason": "billing is in place"}
-    mock.put(f"{CENTRAL}/apis/catalog/v1/subscriptions/s1/approval", json={**subscription, "approval": approval},
-             match=[matchers.json_params_matcher({"approval": approval})])
+    mock.put(
+        f"{CENTRAL}/apis/catalog/v1/subscriptions/s1/approval",
+        json={**subscription, "approval": approval},
+        match=[matchers.json_params_matcher({"approval": approval})],
+    )
 
     result = build(fake).resources.put_subresource(subscription, "approval", approval)
 
@@ -311,7 +344,9 @@ def test_client_secret_token_request_uses_basic_auth_and_is_cached_until_80_perc
     basic = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
     assert token_calls[0].request.headers["Authorization"] == f"Basic {basic}"
     assert [c.request.headers["Authorization"] for c in api_calls(mock)] == [
-        "Bearer tok-1", "Bearer tok-1", "Bearer tok-2"
+        "Bearer tok-1",
+        "Bearer tok-1",
+        "Bearer tok-2",
     ]
 
 
@@ -340,8 +375,12 @@ def test_a_second_401_is_an_auth_error(fake: FakeTime, mock: responses.RequestsM
     )
 
 
-def test_refused_credentials_name_the_keys_to_check_but_never_the_secret(fake: FakeTime, mock: responses.RequestsMock) -> None:
-    mock.post(TOKEN_URL, status=401, json={"error": "unauthorized_client", "error_description": "Invalid client secret"})
+def test_refused_credentials_name_the_keys_to_check_but_never_the_secret(
+    fake: FakeTime, mock: responses.RequestsMock
+) -> None:
+    mock.post(
+        TOKEN_URL, status=401, json={"error": "unauthorized_client", "error_description": "Invalid client secret"}
+    )
 
     with pytest.raises(AuthError) as caught:
         build(fake).resources.get("productplans", "gold")
@@ -371,7 +410,10 @@ def test_key_pair_assertion_is_a_verifiable_rs256_jwt(fake: FakeTime, mock: resp
     assert form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
     assertion = form["client_assertion"]
     claims = jwt.decode(
-        assertion, key.public_key(), algorithms=["RS256"], audience=TOKEN_URL,
+        assertion,
+        key.public_key(),
+        algorithms=["RS256"],
+        audience=TOKEN_URL,
         options={"verify_exp": False, "verify_iat": False},  # signed at the fake clock's time
     )
     assert claims["iss"] == claims["sub"] == CLIENT_ID
@@ -387,7 +429,9 @@ def test_key_pair_assertion_is_a_verifiable_rs256_jwt(fake: FakeTime, mock: resp
 
 
 # ---- throttle and retries ---------------------------------------------------------------------------
-def test_the_fourth_call_in_a_minute_waits_when_the_limit_is_three(fake: FakeTime, mock: responses.RequestsMock) -> None:
+def test_the_fourth_call_in_a_minute_waits_when_the_limit_is_three(
+    fake: FakeTime, mock: responses.RequestsMock
+) -> None:
     add_token(mock)
     mock.get(PLAN_URL, json=resource("gold"))
     clients = build(fake, rate_limit_per_minute=3)
@@ -638,10 +682,16 @@ def test_platform_unwraps_the_result(fake: FakeTime, mock: responses.RequestsMoc
 def test_platform_lists_teams_until_a_short_page(fake: FakeTime, mock: responses.RequestsMock) -> None:
     add_token(mock)
     teams = f"{PLATFORM}/api/v1/team"
-    mock.get(teams, json={"success": True, "result": [{"guid": "t1"}, {"guid": "t2"}]},
-             match=[matchers.query_param_matcher({"org_id": TENANT, "limit": "2", "page": "1"})])
-    mock.get(teams, json={"success": True, "result": [{"guid": "t3"}]},
-             match=[matchers.query_param_matcher({"org_id": TENANT, "limit": "2", "page": "2"})])
+    mock.get(
+        teams,
+        json={"success": True, "result": [{"guid": "t1"}, {"guid": "t2"}]},
+        match=[matchers.query_param_matcher({"org_id": TENANT, "limit": "2", "page": "1"})],
+    )
+    mock.get(
+        teams,
+        json={"success": True, "result": [{"guid": "t3"}]},
+        match=[matchers.query_param_matcher({"org_id": TENANT, "limit": "2", "page": "2"})],
+    )
 
     assert [t["guid"] for t in build(fake).platform.list_teams()] == ["t1", "t2", "t3"]
 
@@ -657,11 +707,15 @@ def test_platform_without_success_is_an_upstream_error(fake: FakeTime, mock: res
 def test_unreachable_names_the_most_specific_setting_when_one_host_serves_everything() -> None:
     from amplify_billing.amplify.wire import setting_for
 
-    shared = make_settings(central_url="http://127.0.0.1:8080", platform_url="http://127.0.0.1:8080",
-                           auth_url="http://127.0.0.1:8080/auth")
+    shared = make_settings(
+        central_url="http://127.0.0.1:8080", platform_url="http://127.0.0.1:8080", auth_url="http://127.0.0.1:8080/auth"
+    )
     assert setting_for("http://127.0.0.1:8080/apis/catalog/v1/products", shared) == "amplify.central_url"
     assert setting_for("http://127.0.0.1:8080/api/v1/team", shared) == "amplify.central_url"
-    assert setting_for("http://127.0.0.1:8080/auth/realms/Broker/protocol/openid-connect/token", shared) == "amplify.auth_url"
+    assert (
+        setting_for("http://127.0.0.1:8080/auth/realms/Broker/protocol/openid-connect/token", shared)
+        == "amplify.auth_url"
+    )
     assert setting_for(f"{PLATFORM}/api/v1/team", make_settings()) == "amplify.platform_url"
 
 

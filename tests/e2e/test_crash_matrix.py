@@ -281,6 +281,8 @@ def test_killed_after_stopping_a_voided_invoice_then_rerun_stops_it_once(make_cy
 
     stops = [r for r in cycle.sandbox.recurly.requests if _mark_failed(r) and r.method == "PUT"]
     assert len(stops) == 1
-    voided = cycle.sandbox.amplify.resource("SubscriptionInvoice", amplify["name"], amplify["metadata"]["scope"]["name"])
+    voided = cycle.sandbox.amplify.resource(
+        "SubscriptionInvoice", amplify["name"], amplify["metadata"]["scope"]["name"]
+    )
     assert (voided["state"]["name"], voided["status"]["level"]) == ("void", "Success")
     assert by_po[po_number(amplify["metadata"]["id"])]["number"] in voided["status"]["reasons"][0]["detail"]

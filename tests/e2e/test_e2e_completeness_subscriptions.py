@@ -110,9 +110,7 @@ def _sync(cycle: Cycle, *, end: tuple[str, ...] = (), dry_run: bool = False) -> 
     from amplify_billing.commands.sync_subscriptions import sync_subscriptions
 
     options = SyncOptions(dry_run=dry_run, end=end)
-    return cycle._go(
-        "sync-subscriptions", dry_run, lambda rt, run_id: sync_subscriptions(rt, options, run_id=run_id)
-    )
+    return cycle._go("sync-subscriptions", dry_run, lambda rt, run_id: sync_subscriptions(rt, options, run_id=run_id))
 
 
 def _new_subscription(cycle: Cycle, like: dict[str, Any]) -> str:
@@ -189,7 +187,9 @@ def test_a_linked_subscription_that_ended_in_recurly_is_not_created_again(make_c
     report = _sync(cycle)
 
     seen = cycle.sandbox.recurly.requests[mark:]
-    assert [r for r in _creates(seen) if r.body and r.body.get("custom_fields", [{}])[0].get("value") == amplify_id] == []
+    assert [
+        r for r in _creates(seen) if r.body and r.body.get("custom_fields", [{}])[0].get("value") == amplify_id
+    ] == []
     assert [s["uuid"] for s in _recurly_for(cycle, amplify_id)] == [first["uuid"]]
     assert _direct_reads(seen).count(f"/subscriptions/uuid-{first['uuid']}") == 1
     (finding,) = [c for c in _findings(report) if c.key == amplify_id]
@@ -294,7 +294,9 @@ def test_a_subscription_missing_from_the_listing_ends_only_once_a_direct_read_an
     mark = len(cycle.sandbox.recurly.requests)
     _ok(cycle.run())
     seen = cycle.sandbox.recurly.requests
-    (end,) = [i for i, r in enumerate(seen) if r.method == "PUT" and r.path == f"/subscriptions/uuid-{live['uuid']}/cancel"]
+    (end,) = [
+        i for i, r in enumerate(seen) if r.method == "PUT" and r.path == f"/subscriptions/uuid-{live['uuid']}/cancel"
+    ]
     assert end >= mark and max(_usage_posts(seen, live["uuid"])) < end
 
 
@@ -358,14 +360,18 @@ def test_a_product_that_leaves_the_catalog_keeps_billing_until_ended_by_the_oper
     first = _sync(cycle, end=(amplify_id,))
     assert _ends(cycle.sandbox.recurly.requests[mark:]) == []
     assert any(
-        r.change.kind is ChangeKind.WAITING and r.change.key == amplify_id and "ended by the operator" in r.change.summary
+        r.change.kind is ChangeKind.WAITING
+        and r.change.key == amplify_id
+        and "ended by the operator" in r.change.summary
         for r in first.results
     )
     cycle.clock.set(ended_at + SETTLE + timedelta(minutes=5))
     mark = len(cycle.sandbox.recurly.requests)
     _ok(cycle.run())
     seen = cycle.sandbox.recurly.requests
-    (end,) = [i for i, r in enumerate(seen) if r.method == "PUT" and r.path == f"/subscriptions/uuid-{live['uuid']}/cancel"]
+    (end,) = [
+        i for i, r in enumerate(seen) if r.method == "PUT" and r.path == f"/subscriptions/uuid-{live['uuid']}/cancel"
+    ]
     assert end >= mark and max(_usage_posts(seen, live["uuid"])) < end
     assert _recurly_for(cycle, amplify_id)[0]["state"] == "canceled"
     assert _usage_total(cycle, live["uuid"]) == _traffic(cycle, amplify_id, DAY0, ended_at)

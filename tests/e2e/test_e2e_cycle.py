@@ -246,7 +246,9 @@ def test_usage_in_small_batches_bills_the_same(make_cycle: Any, monkeypatch: Any
     cycle.clock.set(TODAY + timedelta(hours=3))
     real = cycle.report_usage()
     assert failed(real) == []
-    assert all(r.change.action is None for r in real.results if r.change.object == "usage"), "batch results keep no actions"
+    assert all(r.change.action is None for r in real.results if r.change.object == "usage"), (
+        "batch results keep no actions"
+    )
     expected = _expected_usage(cycle)
     assert {k: v for k, v in _recurly_usage(cycle).items() if v} == {k: v for k, v in expected.items() if v}
     assert int(real.figures["units_reported"]) == sum(expected.values())

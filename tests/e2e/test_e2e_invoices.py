@@ -103,8 +103,11 @@ def test_each_amplify_invoice_becomes_one_recurly_invoice_written_back_then_foll
             "number": recurly["number"],
             "issueDate": payment["issueDate"],
             "dueDate": payment["dueDate"],
-            "amount": {"currency": recurly["currency"], "total": amplify["spec"]["cost"]["total"],
-                       "due": recurly["total"]},
+            "amount": {
+                "currency": recurly["currency"],
+                "total": amplify["spec"]["cost"]["total"],
+                "due": recurly["total"],
+            },
             "link": f"https://sandbox.recurly.com/account/{account['hosted_login_token']}",
             "customer": {"id": recurly["account"]["code"]},
         }
@@ -155,7 +158,8 @@ def test_a_void_in_amplify_stops_the_recurly_invoice(make_cycle: Any) -> None:
 
     assert failed(report) == []
     assert [r.change.kind for r in report.results if r.outcome is Outcome.APPLIED and r.change.object == "invoice"] == [
-        ChangeKind.CANCEL]
+        ChangeKind.CANCEL
+    ]
     assert recurly_by_po(cycle)[po_number(voided)][0]["state"] == "failed"
     assert state(amplify_invoices(cycle)[voided]) == ("void", "Success")
     writes = [r for r in recurly_writes(cycle.sandbox) if r.path.endswith("/mark_failed")]
@@ -167,8 +171,7 @@ def test_the_period_and_cancellation_invoices_bill_the_metered_units(make_cycle:
     assert failed(invoices_run(cycle)) == []
     cycle.clock.advance(timedelta(days=20))  # past the month's end: Amplify invoices the period
     ending = next(
-        s for s in cycle.sandbox.amplify.resources("Subscription")
-        if (s.get("state") or {}).get("name") == "active"
+        s for s in cycle.sandbox.amplify.resources("Subscription") if (s.get("state") or {}).get("name") == "active"
     )
     cycle.sandbox.amplify.set_subscription_state(ending["name"], "cancelled", reason="Cancelled by the consumer")
     made = InvoiceIssuer(cycle.sandbox.amplify).issue(cycle.clock())
@@ -241,10 +244,17 @@ def test_bad_invoices_send_nothing_and_say_why(make_cycle: Any) -> None:
 def test_a_consumer_without_a_recurly_account_gets_a_finding(make_cycle: Any) -> None:
     cycle = start(make_cycle, subscriptions=4)
     subscription = cycle.scenario.subscriptions[0]
-    newcomer = {**subscription, "name": "newcomer-sub", "metadata": {"id": "f" * 32},
-                "marketplace": {**subscription["marketplace"],
-                                "resource": {"owner": {"type": "team", "id": "0f0f0f0f-team-without-account"}}},
-                "approval": {"state": "approved"}, "state": {"name": "active"}}
+    newcomer = {
+        **subscription,
+        "name": "newcomer-sub",
+        "metadata": {"id": "f" * 32},
+        "marketplace": {
+            **subscription["marketplace"],
+            "resource": {"owner": {"type": "team", "id": "0f0f0f0f-team-without-account"}},
+        },
+        "approval": {"state": "approved"},
+        "state": {"name": "active"},
+    }
     cycle.sandbox.amplify.put_resource(newcomer)
     InvoiceIssuer(cycle.sandbox.amplify).issue(cycle.clock())
 
@@ -297,7 +307,9 @@ def test_the_pay_link_token_is_hidden_from_every_output(make_cycle: Any) -> None
     render_report(Console(file=shown, width=200), report, output="json")
     text = shown.getvalue() + cycle.output.getvalue() + repr(report)
     assert tokens and not any(t in text for t in tokens)
-    links = [i["billing"]["payment"]["link"] for i in amplify_invoices(cycle).values() if "link" in i["billing"]["payment"]]
+    links = [
+        i["billing"]["payment"]["link"] for i in amplify_invoices(cycle).values() if "link" in i["billing"]["payment"]
+    ]
     assert links and all(any(t in link for t in tokens) for link in links)
 
 

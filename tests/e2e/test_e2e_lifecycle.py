@@ -137,7 +137,9 @@ def test_cancel_mid_week_reports_usage_up_to_then_and_only_then_ends(
     early = _by_command(_ok(cycle.run()))
     assert _end_requests(cycle.sandbox.recurly.requests[mark:], uuid) == []
     waiting = [
-        r for r in early["sync-subscriptions"].results if r.change.kind.value == "waiting" and amplify_id in r.change.amplify
+        r
+        for r in early["sync-subscriptions"].results
+        if r.change.kind.value == "waiting" and amplify_id in r.change.amplify
     ]
     assert len(waiting) == 1 and "once usage up to then is reported" in waiting[0].change.summary
     assert _recurly_for(cycle, amplify_id, "active") != []
@@ -249,9 +251,7 @@ def test_migration_ends_the_old_subscription_and_starts_a_new_one_without_billin
 
     migrated_at = DAY0 + timedelta(days=3, hours=12, minutes=30)
     cycle.clock.set(migrated_at)
-    successor = {
-        key: value for key, value in old.items() if key not in ("metadata", "state", "approval", "attributes")
-    }
+    successor = {key: value for key, value in old.items() if key not in ("metadata", "state", "approval", "attributes")}
     successor.update(
         name=f"{old['name']}-2",
         metadata={"audit": {"createTimestamp": "2026-11-16T12:30:00.000+0000"}},
@@ -327,7 +327,9 @@ def test_pending_subscription_is_billed_first_then_approved(make_cycle: Any, app
         approvals = order.index("amplify", "PUT", f"/subscriptions/{raw['name']}/approval")
         state = _amplify(cycle, raw["name"])["approval"]["state"]
         if approve_pending:
-            creates = [i for i in order.index("recurly", "POST", "/subscriptions") if order.seen[i][2] == "/subscriptions"]
+            creates = [
+                i for i in order.index("recurly", "POST", "/subscriptions") if order.seen[i][2] == "/subscriptions"
+            ]
             assert len(approvals) == 1 and state == "approved"
             assert min(creates) < approvals[0], "the Recurly subscription exists before the approval"
             assert (_amplify(cycle, raw["name"])["state"] or {}).get("name") == "active"
@@ -370,9 +372,7 @@ def test_missing_account_blocks_without_failing_until_it_exists(make_cycle: Any)
         assert f"blocks {len(names)} subscription(s)" in change.summary
         by_id = sorted(names, key=lambda n: scenario.subscriptions_by_name[n]["metadata"]["id"])
         assert change.amplify == ", ".join(by_id[:5]) + (f" and {len(by_id) - 5} more" if len(by_id) > 5 else "")
-    subscription_waits = [
-        r for r in reports["sync-subscriptions"].results if r.change.kind.value == "waiting"
-    ]
+    subscription_waits = [r for r in reports["sync-subscriptions"].results if r.change.kind.value == "waiting"]
     assert len(subscription_waits) == len(scenario.live_subscriptions)
     for name in scenario.pending_subscriptions:
         assert _amplify(cycle, name)["approval"]["state"] == "pending", "stays pending without billing"

@@ -278,9 +278,7 @@ def test_a_pair_missing_from_a_re_count_is_not_restated_to_zero(make_cycle: Any,
     assert [f for f in _findings(usage, pairs[1][0]) if "not proven complete" in f.summary]
 
 
-def test_a_lower_re_count_is_a_finding_unless_downward_restatement_is_allowed(
-    make_cycle: Any, tmp_path: Path
-) -> None:
+def test_a_lower_re_count_is_a_finding_unless_downward_restatement_is_allowed(make_cycle: Any, tmp_path: Path) -> None:
     usage_file = tmp_path / "usage.jsonl"
     cycle: Cycle = make_cycle(subscriptions=8)
     cycle.overrides["usage"] = {"source": "file", "file_path": str(usage_file)}

@@ -1003,9 +1003,7 @@ def test_the_journal_and_its_lock_are_private_to_their_owner(tmp_path: Path, clo
     assert state.parent.stat().st_mode & 0o777 == 0o700
 
 
-def test_the_lock_message_says_how_to_find_the_holder_and_never_to_delete_the_file(
-    db_path: Path, clock: Clock
-) -> None:
+def test_the_lock_message_says_how_to_find_the_holder_and_never_to_delete_the_file(db_path: Path, clock: Clock) -> None:
     held = RunLock.acquire(db_path, "run", clock=clock)
     try:
         with pytest.raises(LockHeldError) as raised:

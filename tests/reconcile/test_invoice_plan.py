@@ -54,8 +54,10 @@ def raw_invoice(**changes: Any) -> dict[str, Any]:
             "selfLink": "/catalog/v1/subscriptions/demo-custom-flow/subscriptioninvoices/inv-1",
             "references": [{"kind": "ProductPlan", "name": "gold"}, {"kind": "Marketplace", "name": MARKET}],
         },
-        "marketplace": {"name": MARKET, "resource": {"owner": {"id": TEAM, "type": "team",
-                                                               "organization": {"id": "419190740785802"}}}},
+        "marketplace": {
+            "name": MARKET,
+            "resource": {"owner": {"id": TEAM, "type": "team", "organization": {"id": "419190740785802"}}},
+        },
         "spec": {
             "cost": {
                 "plan": {
@@ -63,16 +65,35 @@ def raw_invoice(**changes: Any) -> dict[str, Any]:
                     "cost": 20,
                     "currency": "USD",
                     "setup": {"cost": 100},
-                    "quotas": [{"name": "calls", "cost": 12.35, "items": [
-                        {"title": "Calls", "units": 4940, "itemCost": 0.0025, "from": "2026-11-01T00:00:00.000+0000",
-                         "to": "2026-12-01T00:00:00.000+0000"}]}],
+                    "quotas": [
+                        {
+                            "name": "calls",
+                            "cost": 12.35,
+                            "items": [
+                                {
+                                    "title": "Calls",
+                                    "units": 4940,
+                                    "itemCost": 0.0025,
+                                    "from": "2026-11-01T00:00:00.000+0000",
+                                    "to": "2026-12-01T00:00:00.000+0000",
+                                }
+                            ],
+                        }
+                    ],
                 },
                 "total": 132.35,
             },
             "period": {"from": "2026-11-01T00:00:00.000+0000", "to": "2026-12-01T00:00:00.000+0000"},
-            "quotas": [{"name": "calls", "units": 4940, "intervals": [
-                {"from": "2026-11-01T00:00:00.000+0000", "units": 3000},
-                {"from": "2026-11-16T00:00:00.000+0000", "units": 1940}]}],
+            "quotas": [
+                {
+                    "name": "calls",
+                    "units": 4940,
+                    "intervals": [
+                        {"from": "2026-11-01T00:00:00.000+0000", "units": 3000},
+                        {"from": "2026-11-16T00:00:00.000+0000", "units": 1940},
+                    ],
+                }
+            ],
         },
         "billing": {"payment": {"type": "custom"}},
         "state": {"name": "draft"},
@@ -98,9 +119,16 @@ def invoice(**changes: Any) -> SubscriptionInvoice:
 
 def recurly(state: str = "pending", **changes: Any) -> RecurlyInvoice:
     values: dict[str, Any] = {
-        "id": "e28zov4fw0v2", "number": "1001", "state": state, "account_code": ACCOUNT, "currency": "USD",
-        "subtotal": Decimal("132.35"), "total": Decimal("132.35"), "po_number": po_number(INVOICE_ID),
-        "created_at": datetime(2026, 12, 1, 2, tzinfo=UTC), "due_at": datetime(2026, 12, 2, 2, tzinfo=UTC),
+        "id": "e28zov4fw0v2",
+        "number": "1001",
+        "state": state,
+        "account_code": ACCOUNT,
+        "currency": "USD",
+        "subtotal": Decimal("132.35"),
+        "total": Decimal("132.35"),
+        "po_number": po_number(INVOICE_ID),
+        "created_at": datetime(2026, 12, 1, 2, tzinfo=UTC),
+        "due_at": datetime(2026, 12, 2, 2, tzinfo=UTC),
     }
     values.update(changes)
     return RecurlyInvoice(**values)
@@ -130,7 +158,9 @@ def test_the_reader_keeps_units_per_quota_per_interval_and_exact_money() -> None
 
     assert parsed.units() == {"calls": 4940}
     assert [(i.start, i.units) for i in parsed.quotas[0].intervals] == [
-        (datetime(2026, 11, 1, tzinfo=UTC), 3000), (datetime(2026, 11, 16, tzinfo=UTC), 1940)]
+        (datetime(2026, 11, 1, tzinfo=UTC), 3000),
+        (datetime(2026, 11, 16, tzinfo=UTC), 1940),
+    ]
     assert (parsed.total, parsed.plan_cost, parsed.setup_cost) == (Decimal("132.35"), Decimal(20), Decimal(100))
     assert parsed.quota_costs[0].items[0].item_cost == Decimal("0.0025")
     assert (parsed.owner_team, parsed.marketplace_name, parsed.plan_name) == (TEAM, MARKET, "gold")
@@ -160,14 +190,19 @@ def test_a_draft_becomes_one_purchase_then_its_payment_then_state_open() -> None
     changes = diff_invoices(inputs(invoice()), OPTIONS).changes
 
     assert [(c.object, type(c.action).__name__) for c in changes] == [
-        ("invoice", "CreateInvoicePurchase"), ("invoice_payment", "WriteInvoicePayment"),
-        ("invoice_state", "SetInvoiceState")]
+        ("invoice", "CreateInvoicePurchase"),
+        ("invoice_payment", "WriteInvoicePayment"),
+        ("invoice_state", "SetInvoiceState"),
+    ]
     create, payment, state = (c.action for c in changes)
     assert isinstance(create, CreateInvoicePurchase) and isinstance(payment, WriteInvoicePayment)
     assert create.po_number == f"amplify-inv-{INVOICE_ID}" and len(create.po_number) <= 50
     po = create.po_number
     assert [(line.product_code, line.unit_amount) for line in create.lines] == [
-        (f"{po}-base", Decimal(20)), (f"{po}-setup", Decimal(100)), (f"{po}-q1", Decimal("12.35"))]
+        (f"{po}-base", Decimal(20)),
+        (f"{po}-setup", Decimal(100)),
+        (f"{po}-q1", Decimal("12.35")),
+    ]
     assert all(len(line.product_code) <= 50 for line in create.lines)
     assert "4,940 units" in create.lines[2].description
     assert (create.account_code, create.currency, create.collection_method) == (ACCOUNT, "USD", "automatic")
@@ -180,15 +215,23 @@ def test_a_draft_becomes_one_purchase_then_its_payment_then_state_open() -> None
 @pytest.mark.parametrize(
     ("changes", "why"),
     [
-        ({"spec__cost__total": 132.36},
-         "its items add up to 132.35 USD (base 20, setup 100, quotas 12.35), not its total 132.36 USD; nothing is sent"),
-        ({"spec__cost__plan__quotas": [{"name": "calls", "cost": 12.345}], "spec__cost__total": 132.345},
-         "'Period 2026-11: calls, 4,940 units' costs 12.345 USD, which is not a whole number of the currency's "
-         "smallest unit: Recurly cannot bill it exactly; nothing is sent"),
-        ({"spec__cost__plan__currency": "XYZ"},
-         "its currency 'XYZ' is not one this tool knows the smallest unit of (ISO 4217); nothing is sent"),
-        ({"spec__cost__plan__currency": ...},
-         "its currency is unknown (neither the invoice nor its plan names one); nothing is sent"),
+        (
+            {"spec__cost__total": 132.36},
+            "its items add up to 132.35 USD (base 20, setup 100, quotas 12.35), not its total 132.36 USD; nothing is sent",
+        ),
+        (
+            {"spec__cost__plan__quotas": [{"name": "calls", "cost": 12.345}], "spec__cost__total": 132.345},
+            "'Period 2026-11: calls, 4,940 units' costs 12.345 USD, which is not a whole number of the currency's "
+            "smallest unit: Recurly cannot bill it exactly; nothing is sent",
+        ),
+        (
+            {"spec__cost__plan__currency": "XYZ"},
+            "its currency 'XYZ' is not one this tool knows the smallest unit of (ISO 4217); nothing is sent",
+        ),
+        (
+            {"spec__cost__plan__currency": ...},
+            "its currency is unknown (neither the invoice nor its plan names one); nothing is sent",
+        ),
     ],
 )
 def test_money_that_cannot_be_billed_exactly_sends_nothing(changes: dict[str, Any], why: str) -> None:
@@ -213,7 +256,8 @@ def test_smallest_units_follow_iso_4217() -> None:
     assert minor_units(Decimal("1.234"), "KWD") == 1234
     assert purchase_of(invoice(spec__cost__plan__currency="JPY"), "JPY") == (
         "'Period 2026-11: calls, 4,940 units' costs 12.35 JPY, which is not a whole number of the currency's "
-        "smallest unit: Recurly cannot bill it exactly")
+        "smallest unit: Recurly cannot bill it exactly"
+    )
 
 
 def test_a_long_or_odd_invoice_id_still_gives_keys_within_recurlys_50_characters() -> None:
@@ -226,7 +270,8 @@ def test_a_consumer_without_a_recurly_account_gets_a_finding() -> None:
 
     assert findings(given) == [
         f"the consumer has no Recurly account ({ACCOUNT}); run link-accounts (with accounts.create_missing: true), "
-        "then sync-invoices again"]
+        "then sync-invoices again"
+    ]
 
 
 def test_no_card_on_file_under_automatic_collection_makes_no_invoice_but_status_error() -> None:
@@ -243,7 +288,8 @@ def test_an_invoice_of_nothing_is_paid_in_amplify_without_a_recurly_invoice() ->
     given = inputs(invoice(spec__cost={"plan": {"name": "gold", "cost": 0, "currency": "USD"}, "total": 0}))
 
     assert [(k, o, a.name if isinstance(a, SetInvoiceState) else a) for k, o, a in plan(given)] == [
-        ("update", "invoice_state", "paid")]
+        ("update", "invoice_state", "paid")
+    ]
 
 
 def test_an_invoice_in_error_or_of_a_recurly_mode_marketplace_is_left_alone() -> None:
@@ -251,7 +297,8 @@ def test_an_invoice_in_error_or_of_a_recurly_mode_marketplace_is_left_alone() ->
     assert findings(inputs(invoice(marketplace__name="other-market"))) == [
         "its Marketplace other-market bills through Amplify's invoices (Custom billing) but billing.mode is recurly "
         "for it: it would be billed twice. Set billing.marketplaces to marketplace for it, or turn its Custom "
-        "billing off"]
+        "billing off"
+    ]
 
 
 # ---- an earlier run's purchase -------------------------------------------------------------------------------
@@ -263,7 +310,11 @@ def test_a_purchase_a_killed_run_left_is_finished_not_sent_again() -> None:
     actions = [a for _, _, a in plan(given)]
     assert not any(isinstance(a, CreateInvoicePurchase) for a in actions)
     assert [type(a).__name__ for a in actions] == [
-        "ResolveInvoiceIntent", "SetLink", "WriteInvoicePayment", "SetInvoiceState"]
+        "ResolveInvoiceIntent",
+        "SetLink",
+        "WriteInvoicePayment",
+        "SetInvoiceState",
+    ]
     resolve = actions[0]
     assert isinstance(resolve, ResolveInvoiceIntent) and resolve.result_id == "e28zov4fw0v2"
 
@@ -287,7 +338,9 @@ def test_an_invoice_linked_to_a_recurly_invoice_that_is_gone_sends_nothing() -> 
 
 
 def followed(state: str, amplify_state: str = "open", level: str = "Pending") -> list[tuple[str, str]]:
-    given = inputs(invoice(state={"name": amplify_state}, status={"level": level}), recurly={INVOICE_ID: recurly(state)})
+    given = inputs(
+        invoice(state={"name": amplify_state}, status={"level": level}), recurly={INVOICE_ID: recurly(state)}
+    )
     result = []
     for _, _, action in plan(given):
         if isinstance(action, SetInvoiceState):
@@ -328,7 +381,8 @@ def test_a_recurly_state_the_mapping_does_not_know_is_a_finding() -> None:
     given = inputs(invoice(state={"name": "open"}), recurly={INVOICE_ID: recurly("dunning")})
 
     assert findings(given) == [
-        "Recurly invoice 1001 is in state 'dunning', which the mapping does not know; nothing is changed"]
+        "Recurly invoice 1001 is in state 'dunning', which the mapping does not know; nothing is changed"
+    ]
 
 
 def test_failures_and_voids_count_for_the_safety_valve() -> None:
@@ -345,7 +399,9 @@ def test_a_void_stops_the_recurly_invoice_then_acknowledges() -> None:
     changes = diff_invoices(given, OPTIONS).changes
 
     assert [(c.kind, type(c.action).__name__) for c in changes] == [
-        (ChangeKind.CANCEL, "MarkInvoiceFailed"), (ChangeKind.UPDATE, "SetInvoiceStatus")]
+        (ChangeKind.CANCEL, "MarkInvoiceFailed"),
+        (ChangeKind.UPDATE, "SetInvoiceStatus"),
+    ]
     stop, status = changes[0].action, changes[1].action
     assert isinstance(stop, MarkInvoiceFailed) and stop.invoice_id == "e28zov4fw0v2"
     assert isinstance(status, SetInvoiceStatus) and status.level == "Success"
@@ -370,7 +426,9 @@ def test_a_refused_payment_becomes_status_error_and_a_finding() -> None:
     followup = refusal_changes({INVOICE_ID: "Your card was declined."}, [invoice()])
 
     assert [(c.kind, c.object) for c in followup.changes] == [
-        (ChangeKind.UPDATE, "invoice_status"), (ChangeKind.FINDING, "invoice")]
+        (ChangeKind.UPDATE, "invoice_status"),
+        (ChangeKind.FINDING, "invoice"),
+    ]
     status = followup.changes[0].action
     assert isinstance(status, SetInvoiceStatus) and status.level == amp.ERROR
     assert status.reason == "Recurly refused the payment, no invoice was made: Your card was declined."

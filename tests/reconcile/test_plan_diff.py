@@ -13,6 +13,7 @@ from amplify_billing.actions import (
     DeactivatePlan,
     SetAttributes,
     UpdateAddOn,
+    UpdateMeasuredUnit,
     UpdatePlan,
 )
 from amplify_billing.amplify.parse import parse_plan, parse_product, parse_quota
@@ -32,7 +33,9 @@ def product() -> Product:
     return parsed
 
 
-def quota(qid: str, pricing: dict[str, Any], *, unit: str = "transactions", attributes: dict[str, str] | None = None) -> Quota:
+def quota(
+    qid: str, pricing: dict[str, Any], *, unit: str = "transactions", attributes: dict[str, str] | None = None
+) -> Quota:
     raw = {
         "name": f"q-{qid[:4]}",
         "title": "Calls",
@@ -149,7 +152,9 @@ def test_graduated_four_tiers_last_open() -> None:
         {"from": 10001, "to": 100000, "cost": 0.005},
         {"from": 100001, "to": 999999999, "cost": 0.0025},
     ]
-    changeset = diff(plan(quota("b" * 32, {"type": "graduated", "interval": "monthly", "limit": {"type": "tiered", "tiers": tiers}})))
+    changeset = diff(
+        plan(quota("b" * 32, {"type": "graduated", "interval": "monthly", "limit": {"type": "tiered", "tiers": tiers}}))
+    )
     add_on = create_body(changeset)["add_ons"][0]
     assert add_on["tier_type"] == "tiered"
     assert "currencies" not in add_on
@@ -173,7 +178,11 @@ def test_volume_tiers_with_open_last_tier_given_as_none() -> None:
 
 
 def test_fixed_loose_limit_becomes_free_tier_then_overage() -> None:
-    pricing = {"type": "fixed", "interval": "monthly", "limit": {"type": "loose", "value": 10000, "overages": {"value": 0.004}}}
+    pricing = {
+        "type": "fixed",
+        "interval": "monthly",
+        "limit": {"type": "loose", "value": 10000, "overages": {"value": 0.004}},
+    }
     add_on = create_body(diff(plan(quota("d" * 32, pricing))))["add_ons"][0]
     assert add_on["tier_type"] == "tiered"
     assert add_on["tiers"] == [
@@ -206,7 +215,13 @@ def test_annual_plan_with_setup_fee() -> None:
     ("pricing", "unit", "reason"),
     [
         (
-            {"type": "graduated", "limit": {"type": "tiered", "tiers": [{"from": 1, "to": 10, "cost": 1, "flatFee": 5}, {"from": 11, "cost": 0.5}]}},
+            {
+                "type": "graduated",
+                "limit": {
+                    "type": "tiered",
+                    "tiers": [{"from": 1, "to": 10, "cost": 1, "flatFee": 5}, {"from": 11, "cost": 0.5}],
+                },
+            },
             "transactions",
             "quota q-aaaa tier 1 has a flat fee (5), which Recurly usage tiers cannot charge",
         ),
@@ -217,7 +232,11 @@ def test_annual_plan_with_setup_fee() -> None:
             "quota q-aaaa bills unit 'x-widgets', which the usage source cannot count (it counts transactions)",
         ),
         (
-            {"type": "volume", "interval": "annually", "limit": {"type": "tiered", "tiers": [{"from": 1, "cost": 0.1}]}},
+            {
+                "type": "volume",
+                "interval": "annually",
+                "limit": {"type": "tiered", "tiers": [{"from": 1, "cost": 0.1}]},
+            },
             "transactions",
             "quota q-aaaa prices per annually period but the plan bills monthly; tiers would not reset with the billing period",
         ),
@@ -228,7 +247,9 @@ def test_annual_plan_with_setup_fee() -> None:
         ),
     ],
 )
-def test_unsupported_pricing_is_reported_and_nothing_is_written(pricing: dict[str, Any], unit: str, reason: str) -> None:
+def test_unsupported_pricing_is_reported_and_nothing_is_written(
+    pricing: dict[str, Any], unit: str, reason: str
+) -> None:
     changeset = diff(plan(quota("a" * 32, pricing, unit=unit)))
     assert changeset.writes == ()
     [unsupported] = changeset.by_kind(ChangeKind.UNSUPPORTED)
@@ -270,11 +291,35 @@ def test_measured_unit_created_once_with_clean_display_name() -> None:
     assert phases == sorted(phases)
 
 
+def test_a_measured_unit_whose_display_name_differs_is_updated() -> None:
+    recurly = RecurlyCatalog(plans={}, measured_units={"transactions": MeasuredUnit("transactions", "Calls")})
+    changeset = diff(plan(quota("a" * 32, {"type": "perUnit", "cost": 0.01})), recurly=recurly)
+    units = [c for c in changeset.changes if c.object == "measured_unit"]
+    assert [(u.kind, u.recurly, u.summary, u.action, u.key) for u in units] == [
+        (
+            ChangeKind.UPDATE,
+            "measured unit transactions",
+            "display name 'Calls' → 'API Transactions calls'",
+            UpdateMeasuredUnit("transactions", "API Transactions calls"),
+            "unit:transactions",
+        )
+    ]
+
+
 def test_second_run_changes_nothing() -> None:
     plans = (
         plan(quota("a" * 32, {"type": "perUnit", "cost": 0.0025}), plan_id="1" * 32),
         plan(
-            quota("b" * 32, {"type": "graduated", "limit": {"type": "tiered", "tiers": [{"from": 1, "to": 10, "cost": 0}, {"from": 11, "to": 999999999, "cost": 0.5}]}}),
+            quota(
+                "b" * 32,
+                {
+                    "type": "graduated",
+                    "limit": {
+                        "type": "tiered",
+                        "tiers": [{"from": 1, "to": 10, "cost": 0}, {"from": 11, "to": 999999999, "cost": 0.5}],
+                    },
+                },
+            ),
             plan_id="2" * 32,
         ),
     )
@@ -282,7 +327,10 @@ def test_second_run_changes_nothing() -> None:
     after = recurly_state_after(first)
     linked = tuple(
         plan(
-            *[quota(q.id, dict(q.raw["spec"]["pricing"]), attributes={"recurlyAddOnCode": f"amplify-{q.id}"}) for q in p.quotas],
+            *[
+                quota(q.id, dict(q.raw["spec"]["pricing"]), attributes={"recurlyAddOnCode": f"amplify-{q.id}"})
+                for q in p.quotas
+            ],
             plan_id=p.id,
             attributes={"recurlyPlanCode": f"amplify-{p.id}"},
         )

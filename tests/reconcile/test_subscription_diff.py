@@ -60,8 +60,12 @@ def recurly(state: str, uuid: str = "u" * 32, **extra: Any) -> RecurlySubscripti
     return RecurlySubscription(uuid=uuid, account_code=ACCOUNT, plan_code="amplify-p1", state=state, **extra)
 
 
-def kinds(subscription: AmplifySubscription, recurly_subs: tuple[RecurlySubscription, ...], **inputs: Any) -> list[tuple[str, str]]:
-    options = SubscriptionOptions(custom_field=inputs.pop("custom_field", None), on_cancel=inputs.pop("on_cancel", "term_end"))
+def kinds(
+    subscription: AmplifySubscription, recurly_subs: tuple[RecurlySubscription, ...], **inputs: Any
+) -> list[tuple[str, str]]:
+    options = SubscriptionOptions(
+        custom_field=inputs.pop("custom_field", None), on_cancel=inputs.pop("on_cancel", "term_end")
+    )
     links = inputs.pop("journal_links", {r.uuid and SUB_ID: r.uuid for r in recurly_subs[:1]})
     changeset = diff_subscriptions(
         SubscriptionInputs(
@@ -82,7 +86,11 @@ def test_a_create_is_followed_by_its_journal_links_keyed_to_its_result() -> None
     subscription = amplify(*ACTIVE)
     changeset = diff_subscriptions(
         SubscriptionInputs(
-            amplify=(subscription,), plans={"gold": PLAN}, recurly=(), accounts={ACCOUNT}, journal_links={},
+            amplify=(subscription,),
+            plans={"gold": PLAN},
+            recurly=(),
+            accounts={ACCOUNT},
+            journal_links={},
             usage_reported_through={SUB_ID: NOW},
         ),
         SubscriptionOptions(),
@@ -137,7 +145,9 @@ TABLE = [
 
 
 @pytest.mark.parametrize(("amplify_state", "recurly_state", "expected"), TABLE)
-def test_every_state_pair(amplify_state: tuple[str, str | None], recurly_state: str | None, expected: list[tuple[str, str]]) -> None:
+def test_every_state_pair(
+    amplify_state: tuple[str, str | None], recurly_state: str | None, expected: list[tuple[str, str]]
+) -> None:
     recurly_subs = (recurly(recurly_state),) if recurly_state else ()
     assert kinds(amplify(*amplify_state), recurly_subs) == expected
 
@@ -176,8 +186,13 @@ def test_missing_account_leaves_it_pending_and_is_reported() -> None:
 
 def test_no_approval_when_approve_pending_is_off() -> None:
     changeset = diff_subscriptions(
-        SubscriptionInputs(amplify=(amplify(*PENDING),), plans={"gold": PLAN}, recurly=(recurly("active"),), accounts={ACCOUNT},
-                           journal_links={SUB_ID: "u" * 32}),
+        SubscriptionInputs(
+            amplify=(amplify(*PENDING),),
+            plans={"gold": PLAN},
+            recurly=(recurly("active"),),
+            accounts={ACCOUNT},
+            journal_links={SUB_ID: "u" * 32},
+        ),
         SubscriptionOptions(approve_pending=False),
     )
     assert not changeset.by_kind(ChangeKind.APPROVE)
@@ -191,7 +206,9 @@ def test_terminate_when_configured() -> None:
 
 
 def test_end_waits_for_final_usage() -> None:
-    result = kinds(amplify(*CANCELLED), (recurly("active"),), usage_reported_through={SUB_ID: ENDED_AT - timedelta(hours=3)})
+    result = kinds(
+        amplify(*CANCELLED), (recurly("active"),), usage_reported_through={SUB_ID: ENDED_AT - timedelta(hours=3)}
+    )
     assert result == [("waiting", "subscription")]
 
 
@@ -203,20 +220,30 @@ def test_identity_after_a_crash_found_by_account_and_plan_without_journal() -> N
 def test_identity_by_custom_field() -> None:
     tagged = recurly("active", uuid="c" * 32, custom_fields={"amplify_id": SUB_ID})
     other = recurly("active", uuid="d" * 32, custom_fields={"amplify_id": "b" * 32})
-    inputs = SubscriptionInputs(amplify=(amplify(*ACTIVE),), plans={"gold": PLAN}, recurly=(tagged, other), accounts={ACCOUNT})
+    inputs = SubscriptionInputs(
+        amplify=(amplify(*ACTIVE),), plans={"gold": PLAN}, recurly=(tagged, other), accounts={ACCOUNT}
+    )
     assert match_subscriptions(inputs, SubscriptionOptions(custom_field="amplify_id")) == {SUB_ID: "c" * 32}
 
 
 def test_ambiguity_is_reported_never_guessed() -> None:
-    result = kinds(amplify(*ACTIVE), (recurly("active", uuid="1" * 32), recurly("active", uuid="2" * 32)), journal_links={})
+    result = kinds(
+        amplify(*ACTIVE), (recurly("active", uuid="1" * 32), recurly("active", uuid="2" * 32)), journal_links={}
+    )
     assert result == [("finding", "subscription")]
 
 
 def test_a_journal_linked_subscription_absent_from_the_listing_is_never_ended_for_absence_alone() -> None:
     # only a direct read proves a deletion (it then arrives as a stand-in); absence alone is a finding
     changeset = diff_subscriptions(
-        SubscriptionInputs(amplify=(), plans={"gold": PLAN}, recurly=(recurly("active"),), accounts={ACCOUNT},
-                           journal_links={SUB_ID: "u" * 32}, unproven_absent={SUB_ID: "reading it failed (HTTP 503)"}),
+        SubscriptionInputs(
+            amplify=(),
+            plans={"gold": PLAN},
+            recurly=(recurly("active"),),
+            accounts={ACCOUNT},
+            journal_links={SUB_ID: "u" * 32},
+            unproven_absent={SUB_ID: "reading it failed (HTTP 503)"},
+        ),
         SubscriptionOptions(),
     )
     [finding] = changeset.changes
@@ -232,7 +259,9 @@ def test_an_unproven_amplify_listing_ends_nothing_and_says_how_much_it_listed() 
     other = "b" * 32
     changeset = diff_subscriptions(
         SubscriptionInputs(
-            amplify=(amplify(*ACTIVE, attributes={"recurlyAccountCode": ACCOUNT, "recurlySubscriptionUuid": "u" * 32}),),
+            amplify=(
+                amplify(*ACTIVE, attributes={"recurlyAccountCode": ACCOUNT, "recurlySubscriptionUuid": "u" * 32}),
+            ),
             plans={"gold": PLAN},
             recurly=(recurly("active"), recurly("active", uuid="v" * 32)),
             accounts={ACCOUNT},
@@ -252,8 +281,13 @@ def test_an_unproven_amplify_listing_ends_nothing_and_says_how_much_it_listed() 
 def test_an_unproven_recurly_listing_creates_nothing() -> None:
     unlinked = amplify(*ACTIVE)
     changeset = diff_subscriptions(
-        SubscriptionInputs(amplify=(unlinked,), plans={"gold": PLAN}, recurly=(), accounts={ACCOUNT},
-                           recurly_unproven="Recurly listed 3 of 5 live subscriptions (Recurly-Total-Records)"),
+        SubscriptionInputs(
+            amplify=(unlinked,),
+            plans={"gold": PLAN},
+            recurly=(),
+            accounts={ACCOUNT},
+            recurly_unproven="Recurly listed 3 of 5 live subscriptions (Recurly-Total-Records)",
+        ),
         SubscriptionOptions(),
     )
     assert changeset.by_kind(ChangeKind.CREATE) == ()
@@ -266,8 +300,9 @@ def test_an_unproven_recurly_listing_creates_nothing() -> None:
 
 def test_a_lost_link_is_a_finding_never_a_second_subscription() -> None:
     linked = amplify(*ACTIVE, attributes={"recurlySubscriptionUuid": "u" * 32})
-    inputs = SubscriptionInputs(amplify=(linked,), plans={"gold": PLAN}, recurly=(), accounts={ACCOUNT},
-                                journal_links={SUB_ID: "u" * 32})
+    inputs = SubscriptionInputs(
+        amplify=(linked,), plans={"gold": PLAN}, recurly=(), accounts={ACCOUNT}, journal_links={SUB_ID: "u" * 32}
+    )
     assert unmatched_links(inputs, SubscriptionOptions()) == {SUB_ID: "u" * 32}
     lost = replace(inputs, lost_links={SUB_ID: f"its linked Recurly subscription {'u' * 32} is expired, nonrenewing"})
     changeset = diff_subscriptions(lost, SubscriptionOptions())
@@ -306,8 +341,9 @@ def test_the_safety_valve_counts_creates_for_subscriptions_already_linked() -> N
     )
     safety.check(changeset, SafetySettings(), force=True)
     fresh = diff_subscriptions(
-        SubscriptionInputs(amplify=tuple(replace(s, attributes={}) for s in subs), plans={"gold": PLAN}, recurly=(),
-                           accounts={ACCOUNT}),
+        SubscriptionInputs(
+            amplify=tuple(replace(s, attributes={}) for s in subs), plans={"gold": PLAN}, recurly=(), accounts={ACCOUNT}
+        ),
         SubscriptionOptions(),
     )
     assert len(fresh.by_kind(ChangeKind.CREATE)) == 6 and fresh.linked_count == 0
@@ -317,11 +353,18 @@ def test_the_safety_valve_counts_creates_for_subscriptions_already_linked() -> N
 def test_a_kept_subscription_is_billed_unchanged_and_named_every_run() -> None:
     current = recurly("active", add_on_codes=("amplify-q1", "amplify-q2", "other-x"))
     plan = kept_plan("gold-old", current, "amplify-")
-    assert plan == LinkedPlan("gold-old", "amplify-p1", "", ("amplify-q1", "amplify-q2", "other-x"),
-                              {"q1": "amplify-q1", "q2": "amplify-q2"})
+    assert plan == LinkedPlan(
+        "gold-old", "amplify-p1", "", ("amplify-q1", "amplify-q2", "other-x"), {"q1": "amplify-q1", "q2": "amplify-q2"}
+    )
     kept = amplify(*PENDING, plan_name="gold-old")
-    inputs = SubscriptionInputs(amplify=(kept,), plans={"gold-old": plan}, recurly=(current,), accounts={ACCOUNT},
-                                journal_links={SUB_ID: "u" * 32}, kept=frozenset({SUB_ID}))
+    inputs = SubscriptionInputs(
+        amplify=(kept,),
+        plans={"gold-old": plan},
+        recurly=(current,),
+        accounts={ACCOUNT},
+        journal_links={SUB_ID: "u" * 32},
+        kept=frozenset({SUB_ID}),
+    )
     [finding] = diff_subscriptions(inputs, SubscriptionOptions()).changes
     assert (finding.kind, finding.withholds) == (ChangeKind.FINDING, False)  # nothing is lost while usage goes on
     assert finding.summary == (
@@ -359,13 +402,22 @@ def test_accounts_created_only_when_configured_and_never_without_email() -> None
     }
     changeset = diff_accounts(subs, set(), details, AccountOptions(create_missing=True))
     [create] = changeset.by_kind(ChangeKind.CREATE)
-    assert account_body(create.action) == {"code": ACCOUNT, "email": "ops@acme.test", "first_name": "Ada", "last_name": "Lovelace", "company": "Acme"}
+    assert account_body(create.action) == {
+        "code": ACCOUNT,
+        "email": "ops@acme.test",
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "company": "Acme",
+    }
     [waiting] = changeset.by_kind(ChangeKind.WAITING)
     assert waiting.recurly == "account amplify-user-user-1"
     assert "no e-mail address" in waiting.summary
     not_configured = diff_accounts(subs, set(), details, AccountOptions(create_missing=False))
     assert not_configured.writes == ()
-    assert {c.recurly for c in not_configured.by_kind(ChangeKind.WAITING)} == {f"account {ACCOUNT}", "account amplify-user-user-1"}
+    assert {c.recurly for c in not_configured.by_kind(ChangeKind.WAITING)} == {
+        f"account {ACCOUNT}",
+        "account amplify-user-user-1",
+    }
     assert all("accounts.create_missing is false" in c.summary for c in not_configured.by_kind(ChangeKind.WAITING))
 
 
@@ -398,7 +450,9 @@ def _inputs(subscription: AmplifySubscription, reported: datetime | None) -> Sub
         (amplify("approved", "frozen", state_changed_at=ENDED_AT), None, []),  # unknown: a finding, not an end
     ],
 )
-def test_awaiting_final_usage(subscription: AmplifySubscription, reported: datetime | None, expected: list[str]) -> None:
+def test_awaiting_final_usage(
+    subscription: AmplifySubscription, reported: datetime | None, expected: list[str]
+) -> None:
     assert awaiting_final_usage(_inputs(subscription, reported), SubscriptionOptions()) == expected
 
 

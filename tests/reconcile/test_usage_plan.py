@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -85,8 +85,9 @@ def test_an_unknown_count_is_never_zero_and_the_watermark_stops_before_it() -> N
 
 def test_an_unproven_re_count_leaves_what_was_posted_and_says_so() -> None:
     w = window(0)
-    plan = plan_usage([quota(recount=(w,))], answers((w, Answer(whole=False))), {merchant_tag(S, Q, T0): view(w, 9)},
-                      now=T0 + 2 * DAY)
+    plan = plan_usage(
+        [quota(recount=(w,))], answers((w, Answer(whole=False))), {merchant_tag(S, Q, T0): view(w, 9)}, now=T0 + 2 * DAY
+    )
     (finding,) = plan.changes
     assert finding.kind is ChangeKind.FINDING and not finding.withholds and "what was posted stands" in finding.summary
 
@@ -118,8 +119,9 @@ def test_late_traffic_into_a_billed_window_is_an_adjustment_or_for_volume_a_find
 def test_an_unbilled_window_in_parts_is_corrected_by_an_adjustment_not_in_place() -> None:
     w = window(0)
     ledger = {merchant_tag(S, Q, T0): view(w, 2_000_000_000, parts=3)}
-    (change,) = plan_usage([quota(recount=(w,))], answers((w, Answer({(S, Q): 2_000_000_004}))), ledger,
-                           now=T0 + 2 * DAY).changes
+    (change,) = plan_usage(
+        [quota(recount=(w,))], answers((w, Answer({(S, Q): 2_000_000_004}))), ledger, now=T0 + 2 * DAY
+    ).changes
     assert isinstance(change.action, PostUsage) and change.action.merchant_tag.endswith(":adj1")
 
 
@@ -149,3 +151,29 @@ def test_restatement_candidates_are_the_windows_whose_proven_count_differs() -> 
     ledger = {merchant_tag(S, Q, T0): view(w0, 5), merchant_tag(S, Q, T0 + DAY): view(w1, 6)}
     counts = answers((w0, Answer({(S, Q): 5})), (w1, Answer({(S, Q): 8})))
     assert restatement_candidates([quota(recount=(w0, w1))], counts, ledger) == [merchant_tag(S, Q, T0 + DAY)]
+
+
+def test_a_restatement_held_back_is_one_withholding_finding_keyed_by_its_reason() -> None:
+    w = window(0)
+    tag = merchant_tag(S, Q, T0)
+    cases = [
+        (
+            replace(view(w, 100), unreadable="Recurly answered 500"),
+            130,
+            "unreadable",
+            "re-counted 130 unit(s) against 100 posted, not restated: Recurly answered 500",
+        ),
+        (view(w, 100), 90, "downward", "re-counted 90 unit(s), 10 fewer than the 100 posted; not restated downward"),
+        (view(w, 100, billed=True), 130, "billed-cycle", "+30 unit(s) of late traffic not sent"),
+    ]
+    for known, count, reason, text in cases:
+        plan = plan_usage(
+            [quota(recount=(w,), tier_type="volume")],
+            answers((w, Answer({(S, Q): count}))),
+            {tag: known},
+            now=T0 + 2 * DAY,
+        )
+        (finding,) = plan.changes
+        assert (finding.kind, finding.withholds, finding.units) == (ChangeKind.FINDING, True, count - 100)
+        assert finding.key == f"{S}:{Q}:{reason}:2026-11-01T00:00:00Z"
+        assert text in finding.summary

@@ -127,8 +127,11 @@ def plan(name: str, product_name: str = "weather") -> dict[str, Any]:
         "kind": "ProductPlan",
         "name": name,
         "title": name.title(),
-        "spec": {"product": product_name, "type": "paid", "billing": {"currency": "USD", "price": 10.0,
-                                                                        "interval": "monthly"}},
+        "spec": {
+            "product": product_name,
+            "type": "paid",
+            "billing": {"currency": "USD", "price": 10.0, "interval": "monthly"},
+        },
         "state": "active",
     }
 
@@ -179,11 +182,22 @@ def test_put_resource_fills_what_the_server_would(amplify: AmplifyEmulator, cloc
     metadata = stored["metadata"]
     assert len(metadata["id"]) == 32 and int(metadata["id"], 16) >= 0
     assert metadata["selfLink"] == "/catalog/v1/productplans/gold/quotas/calls"
-    assert metadata["scope"] == {"id": gold["metadata"]["id"], "kind": "ProductPlan", "name": "gold",
-                                 "selfLink": "/catalog/v1/productplans/gold"}
+    assert metadata["scope"] == {
+        "id": gold["metadata"]["id"],
+        "kind": "ProductPlan",
+        "name": "gold",
+        "selfLink": "/catalog/v1/productplans/gold",
+    }
     assert int(metadata["resourceVersion"]) > int(gold["metadata"]["resourceVersion"])
-    assert metadata["audit"]["createTimestamp"] == metadata["audit"]["modifyTimestamp"] == "2026-03-08T12:05:00.000+0000"
-    assert (stored["group"], stored["apiVersion"], stored["kind"], stored["title"]) == ("catalog", "v1", "Quota", "calls")
+    assert (
+        metadata["audit"]["createTimestamp"] == metadata["audit"]["modifyTimestamp"] == "2026-03-08T12:05:00.000+0000"
+    )
+    assert (stored["group"], stored["apiVersion"], stored["kind"], stored["title"]) == (
+        "catalog",
+        "v1",
+        "Quota",
+        "calls",
+    )
     assert amplify.resource("Quota", "calls", scope="gold") == stored
     stored["title"] = "changed"  # a copy: the emulator's state does not move with it
     assert amplify.resource("Quota", "calls", scope="gold")["title"] == "calls"
@@ -192,8 +206,13 @@ def test_put_resource_fills_what_the_server_would(amplify: AmplifyEmulator, cloc
 def test_put_resource_keeps_given_ids_and_timestamps_and_refuses_what_it_cannot_store(
     amplify: AmplifyEmulator, clock: VirtualClock
 ) -> None:
-    given = {**plan("gold"), "metadata": {"id": "8ac98ee28ea29652018eaee2253601ac",
-                                          "audit": {"createTimestamp": "2026-01-01T00:00:00.000+0000"}}}
+    given = {
+        **plan("gold"),
+        "metadata": {
+            "id": "8ac98ee28ea29652018eaee2253601ac",
+            "audit": {"createTimestamp": "2026-01-01T00:00:00.000+0000"},
+        },
+    }
     stored = amplify.put_resource(given)
     assert stored["metadata"]["id"] == "8ac98ee28ea29652018eaee2253601ac"
     assert stored["metadata"]["audit"]["createTimestamp"] == "2026-01-01T00:00:00.000+0000"
@@ -220,8 +239,13 @@ def test_put_resource_keeps_given_ids_and_timestamps_and_refuses_what_it_cannot_
 # ---- listing ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("plural", "kind", "expected_pages"),
-    [("products", "Product", 3), ("productplans", "ProductPlan", 2), ("productplanunits", "ProductPlanUnit", 1),
-     ("quotas", "Quota", 3), ("subscriptions", "Subscription", 3)],
+    [
+        ("products", "Product", 3),
+        ("productplans", "ProductPlan", 2),
+        ("productplanunits", "ProductPlanUnit", 1),
+        ("quotas", "Quota", 3),
+        ("subscriptions", "Subscription", 3),
+    ],
 )
 def test_the_resource_client_lists_every_kind_across_pages(
     amplify: AmplifyEmulator, waits: Waits, plural: str, kind: str, expected_pages: int
@@ -241,10 +265,15 @@ def test_a_page_carries_the_next_link_and_the_total_count(amplify: AmplifyEmulat
     headers = api_headers(amplify)
     query = 'attributes.billingSystem=="recurly"'
 
-    first = requests.get(f"{amplify.url}/apis/catalog/v1/products", params={"query": query, "pageSize": "2"},
-                         headers=headers, timeout=5)
-    last = requests.get(f"{amplify.url}/apis/catalog/v1/products", params={"query": query, "pageSize": "2", "page": "3"},
-                        headers=headers, timeout=5)
+    first = requests.get(
+        f"{amplify.url}/apis/catalog/v1/products", params={"query": query, "pageSize": "2"}, headers=headers, timeout=5
+    )
+    last = requests.get(
+        f"{amplify.url}/apis/catalog/v1/products",
+        params={"query": query, "pageSize": "2", "page": "3"},
+        headers=headers,
+        timeout=5,
+    )
 
     assert [p["name"] for p in first.json()] == ["p0", "p2"]
     assert first.headers["X-Axway-Total-Count"] == "5"
@@ -261,8 +290,12 @@ def test_page_size_is_clamped_to_100(amplify: AmplifyEmulator) -> None:
     for index in range(130):
         amplify.put_resource({"kind": "ProductPlanUnit", "name": f"x-unit-{index:03d}"})
 
-    answer = requests.get(f"{amplify.url}/apis/catalog/v1/productplanunits", params={"pageSize": 500},
-                          headers=api_headers(amplify), timeout=5)
+    answer = requests.get(
+        f"{amplify.url}/apis/catalog/v1/productplanunits",
+        params={"pageSize": 500},
+        headers=api_headers(amplify),
+        timeout=5,
+    )
 
     assert len(answer.json()) == 100
     assert answer.links["next"]["url"] == "/apis/catalog/v1/productplanunits?pageSize=100&page=2"
@@ -280,7 +313,11 @@ def test_the_tools_rsql_filters_select_on_the_server(amplify: AmplifyEmulator, w
     assert [p["name"] for p in products] == ["p0", "p2", "p4", "p6", "weather"]
     assert [p["name"] for p in plans] == ["gold", "silver", "bronze", "iron"]
     assert [(q["metadata"]["scope"]["name"], q["name"]) for q in quotas] == [
-        ("gold", "q0"), ("gold", "q1"), ("gold", "q2"), ("gold", "q3"), ("other", "q0")
+        ("gold", "q0"),
+        ("gold", "q1"),
+        ("gold", "q2"),
+        ("gold", "q3"),
+        ("other", "q0"),
     ]
     assert [s["name"] for s in subscriptions] == ["s1", "s4", "s7"]
 
@@ -313,8 +350,12 @@ def test_an_unsupported_query_is_a_400_with_an_amplify_error_body(amplify: Ampli
 
     assert caught.value.status == 400
     assert "parenthesised groups are not supported by the emulator" in str(caught.value)
-    answer = requests.get(f"{amplify.url}/apis/catalog/v1/products", params={"query": "metadata.audit.createTimestamp>1"},
-                          headers=api_headers(amplify), timeout=5)
+    answer = requests.get(
+        f"{amplify.url}/apis/catalog/v1/products",
+        params={"query": "metadata.audit.createTimestamp>1"},
+        headers=api_headers(amplify),
+        timeout=5,
+    )
     assert answer.status_code == 400
     (error,) = answer.json()["errors"]
     assert (error["status"], error["title"]) == (400, "Bad Request")
@@ -376,8 +417,12 @@ def test_v1alpha1_is_an_alias_with_its_own_self_links(amplify: AmplifyEmulator, 
     assert quotas[0]["metadata"]["selfLink"] == "/catalog/v1alpha1/productplans/silver/quotas/q0"
     assert quotas[0]["metadata"]["scope"]["selfLink"] == "/catalog/v1alpha1/productplans/silver"
     assert updated["attributes"] == {"recurlyAddOnCode": "amplify-x"}
-    assert amplify.resource("Quota", "q0", "silver")["metadata"]["selfLink"] == "/catalog/v1/productplans/silver/quotas/q0"
-    assert [r.path for r in amplify.requests if r.method == "PUT"] == ["/apis/catalog/v1alpha1/productplans/silver/quotas/q0"]
+    assert (
+        amplify.resource("Quota", "q0", "silver")["metadata"]["selfLink"] == "/catalog/v1/productplans/silver/quotas/q0"
+    )
+    assert [r.path for r in amplify.requests if r.method == "PUT"] == [
+        "/apis/catalog/v1alpha1/productplans/silver/quotas/q0"
+    ]
 
 
 # ---- writing -----------------------------------------------------------------------------------------------
@@ -425,10 +470,15 @@ def test_put_checks_the_version_and_ignores_subresources(amplify: AmplifyEmulato
     url = f"{amplify.url}/apis/catalog/v1/subscriptions/s0"
     current = amplify.resource("Subscription", "s0")
 
-    stale = requests.put(url, json={**current, "metadata": {**current["metadata"], "resourceVersion": "1"}},
-                         headers=headers, timeout=5)
-    forced = requests.put(url, json={"name": "s0", "spec": current["spec"], "approval": {"state": "approved"},
-                                     "attributes": {"a": "b"}}, headers=headers, timeout=5)
+    stale = requests.put(
+        url, json={**current, "metadata": {**current["metadata"], "resourceVersion": "1"}}, headers=headers, timeout=5
+    )
+    forced = requests.put(
+        url,
+        json={"name": "s0", "spec": current["spec"], "approval": {"state": "approved"}, "attributes": {"a": "b"}},
+        headers=headers,
+        timeout=5,
+    )
     renamed = requests.put(url, json={**current, "name": "other"}, headers=headers, timeout=5)
     not_strings = requests.put(url, json={"spec": current["spec"], "attributes": {"n": 1}}, headers=headers, timeout=5)
 
@@ -457,8 +507,12 @@ def test_approving_a_pending_subscription_activates_it(
 
     stored = amplify.resource("Subscription", "s0")
     assert answer == stored
-    assert stored["approval"] == {"state": "approved", "reason": "billing is in place",
-                                  "userId": amplify.service_user_id, "previousState": "pending"}
+    assert stored["approval"] == {
+        "state": "approved",
+        "reason": "billing is in place",
+        "userId": amplify.service_user_id,
+        "previousState": "pending",
+    }
     assert stored["state"] == {"name": "active", "when": {"timestamp": "2026-03-08T12:30:00.000+0000"}}
     assert stored["metadata"]["resourceVersion"] != pending["metadata"]["resourceVersion"]
     assert [r.route for r in amplify.requests if r.method == "PUT"] == ["put_subscription_approval"]
@@ -480,7 +534,9 @@ def test_a_rejection_leaves_no_state_and_a_bad_approval_is_400(amplify: AmplifyE
     assert rejected.json()["approval"]["state"] == "rejected"
     assert unknown.status_code == 400
     assert unknown.json()["errors"][0]["detail"] == "approval.state must be one of pending, approved, rejected"
-    assert unwrapped.status_code == 400 and unwrapped.json()["errors"][0]["detail"] == 'the body must be {"approval": …}'
+    assert (
+        unwrapped.status_code == 400 and unwrapped.json()["errors"][0]["detail"] == 'the body must be {"approval": …}'
+    )
 
 
 def test_set_subscription_state_is_a_timestamped_write(amplify: AmplifyEmulator, clock: VirtualClock) -> None:
@@ -490,8 +546,11 @@ def test_set_subscription_state_is_a_timestamped_write(amplify: AmplifyEmulator,
 
     after = amplify.set_subscription_state("s2", "cancelled", reason="Cancelled by the consumer")
 
-    assert after["state"] == {"name": "cancelled", "reason": "Cancelled by the consumer",
-                              "when": {"timestamp": "2026-03-10T12:00:00.000+0000"}}
+    assert after["state"] == {
+        "name": "cancelled",
+        "reason": "Cancelled by the consumer",
+        "when": {"timestamp": "2026-03-10T12:00:00.000+0000"},
+    }
     assert after["metadata"]["resourceVersion"] != before["metadata"]["resourceVersion"]
     parsed = parse_subscription(after)
     assert isinstance(parsed, AmplifySubscription)
@@ -514,8 +573,11 @@ def test_token_by_client_secret_in_basic_auth_or_form_fields(amplify: AmplifyEmu
     clients = clients_for(amplify, waits)
 
     clients.resources.get("productplans", "gold")
-    form = requests.post(amplify.url + TOKEN_PATH, data={"grant_type": "client_credentials", "client_id": CLIENT_ID,
-                                                          "client_secret": SECRET}, timeout=5)
+    form = requests.post(
+        amplify.url + TOKEN_PATH,
+        data={"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": SECRET},
+        timeout=5,
+    )
 
     (call,) = [r for r in amplify.requests if r.route == "token"][:1]
     basic = base64.b64encode(f"{CLIENT_ID}:{SECRET}".encode()).decode()
@@ -537,12 +599,18 @@ def test_a_wrong_secret_is_an_auth_error_with_keycloaks_answer(amplify: AmplifyE
         "Invalid client secret); check amplify.client_id and amplify.client_secret"
     )
     assert amplify.count(route="list_products") == 0
-    unknown = requests.post(amplify.url + TOKEN_PATH, data={"grant_type": "client_credentials"},
-                            auth=("someone-else", SECRET), timeout=5)
-    realm = requests.post(amplify.url + "/auth/realms/Other/protocol/openid-connect/token",
-                          data={"grant_type": "client_credentials"}, auth=(CLIENT_ID, SECRET), timeout=5)
-    grant = requests.post(amplify.url + TOKEN_PATH, data={"grant_type": "password"}, auth=(CLIENT_ID, SECRET),
-                          timeout=5)
+    unknown = requests.post(
+        amplify.url + TOKEN_PATH, data={"grant_type": "client_credentials"}, auth=("someone-else", SECRET), timeout=5
+    )
+    realm = requests.post(
+        amplify.url + "/auth/realms/Other/protocol/openid-connect/token",
+        data={"grant_type": "client_credentials"},
+        auth=(CLIENT_ID, SECRET),
+        timeout=5,
+    )
+    grant = requests.post(
+        amplify.url + TOKEN_PATH, data={"grant_type": "password"}, auth=(CLIENT_ID, SECRET), timeout=5
+    )
     assert (unknown.status_code, unknown.json()["error"]) == (401, "invalid_client")
     assert (realm.status_code, realm.json()["error"]) == (404, "Realm does not exist")
     assert (grant.status_code, grant.json()["error"]) == (400, "unsupported_grant_type")
@@ -550,10 +618,14 @@ def test_a_wrong_secret_is_an_auth_error_with_keycloaks_answer(amplify: AmplifyE
 
 def _pem_pair() -> tuple[str, str]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return private, public
 
 
@@ -563,10 +635,12 @@ def test_token_by_key_pair_jwt_and_a_foreign_key_is_refused(clock: VirtualClock,
     emulator = start_emulator(clock, public_key_pem=public)
     try:
         emulator.put_resource(product("weather", "recurly"))
-        good = AmplifyClients.build(settings_for(emulator, client_secret=None, private_key=Secret(private)),
-                                    sleep=waits.sleep)
-        bad = AmplifyClients.build(settings_for(emulator, client_secret=None, private_key=Secret(other_private)),
-                                   sleep=waits.sleep)
+        good = AmplifyClients.build(
+            settings_for(emulator, client_secret=None, private_key=Secret(private)), sleep=waits.sleep
+        )
+        bad = AmplifyClients.build(
+            settings_for(emulator, client_secret=None, private_key=Secret(other_private)), sleep=waits.sleep
+        )
 
         assert [p["name"] for p in good.resources.list("products")] == ["weather"]
         with pytest.raises(AuthError) as caught:
@@ -659,8 +733,14 @@ def test_the_rate_limit_answers_429_with_retry_after_and_the_adapter_waits(clock
 def test_platform_reads_teams_users_and_orgs(amplify: AmplifyEmulator, waits: Waits) -> None:
     amplify.add_org({"org_id": 42, "guid": "org-guid", "name": "Acme", "users": [{"guid": "u-1", "primary": True}]})
     for index in range(5):
-        amplify.add_team({"guid": f"t-{index}", "name": f"Team {index}", "org_guid": "org-guid",
-                          "users": [{"guid": "u-1", "type": "user", "roles": ["administrator"]}]})
+        amplify.add_team(
+            {
+                "guid": f"t-{index}",
+                "name": f"Team {index}",
+                "org_guid": "org-guid",
+                "users": [{"guid": "u-1", "type": "user", "roles": ["administrator"]}],
+            }
+        )
     amplify.add_team({"guid": "elsewhere", "name": "Other org", "org_guid": "other"})
     amplify.add_user({"guid": "u-1", "email": "ada@example.test", "firstname": "Ada"})
     platform = clients_for(amplify, waits, page_size=2, tenant_id=TENANT).platform
@@ -670,8 +750,12 @@ def test_platform_reads_teams_users_and_orgs(amplify: AmplifyEmulator, waits: Wa
     assert platform.get_org("42")["name"] == platform.get_org("org-guid")["name"] == "Acme"
     with pytest.raises(NotFoundError, match="User not found"):
         platform.get_user("u-404")
-    answer = requests.get(f"{amplify.url}/api/v1/team", params={"org_id": "42", "limit": "2", "page": "3"},
-                          headers=api_headers(amplify), timeout=5)
+    answer = requests.get(
+        f"{amplify.url}/api/v1/team",
+        params={"org_id": "42", "limit": "2", "page": "3"},
+        headers=api_headers(amplify),
+        timeout=5,
+    )
     assert answer.json() == {"success": True, "result": [amplify_team(amplify, "t-4")]}
 
 
@@ -774,8 +858,10 @@ def test_traceability_answers_lexus_shapes_and_refuses_the_rest(amplify: Amplify
         "limit": search(lexus([], [sub], limit=0)),
         "exists": search(lexus([{"$exists": {"transactionSummary.proxy.id": True}}], [sub])),
         "tenant": requests.post(
-            f"{amplify.url}/api/traceability/v1/traceability/search", json=lexus([], [sub]),
-            headers={"Authorization": api_headers(amplify)["Authorization"]}, timeout=5,
+            f"{amplify.url}/api/traceability/v1/traceability/search",
+            json=lexus([], [sub]),
+            headers={"Authorization": api_headers(amplify)["Authorization"]},
+            timeout=5,
         ),
     }
     assert {k: r.status_code for k, r in refused.items()} == dict.fromkeys(refused, 400)
@@ -807,8 +893,10 @@ def test_a_grouping_returns_100_terms_unless_told_otherwise_and_no_more_than_ask
     asked = search(lexus([HOUR_RANGE], [SUBSCRIPTION_FIELD, QUOTA_FIELD], limit=1000)).json()[0]["result"]
     one_quota = search(lexus([HOUR_RANGE], [SUBSCRIPTION_FIELD, QUOTA_FIELD], limit=2)).json()[0]["result"]
     one_term = {**lexus([HOUR_RANGE], [SUBSCRIPTION_FIELD, QUOTA_FIELD])}
-    one_term["group_by"] = [{**one_term["group_by"][0], "params": {"limit": 3}},
-                            {**one_term["group_by"][1], "params": {"limit": 1}}]
+    one_term["group_by"] = [
+        {**one_term["group_by"][0], "params": {"limit": 3}},
+        {**one_term["group_by"][1], "params": {"limit": 1}},
+    ]
     largest_quota = search(one_term).json()[0]["result"]
 
     assert len(default) == 100, "silently cut at the default 100 terms"
@@ -854,8 +942,9 @@ def test_exists_leaves_out_traffic_without_a_subscription_or_a_quota(amplify: Am
     assert amplify.traffic(*hour) == {("s1", "q1"): 5}, "ground truth holds only what can be billed"
 
 
-def test_transactions_older_than_seven_days_are_gone(amplify: AmplifyEmulator, clock: VirtualClock,
-                                                      waits: Waits) -> None:
+def test_transactions_older_than_seven_days_are_gone(
+    amplify: AmplifyEmulator, clock: VirtualClock, waits: Waits
+) -> None:
     # "Transactions data: 7 Days", no archival (DOCS network_traffic.md, reference §9.1)
     cutoff = NOW - timedelta(days=7)
     amplify.add_traffic("s1", "q1", cutoff - timedelta(milliseconds=1), 5)

@@ -74,7 +74,9 @@ def test_the_same_seed_gives_the_same_scenario_and_another_seed_another() -> Non
     for part in ("products", "units", "plans", "quotas", "marketplace", "org", "teams", "users", "subscriptions"):
         assert getattr(first, part) == getattr(again, part), part
     assert first.traffic_series == again.traffic_series
-    assert {s["metadata"]["id"] for s in first.subscriptions}.isdisjoint(s["metadata"]["id"] for s in other.subscriptions)
+    assert {s["metadata"]["id"] for s in first.subscriptions}.isdisjoint(
+        s["metadata"]["id"] for s in other.subscriptions
+    )
     assert first.traffic_series != other.traffic_series
 
 
@@ -93,7 +95,10 @@ def test_the_catalog_covers_every_pricing_type_and_plan_state(scenario: Scenario
     pricing = {name: [q["spec"]["pricing"] for q in quotas_of(scenario, name)] for name in plans}
 
     assert scenario.opted_in_products == ("weather-api", "maps-api")
-    assert [(p["name"], p["attributes"]) for p in scenario.products][2] == ("internal-tools", {"billingSystem": "stripe"})
+    assert [(p["name"], p["attributes"]) for p in scenario.products][2] == (
+        "internal-tools",
+        {"billingSystem": "stripe"},
+    )
     assert pricing["weather-payg"] == [{"type": "perUnit", "cost": 0.0025}]
     graduated = pricing["weather-graduated"][0]
     assert (graduated["type"], graduated["interval"], graduated["limit"]["type"]) == ("graduated", "monthly", "tiered")
@@ -102,14 +107,25 @@ def test_the_catalog_covers_every_pricing_type_and_plan_state(scenario: Scenario
     assert volume["type"] == "volume" and "to" not in volume["limit"]["tiers"][-1]
     assert pricing["weather-standard"][0]["limit"] == {"type": "loose", "value": 5000, "overages": {"value": 0.01}}
     assert [(p["type"], p.get("limit", {}).get("type")) for p in pricing["weather-enterprise"]] == [
-        ("fixed", "strict"), ("unlimited", None)
+        ("fixed", "strict"),
+        ("unlimited", None),
     ]
     intervals = Counter(p["spec"]["billing"]["interval"] for p in scenario.plans)
     assert intervals == {"monthly": 11, "annually": 2}
     assert [n for n, p in plans.items() if "setup" in p["spec"]["billing"]] == ["weather-graduated"]
     assert scenario.plans_by_state == {
-        "active": ("weather-payg", "weather-graduated", "weather-volume", "weather-standard", "weather-enterprise",
-                   "weather-annual", "weather-free", "weather-flatfee", "maps-payg", "internal-payg"),
+        "active": (
+            "weather-payg",
+            "weather-graduated",
+            "weather-volume",
+            "weather-standard",
+            "weather-enterprise",
+            "weather-annual",
+            "weather-free",
+            "weather-flatfee",
+            "maps-payg",
+            "internal-payg",
+        ),
         "draft": ("weather-beta",),
         "archived": ("weather-legacy",),
         "deprecated": ("maps-classic",),
@@ -117,12 +133,21 @@ def test_the_catalog_covers_every_pricing_type_and_plan_state(scenario: Scenario
     assert scenario.free_plans == ("weather-free",)
     flat = pricing["weather-flatfee"][0]["limit"]["tiers"]
     assert [t.get("flatFee") for t in flat] == [None, 5.0]
-    assert [(q["metadata"]["scope"]["name"], q["spec"]["unit"]) for q in scenario.quotas
-            if q["spec"]["unit"] != "transactions"] == [("weather-flatfee", "x-megabytes")]
+    assert [
+        (q["metadata"]["scope"]["name"], q["spec"]["unit"])
+        for q in scenario.quotas
+        if q["spec"]["unit"] != "transactions"
+    ] == [("weather-flatfee", "x-megabytes")]
     assert [u["name"] for u in scenario.units] == ["transactions", "x-megabytes"]
     assert scenario.supported_plans == (
-        "weather-payg", "weather-graduated", "weather-volume", "weather-standard", "weather-enterprise",
-        "weather-annual", "maps-payg", "maps-classic",
+        "weather-payg",
+        "weather-graduated",
+        "weather-volume",
+        "weather-standard",
+        "weather-enterprise",
+        "weather-annual",
+        "maps-payg",
+        "maps-classic",
     )
     assert scenario.unsupported_plans == ("weather-flatfee",)
     assert scenario.usage_quotas["weather-enterprise"] == () and len(scenario.usage_quotas["weather-payg"]) == 1
@@ -155,7 +180,10 @@ def test_subscriptions_are_spread_over_plans_owners_and_states(scenario: Scenari
     assert len(scenario.live_subscriptions) == 57
     assert 0 < len(user_owned) < 30
     assert sorted(subscriptions[n]["spec"]["plan"]["name"] for n in scenario.ignored_subscriptions) == [
-        "internal-payg", "internal-payg", "weather-flatfee", "weather-free"
+        "internal-payg",
+        "internal-payg",
+        "weather-flatfee",
+        "weather-free",
     ]
     for s in scenario.subscriptions:
         created = parse_timestamp(s["metadata"]["audit"]["createTimestamp"])
@@ -180,9 +208,16 @@ def test_subscriptions_are_spread_over_plans_owners_and_states(scenario: Scenari
 
 def test_the_seeded_tenant_parses_through_the_production_clients(scenario: Scenario, amplify: AmplifyEmulator) -> None:
     clients = clients_for(amplify)
-    settings = Settings(amplify=AmplifySettings(central_url=amplify.url, auth_url=amplify.url, platform_url=amplify.url,
-                                                tenant_id=TENANT, client_id="sandbox"),
-                        recurly=RecurlySettings(api_key=Secret("unused")))
+    settings = Settings(
+        amplify=AmplifySettings(
+            central_url=amplify.url,
+            auth_url=amplify.url,
+            platform_url=amplify.url,
+            tenant_id=TENANT,
+            client_id="sandbox",
+        ),
+        recurly=RecurlySettings(api_key=Secret("unused")),
+    )
     snapshots = Snapshots(settings, clients.resources, recurly=None)  # type: ignore[arg-type]
 
     catalog = snapshots.amplify_catalog()
@@ -201,19 +236,25 @@ def test_the_seeded_tenant_parses_through_the_production_clients(scenario: Scena
         assert sorted(a.code for a in wanted.add_ons) == sorted(f"amplify-{q}" for q in scenario.usage_quotas[name])
     assert problems == []
     listed = {s.name: s for s in subscriptions}
-    assert set(listed) == {n for n in scenario.subscriptions_by_name
-                           if scenario.subscriptions_by_name[n]["spec"]["plan"]["name"] in scenario.opted_in_plans}
+    assert set(listed) == {
+        n
+        for n in scenario.subscriptions_by_name
+        if scenario.subscriptions_by_name[n]["spec"]["plan"]["name"] in scenario.opted_in_plans
+    }
     for name in scenario.billed_subscriptions:
         parsed = listed[name]
         assert isinstance(parsed, AmplifySubscription)
         assert account_code(parsed, "marketplace") == scenario.account_code(name)
-        assert account_code(parsed, "org") == scenario.account_code(name, "org") == f"amplify-org-{scenario.org['org_id']}"
+        assert (
+            account_code(parsed, "org") == scenario.account_code(name, "org") == f"amplify-org-{scenario.org['org_id']}"
+        )
 
 
 def test_the_owners_are_readable_on_the_platform_api(scenario: Scenario, amplify: AmplifyEmulator) -> None:
     platform = clients_for(amplify).platform
     user_owned = next(
-        scenario.subscriptions_by_name[n] for n in scenario.billed_subscriptions
+        scenario.subscriptions_by_name[n]
+        for n in scenario.billed_subscriptions
         if scenario.subscriptions_by_name[n]["marketplace"]["resource"]["owner"].get("user")
     )
     owner = user_owned["marketplace"]["resource"]["owner"]
@@ -279,8 +320,10 @@ def test_traffic_has_quiet_hours_failures_and_only_billable_pairs(scenario: Scen
     failures = [s for s in scenario.traffic_series if s.status == "Failure"]
 
     assert all(len(s.counts) == 7 * 24 for s in scenario.traffic_series)
-    assert all(scenario.traffic_start <= s.first_at < scenario.traffic_start + timedelta(hours=1)
-               for s in scenario.traffic_series)
+    assert all(
+        scenario.traffic_start <= s.first_at < scenario.traffic_start + timedelta(hours=1)
+        for s in scenario.traffic_series
+    )
     assert {s.quota_id for s in scenario.traffic_series} <= usage
     assert not {ids[n] for n in scenario.cancelled_subscriptions} & {s.subscription_id for s in scenario.traffic_series}
     assert any(ids[n] in {s.subscription_id for s in successes} for n in scenario.pending_subscriptions)

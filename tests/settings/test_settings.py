@@ -166,8 +166,15 @@ def test_values_of_every_type_are_converted() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("45s", timedelta(seconds=45)), ("90m", timedelta(minutes=90)), ("2h", timedelta(hours=2)),
-     ("3d", timedelta(days=3)), (7200, timedelta(hours=2)), ("600", timedelta(minutes=10)), ("0", timedelta(0))],
+    [
+        ("45s", timedelta(seconds=45)),
+        ("90m", timedelta(minutes=90)),
+        ("2h", timedelta(hours=2)),
+        ("3d", timedelta(days=3)),
+        (7200, timedelta(hours=2)),
+        ("600", timedelta(minutes=10)),
+        ("0", timedelta(0)),
+    ],
 )
 def test_durations(text: Any, expected: timedelta) -> None:
     assert parse(config(usage={"settle_delay": text})).usage.settle_delay == expected
@@ -194,7 +201,9 @@ def test_an_empty_value_means_the_default() -> None:
 
 def test_environment_references_anywhere_in_a_string() -> None:
     settings = parse(
-        config(amplify={"tenant_id": "${ORG}", "client_id": "sa_${NAME}_x", "realm": "$${LITERAL}", "page_size": "${PAGE}"}),
+        config(
+            amplify={"tenant_id": "${ORG}", "client_id": "sa_${NAME}_x", "realm": "$${LITERAL}", "page_size": "${PAGE}"}
+        ),
         env={**ENV, "ORG": "42", "NAME": "billing", "PAGE": "250"},
     )
     assert settings.amplify.tenant_id == "42"
@@ -301,8 +310,12 @@ def test_a_key_and_its_file_form_together() -> None:
     [
         ("amplify", "tenant_id", "config.yaml: amplify.tenant_id: missing; set it to your Amplify organization id"),
         ("amplify", "client_id", "config.yaml: amplify.client_id: missing; set it to the service account's client id"),
-        ("recurly", "api_key", "config.yaml: recurly.api_key: missing; set it to a Recurly private API key, "
-                               "e.g. ${RECURLY_API_KEY}, or use recurly.api_key_file"),
+        (
+            "recurly",
+            "api_key",
+            "config.yaml: recurly.api_key: missing; set it to a Recurly private API key, "
+            "e.g. ${RECURLY_API_KEY}, or use recurly.api_key_file",
+        ),
     ],
 )
 def test_required_keys(section: str, key: str, message: str) -> None:
@@ -330,16 +343,22 @@ def test_two_amplify_credentials(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("sections", "message"),
     [
-        ({"accounts": {"create_missing": "yes"}},
-         "accounts.create_missing: expected true or false, got 'yes'; write true or false without quotes"),
+        (
+            {"accounts": {"create_missing": "yes"}},
+            "accounts.create_missing: expected true or false, got 'yes'; write true or false without quotes",
+        ),
         ({"catalog": {"sync_free_plans": 1}}, "catalog.sync_free_plans: expected true or false, got a number"),
         ({"amplify": {"page_size": 2.5}}, "amplify.page_size: expected a whole number, got 2.5"),
         ({"amplify": {"page_size": "many"}}, "amplify.page_size: expected a whole number, got 'many'"),
         ({"amplify": {"page_size": True}}, "amplify.page_size: expected a whole number, got true/false"),
-        ({"amplify": {"page_size": 0}},
-         "amplify.page_size: must be from 1 to 1000, got 0 (the SDK pages by 100; the server maximum is not documented)"),
-        ({"amplify": {"page_size": 1001}},
-         "amplify.page_size: must be from 1 to 1000, got 1001 (the SDK pages by 100; the server maximum is not documented)"),
+        (
+            {"amplify": {"page_size": 0}},
+            "amplify.page_size: must be from 1 to 1000, got 0 (the SDK pages by 100; the server maximum is not documented)",
+        ),
+        (
+            {"amplify": {"page_size": 1001}},
+            "amplify.page_size: must be from 1 to 1000, got 1001 (the SDK pages by 100; the server maximum is not documented)",
+        ),
         ({"amplify": {"rate_limit_per_minute": 0}}, "amplify.rate_limit_per_minute: must be 1 or more, got 0"),
         ({"amplify": {"timeout_seconds": 0}}, "amplify.timeout_seconds: must be more than 0, got 0"),
         ({"amplify": {"timeout_seconds": float("nan")}}, "amplify.timeout_seconds: expected a finite number"),
@@ -353,47 +372,77 @@ def test_two_amplify_credentials(tmp_path: Path) -> None:
         ({"amplify": {"api_version": "v2"}}, "amplify.api_version: expected one of v1, v1alpha1, got 'v2'"),
         ({"recurly": {"region": "US"}}, "recurly.region: expected one of us, eu, got 'US'"),
         ({"accounts": {"owner": ["org"]}}, "accounts.owner: expected one of marketplace, org, got a list"),
-        ({"subscriptions": {"collection_method": "invoice"}},
-         "subscriptions.collection_method: expected one of automatic, manual, got 'invoice'"),
-        ({"subscriptions": {"on_cancel": "now"}}, "subscriptions.on_cancel: expected one of term_end, terminate, got 'now'"),
+        (
+            {"subscriptions": {"collection_method": "invoice"}},
+            "subscriptions.collection_method: expected one of automatic, manual, got 'invoice'",
+        ),
+        (
+            {"subscriptions": {"on_cancel": "now"}},
+            "subscriptions.on_cancel: expected one of term_end, terminate, got 'now'",
+        ),
         ({"usage": {"source": "logs"}}, "usage.source: expected one of traceability, file, got 'logs'"),
         ({"usage": {"window": "weekly"}}, "usage.window: expected one of hourly, daily, got 'weekly'"),
-        ({"usage": {"settle_delay": "2 hours"}},
-         "usage.settle_delay: expected a duration such as 45s, 90m, 2h or 3d, or a whole number of seconds, got '2 hours'"),
-        ({"usage": {"lookback": 1.5}},
-         "usage.lookback: expected a duration such as 45s, 90m, 2h or 3d, or a whole number of seconds, got a number"),
+        (
+            {"usage": {"settle_delay": "2 hours"}},
+            "usage.settle_delay: expected a duration such as 45s, 90m, 2h or 3d, or a whole number of seconds, got '2 hours'",
+        ),
+        (
+            {"usage": {"lookback": 1.5}},
+            "usage.lookback: expected a duration such as 45s, 90m, 2h or 3d, or a whole number of seconds, got a number",
+        ),
         ({"usage": {"lookback": -60}}, "usage.lookback: must be 0 or more, got -60 seconds"),
         ({"usage": {"settle_delay": -1}}, "usage.settle_delay: must be 0 or more, got -1 seconds"),
         ({"usage": {"max_backfill": "0d"}}, "usage.max_backfill: must be more than 0, got 0 seconds"),
-        ({"usage": {"statuses": "Success"}},
-         "usage.statuses: expected a list of strings, got a string; write it as [Success]"),
+        (
+            {"usage": {"statuses": "Success"}},
+            "usage.statuses: expected a list of strings, got a string; write it as [Success]",
+        ),
         ({"usage": {"statuses": ["Success", ["x"]]}}, "usage.statuses[1]: expected a string, got a list"),
-        ({"usage": {"statuses": [""]}},
-         "usage.statuses[0]: is empty; remove the empty item"),
-        ({"safety": {"max_destructive_fraction": 1.5}},
-         "safety.max_destructive_fraction: expected a fraction from 0 to 1 such as 0.2, or a percentage such as 20%, got 1.5"),
-        ({"safety": {"max_destructive_fraction": "120%"}},
-         "safety.max_destructive_fraction: expected a fraction from 0 to 1 such as 0.2, or a percentage such as 20%, got '120%'"),
-        ({"safety": {"max_destructive_fraction": "a fifth"}},
-         "safety.max_destructive_fraction: expected a fraction from 0 to 1 such as 0.2, or a percentage such as 20%, got 'a fifth'"),
+        ({"usage": {"statuses": [""]}}, "usage.statuses[0]: is empty; remove the empty item"),
+        (
+            {"safety": {"max_destructive_fraction": 1.5}},
+            "safety.max_destructive_fraction: expected a fraction from 0 to 1 such as 0.2, or a percentage such as 20%, got 1.5",
+        ),
+        (
+            {"safety": {"max_destructive_fraction": "120%"}},
+            "safety.max_destructive_fraction: expected a fraction from 0 to 1 such as 0.2, or a percentage such as 20%, got '120%'",
+        ),
+        (
+            {"safety": {"max_destructive_fraction": "a fifth"}},
+            "safety.max_destructive_fraction: expected a fraction from 0 to 1 such as 0.2, or a percentage such as 20%, got 'a fifth'",
+        ),
         ({"amplify": {"opt_in_value": 1.5}}, "amplify.opt_in_value: expected a string, got a number"),
         ({"amplify": {"realm": ""}}, "amplify.realm: is empty; give it a value, or remove the key to use the default"),
-        ({"catalog": {"plan_code_prefix": ""}},
-         "catalog.plan_code_prefix: is empty; give it a value, or remove the key to use the default"),
+        (
+            {"catalog": {"plan_code_prefix": ""}},
+            "catalog.plan_code_prefix: is empty; give it a value, or remove the key to use the default",
+        ),
         ({"amplify": {"tenant_id": ""}}, "amplify.tenant_id: is empty; set it to your Amplify organization id"),
         ({"recurly": {"api_key": ""}}, "recurly.api_key: is empty; give it a value"),
-        ({"catalog": {"plan_code_prefix": "Amplify-"}},
-         "catalog.plan_code_prefix: 'Amplify-' must be 1 to 20 characters of a-z, 0-9, _ and - (codes are the prefix + 32 hex, ≤ 50)"),
-        ({"catalog": {"add_on_code_prefix": "a" * 21}},
-         f"catalog.add_on_code_prefix: '{'a' * 21}' must be 1 to 20 characters of a-z, 0-9, _ and - (codes are the prefix + 32 hex, ≤ 50)"),
-        ({"subscriptions": {"custom_field": "amplify subscription"}},
-         "subscriptions.custom_field: 'amplify subscription' must be 1 to 50 characters of letters, digits, _ and - (a Recurly custom field name)"),
-        ({"subscriptions": {"custom_field": "f" * 51}},
-         f"subscriptions.custom_field: '{'f' * 51}' must be 1 to 50 characters of letters, digits, _ and - (a Recurly custom field name)"),
-        ({"usage": {"source": "file"}},
-         "usage.file_path: missing; usage.source is file, so set usage.file_path to a .csv or .jsonl file"),
-        ({"usage": {"file_path": "rows.csv"}},
-         "usage.file_path: is read only when usage.source is file (it is traceability); set usage.source: file, or remove it"),
+        (
+            {"catalog": {"plan_code_prefix": "Amplify-"}},
+            "catalog.plan_code_prefix: 'Amplify-' must be 1 to 20 characters of a-z, 0-9, _ and - (codes are the prefix + 32 hex, ≤ 50)",
+        ),
+        (
+            {"catalog": {"add_on_code_prefix": "a" * 21}},
+            f"catalog.add_on_code_prefix: '{'a' * 21}' must be 1 to 20 characters of a-z, 0-9, _ and - (codes are the prefix + 32 hex, ≤ 50)",
+        ),
+        (
+            {"subscriptions": {"custom_field": "amplify subscription"}},
+            "subscriptions.custom_field: 'amplify subscription' must be 1 to 50 characters of letters, digits, _ and - (a Recurly custom field name)",
+        ),
+        (
+            {"subscriptions": {"custom_field": "f" * 51}},
+            f"subscriptions.custom_field: '{'f' * 51}' must be 1 to 50 characters of letters, digits, _ and - (a Recurly custom field name)",
+        ),
+        (
+            {"usage": {"source": "file"}},
+            "usage.file_path: missing; usage.source is file, so set usage.file_path to a .csv or .jsonl file",
+        ),
+        (
+            {"usage": {"file_path": "rows.csv"}},
+            "usage.file_path: is read only when usage.source is file (it is traceability); set usage.source: file, or remove it",
+        ),
         ({"recurly": {"api_key": 12345}}, "recurly.api_key: expected a string, got a number; quote it"),
     ],
 )
@@ -404,20 +453,49 @@ def test_bad_values(sections: dict[str, dict[str, Any]], message: str) -> None:
 @pytest.mark.parametrize(
     ("key", "url", "problem"),
     [
-        ("amplify.central_url", "http://central.example.com",
-         "'http://central.example.com': plain http is allowed only for loopback hosts (127.0.0.0/8, localhost, ::1); use https://"),
-        ("amplify.auth_url", "ftp://login.example.com", "'ftp://login.example.com' is not an http(s) URL; use https://host"),
-        ("amplify.platform_url", "platform.example.com", "'platform.example.com' is not an http(s) URL; use https://host"),
-        ("amplify.central_url", "https://host:99999", "'https://host:99999' has an invalid host or port; use https://host[:port]"),
+        (
+            "amplify.central_url",
+            "http://central.example.com",
+            "'http://central.example.com': plain http is allowed only for loopback hosts (127.0.0.0/8, localhost, ::1); use https://",
+        ),
+        (
+            "amplify.auth_url",
+            "ftp://login.example.com",
+            "'ftp://login.example.com' is not an http(s) URL; use https://host",
+        ),
+        (
+            "amplify.platform_url",
+            "platform.example.com",
+            "'platform.example.com' is not an http(s) URL; use https://host",
+        ),
+        (
+            "amplify.central_url",
+            "https://host:99999",
+            "'https://host:99999' has an invalid host or port; use https://host[:port]",
+        ),
         ("amplify.central_url", "https://[::1", "'https://[::1' has an invalid host or port; use https://host[:port]"),
-        ("amplify.central_url", f"https://me:{CLIENT_SECRET}@central.example.com",
-         "contains credentials (user:password@); remove them, the tool authenticates on its own"),
+        (
+            "amplify.central_url",
+            f"https://me:{CLIENT_SECRET}@central.example.com",
+            "contains credentials (user:password@); remove them, the tool authenticates on its own",
+        ),
         ("amplify.central_url", "https://a b", "'https://a b' contains whitespace; remove it"),
-        ("recurly.api_url", "http://10.0.0.1:8080", "'http://10.0.0.1:8080': plain http is allowed only for loopback hosts "
-                                                   "(127.0.0.0/8, localhost, ::1); use https://"),
-        ("recurly.api_url", "http://127.0.0.1:8080/v3",
-         "'http://127.0.0.1:8080/v3': only the scheme, host and port are used; remove the path '/v3'"),
-        ("recurly.api_url", "https://recurly.example.com?x=1", "'https://recurly.example.com?x=1': remove the query or fragment"),
+        (
+            "recurly.api_url",
+            "http://10.0.0.1:8080",
+            "'http://10.0.0.1:8080': plain http is allowed only for loopback hosts "
+            "(127.0.0.0/8, localhost, ::1); use https://",
+        ),
+        (
+            "recurly.api_url",
+            "http://127.0.0.1:8080/v3",
+            "'http://127.0.0.1:8080/v3': only the scheme, host and port are used; remove the path '/v3'",
+        ),
+        (
+            "recurly.api_url",
+            "https://recurly.example.com?x=1",
+            "'https://recurly.example.com?x=1': remove the query or fragment",
+        ),
     ],
 )
 def test_bad_urls(key: str, url: str, problem: str) -> None:
@@ -425,7 +503,9 @@ def test_bad_urls(key: str, url: str, problem: str) -> None:
     assert error(config(**{section: {name: url}})) == f"config.yaml: {key}: {problem}"
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:9000", "http://127.8.0.3", "http://localhost:1234/auth", "http://[::1]:80"])
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:9000", "http://127.8.0.3", "http://localhost:1234/auth", "http://[::1]:80"]
+)
 def test_plain_http_to_loopback_is_allowed(url: str) -> None:
     assert parse(config(amplify={"auth_url": url})).amplify.auth_url == url
 
@@ -442,20 +522,30 @@ def test_https_urls_keep_their_path() -> None:
     ("data", "message"),
     [
         (config(recurly={"apikey": "x"}), "recurly.apikey: unknown key; did you mean recurly.api_key?"),
-        (config(amplify={"Client_Secret_File": "x"}),
-         "amplify.Client_Secret_File: unknown key; did you mean amplify.client_secret_file?"),
+        (
+            config(amplify={"Client_Secret_File": "x"}),
+            "amplify.Client_Secret_File: unknown key; did you mean amplify.client_secret_file?",
+        ),
         (config(amplify={"api_key": "x"}), "amplify.api_key: unknown key; did you mean recurly.api_key?"),
         (config(state={"journal": "x"}), "state.journal: unknown key; the keys of state are path, verify_sample"),
         ({**config(), "recurlly": {}}, "recurlly: unknown key; did you mean recurly?"),
         ({**config(), "page_size": 5}, "page_size: unknown key; did you mean amplify.page_size?"),
-        ({**config(), "logging": {}},
-         "logging: unknown section; the sections are amplify, recurly, catalog, accounts, subscriptions, usage, safety, state, billing"),
+        (
+            {**config(), "logging": {}},
+            "logging: unknown section; the sections are amplify, recurly, catalog, accounts, subscriptions, usage, safety, state, billing",
+        ),
         ({**config(), "usage": ["hourly"]}, "usage: expected a mapping of keys, got a list; indent its keys below it"),
         ({**config(), "safety": "off"}, "safety: expected a mapping of keys, got a string; indent its keys below it"),
         (dict([*config().items(), (1, {})]), "found a key that is a number, not a name; quote it or remove it"),
-        ({**config(), "catalog": {True: "x"}}, "catalog: found a key that is true/false, not a name; quote it or remove it"),
+        (
+            {**config(), "catalog": {True: "x"}},
+            "catalog: found a key that is true/false, not a name; quote it or remove it",
+        ),
         (None, "the configuration is empty; copy config.example.yaml and fill it in"),
-        (["amplify"], "expected a mapping of sections (amplify, recurly, catalog, accounts, subscriptions, usage, safety, state, billing), got a list"),
+        (
+            ["amplify"],
+            "expected a mapping of sections (amplify, recurly, catalog, accounts, subscriptions, usage, safety, state, billing), got a list",
+        ),
     ],
 )
 def test_structure_errors(data: Any, message: str) -> None:
@@ -747,7 +837,9 @@ def test_the_example_alternatives_load_when_uncommented(tmp_path: Path) -> None:
     # the commented-out lines are valid values, so uncommenting one never fails on its syntax
     text = EXAMPLE.read_text()
     uncommented = text.replace("  # custom_field:", "  custom_field:").replace("  # api_url:", "  api_url:")
-    uncommented = uncommented.replace("  # central_url:", "  central_url:").replace("statuses: []", "statuses: [Success]")
+    uncommented = uncommented.replace("  # central_url:", "  central_url:").replace(
+        "statuses: []", "statuses: [Success]"
+    )
     settings = load_settings(write(tmp_path, uncommented), EXAMPLE_ENV)
     assert settings.subscriptions.custom_field == "amplify_subscription_id"
     assert settings.recurly.api_url == "http://127.0.0.1:8080"
@@ -790,6 +882,4 @@ def test_config_path_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     (tmp_path / "config.yaml").mkdir()
     with pytest.raises(ConfigError) as info:
         resolve_config_path(None, {})
-    assert str(info.value) == (
-        "./config.yaml: not a file; replace it with a configuration file, or pass --config PATH"
-    )
+    assert str(info.value) == ("./config.yaml: not a file; replace it with a configuration file, or pass --config PATH")

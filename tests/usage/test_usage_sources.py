@@ -56,10 +56,14 @@ JSONL = """{"subscription_id": "s1", "quota_id": "q1", "window_start": "2026-11-
 @pytest.mark.parametrize(("name", "text"), [("usage.csv", CSV), ("usage.jsonl", JSONL), ("USAGE.CSV", CSV)])
 def test_valid_file_counts_per_window(tmp_path: Path, name: str, text: str) -> None:
     source: UsageSource = FileSource(write(tmp_path, name, text), HOUR)
-    ten, eleven, twelve = (t("2026-11-01 10:00"), t("2026-11-01 11:00")), (
-        t("2026-11-01 11:00"),
-        t("2026-11-01 12:00"),
-    ), (t("2026-11-01 12:00"), t("2026-11-01 13:00"))
+    ten, eleven, twelve = (
+        (t("2026-11-01 10:00"), t("2026-11-01 11:00")),
+        (
+            t("2026-11-01 11:00"),
+            t("2026-11-01 12:00"),
+        ),
+        (t("2026-11-01 12:00"), t("2026-11-01 13:00")),
+    )
     empty = (t("2026-11-01 13:00"), t("2026-11-01 14:00"))
     # the 11:00+01:00 row of s2 is the 10:00 UTC window
     assert plain(source.counts([ten, eleven, twelve, empty, ten])) == {
@@ -190,8 +194,14 @@ GOOD = "s1,q1,2026-11-01T10:00:00Z,5\n"
             GOOD + "s1,q 1,2026-11-01T11:00:00Z,4\n",
             f"3: quota_id: 'q 1' contains ':' or a space, which a merchant_tag cannot hold; {FIX}",
         ),
-        (GOOD + "s1,q1,2026-11-01T11:00:00Z\n", f"3: expected 4 fields (subscription_id,quota_id,window_start,count), found 3; {FIX}"),
-        (GOOD + "s1,q1,2026-11-01T11:00:00Z,4,x\n", f"3: expected 4 fields (subscription_id,quota_id,window_start,count), found 5; {FIX}"),
+        (
+            GOOD + "s1,q1,2026-11-01T11:00:00Z\n",
+            f"3: expected 4 fields (subscription_id,quota_id,window_start,count), found 3; {FIX}",
+        ),
+        (
+            GOOD + "s1,q1,2026-11-01T11:00:00Z,4,x\n",
+            f"3: expected 4 fields (subscription_id,quota_id,window_start,count), found 5; {FIX}",
+        ),
         (
             GOOD + "s1,q2,2026-11-01T10:00:00Z,1\n\ns1,q1,2026-11-01T11:00:00+01:00,6\n",
             "5: duplicate of line 2 (subscription_id s1, quota_id q1, window_start 2026-11-01T10:00:00Z); "
@@ -213,8 +223,11 @@ def test_csv_row_errors(tmp_path: Path, body: str, message: str) -> None:
         ("subscription_id,quota_id,window_start", "missing count"),
         ("subscription_id,quota_id,window_start,count,region", "unexpected 'region'"),
         ("subscription_id,quota_id,window_start,count,count", "repeated count"),
-        ("s1,q1,2026-11-01T10:00:00Z,5", "missing subscription_id, quota_id, window_start, count; "
-         "unexpected 's1', 'q1', '2026-11-01T10:00:00Z', '5'"),
+        (
+            "s1,q1,2026-11-01T10:00:00Z,5",
+            "missing subscription_id, quota_id, window_start, count; "
+            "unexpected 's1', 'q1', '2026-11-01T10:00:00Z', '5'",
+        ),
     ],
 )
 def test_csv_header_errors(tmp_path: Path, header: str, problem: str) -> None:
@@ -242,17 +255,50 @@ JSON_GOOD = '{"subscription_id": "s1", "quota_id": "q1", "window_start": "2026-1
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ('{"subscription_id": "s1", "quota_id": "q1", "window_start": "2026-11-01T11:00:00Z", "count": "ten"}', f'count: "ten" is a string; write the number without quotes; {FIX}'),
-        ('{"subscription_id": "s1", "quota_id": "q1", "window_start": "2026-11-01T11:00:00Z", "count": 2.0}', f"count: 2.0 is not a whole number ≥ 0; {FIX}"),
-        ('{"subscription_id": "s1", "quota_id": "q1", "window_start": "2026-11-01T11:00:00Z", "count": -3}', f"count: -3 is not a whole number ≥ 0; {FIX}"),
-        ('{"subscription_id": "s1", "quota_id": "q1", "window_start": "2026-11-01T11:00:00Z", "count": true}', f"count: true is not a whole number ≥ 0; {FIX}"),
-        ('{"subscription_id": "s1", "quota_id": "q1", "window_start": "2026-11-01T11:00:00Z", "count": null}', f"count: null is not a whole number ≥ 0; {FIX}"),
-        ('{"subscription_id": 7, "quota_id": "q1", "window_start": "2026-11-01T11:00:00Z", "count": 1}', f"subscription_id: 7 is not a string; {FIX}"),
-        ('{"subscription_id": "s1", "quota_id": "q1", "window_start": 1793527200, "count": 1}', f"window_start: 1793527200 is not an ISO 8601 time string; {FIX}"),
-        ('{"subscription_id": "s1", "quota_id": "q1", "count": 1}', f"the object must have exactly the keys subscription_id, quota_id, window_start, count (missing window_start); {FIX}"),
-        ('{"subscription_id": "s1", "quota_id": "q1", "window_start": "2026-11-01T11:00:00Z", "count": 1, "note": "x"}', f"the object must have exactly the keys subscription_id, quota_id, window_start, count (unexpected 'note'); {FIX}"),
-        ('["s1", "q1", "2026-11-01T11:00:00Z", 1]', f"expected a JSON object with keys subscription_id, quota_id, window_start, count, found list; {FIX}"),
-        ('{"subscription_id": "s1", "quota_id": "q1",', f"not valid JSON (Expecting property name enclosed in double quotes at column 44); {FIX}"),
+        (
+            '{"subscription_id": "s1", "quota_id": "q1", "window_start": "2026-11-01T11:00:00Z", "count": "ten"}',
+            f'count: "ten" is a string; write the number without quotes; {FIX}',
+        ),
+        (
+            '{"subscription_id": "s1", "quota_id": "q1", "window_start": "2026-11-01T11:00:00Z", "count": 2.0}',
+            f"count: 2.0 is not a whole number ≥ 0; {FIX}",
+        ),
+        (
+            '{"subscription_id": "s1", "quota_id": "q1", "window_start": "2026-11-01T11:00:00Z", "count": -3}',
+            f"count: -3 is not a whole number ≥ 0; {FIX}",
+        ),
+        (
+            '{"subscription_id": "s1", "quota_id": "q1", "window_start": "2026-11-01T11:00:00Z", "count": true}',
+            f"count: true is not a whole number ≥ 0; {FIX}",
+        ),
+        (
+            '{"subscription_id": "s1", "quota_id": "q1", "window_start": "2026-11-01T11:00:00Z", "count": null}',
+            f"count: null is not a whole number ≥ 0; {FIX}",
+        ),
+        (
+            '{"subscription_id": 7, "quota_id": "q1", "window_start": "2026-11-01T11:00:00Z", "count": 1}',
+            f"subscription_id: 7 is not a string; {FIX}",
+        ),
+        (
+            '{"subscription_id": "s1", "quota_id": "q1", "window_start": 1793527200, "count": 1}',
+            f"window_start: 1793527200 is not an ISO 8601 time string; {FIX}",
+        ),
+        (
+            '{"subscription_id": "s1", "quota_id": "q1", "count": 1}',
+            f"the object must have exactly the keys subscription_id, quota_id, window_start, count (missing window_start); {FIX}",
+        ),
+        (
+            '{"subscription_id": "s1", "quota_id": "q1", "window_start": "2026-11-01T11:00:00Z", "count": 1, "note": "x"}',
+            f"the object must have exactly the keys subscription_id, quota_id, window_start, count (unexpected 'note'); {FIX}",
+        ),
+        (
+            '["s1", "q1", "2026-11-01T11:00:00Z", 1]',
+            f"expected a JSON object with keys subscription_id, quota_id, window_start, count, found list; {FIX}",
+        ),
+        (
+            '{"subscription_id": "s1", "quota_id": "q1",',
+            f"not valid JSON (Expecting property name enclosed in double quotes at column 44); {FIX}",
+        ),
     ],
 )
 def test_jsonl_row_errors(tmp_path: Path, line: str, message: str) -> None:
@@ -272,12 +318,36 @@ def test_a_bad_row_at_the_end_stops_the_whole_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "text", "message"),
     [
-        ("usage.csv", "", "usage file {path} is empty; it needs a row (subscription_id, quota_id, window_start, count) per counted window. Nothing was posted from this file"),
-        ("usage.jsonl", "\n  \n", "usage file {path} is empty; it needs a row (subscription_id, quota_id, window_start, count) per counted window. Nothing was posted from this file"),
-        ("usage.csv", HEADER, "usage file {path} has no usage rows; it needs a row (subscription_id, quota_id, window_start, count) per counted window. Nothing was posted from this file"),
-        ("usage.txt", HEADER + GOOD, "usage file {path}: unsupported extension '.txt'; usage.file_path must name a .csv or .jsonl file"),
-        ("usage", HEADER + GOOD, "usage file {path}: unsupported extension '(none)'; usage.file_path must name a .csv or .jsonl file"),
-        ("usage.json", JSON_GOOD, "usage file {path}: unsupported extension '.json'; usage.file_path must name a .csv or .jsonl file"),
+        (
+            "usage.csv",
+            "",
+            "usage file {path} is empty; it needs a row (subscription_id, quota_id, window_start, count) per counted window. Nothing was posted from this file",
+        ),
+        (
+            "usage.jsonl",
+            "\n  \n",
+            "usage file {path} is empty; it needs a row (subscription_id, quota_id, window_start, count) per counted window. Nothing was posted from this file",
+        ),
+        (
+            "usage.csv",
+            HEADER,
+            "usage file {path} has no usage rows; it needs a row (subscription_id, quota_id, window_start, count) per counted window. Nothing was posted from this file",
+        ),
+        (
+            "usage.txt",
+            HEADER + GOOD,
+            "usage file {path}: unsupported extension '.txt'; usage.file_path must name a .csv or .jsonl file",
+        ),
+        (
+            "usage",
+            HEADER + GOOD,
+            "usage file {path}: unsupported extension '(none)'; usage.file_path must name a .csv or .jsonl file",
+        ),
+        (
+            "usage.json",
+            JSON_GOOD,
+            "usage file {path}: unsupported extension '.json'; usage.file_path must name a .csv or .jsonl file",
+        ),
     ],
 )
 def test_file_level_errors(tmp_path: Path, name: str, text: str, message: str) -> None:
@@ -344,7 +414,9 @@ class FakeLexus:
         self.calls.append(("total", start, end, None if subscriptions is None else tuple(subscriptions), None))
         self.statuses.append(tuple(statuses))
         extra = sum(
-            n for (s, at), n in self.phantom.items() if (subscriptions is None or s in subscriptions) and start <= at < end
+            n
+            for (s, at), n in self.phantom.items()
+            if (subscriptions is None or s in subscriptions) and start <= at < end
         )
         return sum(self._matching(start, end, subscriptions).values()) + extra
 
@@ -363,9 +435,7 @@ class FakeLexus:
             by_subscription.setdefault(s, {})[q] = n
         top = sorted(by_subscription.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))[:terms]
         kept = {
-            (s, q): n
-            for s, quotas in top
-            for q, n in sorted(quotas.items(), key=lambda kv: (-kv[1], kv[0]))[:terms]
+            (s, q): n for s, quotas in top for q, n in sorted(quotas.items(), key=lambda kv: (-kv[1], kv[0]))[:terms]
         }
         return GroupedCount(kept, len(top), max((min(len(q), terms) for _, q in top), default=0))
 
@@ -442,7 +512,9 @@ def test_a_cut_answer_is_split_over_the_population_until_every_unit_is_counted(
         # split over the billed population: those are proven, anyone else is unknown
         assert not answer.whole and answer.proven_subscriptions == frozenset(population)
         assert answer.count(("someone-else", "q1")) is None
-        assert answer.why.startswith("the grouped count of 2026-11-01T00:00:00Z – 2026-11-02T00:00:00Z did not add up (")
+        assert answer.why.startswith(
+            "the grouped count of 2026-11-01T00:00:00Z – 2026-11-02T00:00:00Z did not add up ("
+        )
         assert all(limit is None or limit == 1000 for *_x, limit in fake.calls)
         chunks = [n for kind, n in kinds(fake)[2:] if kind == "grouped"]
         assert max(chunks) < (cap or 1000) and sum(chunks) == with_traffic
@@ -456,7 +528,14 @@ def test_as_many_terms_as_the_limit_is_cut_even_when_the_groups_add_up() -> None
     (answer,) = source.counts([DAY_ONE], sorted(s for s, _q in traffic)).values()
 
     assert dict(answer.counts) == traffic and answer.proven_subscriptions == {"s0000", "s0001", "s0002"}
-    assert kinds(fake) == [("total", None), ("grouped", None), ("total", 2), ("grouped", 2), ("total", 1), ("grouped", 1)]
+    assert kinds(fake) == [
+        ("total", None),
+        ("grouped", None),
+        ("total", 2),
+        ("grouped", 2),
+        ("total", 1),
+        ("grouped", 1),
+    ]
     assert "3 subscription groups, as many as the limit" in answer.why
 
 
@@ -485,8 +564,14 @@ def test_traffic_landing_between_the_total_and_its_groups_halves_the_population(
 
     assert answer.count(("s0003", "q1")) == 4 + 2, "the late units are counted once proven"
     # a race, not a cut: two halves, not 39-subscription chunks
-    assert kinds(fake) == [("total", None), ("grouped", None), ("total", 20), ("grouped", 20), ("total", 20),
-                           ("grouped", 20)]
+    assert kinds(fake) == [
+        ("total", None),
+        ("grouped", None),
+        ("total", 20),
+        ("grouped", 20),
+        ("total", 20),
+        ("grouped", 20),
+    ]
 
 
 def test_a_single_subscription_is_counted_again_over_halves_of_its_range() -> None:
@@ -554,8 +639,11 @@ def test_traceability_source_rejects_naive_or_empty_ranges() -> None:
 def settings(**usage: Any) -> Settings:
     return Settings(
         amplify=AmplifySettings(
-            central_url="http://127.0.0.1:1", auth_url="http://127.0.0.1:1", platform_url="http://127.0.0.1:1",
-            tenant_id="t", client_id="c",
+            central_url="http://127.0.0.1:1",
+            auth_url="http://127.0.0.1:1",
+            platform_url="http://127.0.0.1:1",
+            tenant_id="t",
+            client_id="c",
         ),
         recurly=RecurlySettings(api_key=Secret("k")),
         usage=UsageSettings(**usage),

@@ -166,7 +166,11 @@ def test_since_leaves_out_windows_up_to_the_watermark() -> None:
         w("2026-11-01 13:00", "2026-11-01 14:00"),
     ]
     # a watermark inside a window (the clipped end of a window reported earlier) leaves that window out
-    ended: dict[str, Any] = {"active_from": "2026-11-01 09:00", "active_until": "2026-11-01 10:30", "now": "2026-11-02 00:00"}
+    ended: dict[str, Any] = {
+        "active_from": "2026-11-01 09:00",
+        "active_until": "2026-11-01 10:30",
+        "now": "2026-11-02 00:00",
+    }
     assert windows(since="2026-11-01 10:30", **ended) == []
     assert windows(since="2026-11-01 10:00", **ended) == [
         w("2026-11-01 10:00", "2026-11-01 11:00", clip_end="2026-11-01 10:30")
@@ -218,7 +222,10 @@ def test_offsets_are_normalised_to_utc() -> None:
         earliest=datetime(2000, 1, 1, tzinfo=plus2),
         until=None,
     )
-    assert result == [w("2026-11-01 10:00", "2026-11-01 11:00", clip_start="2026-11-01 10:17"), w("2026-11-01 11:00", "2026-11-01 12:00")]
+    assert result == [
+        w("2026-11-01 10:00", "2026-11-01 11:00", clip_start="2026-11-01 10:17"),
+        w("2026-11-01 11:00", "2026-11-01 12:00"),
+    ]
     assert all(x.start.utcoffset() == timedelta(0) and x.clip_start.tzinfo is UTC for x in result)
 
 
@@ -356,8 +363,16 @@ def test_idempotency_key_rejects_odd_operations(operation: str) -> None:
         idempotency_key("amplify:s:q:20261101T000000Z", operation)
 
 
-def _reference(size: timedelta, now: datetime, settle: timedelta, active_from: datetime, active_until: datetime | None,
-               since: datetime | None, earliest: datetime, until: datetime | None) -> list[UsageWindow]:
+def _reference(
+    size: timedelta,
+    now: datetime,
+    settle: timedelta,
+    active_from: datetime,
+    active_until: datetime | None,
+    since: datetime | None,
+    earliest: datetime,
+    until: datetime | None,
+) -> list[UsageWindow]:
     """The specification read literally, over every window of a bounded span."""
     result = []
     start = t("2026-10-25 00:00")
@@ -398,7 +413,13 @@ def test_matches_the_literal_specification_on_random_cases() -> None:
         earliest, now = moment(), moment()
         args = (size, now, settle, active_from, active_until, since, earliest, until)
         got = reportable_windows(
-            size=size, now=now, settle_delay=settle, active_from=active_from, active_until=active_until,
-            since=since, earliest=earliest, until=until,
+            size=size,
+            now=now,
+            settle_delay=settle,
+            active_from=active_from,
+            active_until=active_until,
+            since=since,
+            earliest=earliest,
+            until=until,
         )
         assert got == _reference(*args), args
