@@ -23,6 +23,7 @@ from amplify_billing.changes import CommandReport
 from amplify_billing.crash import handle_crash, redacted_traceback
 from amplify_billing.errors import AmplifyBillingError, ExitCode
 from amplify_billing.redact import redact
+from amplify_billing.render.diagnostics import console_line
 
 if TYPE_CHECKING:
     from amplify_billing.runtime import Runtime
@@ -96,32 +97,35 @@ def failure_exit(raised: BaseException, args: Sequence[str], *, commands: Collec
         return int(raised.exit_code)
     if isinstance(raised, typer.Abort | KeyboardInterrupt):
         return interrupted_exit(args, commands=commands, started=started)
+    as_json = json_logs_requested(args)
     if isinstance(raised, TyperException):
         # a usage error (unknown option, bad value): typer's own message, with the usage line
+        message, code = raised.format_message(), int(ExitCode.CONFIG)
+        said = io.StringIO()
         show = getattr(raised, "show", None)
         if callable(show):
-            show(file=sys.stderr)
+            show(file=said)
         else:
-            print(f"Error: {raised.format_message()}", file=sys.stderr)
-        message, code = raised.format_message(), int(ExitCode.CONFIG)
+            said.write(f"Error: {message}\n")
+        console_line(said.getvalue().strip("\n"), as_json=as_json)
     elif isinstance(raised, AmplifyBillingError):
-        if _verbose(args):
-            sys.stderr.write(redacted_traceback(raised))
         # an upstream error may echo a credential back: the one redaction point applies
         message, code = redact(str(raised)), int(raised.exit_code)
-        print(f"Error: {message}", file=sys.stderr)
+        trace = redacted_traceback(raised) if _verbose(args) else ""
+        console_line(f"Error: {message}", traceback=trace, as_json=as_json)
     else:
         # exit 70, not 1: 1 means "some changes failed", which an operator handles differently from a bug
         said = io.StringIO()
         code = handle_crash(raised, argv=list(args), verbose=_verbose(args), stderr=said)
-        sys.stderr.write(said.getvalue())
-        message = said.getvalue().rstrip().splitlines()[-1]
+        lines = said.getvalue().rstrip("\n").splitlines()
+        message = lines[-1]
+        console_line(message, level=logging.CRITICAL, traceback="\n".join(lines[:-1]), as_json=as_json)
     _error_document(args, commands=commands, started=started, error=message, code=code)
     return code
 
 
 def interrupted_exit(args: Sequence[str], *, commands: Collection[str], started: datetime) -> int:
-    print(INTERRUPTED_LINE, file=sys.stderr)
+    console_line(INTERRUPTED_LINE, level=logging.WARNING, as_json=json_logs_requested(args))
     code = int(ExitCode.INTERRUPTED)
     _error_document(args, commands=commands, started=started, error=INTERRUPTED_LINE, code=code)
     return code
@@ -157,6 +161,16 @@ def json_requested(args: Sequence[str]) -> bool:
     return False
 
 
+def json_logs_requested(args: Sequence[str]) -> bool:
+    """Whether the arguments ask for --log-format json (read from the raw arguments, like ``json_requested``)."""
+    for index, arg in enumerate(args):
+        if arg == "--log-format" and index + 1 < len(args) and args[index + 1] == "json":
+            return True
+        if arg == "--log-format=json":
+            return True
+    return False
+
+
 def command_named(args: Sequence[str], commands: Collection[str]) -> str:
     """The command the arguments name; ``amplify-billing`` when none is recognised."""
     return next((arg for arg in args if arg in commands), "amplify-billing")
@@ -172,5 +186,6 @@ __all__ = [
     "failure_exit",
     "finish_command",
     "interrupted_exit",
+    "json_logs_requested",
     "json_requested",
 ]

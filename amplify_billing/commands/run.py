@@ -13,6 +13,7 @@ from amplify_billing.commands.report_usage import UsageOptions, report_usage
 from amplify_billing.commands.sync_plans import SyncPlansOptions, sync_plans
 from amplify_billing.commands.sync_subscriptions import sync_subscriptions
 from amplify_billing.errors import AmplifyBillingError, LockHeldError
+from amplify_billing.render.diagnostics import console_line
 from amplify_billing.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def run_all(rt: Runtime, options: RunOptions, recorded: Recorder) -> list[Comman
         except AmplifyBillingError as error:
             # the later steps build on this one (plans before subscriptions before usage): stop here
             log.error("%s stopped: %s", name, error)
-            rt.err_console.print(f"Error: {name}: {error}", markup=False, highlight=False)
+            console_line(f"Error: {name}: {error}")  # redacted; a JSON record under --log-format json
             rest = ", ".join(n for n, _ in steps[index + 1 :])
             reports.append(
                 CommandReport(
