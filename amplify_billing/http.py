@@ -19,6 +19,7 @@ import requests
 import tenacity
 
 from amplify_billing import __version__
+from amplify_billing.http_limits import HttpLimits, limit_session
 
 USER_AGENT = f"amplify-billing/{__version__} (python {platform.python_version()}; requests {requests.__version__})"
 
@@ -27,11 +28,12 @@ USER_AGENT = f"amplify-billing/{__version__} (python {platform.python_version()}
 MAX_WAIT_SECONDS = 120.0
 
 
-def make_session() -> requests.Session:
-    """A session with our User-Agent. Timeouts are passed on every call by the adapters."""
+def make_session(limits: HttpLimits | None = None) -> requests.Session:
+    """A session with our User-Agent and, given ``limits``, connections that enforce their deadline and maximum
+    answer size (``http_limits``). The (connect, read) timeouts are passed on every call by the adapters."""
     session = requests.Session()
     session.headers["User-Agent"] = USER_AGENT
-    return session
+    return session if limits is None else limit_session(session, limits)
 
 
 def retry_after_seconds(value: str | None, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> float | None:

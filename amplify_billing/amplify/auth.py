@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from amplify_billing.amplify.wire import error_detail, json_body, unreachable
 from amplify_billing.errors import AuthError, ConfigError, UpstreamError
+from amplify_billing.http_limits import HttpLimitExceeded, HttpLimits, limit_error
 from amplify_billing.settings import AmplifySettings
 
 log = logging.getLogger(__name__)
@@ -183,8 +184,10 @@ class TokenProvider:
                 data=dict(form),
                 auth=basic,
                 headers={"Accept": "application/json"},
-                timeout=self._settings.timeout_seconds,
+                timeout=HttpLimits.of("amplify", self._settings).timeouts,
             )
+        except HttpLimitExceeded as exc:
+            raise limit_error(exc, "Amplify", f"POST {url}") from None
         except requests.RequestException as exc:
             raise unreachable(url, type(exc).__name__, self._settings) from None
 

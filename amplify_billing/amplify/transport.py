@@ -23,6 +23,7 @@ from amplify_billing.amplify.auth import TokenProvider
 from amplify_billing.amplify.wire import error_detail, unreachable
 from amplify_billing.errors import ApiRejectedError, AuthError, NotFoundError, UpstreamError
 from amplify_billing.http import build_retrying, make_session, retry_after_seconds
+from amplify_billing.http_limits import HttpLimitExceeded, HttpLimits, limit_error
 from amplify_billing.settings import AmplifySettings
 from amplify_billing.throttle import RateLimiter
 
@@ -55,7 +56,8 @@ class AmplifyTransport:
         limiter: RateLimiter | None = None,
     ) -> None:
         self.settings = settings
-        self.session = session or make_session()
+        self.limits = HttpLimits.of("amplify", settings)
+        self.session = session or make_session(self.limits)
         self._clock = clock
         self._sleep = sleep
         self.limiter = limiter or RateLimiter(settings.rate_limit_per_minute, clock=monotonic, sleep=sleep)
@@ -154,7 +156,9 @@ class AmplifyTransport:
                     if throttled:
                         self.limiter.acquire()
                     self._count(method)
-                    response = self.session.request(method, url, timeout=self.settings.timeout_seconds, **kwargs)
+                    # streamed, then read whole here: the answer is read through the deadline and size limits
+                    response = self.session.request(method, url, timeout=self.limits.timeouts, stream=True, **kwargs)
+                    response.content  # noqa: B018 (reads the body)
                     log.debug("Amplify %s %s -> %d", method, url, response.status_code)
                     if response.status_code in TRANSIENT_STATUSES:
                         raise _TransientStatus(response)
@@ -162,6 +166,8 @@ class AmplifyTransport:
         except _TransientStatus as exc:
             status = exc.response.status_code
             raise unreachable(url, f"HTTP {status} {exc.response.reason or ''}".strip(), self.settings) from None
+        except HttpLimitExceeded as exc:
+            raise limit_error(exc, "Amplify", f"{method} {url}") from None
         except requests.Timeout:
             raise unreachable(url, f"no answer within {self.settings.timeout_seconds:g} s", self.settings) from None
         except requests.RequestException as exc:

@@ -39,6 +39,13 @@ from amplify_billing.errors import (
     UpstreamError,
 )
 from amplify_billing.http import build_retrying
+from amplify_billing.http_limits import (
+    HttpLimitExceeded,
+    HttpLimits,
+    LimitedHTTPConnection,
+    LimitedHTTPSConnection,
+    limit_error,
+)
 from amplify_billing.recurly.wire import body_of, error_text, plain_data, to_wire
 from amplify_billing.settings import RecurlySettings
 
@@ -66,11 +73,11 @@ class _Observed:
         return response  # type: ignore[no-any-return]
 
 
-class _ObservedHTTP(_Observed, http.client.HTTPConnection):
+class _ObservedHTTP(_Observed, LimitedHTTPConnection):  # type: ignore[misc]
     pass
 
 
-class _ObservedHTTPS(_Observed, http.client.HTTPSConnection):
+class _ObservedHTTPS(_Observed, LimitedHTTPSConnection):  # type: ignore[misc]
     pass
 
 
@@ -95,6 +102,8 @@ class RecurlyTransport:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
+        # connect timeout, deadline and maximum answer size, enforced by the connection itself (http_limits)
+        self.limits = HttpLimits.of("recurly", settings)
         self._sleep = sleep
         self._clock = clock
         self._local = threading.local()
@@ -108,7 +117,7 @@ class RecurlyTransport:
         self.last_request_id: str | None = None
 
     # ---- connection ------------------------------------------------------------------------------
-    def _endpoint(self) -> tuple[type[http.client.HTTPConnection], str, int]:
+    def _endpoint(self) -> tuple[type[_ObservedHTTP | _ObservedHTTPS], str, int]:
         if self.settings.api_url:
             parts = urlsplit(self.settings.api_url)
             secure = parts.scheme == "https"
@@ -124,7 +133,7 @@ class RecurlyTransport:
         old = getattr(client, "_BaseClient__conn", None)
         if old is not None:
             old.close()
-        client._BaseClient__conn = kind(host, port, timeout=self.settings.timeout_seconds)
+        client._BaseClient__conn = kind(host, port, limits=self.limits)
 
     def _client(self) -> recurly.Client:
         client: recurly.Client | None = getattr(self._local, "client", None)
@@ -225,6 +234,9 @@ class RecurlyTransport:
             # the client lets these escape unwrapped after a broken keep-alive (issue #556)
             self._connect(client)
             raise _Transient(f"connection error: {type(exc).__name__}: {exc}") from None
+        except HttpLimitExceeded as exc:
+            self._connect(client)  # the answer was left half read: this connection cannot carry another
+            raise limit_error(exc, "Recurly", f"{method} {what}") from None
         except recurly.ApiError as exc:
             self._observe(client)
             raise self._translate(exc, method, what) from None

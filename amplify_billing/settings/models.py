@@ -94,6 +94,8 @@ class _Frozen(BaseModel):
 _CLIENT_SECRET = secret("amplify", "client_secret", file_key="client_secret_file")
 _PRIVATE_KEY = secret("amplify", "private_key", file_key="private_key_file", pem=True)
 _PAGE_SIZE = between(1, 1000, "the SDK pages by 100; the server maximum is not documented")
+# Timeouts bound each wait for bytes; a deadline and a size bound one whole answer (http_limits.py).
+_RESPONSE_SIZE = between(4096, None, "an error answer alone may take a few kilobytes")
 
 
 class AmplifySettings(_Frozen):
@@ -111,6 +113,9 @@ class AmplifySettings(_Frozen):
     page_size: Annotated[int, Whole, _PAGE_SIZE] = 100
     rate_limit_per_minute: Annotated[int, Whole, between(1, None)] = 25
     timeout_seconds: Annotated[float, Number, Positive] = 30.0
+    connect_timeout_seconds: Annotated[float, Number, Positive] = 10.0
+    deadline_seconds: Annotated[float, Number, Positive] = 120.0
+    max_response_bytes: Annotated[int, Whole, _RESPONSE_SIZE] = 64 * 1024 * 1024
     opt_in_attribute: Annotated[str, text()] = "billingSystem"
     opt_in_value: Annotated[str, text()] = "recurly"
     realm: Annotated[str, text()] = "Broker"
@@ -170,6 +175,9 @@ class RecurlySettings(_Frozen):
     # The gateway points the client's connection at a host and port: a path would be ignored.
     api_url: Annotated[str | None, text(), http_url(path_allowed=False)] = None
     timeout_seconds: Annotated[float, Number, Positive] = 30.0
+    connect_timeout_seconds: Annotated[float, Number, Positive] = 10.0
+    deadline_seconds: Annotated[float, Number, Positive] = 120.0
+    max_response_bytes: Annotated[int, Whole, _RESPONSE_SIZE] = 64 * 1024 * 1024
     max_retries: Annotated[int, Whole, between(0, None)] = 5
     concurrency: Annotated[int, Whole, between(1, 16)] = 4
 

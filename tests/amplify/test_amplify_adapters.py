@@ -140,7 +140,7 @@ def test_list_follows_link_headers_to_the_last_page(fake: FakeTime, mock: respon
     for call in calls:
         assert call.request.headers["Authorization"] == "Bearer tok-1"
         assert call.request.headers["X-Axway-Tenant-Id"] == TENANT
-        assert call.request.req_kwargs["timeout"] == 12.5
+        assert call.request.req_kwargs["timeout"] == (10.0, 12.5)  # (connect, read)
 
 
 def _pages(mock: responses.RequestsMock, pages: list[tuple[list[str], str | None]]) -> None:
@@ -676,7 +676,7 @@ def test_token_provider_on_its_own_caches_until_invalidated(fake: FakeTime, mock
     assert [provider.token(), provider.token()] == ["tok-1", "tok-1"]
     provider.invalidate()
     assert provider.token() == "tok-2"
-    assert mock.calls[0].request.req_kwargs["timeout"] == 12.5
+    assert mock.calls[0].request.req_kwargs["timeout"] == (10.0, 12.5)  # (connect, read)
 
 
 def test_a_next_page_link_to_another_origin_is_refused_and_the_token_never_leaves(
