@@ -22,7 +22,7 @@ import requests
 from amplify_billing.amplify.auth import TokenProvider
 from amplify_billing.amplify.wire import error_detail, unreachable
 from amplify_billing.errors import ApiRejectedError, AuthError, NotFoundError, UpstreamError
-from amplify_billing.http import build_retrying, make_session, retry_after_seconds
+from amplify_billing.http import build_retrying, make_session, network_reason, retry_after_seconds
 from amplify_billing.http_limits import HttpLimitExceeded, HttpLimits, limit_error
 from amplify_billing.settings import AmplifySettings
 from amplify_billing.throttle import RateLimiter
@@ -168,10 +168,14 @@ class AmplifyTransport:
             raise unreachable(url, f"HTTP {status} {exc.response.reason or ''}".strip(), self.settings) from None
         except HttpLimitExceeded as exc:
             raise limit_error(exc, "Amplify", f"{method} {url}") from None
+        except requests.ConnectTimeout:
+            reason = f"no connection within {self.limits.connect_timeout:g} s (amplify.connect_timeout_seconds)"
+            raise unreachable(url, reason, self.settings) from None
         except requests.Timeout:
-            raise unreachable(url, f"no answer within {self.settings.timeout_seconds:g} s", self.settings) from None
+            reason = f"no answer within {self.limits.read_timeout:g} s (amplify.timeout_seconds)"
+            raise unreachable(url, reason, self.settings) from None
         except requests.RequestException as exc:
-            raise unreachable(url, f"{type(exc).__name__}: {exc}", self.settings) from None
+            raise unreachable(url, network_reason(exc), self.settings) from None
         raise AssertionError("unreachable: tenacity either returns or re-raises")  # pragma: no cover
 
     def _now(self) -> datetime:

@@ -426,7 +426,7 @@ def test_503_twice_then_success(fake: FakeTime, mock: responses.RequestsMock) ->
 
 def test_connection_errors_exhaust_the_retries_into_unreachable(fake: FakeTime, mock: responses.RequestsMock) -> None:
     add_token(mock)
-    mock.get(PLAN_URL, body=requests.ConnectionError("Connection refused"))
+    mock.get(PLAN_URL, body=requests.ConnectionError(ConnectionRefusedError(111, "Connection refused")))
     clients = build(fake)
 
     with pytest.raises(UnreachableError) as caught:
@@ -435,8 +435,8 @@ def test_connection_errors_exhaust_the_retries_into_unreachable(fake: FakeTime, 
     assert caught.value.exit_code == ExitCode.UPSTREAM == 3
     assert caught.value.system == "amplify"
     assert str(caught.value) == (
-        "Amplify at central.test is unreachable: ConnectionError: Connection refused; "
-        "check amplify.central_url and the network"
+        "Amplify at central.test is unreachable: the connection was refused (nothing listens at that address and "
+        "port); check amplify.central_url and the network"
     )
     assert clients.transport.stats == {"POST": 1, "GET": 5, "retries": 4}
     assert len(fake.sleeps) == 4
@@ -449,7 +449,8 @@ def test_an_unreachable_idp_names_the_auth_url(fake: FakeTime, mock: responses.R
         build(fake).resources.get("productplans", "gold")
 
     assert str(caught.value) == (
-        "Amplify at login.test is unreachable: no answer within 12.5 s; check amplify.auth_url and the network"
+        "Amplify at login.test is unreachable: no connection within 10 s (amplify.connect_timeout_seconds); "
+        "check amplify.auth_url and the network"
     )
     assert len(mock.calls) == 5
 
