@@ -8,6 +8,8 @@ taken as given. Importing this module loads no YAML: only reading a file does (`
 
 from __future__ import annotations
 
+import shlex
+import stat
 from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal
@@ -268,6 +270,34 @@ class StateSettings(_Frozen):
     verify_sample: Annotated[int, Whole, between(0, 1000)] = 5
 
 
+class SecuritySettings(_Frozen):
+    # A key file (a ``*_file`` secret) readable or writable by group or others is refused unless this is true: for
+    # mounts whose modes the operator does not control (Kubernetes mounts a secret 0644 by default).
+    allow_readable_key_files: Annotated[bool, Flag] = False
+
+
+# The mode bits of a key file that let another user read or change the credential.
+OPEN_TO_OTHERS = 0o077
+
+
+def key_file_problem(secret: Secret | None, key: str) -> str | None:
+    """Why the file ``secret`` was read from may not hold a credential (its mode), or None."""
+    path = secret.file if secret is not None else None
+    if path is None:
+        return None
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None  # it was read a moment ago; a file gone since is not this rule's to report
+    if not mode & OPEN_TO_OTHERS:
+        return None
+    return (
+        f"{path} is readable or writable by group or others (mode {mode:04o}) and holds a credential; run "
+        f"`chmod 600 {shlex.quote(str(path))}`, or set security.allow_readable_key_files: true where the mode is "
+        "not yours to set (a Kubernetes secret is mounted 0644 by default)"
+    )
+
+
 class Settings(_Frozen):
     amplify: AmplifySettings
     recurly: RecurlySettings
@@ -277,8 +307,21 @@ class Settings(_Frozen):
     usage: UsageSettings = Field(default_factory=UsageSettings)
     safety: SafetySettings = Field(default_factory=SafetySettings)
     state: StateSettings = Field(default_factory=StateSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
     # where the settings came from, for messages
     source: str = "<defaults>"
+
+    @model_validator(mode="after")
+    def _private_key_files(self, info: ValidationInfo) -> Settings:
+        if file_context(info) is None or self.security.allow_readable_key_files:
+            return self
+        for section, files in SECRET_FILES.items():
+            for name, file_key in files.items():
+                key = f"{section}.{file_key}"
+                problem = key_file_problem(getattr(getattr(self, section), name), key)
+                if problem is not None:
+                    raise Problem(problem, at=key).for_pydantic()
+        return self
 
 
 # The sections of a configuration file, in the order the example shows them.
