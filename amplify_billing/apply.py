@@ -56,6 +56,9 @@ def idempotency_key(change: Change) -> str:
     return "ab-" + hashlib.sha256(material.encode()).hexdigest()[:40]
 
 
+# Why a change was not attempted once the --max-duration deadline came (the next run does it; see backlog.py).
+DEADLINE_SKIP = "not attempted: --max-duration reached; the next run does it"
+
 # Writes of one phase may run side by side: Recurly with one client per worker thread; Amplify through its
 # one transport, whose rate limiter keeps the whole process within its budget (25 requests a minute) however
 # many threads ask. Approvals (one phase) still all come before link attributes (a later phase).
@@ -137,7 +140,7 @@ class Applier:
             return self._halted
         if self.deadline is not None and self.monotonic() >= self.deadline:
             self.stopped_early = True
-            self._halted = "not attempted: --max-duration reached; the next run does it"
+            self._halted = DEADLINE_SKIP
             return self._halted
         blocked = [k for k in change.requires if k in self._failed_keys]
         if blocked:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import typer
 from typer.exceptions import TyperException
 
+from amplify_billing.backlog import stopped_line
 from amplify_billing.changes import CommandReport
 from amplify_billing.crash import handle_crash, redacted_traceback
 from amplify_billing.errors import AmplifyBillingError, ExitCode
@@ -54,6 +55,12 @@ def finish_command(
         else:
             for report in reports:
                 render_report(rt.console, report, output=output)
+    stopped = stopped_line(reports, datetime.now(UTC))
+    if stopped is not None:
+        # the run ends cleanly (exit 0); the report and the diagnostics both say what was left and how old it is
+        if output == "table":
+            rt.console.print(stopped, markup=False, highlight=False, soft_wrap=True)
+        log.warning("%s", stopped)
     code = max((int(r.exit_code) for r in reports), default=int(ExitCode.OK))
     if metrics_file is not None and reports:
         try:

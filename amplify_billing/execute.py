@@ -9,7 +9,7 @@ from dataclasses import replace
 from amplify_billing import safety
 from amplify_billing.actions import Action
 from amplify_billing.amplify.executor import amplify_handlers
-from amplify_billing.apply import Applier, Handler, planned
+from amplify_billing.apply import DEADLINE_SKIP, Applier, Handler, planned
 from amplify_billing.changes import REPORT_ONLY, ChangeResult, ChangeSet, CommandReport, Outcome
 from amplify_billing.errors import ExitCode
 from amplify_billing.journal_effects import journal_handlers
@@ -57,7 +57,7 @@ def execute(
     note = None
     if applier.stopped_early:
         left = sum(1 for r in results if r.outcome is Outcome.SKIPPED)
-        note = f"stopped at --max-duration; {left} change(s) left for the next run"
+        note = f"stopped at the deadline (--max-duration); {left} change(s) left for the next run"
     return results, note
 
 
@@ -73,8 +73,8 @@ def exit_code_for(results: list[ChangeResult], *, dry_run: bool, exit_code_flag:
         )
         if pending:
             return int(ExitCode.REFUSED)
-    if any(r.outcome is Outcome.SKIPPED for r in results) and not dry_run:
-        # skipped because a prerequisite failed or the deadline hit: not done, say so
+    if any(r.outcome is Outcome.SKIPPED and r.error != DEADLINE_SKIP for r in results) and not dry_run:
+        # skipped because a prerequisite failed: not done, say so (work left at the deadline is the next run's)
         return int(ExitCode.PARTIAL_FAILURE)
     return int(ExitCode.OK)
 

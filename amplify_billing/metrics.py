@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from amplify_billing.backlog import backlog_seconds
 from amplify_billing.changes import ChangeKind, CommandReport
 from amplify_billing.errors import ConfigError
 from amplify_billing.redact import redact
@@ -121,6 +122,9 @@ def build_registry(
     for system in sorted(retries):
         retried.labels(system=system).set(int(retries[system]))
 
+    _gauge(registry, "backlog_seconds", "Age of the oldest work the last run left at its deadline; 0: none.").set(
+        backlog_seconds(reports, now)
+    )
     _gauge(registry, "run_duration_seconds", "Wall time of the last run.").set(float(duration_seconds))
     _gauge(registry, "run_exit_code", "Exit code of the last run (0 done; see README 'Exit codes').").set(
         int(exit_code)

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from amplify_billing.backlog import NOT_STARTED
 from amplify_billing.changes import CommandReport
 from amplify_billing.commands.link_accounts import link_accounts
 from amplify_billing.commands.options import SyncOptions
@@ -58,7 +59,7 @@ def run_all(rt: Runtime, options: RunOptions, recorded: Recorder) -> list[Comman
             left = ", ".join(n for n, _ in steps[index:])
             reports.append(
                 CommandReport(
-                    name, options.dry_run, (), exit_code=1, note=f"not started: --max-duration reached ({left} left)"
+                    name, options.dry_run, (), exit_code=0, note=f"{NOT_STARTED} ({left} left for the next run)"
                 )
             )
             break
