@@ -146,9 +146,9 @@ def test_a_trickling_amplify_answer_is_cut_at_the_deadline(where: str, serve: An
         transport.request("GET", f"{server.url}/apis/management/v1alpha1/environments")
     assert time.monotonic() - started < DEADLINE + 0.5
     assert "amplify.deadline_seconds" in str(raised.value) and raised.value.exit_code == ExitCode.UPSTREAM
-    assert [p for p in server.requests if "environments" in p] == [
-        "/apis/management/v1alpha1/environments"
-    ], "a stalled server is not asked again"
+    assert [p for p in server.requests if "environments" in p] == ["/apis/management/v1alpha1/environments"], (
+        "a stalled server is not asked again"
+    )
 
 
 @pytest.mark.parametrize("where", ["headers", "body"])
