@@ -21,9 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from amplify_billing import interrupt
 from amplify_billing.actions import Action
 from amplify_billing.changes import Change, ChangeResult, ChangeSet, Outcome
 from amplify_billing.errors import AmplifyBillingError, AuthError, UnreachableError
+from amplify_billing.interrupt import INTERRUPTED_SKIP
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +107,14 @@ class Applier:
         if not parallel:
             return
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="recurly-writer") as pool:
-            futures = {pool.submit(self._step, change): index for index, change in parallel}
-            for future, index in futures.items():
-                results[index] = future.result()
+            futures = {pool.submit(self._step, change): (index, change) for index, change in parallel}
+            for future, (index, change) in futures.items():
+                if interrupt.requested():  # a signal: queued writes never start, those in flight finish
+                    pool.shutdown(wait=False, cancel_futures=True)
+                if future.cancelled():
+                    results[index] = ChangeResult(change, Outcome.SKIPPED, INTERRUPTED_SKIP)
+                else:
+                    results[index] = future.result()
 
     @staticmethod
     def _parallel(change: Change) -> bool:
@@ -137,6 +144,9 @@ class Applier:
 
     def _skip_reason(self, change: Change) -> str | None:
         if self._halted is not None:
+            return self._halted
+        if interrupt.requested():
+            self._halted = INTERRUPTED_SKIP
             return self._halted
         if self.deadline is not None and self.monotonic() >= self.deadline:
             self.stopped_early = True

@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING
 import typer
 from typer.exceptions import TyperException
 
+from amplify_billing import interrupt
 from amplify_billing.backlog import stopped_line
 from amplify_billing.changes import CommandReport
 from amplify_billing.crash import handle_crash, redacted_traceback
 from amplify_billing.errors import AmplifyBillingError, ExitCode
+from amplify_billing.interrupt import Interrupted
 from amplify_billing.redact import redact
 from amplify_billing.render.diagnostics import console_line
 
@@ -102,7 +104,7 @@ def failure_exit(raised: BaseException, args: Sequence[str], *, commands: Collec
     """The one handler: an exception out of the command line becomes its line(s), its document and exit code."""
     if isinstance(raised, typer.Exit):
         return int(raised.exit_code)
-    if isinstance(raised, typer.Abort | KeyboardInterrupt):
+    if isinstance(raised, typer.Abort | KeyboardInterrupt | Interrupted):
         return interrupted_exit(args, commands=commands, started=started)
     as_json = json_logs_requested(args)
     if isinstance(raised, TyperException):
@@ -131,10 +133,16 @@ def failure_exit(raised: BaseException, args: Sequence[str], *, commands: Collec
     return code
 
 
-def interrupted_exit(args: Sequence[str], *, commands: Collection[str], started: datetime) -> int:
-    console_line(INTERRUPTED_LINE, level=logging.WARNING, as_json=json_logs_requested(args))
+def interrupted_exit(
+    args: Sequence[str], *, commands: Collection[str], started: datetime, document: bool = True
+) -> int:
+    """Exit 130 with the line that says what the interrupted command still sent (``interrupt.summary``) and,
+    when asked (``document``: the command left no report), the error envelope."""
+    line = interrupt.summary() if interrupt.requested() else INTERRUPTED_LINE
+    console_line(line, level=logging.WARNING, as_json=json_logs_requested(args) if args else None)
     code = int(ExitCode.INTERRUPTED)
-    _error_document(args, commands=commands, started=started, error=INTERRUPTED_LINE, code=code)
+    if document:
+        _error_document(args, commands=commands, started=started, error=line, code=code)
     return code
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
-from amplify_billing import safety
+from amplify_billing import interrupt, safety
 from amplify_billing.actions import Action
 from amplify_billing.amplify.executor import amplify_handlers
 from amplify_billing.apply import DEADLINE_SKIP, Applier, Handler, planned
@@ -117,6 +117,8 @@ def recorded(rt: Runtime, command: str, dry_run: bool, run: Callable[[int | None
         return report
     finally:
         code = report.exit_code if report is not None else int(ExitCode.PARTIAL_FAILURE)
+        if interrupt.requested():
+            code = int(ExitCode.INTERRUPTED)  # the run row says the run was interrupted, not that it failed
         counts: dict[str, int | str] = {k: v for k, v in (report.figures.items() if report else ())}
         if report is not None:
             for result in report.results:

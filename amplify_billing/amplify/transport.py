@@ -19,11 +19,13 @@ from typing import Any
 
 import requests
 
+from amplify_billing import interrupt
 from amplify_billing.amplify.auth import TokenProvider
 from amplify_billing.amplify.wire import error_detail, unreachable
 from amplify_billing.errors import ApiRejectedError, AuthError, NotFoundError, UpstreamError
 from amplify_billing.http import build_retrying, make_session, network_reason, retry_after_seconds
 from amplify_billing.http_limits import HttpLimitExceeded, HttpLimits, limit_error
+from amplify_billing.interrupt import Interrupted
 from amplify_billing.settings import AmplifySettings
 from amplify_billing.throttle import RateLimiter
 
@@ -93,6 +95,26 @@ class AmplifyTransport:
         """
         method = method.upper()
         repeatable = method in IDEMPOTENT_METHODS if safe_to_repeat is None else safe_to_repeat
+        writes = method not in ("GET", "HEAD") and safe_to_repeat is not True
+        try:
+            return self._request(method, url, params, json, headers, expected, repeatable)
+        except Interrupted:
+            writes = False  # not sent
+            raise
+        finally:
+            if writes:
+                interrupt.write_done()
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        headers: Mapping[str, str] | None,
+        expected: Collection[int],
+        repeatable: bool,
+    ) -> requests.Response:
         renewed = False
         while True:
             token = self.tokens.token()
@@ -155,6 +177,7 @@ class AmplifyTransport:
                 with attempt:
                     if throttled:
                         self.limiter.acquire()
+                    interrupt.check(f"Amplify {method} {url}")  # after a signal no request starts
                     self._count(method)
                     # streamed, then read whole here: the answer is read through the deadline and size limits
                     response = self.session.request(method, url, timeout=self.limits.timeouts, stream=True, **kwargs)

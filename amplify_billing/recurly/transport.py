@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import recurly
 from recurly import errors as recurly_errors
 
+from amplify_billing import interrupt
 from amplify_billing.errors import (
     ApiRejectedError,
     AuthError,
@@ -46,6 +47,7 @@ from amplify_billing.http_limits import (
     LimitedHTTPSConnection,
     limit_error,
 )
+from amplify_billing.interrupt import Interrupted
 from amplify_billing.recurly.wire import body_of, error_text, plain_data, to_wire
 from amplify_billing.settings import RecurlySettings
 
@@ -191,6 +193,18 @@ class RecurlyTransport:
             self._remaining = None
 
     def _call(self, method: str, what: str, send: Callable[[recurly.Client], T], *, repeatable: bool) -> T:
+        """``_send``, counting a write that ends after SIGINT/SIGTERM (``interrupt``) for the last line."""
+        sent = method not in ("GET", "HEAD")
+        try:
+            return self._send(method, what, send, repeatable=repeatable)
+        except Interrupted:
+            sent = False  # refused before it was sent
+            raise
+        finally:
+            if sent:
+                interrupt.write_done()
+
+    def _send(self, method: str, what: str, send: Callable[[recurly.Client], T], *, repeatable: bool) -> T:
         """Send one request with retries; translate every failure into the package's error tree.
 
         ``repeatable``: reads always; a write only when it carries an Idempotency-Key. A 429 is retried
@@ -232,6 +246,7 @@ class RecurlyTransport:
     def _attempt(self, method: str, what: str, send: Callable[[recurly.Client], T]) -> T:
         client = self._client()
         self._pace()
+        interrupt.check(f"Recurly {method} {what}")  # after a signal no request starts
         self._count(method)
         try:
             result = send(client)
