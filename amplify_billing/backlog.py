@@ -39,23 +39,27 @@ def oldest_left(results: Iterable[ChangeResult], *, now: datetime, since: dateti
     return max(ages, default=None)
 
 
-def backlog_age(reports: Sequence[CommandReport], now: datetime) -> timedelta | None:
-    """The age of the oldest work the reports' run left at its deadline; None when it left nothing."""
-    since = min((r.started_at for r in reports if r.started_at is not None), default=now)
+def backlog_age(
+    reports: Sequence[CommandReport], now: datetime, started: datetime | None = None
+) -> timedelta | None:
+    """The age of the oldest work the reports' run left at its deadline; None when it left nothing. ``started``:
+    when the invocation began (the reports' own start times otherwise; a step not started has none)."""
+    starts = [r.started_at for r in reports if r.started_at is not None] + ([started] if started else [])
+    since = min(starts, default=now)
     ages = [oldest_left(r.results, now=now, since=since) for r in reports]
     ages += [now - since for r in reports if r.note is not None and r.note.startswith(NOT_STARTED)]
     found = [age for age in ages if age is not None]
     return max(found) if found else None
 
 
-def backlog_seconds(reports: Sequence[CommandReport], now: datetime) -> float:
-    age = backlog_age(reports, now)
+def backlog_seconds(reports: Sequence[CommandReport], now: datetime, started: datetime | None = None) -> float:
+    age = backlog_age(reports, now, started)
     return max(age.total_seconds(), 0.0) if age is not None else 0.0
 
 
-def stopped_line(reports: Sequence[CommandReport], now: datetime) -> str | None:
+def stopped_line(reports: Sequence[CommandReport], now: datetime, started: datetime | None = None) -> str | None:
     """The line that ends a run stopped at its deadline, or None when it finished its work."""
-    age = backlog_age(reports, now)
+    age = backlog_age(reports, now, started)
     if age is None:
         return None
     left = sum(len(left_at_deadline(r.results)) for r in reports)

@@ -12,7 +12,7 @@ import io
 import logging
 import sys
 from collections.abc import Collection, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,7 +57,8 @@ def finish_command(
         else:
             for report in reports:
                 render_report(rt.console, report, output=output)
-    stopped = stopped_line(reports, datetime.now(UTC))
+    now = datetime.now(UTC)
+    stopped = stopped_line(reports, now, started=now - timedelta(seconds=duration))
     if stopped is not None:
         # the run ends cleanly (exit 0); the report and the diagnostics both say what was left and how old it is
         if output == "table":

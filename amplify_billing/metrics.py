@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
@@ -123,7 +123,7 @@ def build_registry(
         retried.labels(system=system).set(int(retries[system]))
 
     _gauge(registry, "backlog_seconds", "Age of the oldest work the last run left at its deadline; 0: none.").set(
-        backlog_seconds(reports, now)
+        backlog_seconds(reports, now, started=now - timedelta(seconds=duration_seconds))
     )
     _gauge(registry, "run_duration_seconds", "Wall time of the last run.").set(float(duration_seconds))
     _gauge(registry, "run_exit_code", "Exit code of the last run (0 done; see README 'Exit codes').").set(
