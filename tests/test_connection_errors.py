@@ -17,6 +17,7 @@ import pytest
 import amplify_billing.amplify.transport as amplify_transport
 from amplify_billing.cli import run_cli
 from amplify_billing.errors import ExitCode
+from amplify_billing.redact import forget_secrets
 
 LIBRARY_TEXT = ("HTTPConnectionPool", "Max retries", "Errno", "NewConnectionError", "Caused by", "object at 0x")
 
@@ -35,12 +36,12 @@ def _amplify_at(base: str) -> dict[str, Any]:
 def _cases(amplify: str, dead: str) -> dict[str, tuple[dict[str, Any], str]]:
     return {
         "amplify-404": (
-            {"amplify": {"central_url": f"{amplify}/wrong"}},
-            r"Error: sync-plans: Amplify has no products listing at \S+/wrong/apis/catalog/v1/products \(HTTP 404\); "
+            {"amplify": {"central_url": f"{amplify}/not-central"}},
+            r"Error: sync-plans: Amplify has no products listing at \S+/not-central/apis/catalog/v1/products \(HTTP 404\); "
             r"check amplify.central_url .* and amplify.api_version \(v1\)",
         ),
         "auth-404": (
-            {"amplify": {"auth_url": f"{amplify}/wrong"}},
+            {"amplify": {"auth_url": f"{amplify}/not-auth"}},
             r"Error: sync-plans: the Axway IdP has no token endpoint at \S+ \(HTTP 404\); check amplify.auth_url and "
             r"amplify.realm .*",
         ),
@@ -92,6 +93,7 @@ def no_resolver(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_connection_problem_exits_3_naming_the_setting(
     case: str, no_resolver: None, small_sandbox: tuple[Any, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    forget_secrets()  # another test's secret (a word such as "wrong") would hide part of a URL here
     sandbox, config = small_sandbox
     overrides, expected = _cases(sandbox.amplify.url, f"http://127.0.0.1:{_dead_port()}")[case]
     overrides.setdefault("recurly", {})["max_retries"] = 0

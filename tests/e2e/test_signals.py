@@ -32,6 +32,11 @@ def _usage_posts(cycle: Cycle) -> int:
     return sum(1 for r in list(cycle.sandbox.recurly.requests) if r.method == "POST" and r.path.endswith("/usage"))
 
 
+def _in_flight(cycle: Cycle, slow: Any) -> bool:
+    """A usage write reached the emulator (its delay began) and has not been answered yet."""
+    return int(slow.injected) > _usage_posts(cycle)
+
+
 def _command(config: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "amplify_billing", "--config", str(config), *args]
 
@@ -53,8 +58,9 @@ def test_a_signal_mid_apply_sends_no_new_write_and_the_next_run_converges(sent: 
         _command(config, "report-usage"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
     )
     deadline = time.monotonic() + 60
-    while _usage_posts(cycle) < 3 and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    while not (_usage_posts(cycle) >= 3 and _in_flight(cycle, slow)) and child.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     assert child.poll() is None, "the run ended before the signal could reach it mid-apply"
     at_signal = _usage_posts(cycle)
     child.send_signal(sent)
@@ -92,14 +98,15 @@ def test_a_second_signal_stops_at_once(make_cycle: Any) -> None:
     cycle.clock.set(datetime.now(UTC))
     config = cycle.sandbox.write_config(cycle.sandbox.state_dir / "config.yaml")
     # the usage writes in flight would take this long to finish
-    cycle.sandbox.recurly.inject("delay", method="POST", path=r"/usage$", delay_seconds=2.0)
+    slow = cycle.sandbox.recurly.inject("delay", method="POST", path=r"/usage$", delay_seconds=2.0)
 
     child = subprocess.Popen(
         _command(config, "report-usage"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
     )
     deadline = time.monotonic() + 60
-    while _usage_posts(cycle) < 1 and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    while not _in_flight(cycle, slow) and child.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     assert child.poll() is None
     child.send_signal(signal.SIGTERM)
     time.sleep(0.2)
