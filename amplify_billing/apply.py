@@ -21,9 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from amplify_billing import interrupt
 from amplify_billing.actions import Action
 from amplify_billing.changes import Change, ChangeResult, ChangeSet, Outcome
 from amplify_billing.errors import AmplifyBillingError, AuthError, UnreachableError
+from amplify_billing.interrupt import INTERRUPTED_SKIP
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,9 @@ def idempotency_key(change: Change) -> str:
     material = json.dumps({"a": change.action.verb, "p": change.action.identity()}, sort_keys=True, default=str)
     return "ab-" + hashlib.sha256(material.encode()).hexdigest()[:40]
 
+
+# Why a change was not attempted once the --max-duration deadline came (the next run does it; see backlog.py).
+DEADLINE_SKIP = "not attempted: --max-duration reached; the next run does it"
 
 # Writes of one phase may run side by side: Recurly with one client per worker thread; Amplify through its
 # one transport, whose rate limiter keeps the whole process within its budget (25 requests a minute) however
@@ -118,9 +123,17 @@ class Applier:
         if not parallel:
             return
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="recurly-writer") as pool:
-            futures = [pool.submit(step, index, change) for index, change in parallel]
-            for future in futures:
-                future.result()
+            futures = {pool.submit(step, index, change): (index, change) for index, change in parallel}
+            for future, (index, change) in futures.items():
+                if interrupt.requested():  # a signal: queued writes never start, those in flight finish
+                    pool.shutdown(wait=False, cancel_futures=True)
+                if not future.cancelled():
+                    future.result()
+                    continue
+                # never started: neither the write nor its journal follow-ups happened
+                results[index] = ChangeResult(change, Outcome.SKIPPED, INTERRUPTED_SKIP)
+                for follow_index, follow in follow_ups.get(change.key, ()) if change.key else ():
+                    results[follow_index] = ChangeResult(follow, Outcome.SKIPPED, INTERRUPTED_SKIP)
 
     @staticmethod
     def _parallel(change: Change) -> bool:
@@ -155,9 +168,12 @@ class Applier:
             return None
         if self._halted is not None:
             return self._halted
+        if interrupt.requested():
+            self._halted = INTERRUPTED_SKIP
+            return self._halted
         if self.deadline is not None and self.monotonic() >= self.deadline:
             self.stopped_early = True
-            self._halted = "not attempted: --max-duration reached; the next run does it"
+            self._halted = DEADLINE_SKIP
             return self._halted
         blocked = [k for k in change.requires if k in self._failed_keys]
         if blocked:

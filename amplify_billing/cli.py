@@ -20,7 +20,7 @@ from typing import Annotated
 
 import typer
 
-from amplify_billing import __version__
+from amplify_billing import __version__, interrupt
 from amplify_billing.changes import CommandReport
 from amplify_billing.cli_output import failure_exit, finish_command, interrupted_exit
 from amplify_billing.crash import forget_state_directory, remember_state_directory
@@ -141,9 +141,11 @@ def invoke(
         rt.deadline = started + max_duration
     lock = None if dry_run else RunLock.acquire(settings.state.path, command, clock=rt.clock)
     reports: list[CommandReport] = []
+    interrupt.install()  # SIGINT/SIGTERM: no new request, the ones in flight finish, exit 130
     try:
         reports = body(rt)
     finally:
+        interrupt.uninstall()
         try:
             code = finish_command(
                 rt,
@@ -157,6 +159,8 @@ def invoke(
             rt.close()
             if lock is not None:
                 lock.release()
+    if interrupt.requested():
+        return interrupted_exit([], commands=(), started=datetime.now(UTC), document=False)
     return code
 
 

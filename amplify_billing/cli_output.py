@@ -12,17 +12,21 @@ import io
 import logging
 import sys
 from collections.abc import Collection, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 from typer.exceptions import TyperException
 
+from amplify_billing import interrupt
+from amplify_billing.backlog import stopped_line
 from amplify_billing.changes import CommandReport
 from amplify_billing.crash import handle_crash, redacted_traceback
 from amplify_billing.errors import AmplifyBillingError, ExitCode
+from amplify_billing.interrupt import Interrupted
 from amplify_billing.redact import redact
+from amplify_billing.render.diagnostics import console_line
 
 if TYPE_CHECKING:
     from amplify_billing.runtime import Runtime
@@ -53,6 +57,13 @@ def finish_command(
         else:
             for report in reports:
                 render_report(rt.console, report, output=output)
+    now = datetime.now(UTC)
+    stopped = stopped_line(reports, now, started=now - timedelta(seconds=duration))
+    if stopped is not None:
+        # the run ends cleanly (exit 0); the report and the diagnostics both say what was left and how old it is
+        if output == "table":
+            rt.console.print(stopped, markup=False, highlight=False, soft_wrap=True)
+        log.warning("%s", stopped)
     code = max((int(r.exit_code) for r in reports), default=int(ExitCode.OK))
     if metrics_file is not None and reports:
         try:
@@ -94,36 +105,45 @@ def failure_exit(raised: BaseException, args: Sequence[str], *, commands: Collec
     """The one handler: an exception out of the command line becomes its line(s), its document and exit code."""
     if isinstance(raised, typer.Exit):
         return int(raised.exit_code)
-    if isinstance(raised, typer.Abort | KeyboardInterrupt):
+    if isinstance(raised, typer.Abort | KeyboardInterrupt | Interrupted):
         return interrupted_exit(args, commands=commands, started=started)
+    as_json = json_logs_requested(args)
     if isinstance(raised, TyperException):
         # a usage error (unknown option, bad value): typer's own message, with the usage line
+        message, code = raised.format_message(), int(ExitCode.CONFIG)
+        said = io.StringIO()
         show = getattr(raised, "show", None)
         if callable(show):
-            show(file=sys.stderr)
+            show(file=said)
         else:
-            print(f"Error: {raised.format_message()}", file=sys.stderr)
-        message, code = raised.format_message(), int(ExitCode.CONFIG)
+            said.write(f"Error: {message}\n")
+        console_line(said.getvalue().strip("\n"), as_json=as_json)
     elif isinstance(raised, AmplifyBillingError):
-        if _verbose(args):
-            sys.stderr.write(redacted_traceback(raised))
         # an upstream error may echo a credential back: the one redaction point applies
         message, code = redact(str(raised)), int(raised.exit_code)
-        print(f"Error: {message}", file=sys.stderr)
+        trace = redacted_traceback(raised) if _verbose(args) else ""
+        console_line(f"Error: {message}", traceback=trace, as_json=as_json)
     else:
         # exit 70, not 1: 1 means "some changes failed", which an operator handles differently from a bug
         said = io.StringIO()
         code = handle_crash(raised, argv=list(args), verbose=_verbose(args), stderr=said)
-        sys.stderr.write(said.getvalue())
-        message = said.getvalue().rstrip().splitlines()[-1]
+        lines = said.getvalue().rstrip("\n").splitlines()
+        message = lines[-1]
+        console_line(message, level=logging.CRITICAL, traceback="\n".join(lines[:-1]), as_json=as_json)
     _error_document(args, commands=commands, started=started, error=message, code=code)
     return code
 
 
-def interrupted_exit(args: Sequence[str], *, commands: Collection[str], started: datetime) -> int:
-    print(INTERRUPTED_LINE, file=sys.stderr)
+def interrupted_exit(
+    args: Sequence[str], *, commands: Collection[str], started: datetime, document: bool = True
+) -> int:
+    """Exit 130 with the line that says what the interrupted command still sent (``interrupt.summary``) and,
+    when asked (``document``: the command left no report), the error envelope."""
+    line = interrupt.summary() if interrupt.requested() else INTERRUPTED_LINE
+    console_line(line, level=logging.WARNING, as_json=json_logs_requested(args) if args else None)
     code = int(ExitCode.INTERRUPTED)
-    _error_document(args, commands=commands, started=started, error=INTERRUPTED_LINE, code=code)
+    if document:
+        _error_document(args, commands=commands, started=started, error=line, code=code)
     return code
 
 
@@ -157,6 +177,16 @@ def json_requested(args: Sequence[str]) -> bool:
     return False
 
 
+def json_logs_requested(args: Sequence[str]) -> bool:
+    """Whether the arguments ask for --log-format json (read from the raw arguments, like ``json_requested``)."""
+    for index, arg in enumerate(args):
+        if arg == "--log-format" and index + 1 < len(args) and args[index + 1] == "json":
+            return True
+        if arg == "--log-format=json":
+            return True
+    return False
+
+
 def command_named(args: Sequence[str], commands: Collection[str]) -> str:
     """The command the arguments name; ``amplify-billing`` when none is recognised."""
     return next((arg for arg in args if arg in commands), "amplify-billing")
@@ -172,5 +202,6 @@ __all__ = [
     "failure_exit",
     "finish_command",
     "interrupted_exit",
+    "json_logs_requested",
     "json_requested",
 ]

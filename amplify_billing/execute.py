@@ -7,9 +7,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from amplify_billing import safety
+from amplify_billing import interrupt, safety
 from amplify_billing.actions import Action
-from amplify_billing.apply import Applier, Handler
+from amplify_billing.apply import DEADLINE_SKIP, Applier, Handler
 from amplify_billing.changes import REPORT_ONLY, Change, ChangeKind, ChangeResult, ChangeSet, CommandReport, Outcome
 from amplify_billing.errors import ExitCode
 from amplify_billing.plan_overlay import planned_id
@@ -54,7 +54,7 @@ def execute(
     note = None
     if applier.stopped_early:
         left = sum(1 for r in results if r.outcome is Outcome.SKIPPED)
-        note = f"stopped at --max-duration; {left} change(s) left for the next run"
+        note = f"stopped at the deadline (--max-duration); {left} change(s) left for the next run"
     return results, note
 
 
@@ -104,8 +104,8 @@ def exit_code_for(results: list[ChangeResult], *, dry_run: bool, exit_code_flag:
         )
         if pending:
             return int(ExitCode.REFUSED)
-    if any(r.outcome is Outcome.SKIPPED for r in results) and not dry_run:
-        # skipped because a prerequisite failed or the deadline hit: not done, say so
+    if any(r.outcome is Outcome.SKIPPED and r.error != DEADLINE_SKIP for r in results) and not dry_run:
+        # skipped because a prerequisite failed: not done, say so (work left at the deadline is the next run's)
         return int(ExitCode.PARTIAL_FAILURE)
     return int(ExitCode.OK)
 
@@ -156,6 +156,8 @@ def recorded(rt: Runtime, command: str, dry_run: bool, run: Callable[[int | None
         return report
     finally:
         code = report.exit_code if report is not None else int(ExitCode.PARTIAL_FAILURE)
+        if interrupt.requested():
+            code = int(ExitCode.INTERRUPTED)  # the run row says the run was interrupted, not that it failed
         counts: dict[str, int | str] = {k: v for k, v in (report.figures.items() if report else ())}
         if report is not None:
             for result in report.results:

@@ -10,6 +10,8 @@ always, writes only when the server deduplicates them (an ``Idempotency-Key``).
 from __future__ import annotations
 
 import platform
+import socket
+import ssl
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,6 +21,7 @@ import requests
 import tenacity
 
 from amplify_billing import __version__
+from amplify_billing.http_limits import HttpLimits, limit_session
 
 USER_AGENT = f"amplify-billing/{__version__} (python {platform.python_version()}; requests {requests.__version__})"
 
@@ -27,11 +30,47 @@ USER_AGENT = f"amplify-billing/{__version__} (python {platform.python_version()}
 MAX_WAIT_SECONDS = 120.0
 
 
-def make_session() -> requests.Session:
-    """A session with our User-Agent. Timeouts are passed on every call by the adapters."""
+def make_session(limits: HttpLimits | None = None) -> requests.Session:
+    """A session with our User-Agent and, given ``limits``, connections that enforce their deadline and maximum
+    answer size (``http_limits``). The (connect, read) timeouts are passed on every call by the adapters."""
     session = requests.Session()
     session.headers["User-Agent"] = USER_AGENT
-    return session
+    return session if limits is None else limit_session(session, limits)
+
+
+def network_reason(error: BaseException) -> str:
+    """What went wrong with a connection, in the operator's words, without the library's text
+    (``HTTPConnectionPool(host=…): Max retries exceeded …``): the first known cause in the error's chain."""
+    for cause in _causes(error):
+        if isinstance(cause, socket.gaierror):
+            return "its host name does not resolve (DNS)"
+        if isinstance(cause, ConnectionRefusedError):
+            return "the connection was refused (nothing listens at that address and port)"
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"its TLS certificate is not trusted ({cause.verify_message})"
+        if isinstance(cause, ssl.SSLError):
+            return "the TLS handshake failed"
+        if isinstance(cause, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
+            return "the connection was closed by the other end"
+        if isinstance(cause, TimeoutError):
+            return "it did not answer in time"
+        if isinstance(cause, OSError) and cause.strerror:
+            return f"the connection failed ({cause.strerror})"
+    return f"the connection failed ({type(error).__name__})"
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """``error`` and what it wraps, breadth first: causes, contexts, exceptions among its arguments, and urllib3's
+    ``reason``."""
+    seen: list[BaseException] = []
+    queue: list[object] = [error]
+    while queue and len(seen) < 20:
+        item = queue.pop(0)
+        if not isinstance(item, BaseException) or any(item is s for s in seen):
+            continue
+        seen.append(item)
+        queue.extend([item.__cause__, item.__context__, getattr(item, "reason", None), *item.args])
+    return seen
 
 
 def retry_after_seconds(value: str | None, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> float | None:

@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
+from amplify_billing.backlog import backlog_seconds
 from amplify_billing.changes import ChangeKind, CommandReport
 from amplify_billing.errors import ConfigError
+from amplify_billing.redact import redact
 
 PREFIX = "amplify_billing_"
 
@@ -118,6 +122,9 @@ def build_registry(
     for system in sorted(retries):
         retried.labels(system=system).set(int(retries[system]))
 
+    _gauge(registry, "backlog_seconds", "Age of the oldest work the last run left at its deadline; 0: none.").set(
+        backlog_seconds(reports, now, started=now - timedelta(seconds=duration_seconds))
+    )
     _gauge(registry, "run_duration_seconds", "Wall time of the last run.").set(float(duration_seconds))
     _gauge(registry, "run_exit_code", "Exit code of the last run (0 done; see README 'Exit codes').").set(
         int(exit_code)
@@ -166,13 +173,26 @@ def write_metrics(
         )
     try:
         # write_to_textfile removes its temporary file itself when the write or the rename fails
-        write_to_textfile(str(path), registry)
+        write_to_textfile(str(path), _Redacted(registry))
         os.chmod(path, FILE_MODE)
     except OSError as error:
         raise ConfigError(
             f"--metrics-file {path}: cannot write it ({error.strerror or error}); check that the directory "
             f"{directory} is writable by this user and has free space"
         ) from error
+
+
+class _Redacted(Collector):
+    """A registry's metrics with every label value passed through the one redaction point (``redact``): the
+    file is world-readable, and a label is the one place free text could reach it."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self._registry.collect():
+            family.samples = [s._replace(labels={k: redact(v) for k, v in s.labels.items()}) for s in family.samples]
+            yield family
 
 
 __all__ = ["build_registry", "write_metrics"]

@@ -115,6 +115,7 @@ def test_every_metric_is_written_with_its_value(tmp_path: Path) -> None:
         ("amplify_billing_api_requests", labels(system="recurly", method="POST")): 4,
         ("amplify_billing_api_retries", labels(system="amplify")): 1,
         ("amplify_billing_api_retries", labels(system="recurly")): 0,
+        ("amplify_billing_backlog_seconds", labels()): 0.0,
         ("amplify_billing_run_duration_seconds", labels()): 12.5,
         ("amplify_billing_run_exit_code", labels()): 1,
         ("amplify_billing_run_timestamp_seconds", labels()): NOW.timestamp(),

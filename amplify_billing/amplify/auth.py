@@ -22,7 +22,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from amplify_billing.amplify.wire import error_detail, json_body, unreachable
-from amplify_billing.errors import AuthError, ConfigError, UpstreamError
+from amplify_billing.errors import AuthError, ConfigError, UnreachableError, UpstreamError
+from amplify_billing.http import network_reason
+from amplify_billing.http_limits import HttpLimitExceeded, HttpLimits, limit_error
 from amplify_billing.settings import AmplifySettings
 
 log = logging.getLogger(__name__)
@@ -156,6 +158,14 @@ class TokenProvider:
                 system="amplify",
                 status=response.status_code,
             )
+        if response.status_code == 404:
+            # no token endpoint there: the URL or the realm is wrong, and waiting will not help
+            raise UnreachableError(
+                f"the Axway IdP has no token endpoint at {self._url} (HTTP 404); check amplify.auth_url and "
+                "amplify.realm (the auth URL of your region, e.g. https://login.axway.com/auth, realm Broker)",
+                system="amplify",
+                status=404,
+            )
         if response.status_code != 200:
             raise UpstreamError(
                 f"the Axway IdP answered HTTP {response.status_code} at {self._url}; try again later",
@@ -183,10 +193,12 @@ class TokenProvider:
                 data=dict(form),
                 auth=basic,
                 headers={"Accept": "application/json"},
-                timeout=self._settings.timeout_seconds,
+                timeout=HttpLimits.of("amplify", self._settings).timeouts,
             )
+        except HttpLimitExceeded as exc:
+            raise limit_error(exc, "Amplify", f"POST {url}") from None
         except requests.RequestException as exc:
-            raise unreachable(url, type(exc).__name__, self._settings) from None
+            raise unreachable(url, network_reason(exc), self._settings) from None
 
 
 def _suffix(detail: str) -> str:

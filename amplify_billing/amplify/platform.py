@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from amplify_billing.amplify.transport import AmplifyTransport
 from amplify_billing.amplify.wire import json_body
-from amplify_billing.errors import UpstreamError
+from amplify_billing.errors import NotFoundError, UnreachableError, UpstreamError
 from amplify_billing.settings import AmplifySettings
 
 
@@ -36,7 +36,16 @@ class PlatformClient:
         seen: set[str] = set()
         page = 1
         while True:
-            batch = self._get("team", {"org_id": self._settings.tenant_id, "limit": limit, "page": page})
+            try:
+                batch = self._get("team", {"org_id": self._settings.tenant_id, "limit": limit, "page": page})
+            except NotFoundError:
+                # the listing always exists: a 404 means the base URL is not the Platform API's
+                raise UnreachableError(
+                    f"the Amplify Platform API is not at {self._api} (HTTP 404 on the team listing); check "
+                    "amplify.platform_url",
+                    system="amplify",
+                    status=404,
+                ) from None
             if not isinstance(batch, list) or not all(isinstance(team, dict) for team in batch):
                 raise UpstreamError(
                     "the Amplify Platform API answered the team listing with something other than a list of teams",

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
+import requests
+
 from amplify_billing.amplify.transport import AmplifyTransport
 from amplify_billing.amplify.wire import json_body
-from amplify_billing.errors import ConflictError, UpstreamError
+from amplify_billing.errors import ConflictError, NotFoundError, UnreachableError, UpstreamError
 from amplify_billing.settings import AmplifySettings
 
 log = logging.getLogger(__name__)
@@ -118,7 +120,10 @@ class ResourceClient:
         params: dict[str, Any] | None = first_page
         visited: set[str] = set()
         while url is not None:
-            response = self._transport.request("GET", url, params=params)
+            if visited or scope is not None:  # a scope (a plan's quotas) may be gone: its 404 is the resource's
+                response = self._transport.request("GET", url, params=params)
+            else:
+                response = self._first_page(url, params, plural)
             page = json_body(response)
             if not isinstance(page, list) or not all(isinstance(item, dict) for item in page):
                 raise UpstreamError(
@@ -145,6 +150,19 @@ class ResourceClient:
                 )
             if url in visited:
                 raise UpstreamError(f"Amplify paging of {plural} loops back to {url}", system="amplify")
+
+    def _first_page(self, url: str, params: dict[str, Any] | None, plural: str) -> requests.Response:
+        """A top-level collection always exists: a 404 on its first page means the base URL or the API version is wrong,
+        which no retry cures (exit 3, naming the settings), not that a resource is missing."""
+        try:
+            return self._transport.request("GET", url, params=params)
+        except NotFoundError:
+            raise UnreachableError(
+                f"Amplify has no {plural} listing at {url} (HTTP 404); check amplify.central_url (the API server of "
+                f"Amplify Central for your region) and amplify.api_version ({self._settings.api_version})",
+                system="amplify",
+                status=404,
+            ) from None
 
     def list(
         self, plural: str, *, query: str | None = None, scope: str | None = None, group: str = "catalog"

@@ -19,10 +19,12 @@ from typing import Any
 
 import requests
 
+from amplify_billing import interrupt
 from amplify_billing.amplify.auth import TokenProvider
 from amplify_billing.amplify.wire import error_detail, unreachable
 from amplify_billing.errors import ApiRejectedError, AuthError, NotFoundError, UpstreamError
-from amplify_billing.http import build_retrying, make_session, retry_after_seconds
+from amplify_billing.http import build_retrying, make_session, network_reason, retry_after_seconds
+from amplify_billing.http_limits import HttpLimitExceeded, HttpLimits, limit_error
 from amplify_billing.settings import AmplifySettings
 from amplify_billing.throttle import RateLimiter
 
@@ -55,7 +57,8 @@ class AmplifyTransport:
         limiter: RateLimiter | None = None,
     ) -> None:
         self.settings = settings
-        self.session = session or make_session()
+        self.limits = HttpLimits.of("amplify", settings)
+        self.session = session or make_session(self.limits)
         self._clock = clock
         self._sleep = sleep
         self.limiter = limiter or RateLimiter(settings.rate_limit_per_minute, clock=monotonic, sleep=sleep)
@@ -91,6 +94,20 @@ class AmplifyTransport:
         """
         method = method.upper()
         repeatable = method in IDEMPOTENT_METHODS if safe_to_repeat is None else safe_to_repeat
+        writes = method not in ("GET", "HEAD") and safe_to_repeat is not True
+        with interrupt.counted_write(writes):
+            return self._request(method, url, params, json, headers, expected, repeatable)
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        headers: Mapping[str, str] | None,
+        expected: Collection[int],
+        repeatable: bool,
+    ) -> requests.Response:
         renewed = False
         while True:
             token = self.tokens.token()
@@ -153,8 +170,11 @@ class AmplifyTransport:
                 with attempt:
                     if throttled:
                         self.limiter.acquire()
+                    interrupt.check(f"Amplify {method} {url}")  # after a signal no request starts
                     self._count(method)
-                    response = self.session.request(method, url, timeout=self.settings.timeout_seconds, **kwargs)
+                    # streamed, then read whole here: the answer is read through the deadline and size limits
+                    response = self.session.request(method, url, timeout=self.limits.timeouts, stream=True, **kwargs)
+                    response.content  # noqa: B018 (reads the body)
                     log.debug("Amplify %s %s -> %d", method, url, response.status_code)
                     if response.status_code in TRANSIENT_STATUSES:
                         raise _TransientStatus(response)
@@ -162,10 +182,16 @@ class AmplifyTransport:
         except _TransientStatus as exc:
             status = exc.response.status_code
             raise unreachable(url, f"HTTP {status} {exc.response.reason or ''}".strip(), self.settings) from None
+        except HttpLimitExceeded as exc:
+            raise limit_error(exc, "Amplify", f"{method} {url}") from None
+        except requests.ConnectTimeout:
+            reason = f"no connection within {self.limits.connect_timeout:g} s (amplify.connect_timeout_seconds)"
+            raise unreachable(url, reason, self.settings) from None
         except requests.Timeout:
-            raise unreachable(url, f"no answer within {self.settings.timeout_seconds:g} s", self.settings) from None
+            reason = f"no answer within {self.limits.read_timeout:g} s (amplify.timeout_seconds)"
+            raise unreachable(url, reason, self.settings) from None
         except requests.RequestException as exc:
-            raise unreachable(url, f"{type(exc).__name__}: {exc}", self.settings) from None
+            raise unreachable(url, network_reason(exc), self.settings) from None
         raise AssertionError("unreachable: tenacity either returns or re-raises")  # pragma: no cover
 
     def _now(self) -> datetime:

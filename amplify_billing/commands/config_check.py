@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from amplify_billing.config_checks import Level, exit_code_for, run_checks
 from amplify_billing.render import Column, render_rows
+from amplify_billing.render.diagnostics import console_line
 from amplify_billing.runtime import Runtime
 
 
@@ -19,5 +20,5 @@ def config_check(rt: Runtime, *, offline: bool, output: str = "table") -> int:
     )
     for check in checks:
         if check.level is Level.FAIL:
-            rt.err_console.print(f"Error: {check.name}: {check.detail}", markup=False, highlight=False, soft_wrap=True)
+            console_line(f"Error: {check.name}: {check.detail}")  # redacted; a JSON record under --log-format json
     return exit_code_for(checks)

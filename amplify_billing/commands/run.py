@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from amplify_billing import safety
+from amplify_billing.backlog import NOT_STARTED
 from amplify_billing.changes import ChangeSet, CommandReport
 from amplify_billing.commands.link_accounts import link_accounts
 from amplify_billing.commands.options import SyncOptions
@@ -20,6 +21,7 @@ from amplify_billing.commands.sync_invoices import InvoiceOptions, sync_invoices
 from amplify_billing.commands.sync_plans import SyncPlansOptions, sync_plans
 from amplify_billing.commands.sync_subscriptions import sync_subscriptions
 from amplify_billing.errors import AmplifyBillingError, LockHeldError, SafetyValveError
+from amplify_billing.render.diagnostics import console_line
 from amplify_billing.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -108,7 +110,7 @@ def _run_steps(rt: Runtime, steps: list[Step], options: RunOptions, recorded: Re
             left = ", ".join(n for n, _ in steps[index:])
             reports.append(
                 CommandReport(
-                    name, options.dry_run, (), exit_code=1, note=f"not started: --max-duration reached ({left} left)"
+                    name, options.dry_run, (), exit_code=0, note=f"{NOT_STARTED} ({left} left for the next run)"
                 )
             )
             break
@@ -126,6 +128,6 @@ def _run_steps(rt: Runtime, steps: list[Step], options: RunOptions, recorded: Re
 
 def _stopped(rt: Runtime, name: str, options: RunOptions, error: AmplifyBillingError, rest: str) -> CommandReport:
     log.error("%s stopped: %s", name, error)
-    rt.err_console.print(f"Error: {name}: {error}", markup=False, highlight=False)
+    console_line(f"Error: {name}: {error}")  # redacted; a JSON record under --log-format json
     note = f"stopped: {error}" + (f"; {rest}" if rest else "")
     return CommandReport(name, options.dry_run, (), exit_code=int(error.exit_code), note=note)

@@ -1,4 +1,9 @@
-"""The run history and the append-only audit log of what each run sent."""
+"""The run history and the append-only audit log of what each run sent.
+
+Free text kept here (an upstream's error message in an audit entry, a figure of a run) passes through the one
+redaction point first: an error body that echoes a credential must not sit in the journal, which outlives
+the run and goes into backups.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 from amplify_billing.journal.connection import JournalConnection
 from amplify_billing.journal.encoding import decode_json, encode_json, parse_optional_time, parse_time
 from amplify_billing.journal.values import AuditEntry, RunRecord
+from amplify_billing.redact import redact
 
 
 class RunLog(JournalConnection):
@@ -29,7 +35,7 @@ class RunLog(JournalConnection):
         with self._write() as db:
             db.execute(
                 "UPDATE runs SET finished_at = ?, exit_code = ?, counts = ? WHERE id = ?",
-                (self._now(), exit_code, encode_json(counts, strict=False), run_id),
+                (self._now(), exit_code, encode_json(_redacted(counts), strict=False), run_id),
             )
         if self._run_id == run_id:
             self._run_id = None
@@ -81,10 +87,10 @@ class RunLog(JournalConnection):
                     self._now(),
                     system,
                     action,
-                    key,
+                    redact(key),
                     request_id,
                     response_id,
-                    encode_json(detail or {}, strict=False),
+                    encode_json(_redacted(detail or {}), strict=False),
                 ),
             )
 
@@ -109,3 +115,14 @@ class RunLog(JournalConnection):
             )
             for id_, run, at, system, action, key, request_id, response_id, detail in rows
         ]
+
+
+def _redacted(value: Any) -> Any:
+    """``value`` with every string in it (keys of mappings aside) passed through ``redact``."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v) for v in value]
+    return value

@@ -72,7 +72,7 @@ class RecurlyGateway(RecurlyTransport):
         return sites[0] if sites else {}
 
     # ---- writes (each with an Idempotency-Key) ----------------------------------------------------
-    def _send(
+    def _keyed_write(
         self,
         method: str,
         what: str,
@@ -85,7 +85,7 @@ class RecurlyGateway(RecurlyTransport):
         return self._write(method, what, lambda client: send(client, headers), idempotency_key)
 
     def create_measured_unit(self, body: Mapping[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
-        return self._send(
+        return self._keyed_write(
             "POST",
             f"measured unit {body.get('name')}",
             lambda c, h: c.create_measured_unit(to_wire(body), headers=h),
@@ -95,7 +95,7 @@ class RecurlyGateway(RecurlyTransport):
     def update_measured_unit(
         self, unit_id: str, body: Mapping[str, Any], *, idempotency_key: str | None = None
     ) -> dict[str, Any]:
-        return self._send(
+        return self._keyed_write(
             "PUT",
             f"measured unit {unit_id}",
             lambda c, h: c.update_measured_unit(unit_id, to_wire(body), headers=h),
@@ -103,24 +103,26 @@ class RecurlyGateway(RecurlyTransport):
         )
 
     def create_plan(self, body: Mapping[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
-        return self._send(
+        return self._keyed_write(
             "POST", f"plan {body.get('code')}", lambda c, h: c.create_plan(to_wire(body), headers=h), idempotency_key
         )
 
     def update_plan(
         self, plan_id: str, body: Mapping[str, Any], *, idempotency_key: str | None = None
     ) -> dict[str, Any]:
-        return self._send(
+        return self._keyed_write(
             "PUT", f"plan {plan_id}", lambda c, h: c.update_plan(plan_id, to_wire(body), headers=h), idempotency_key
         )
 
     def remove_plan(self, plan_id: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
-        return self._send("DELETE", f"plan {plan_id}", lambda c, h: c.remove_plan(plan_id, headers=h), idempotency_key)
+        return self._keyed_write(
+            "DELETE", f"plan {plan_id}", lambda c, h: c.remove_plan(plan_id, headers=h), idempotency_key
+        )
 
     def create_plan_add_on(
         self, plan_id: str, body: Mapping[str, Any], *, idempotency_key: str | None = None
     ) -> dict[str, Any]:
-        return self._send(
+        return self._keyed_write(
             "POST",
             f"add-on {body.get('code')} of plan {plan_id}",
             lambda c, h: c.create_plan_add_on(plan_id, to_wire(body), headers=h),
@@ -130,7 +132,7 @@ class RecurlyGateway(RecurlyTransport):
     def update_plan_add_on(
         self, plan_id: str, add_on_id: str, body: Mapping[str, Any], *, idempotency_key: str | None = None
     ) -> dict[str, Any]:
-        return self._send(
+        return self._keyed_write(
             "PUT",
             f"add-on {add_on_id} of plan {plan_id}",
             lambda c, h: c.update_plan_add_on(plan_id, add_on_id, to_wire(body), headers=h),
@@ -138,7 +140,7 @@ class RecurlyGateway(RecurlyTransport):
         )
 
     def create_account(self, body: Mapping[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
-        return self._send(
+        return self._keyed_write(
             "POST",
             f"account {body.get('code')}",
             lambda c, h: c.create_account(to_wire(body), headers=h),
@@ -148,7 +150,7 @@ class RecurlyGateway(RecurlyTransport):
     def create_subscription(self, body: Mapping[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
         account = body.get("account")
         owner = account.get("code") if isinstance(account, Mapping) else None
-        return self._send(
+        return self._keyed_write(
             "POST",
             f"subscription to {body.get('plan_code')} for {owner}",
             lambda c, h: c.create_subscription(to_wire(body), headers=h),
@@ -159,7 +161,7 @@ class RecurlyGateway(RecurlyTransport):
         self, subscription_id: str, body: Mapping[str, Any] | None = None, *, idempotency_key: str | None = None
     ) -> dict[str, Any]:
         wire = to_wire(body or {})
-        return self._send(
+        return self._keyed_write(
             "PUT",
             f"cancel of subscription {subscription_id}",
             lambda c, h: c.cancel_subscription(subscription_id, body=wire, headers=h),
@@ -170,7 +172,7 @@ class RecurlyGateway(RecurlyTransport):
         self, subscription_id: str, params: Mapping[str, Any] | None = None, *, idempotency_key: str | None = None
     ) -> dict[str, Any]:
         wire = to_wire(params or {})
-        return self._send(
+        return self._keyed_write(
             "DELETE",
             f"termination of subscription {subscription_id}",
             lambda c, h: c.terminate_subscription(subscription_id, params=wire, headers=h),
@@ -213,6 +215,6 @@ class RecurlyGateway(RecurlyTransport):
     def update_usage(
         self, usage_id: str, body: Mapping[str, Any], *, idempotency_key: str | None = None
     ) -> dict[str, Any]:
-        return self._send(
+        return self._keyed_write(
             "PUT", f"usage {usage_id}", lambda c, h: c.update_usage(usage_id, to_wire(body), headers=h), idempotency_key
         )

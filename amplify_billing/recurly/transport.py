@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import recurly
 from recurly import errors as recurly_errors
 
+from amplify_billing import interrupt
 from amplify_billing.errors import (
     ApiRejectedError,
     AuthError,
@@ -38,7 +39,14 @@ from amplify_billing.errors import (
     UnreachableError,
     UpstreamError,
 )
-from amplify_billing.http import build_retrying
+from amplify_billing.http import build_retrying, network_reason
+from amplify_billing.http_limits import (
+    HttpLimitExceeded,
+    HttpLimits,
+    LimitedHTTPConnection,
+    LimitedHTTPSConnection,
+    limit_error,
+)
 from amplify_billing.recurly.wire import body_of, error_text, plain_data, to_wire
 from amplify_billing.settings import RecurlySettings
 
@@ -59,27 +67,33 @@ class _Observed:
     including list pages, which the client exposes nowhere."""
 
     last_headers: Mapping[str, str] = {}
+    last_status: int | None = None
 
     def getresponse(self) -> http.client.HTTPResponse:
         response = super().getresponse()  # type: ignore[misc]
         self.last_headers = {k: v for k, v in response.getheaders()}
+        self.last_status = response.status
         return response  # type: ignore[no-any-return]
 
 
-class _ObservedHTTP(_Observed, http.client.HTTPConnection):
+class _ObservedHTTP(_Observed, LimitedHTTPConnection):  # type: ignore[misc]
     pass
 
 
-class _ObservedHTTPS(_Observed, http.client.HTTPSConnection):
+class _ObservedHTTPS(_Observed, LimitedHTTPSConnection):  # type: ignore[misc]
     pass
 
 
 class _Transient(Exception):
     """A failure worth another attempt (raised inside the retry loop so tenacity sees it)."""
 
-    def __init__(self, message: str, *, wait: float | None = None, refused: bool = False) -> None:
+    def __init__(
+        self, message: str, *, wait: float | None = None, refused: bool = False, network: BaseException | None = None
+    ) -> None:
         super().__init__(message)
         self.wait = wait
+        # the connection failed (no answer at all): said in words, naming the setting, once retries are spent
+        self.network = network
         # the server refused the request before acting on it (429), so even a keyless write may repeat
         self.refused = refused
 
@@ -95,6 +109,8 @@ class RecurlyTransport:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
+        # connect timeout, deadline and maximum answer size, enforced by the connection itself (http_limits)
+        self.limits = HttpLimits.of("recurly", settings)
         self._sleep = sleep
         self._clock = clock
         self._local = threading.local()
@@ -108,7 +124,7 @@ class RecurlyTransport:
         self.last_request_id: str | None = None
 
     # ---- connection ------------------------------------------------------------------------------
-    def _endpoint(self) -> tuple[type[http.client.HTTPConnection], str, int]:
+    def _endpoint(self) -> tuple[type[_ObservedHTTP | _ObservedHTTPS], str, int]:
         if self.settings.api_url:
             parts = urlsplit(self.settings.api_url)
             secure = parts.scheme == "https"
@@ -124,7 +140,7 @@ class RecurlyTransport:
         old = getattr(client, "_BaseClient__conn", None)
         if old is not None:
             old.close()
-        client._BaseClient__conn = kind(host, port, timeout=self.settings.timeout_seconds)
+        client._BaseClient__conn = kind(host, port, limits=self.limits)
 
     def _client(self) -> recurly.Client:
         client: recurly.Client | None = getattr(self._local, "client", None)
@@ -176,6 +192,11 @@ class RecurlyTransport:
             self._remaining = None
 
     def _call(self, method: str, what: str, send: Callable[[recurly.Client], T], *, repeatable: bool) -> T:
+        """``_send``, counting a write that ends after SIGINT/SIGTERM (``interrupt``) for the last line."""
+        with interrupt.counted_write(method not in ("GET", "HEAD")):
+            return self._send(method, what, send, repeatable=repeatable)
+
+    def _send(self, method: str, what: str, send: Callable[[recurly.Client], T], *, repeatable: bool) -> T:
         """Send one request with retries; translate every failure into the package's error tree.
 
         ``repeatable``: reads always; a write only when it carries an Idempotency-Key. A 429 is retried
@@ -204,6 +225,8 @@ class RecurlyTransport:
                 with attempt:
                     return self._attempt(method, what, send)
         except _Transient as exc:
+            if exc.network is not None:
+                raise self._unreachable(exc.network, method, what) from None
             raise UnreachableError(
                 f"Recurly did not complete {method} {what} after {self.settings.max_retries + 1} attempts ({exc}); "
                 f"{self._where_hint()}",
@@ -215,16 +238,20 @@ class RecurlyTransport:
     def _attempt(self, method: str, what: str, send: Callable[[recurly.Client], T]) -> T:
         client = self._client()
         self._pace()
+        interrupt.check(f"Recurly {method} {what}")  # after a signal no request starts
         self._count(method)
         try:
             result = send(client)
         except recurly.NetworkError as exc:
             self._connect(client)
-            raise _Transient(f"network error: {exc}") from None
+            raise _Transient(f"network error: {exc}", network=exc) from None
         except (http.client.HTTPException, OSError) as exc:
             # the client lets these escape unwrapped after a broken keep-alive (issue #556)
             self._connect(client)
-            raise _Transient(f"connection error: {type(exc).__name__}: {exc}") from None
+            raise _Transient(f"connection error: {type(exc).__name__}: {exc}", network=exc) from None
+        except HttpLimitExceeded as exc:
+            self._connect(client)  # the answer was left half read: this connection cannot carry another
+            raise limit_error(exc, "Recurly", f"{method} {what}") from None
         except recurly.ApiError as exc:
             self._observe(client)
             raise self._translate(exc, method, what) from None
@@ -232,6 +259,8 @@ class RecurlyTransport:
             # the client decodes the answer itself: invalid JSON, a page whose data is not a list, a price that
             # is not a number. Nothing may be read from such an answer (and nothing written on it).
             self._observe(client)
+            if getattr(getattr(client, "_BaseClient__conn", None), "last_status", None) == 404:
+                raise self._not_recurly(method, what) from None  # a 404 not in Recurly's words: another server
             raise UpstreamError(
                 f"Recurly answered {method} {what} with a body that cannot be read ({type(exc).__name__}: {exc}); "
                 "nothing was changed on it. Run again; if it persists, report the request id "
@@ -294,6 +323,27 @@ class RecurlyTransport:
             f"Recurly answered {method} {what} with an error: {text}", system="recurly", request_id=request_id
         )
 
+    def _unreachable(self, error: BaseException, method: str, what: str) -> UnreachableError:
+        where = urlsplit(self.settings.api_url).netloc if self.settings.api_url else API_HOSTS[self.settings.region]
+        key = "recurly.api_url" if self.settings.api_url else "recurly.region"
+        attempts = self.settings.max_retries + 1
+        return UnreachableError(
+            f"Recurly at {where} is unreachable: {network_reason(error)} ({method} {what}, {attempts} attempt(s)); "
+            f"check {key} and the network",
+            system="recurly",
+        )
+
+    def _not_recurly(self, method: str, what: str) -> UnreachableError:
+        """A 404 where Recurly's API always answers (a listing), or one not in its error format: the tool is not
+        talking to Recurly's API (exit 3, naming the setting)."""
+        where = self.settings.api_url or f"https://{API_HOSTS[self.settings.region]}"
+        key = "recurly.api_url" if self.settings.api_url else "recurly.region"
+        return UnreachableError(
+            f"Recurly's API is not at {where}: it answered {method} {what} with HTTP 404; check {key}",
+            system="recurly",
+            request_id=self.last_request_id,
+        )
+
     def _where_hint(self) -> str:
         if self.settings.api_url:
             return f"check that {self.settings.api_url} (recurly.api_url) is reachable"
@@ -316,7 +366,12 @@ class RecurlyTransport:
             return next(pages, done)
 
         while True:
-            page = self._call("GET", what, next_page, repeatable=True)
+            try:
+                page = self._call("GET", what, next_page, repeatable=True)
+            except NotFoundError:
+                if items:
+                    raise
+                raise self._not_recurly("GET", what) from None  # a listing always exists
             if page is done:
                 return items
             plain = [plain_data(item) for item in page] if isinstance(page, list) else None

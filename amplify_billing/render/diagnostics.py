@@ -163,6 +163,30 @@ def configure_logging(*, fmt: str, verbose: bool, quiet: bool = False) -> None:
             third_party.addHandler(handler)
 
 
+def json_logs() -> bool:
+    """Whether diagnostics are JSON lines now (``--log-format json``)."""
+    return isinstance(_diagnostics_handler().formatter, JsonFormatter)
+
+
+def console_line(text: str, *, level: int = logging.ERROR, traceback: str = "", as_json: bool | None = None) -> None:
+    """A line for the operator on stderr (``Error: …``, the interrupted line, a crash's line), redacted.
+
+    Under ``--log-format json`` it is a JSON log record instead (``event`` the line, ``exception`` the
+    traceback), so that stderr carries only JSON lines there. ``as_json`` overrides the configured format, for
+    the one handler that runs when the arguments (and so the log format) may not have been parsed at all.
+    """
+    text, traceback = redact(text), redact(traceback).rstrip("\n")
+    if json_logs() if as_json is None else as_json:
+        record = logging.LogRecord(LOGGER_NAME, level, "", 0, text, None, None)
+        record.exc_text = traceback or None
+        line = JsonFormatter().format(record)
+    else:
+        line = f"{traceback}\n{text}" if traceback else text
+    stream = sys.stderr
+    stream.write(redact(line) + "\n")
+    stream.flush()
+
+
 def current_redaction() -> Callable[[str], str]:
     """The redaction in force (``amplify_billing.redact.redact``), for callers that look it up once."""
     return redact
@@ -177,7 +201,9 @@ __all__ = [
     "SecretRedactor",
     "TextFormatter",
     "configure_logging",
+    "console_line",
     "current_redaction",
+    "json_logs",
     "redact",
     "register_secret",
 ]

@@ -1,5 +1,5 @@
 """What a person at a terminal sees while a command works: a spinner while it reads, a bar while it writes.
-Nothing at all when stderr is not a terminal (cron)."""
+Nothing at all when stderr is not a terminal (cron), nor under ``--log-format json`` (stderr is JSON lines then)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.status import Status
 
 from amplify_billing.changes import ChangeSet
+from amplify_billing.render.diagnostics import json_logs
 
 
 class Display:
@@ -21,7 +22,7 @@ class Display:
     @contextmanager
     def activity(self, text: str) -> Iterator[None]:
         """A spinner while ``text`` goes on (listings)."""
-        if not self._console.is_terminal:
+        if not self._shown():
             yield
             return
         status = self._console.status(text)
@@ -37,7 +38,7 @@ class Display:
     def progress(self, changeset: ChangeSet) -> Callable[[int], None] | None:
         """A progress bar over the writes of ``changeset``; None (no bar) off a terminal or with nothing to do."""
         total = len(changeset.writes)
-        if total == 0 or not self._console.is_terminal:
+        if total == 0 or not self._shown():
             return None
         if self._live is not None:
             self._live.stop()  # one live display at a time: the bar replaces the listing spinner
@@ -54,6 +55,9 @@ class Display:
         bar.start()
         self._live = bar
         return lambda steps: bar.advance(task, steps)  # Progress locks internally: safe from worker threads
+
+    def _shown(self) -> bool:
+        return self._console.is_terminal and not json_logs()
 
     def done(self) -> None:
         if isinstance(self._live, Progress):

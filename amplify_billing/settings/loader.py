@@ -134,6 +134,8 @@ def _explain(error: ErrorDetails) -> Finding:
     context = error.get("ctx") or {}
     if error["type"] == PROBLEM_TYPE:
         at = context.get("at")
+        if at and not where:  # a rule across sections names its key whole, e.g. "amplify.private_key_file"
+            return Finding(tuple(str(at).split(".")), str(context["problem"]))
         return Finding((where[0], at) if at else where, str(context["problem"]))
     if error["type"] == "missing":
         return Finding(where, f"missing; {REQUIRED_HINTS.get(_dotted(where), 'set it')}")

@@ -8,6 +8,8 @@ taken as given. Importing this module loads no YAML: only reading a file does (`
 
 from __future__ import annotations
 
+import shlex
+import stat
 from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal
@@ -95,6 +97,8 @@ class _Frozen(BaseModel):
 _CLIENT_SECRET = secret("amplify", "client_secret", file_key="client_secret_file")
 _PRIVATE_KEY = secret("amplify", "private_key", file_key="private_key_file", pem=True)
 _PAGE_SIZE = between(1, 1000, "the SDK pages by 100; the server maximum is not documented")
+# Timeouts bound each wait for bytes; a deadline and a size bound one whole answer (http_limits.py).
+_RESPONSE_SIZE = between(4096, None, "an error answer alone may take a few kilobytes")
 
 
 class AmplifySettings(_Frozen):
@@ -112,6 +116,9 @@ class AmplifySettings(_Frozen):
     page_size: Annotated[int, Whole, _PAGE_SIZE] = 100
     rate_limit_per_minute: Annotated[int, Whole, between(1, None)] = 25
     timeout_seconds: Annotated[float, Number, Positive] = 30.0
+    connect_timeout_seconds: Annotated[float, Number, Positive] = 10.0
+    deadline_seconds: Annotated[float, Number, Positive] = 120.0
+    max_response_bytes: Annotated[int, Whole, _RESPONSE_SIZE] = 64 * 1024 * 1024
     opt_in_attribute: Annotated[str, text()] = "billingSystem"
     opt_in_value: Annotated[str, text()] = "recurly"
     realm: Annotated[str, text()] = "Broker"
@@ -171,6 +178,9 @@ class RecurlySettings(_Frozen):
     # The gateway points the client's connection at a host and port: a path would be ignored.
     api_url: Annotated[str | None, text(), http_url(path_allowed=False)] = None
     timeout_seconds: Annotated[float, Number, Positive] = 30.0
+    connect_timeout_seconds: Annotated[float, Number, Positive] = 10.0
+    deadline_seconds: Annotated[float, Number, Positive] = 120.0
+    max_response_bytes: Annotated[int, Whole, _RESPONSE_SIZE] = 64 * 1024 * 1024
     max_retries: Annotated[int, Whole, between(0, None)] = 5
     concurrency: Annotated[int, Whole, between(1, 16)] = 4
 
@@ -261,6 +271,34 @@ class StateSettings(_Frozen):
     verify_sample: Annotated[int, Whole, between(0, 1000)] = 5
 
 
+class SecuritySettings(_Frozen):
+    # A key file (a ``*_file`` secret) readable or writable by group or others is refused unless this is true: for
+    # mounts whose modes the operator does not control (Kubernetes mounts a secret 0644 by default).
+    allow_readable_key_files: Annotated[bool, Flag] = False
+
+
+# The mode bits of a key file that let another user read or change the credential.
+OPEN_TO_OTHERS = 0o077
+
+
+def key_file_problem(secret: Secret | None, key: str) -> str | None:
+    """Why the file ``secret`` was read from may not hold a credential (its mode), or None."""
+    path = secret.file if secret is not None else None
+    if path is None:
+        return None
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None  # it was read a moment ago; a file gone since is not this rule's to report
+    if not mode & OPEN_TO_OTHERS:
+        return None
+    return (
+        f"{path} is readable or writable by group or others (mode {mode:04o}) and holds a credential; run "
+        f"`chmod 600 {shlex.quote(str(path))}`, or set security.allow_readable_key_files: true where the mode is "
+        "not yours to set (a Kubernetes secret is mounted 0644 by default)"
+    )
+
+
 class Settings(_Frozen):
     amplify: AmplifySettings
     recurly: RecurlySettings
@@ -271,8 +309,21 @@ class Settings(_Frozen):
     safety: SafetySettings = Field(default_factory=SafetySettings)
     state: StateSettings = Field(default_factory=StateSettings)
     billing: BillingSettings = Field(default_factory=BillingSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
     # where the settings came from, for messages
     source: str = "<defaults>"
+
+    @model_validator(mode="after")
+    def _private_key_files(self, info: ValidationInfo) -> Settings:
+        if file_context(info) is None or self.security.allow_readable_key_files:
+            return self
+        for section, files in SECRET_FILES.items():
+            for name, file_key in files.items():
+                key = f"{section}.{file_key}"
+                problem = key_file_problem(getattr(getattr(self, section), name), key)
+                if problem is not None:
+                    raise Problem(problem, at=key).for_pydantic()
+        return self
 
 
 # The sections of a configuration file, in the order the example shows them.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import GetCoreSchemaHandler
@@ -11,10 +12,12 @@ from pydantic_core import core_schema
 class Secret:
     """A credential. Only ``reveal()`` gives the value; ``repr``/``str`` print ``<hidden>``."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("_value", "file")
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: str, *, file: Path | None = None) -> None:
         self._value = value
+        # the file it was read from (a ``*_file`` key), whose mode the settings check; None for a value in the text
+        self.file = file
 
     def reveal(self) -> str:
         return self._value

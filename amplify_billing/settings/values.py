@@ -344,12 +344,12 @@ def _read_secret(raw: object, context: FileContext | None, *, name: str, pem: bo
             ) from None
         if pem:
             _check_pem(content, where=str(target))
-            return Secret(content)
+            return Secret(content, file=target)
         # editors and `echo` add a final newline that is not part of the credential
         content = content.rstrip("\r\n")
         if not content:
             raise Problem(f"{target} is empty; put the {name} in it")
-        return Secret(content)
+        return Secret(content, file=target)
     except Problem as problem:
         raise Problem(problem.text, at=at) from None
 

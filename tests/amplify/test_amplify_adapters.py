@@ -153,7 +153,7 @@ def test_list_follows_link_headers_to_the_last_page(fake: FakeTime, mock: respon
     for call in calls:
         assert call.request.headers["Authorization"] == "Bearer tok-1"
         assert call.request.headers["X-Axway-Tenant-Id"] == TENANT
-        assert call.request.req_kwargs["timeout"] == 12.5
+        assert call.request.req_kwargs["timeout"] == (10.0, 12.5)  # (connect, read)
 
 
 def _pages(mock: responses.RequestsMock, pages: list[tuple[list[str], str | None]]) -> None:
@@ -470,7 +470,7 @@ def test_503_twice_then_success(fake: FakeTime, mock: responses.RequestsMock) ->
 
 def test_connection_errors_exhaust_the_retries_into_unreachable(fake: FakeTime, mock: responses.RequestsMock) -> None:
     add_token(mock)
-    mock.get(PLAN_URL, body=requests.ConnectionError("Connection refused"))
+    mock.get(PLAN_URL, body=requests.ConnectionError(ConnectionRefusedError(111, "Connection refused")))
     clients = build(fake)
 
     with pytest.raises(UnreachableError) as caught:
@@ -479,8 +479,8 @@ def test_connection_errors_exhaust_the_retries_into_unreachable(fake: FakeTime, 
     assert caught.value.exit_code == ExitCode.UPSTREAM == 3
     assert caught.value.system == "amplify"
     assert str(caught.value) == (
-        "Amplify at central.test is unreachable: ConnectionError: Connection refused; "
-        "check amplify.central_url and the network"
+        "Amplify at central.test is unreachable: the connection was refused (nothing listens at that address and "
+        "port); check amplify.central_url and the network"
     )
     assert clients.transport.stats == {"POST": 1, "GET": 5, "retries": 4}
     assert len(fake.sleeps) == 4
@@ -493,7 +493,8 @@ def test_an_unreachable_idp_names_the_auth_url(fake: FakeTime, mock: responses.R
         build(fake).resources.get("productplans", "gold")
 
     assert str(caught.value) == (
-        "Amplify at login.test is unreachable: no answer within 12.5 s; check amplify.auth_url and the network"
+        "Amplify at login.test is unreachable: no connection within 10 s (amplify.connect_timeout_seconds); "
+        "check amplify.auth_url and the network"
     )
     assert len(mock.calls) == 5
 
@@ -730,7 +731,7 @@ def test_token_provider_on_its_own_caches_until_invalidated(fake: FakeTime, mock
     assert [provider.token(), provider.token()] == ["tok-1", "tok-1"]
     provider.invalidate()
     assert provider.token() == "tok-2"
-    assert mock.calls[0].request.req_kwargs["timeout"] == 12.5
+    assert mock.calls[0].request.req_kwargs["timeout"] == (10.0, 12.5)  # (connect, read)
 
 
 def test_a_next_page_link_to_another_origin_is_refused_and_the_token_never_leaves(

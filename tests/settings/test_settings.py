@@ -239,7 +239,9 @@ def test_a_malformed_reference(value: str) -> None:
 def test_secrets_from_files_relative_to_the_config(tmp_path: Path) -> None:
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "recurly").write_text(RECURLY_KEY + "\n")
+    (tmp_path / "secrets" / "recurly").chmod(0o600)  # a key file is private: a readable one is refused
     (tmp_path / "secrets" / "amplify").write_text(CLIENT_SECRET + "\r\n")
+    (tmp_path / "secrets" / "amplify").chmod(0o600)  # a key file is private: a readable one is refused
     data = config(
         amplify={"client_secret": ..., "client_secret_file": str(tmp_path / "secrets" / "amplify")},
         recurly={"api_key": ..., "api_key_file": "secrets/recurly"},
@@ -251,6 +253,7 @@ def test_secrets_from_files_relative_to_the_config(tmp_path: Path) -> None:
 
 def test_a_file_path_may_use_the_environment(tmp_path: Path) -> None:
     (tmp_path / "recurly").write_text(RECURLY_KEY)
+    (tmp_path / "recurly").chmod(0o600)  # a key file is private: a readable one is refused
     data = config(recurly={"api_key": ..., "api_key_file": "${CREDENTIALS_DIRECTORY}/recurly"})
     settings = parse(data, env={**ENV, "CREDENTIALS_DIRECTORY": str(tmp_path)})
     assert settings.recurly.api_key.reveal() == RECURLY_KEY
@@ -258,6 +261,7 @@ def test_a_file_path_may_use_the_environment(tmp_path: Path) -> None:
 
 def test_private_key_file_fills_the_key_and_keeps_the_path(tmp_path: Path) -> None:
     (tmp_path / "key.pem").write_text(PEM)
+    (tmp_path / "key.pem").chmod(0o600)  # a key file is private: a readable one is refused
     settings = parse(config(amplify={"client_secret": ..., "private_key_file": "key.pem"}), base_dir=tmp_path)
     assert settings.amplify.private_key_file == tmp_path / "key.pem"
     assert settings.amplify.private_key == Secret(PEM)
@@ -532,7 +536,7 @@ def test_https_urls_keep_their_path() -> None:
         ({**config(), "page_size": 5}, "page_size: unknown key; did you mean amplify.page_size?"),
         (
             {**config(), "logging": {}},
-            "logging: unknown section; the sections are amplify, recurly, catalog, accounts, subscriptions, usage, safety, state, billing",
+            "logging: unknown section; the sections are amplify, recurly, catalog, accounts, subscriptions, usage, safety, state, billing, security",
         ),
         ({**config(), "usage": ["hourly"]}, "usage: expected a mapping of keys, got a list; indent its keys below it"),
         ({**config(), "safety": "off"}, "safety: expected a mapping of keys, got a string; indent its keys below it"),
@@ -544,7 +548,7 @@ def test_https_urls_keep_their_path() -> None:
         (None, "the configuration is empty; copy config.example.yaml and fill it in"),
         (
             ["amplify"],
-            "expected a mapping of sections (amplify, recurly, catalog, accounts, subscriptions, usage, safety, state, billing), got a list",
+            "expected a mapping of sections (amplify, recurly, catalog, accounts, subscriptions, usage, safety, state, billing, security), got a list",
         ),
     ],
 )
@@ -746,6 +750,7 @@ def test_the_sandbox_harness_configuration_loads(tmp_path: Path) -> None:
 
 def test_secrets_never_appear_in_repr_or_str(tmp_path: Path) -> None:
     (tmp_path / "key.pem").write_text(PEM)
+    (tmp_path / "key.pem").chmod(0o600)  # a key file is private: a readable one is refused
     settings = parse(config())
     keyed = parse(config(amplify={"client_secret": ..., "private_key_file": "key.pem"}), base_dir=tmp_path)
     for text in (repr(settings), str(settings), repr(settings.recurly), str(settings.recurly.api_key), repr(keyed)):

@@ -1,0 +1,106 @@
+"""A connection problem exits 3 with one line that names the setting to check, without library text (issue 16):
+a wrong base URL (a 404 where an API root must answer), a host name that does not resolve, a refused connection.
+
+Run in-process against the sandbox. Name resolution is answered here (a ``.invalid`` name fails to resolve
+without asking any resolver), and a refused connection goes to a loopback port nothing listens on.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import amplify_billing.amplify.transport as amplify_transport
+from amplify_billing.cli import run_cli
+from amplify_billing.errors import ExitCode
+from amplify_billing.redact import forget_secrets
+
+LIBRARY_TEXT = ("HTTPConnectionPool", "Max retries", "Errno", "NewConnectionError", "Caused by", "object at 0x")
+
+
+def _dead_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _amplify_at(base: str) -> dict[str, Any]:
+    return {"amplify": {"central_url": base, "auth_url": f"{base}/auth", "platform_url": base}}
+
+
+# case -> (config overrides from the sandbox's URLs, the one line expected on stderr)
+def _cases(amplify: str, dead: str) -> dict[str, tuple[dict[str, Any], str]]:
+    return {
+        "amplify-404": (
+            {"amplify": {"central_url": f"{amplify}/not-central"}},
+            r"Error: sync-plans: Amplify has no products listing at \S+/not-central/apis/catalog/v1/products \(HTTP 404\); "
+            r"check amplify.central_url .* and amplify.api_version \(v1\)",
+        ),
+        "auth-404": (
+            {"amplify": {"auth_url": f"{amplify}/not-auth"}},
+            r"Error: sync-plans: the Axway IdP has no token endpoint at \S+ \(HTTP 404\); check amplify.auth_url and "
+            r"amplify.realm .*",
+        ),
+        "amplify-dns": (
+            _amplify_at("https://central.billing-test.invalid"),
+            r"Error: sync-plans: Amplify at central.billing-test.invalid is unreachable: its host name does not "
+            r"resolve \(DNS\); check amplify.auth_url and the network",
+        ),
+        "amplify-refused": (
+            _amplify_at(dead),
+            r"Error: sync-plans: Amplify at 127.0.0.1:\d+ is unreachable: the connection was refused .*; "
+            r"check amplify.auth_url and the network",
+        ),
+        "recurly-404": (
+            {"recurly": {"api_url": amplify}},
+            r"Error: sync-plans: Recurly's API is not at http://127.0.0.1:\d+: it answered GET sites with HTTP 404; "
+            r"check recurly.api_url",
+        ),
+        "recurly-dns": (
+            {"recurly": {"api_url": "https://api.billing-test.invalid"}},
+            r"Error: sync-plans: Recurly at api.billing-test.invalid is unreachable: its host name does not resolve "
+            r"\(DNS\) .*; check recurly.api_url and the network",
+        ),
+        "recurly-refused": (
+            {"recurly": {"api_url": dead}},
+            r"Error: sync-plans: Recurly at 127.0.0.1:\d+ is unreachable: the connection was refused .*; "
+            r"check recurly.api_url and the network",
+        ),
+    }
+
+
+CASES = list(_cases("", ""))
+
+
+@pytest.fixture
+def no_resolver(monkeypatch: pytest.MonkeyPatch) -> None:
+    resolve = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(host).endswith(".invalid"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(amplify_transport, "ATTEMPTS", 1)  # retries would only make the test slower
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_connection_problem_exits_3_naming_the_setting(
+    case: str, no_resolver: None, small_sandbox: tuple[Any, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    forget_secrets()  # another test's secret (a word such as "wrong") would hide part of a URL here
+    sandbox, config = small_sandbox
+    overrides, expected = _cases(sandbox.amplify.url, f"http://127.0.0.1:{_dead_port()}")[case]
+    overrides.setdefault("recurly", {})["max_retries"] = 0
+    sandbox.write_config(config, **overrides)
+    code = run_cli(["--config", str(config), "run"])
+    err = capsys.readouterr().err
+    assert code == ExitCode.UPSTREAM
+    error_lines = [line for line in err.splitlines() if line.startswith("Error: ")]
+    assert len(error_lines) == 1 and re.fullmatch(expected, error_lines[0]), error_lines
+    assert not [text for text in LIBRARY_TEXT if text in error_lines[0]]
