@@ -727,7 +727,8 @@ class AmplifyEmulator(Emulator):
         items = [
             resource
             for (scope_name, _), resource in self._store[info.kind].items()
-            if (scope is None or scope_name == scope) and (predicate is None or predicate(resource))
+            if (scope is None or scope_name == scope)
+            and (predicate is None or predicate(self._queried(info, scope_name, resource)))
         ]
         if sort:
             field, _, direction = sort.partition(",")
@@ -738,6 +739,12 @@ class AmplifyEmulator(Emulator):
             self._list_cache.clear()
         self._list_cache[key] = (self._generation, items)
         return items
+
+    def _queried(self, info: KindInfo, scope_name: str, resource: dict[str, Any]) -> Mapping[str, Any]:
+        """What a query sees of a resource: a scoped one also its scope's properties as ``scopeResource``."""
+        if info.scope_kind is None:
+            return resource
+        return {**resource, "scopeResource": self._store[info.scope_kind].get(("", scope_name)) or {}}
 
     def _find(self, info: KindInfo, request: Request) -> dict[str, Any] | Response:
         scope = request.params.get("scope")
