@@ -438,13 +438,19 @@ def sandbox_command(
     state_dir: Annotated[Path, typer.Option("--state-dir", help="Directory for the sandbox journal.")] = Path(
         "sandbox-state"
     ),
+    tenant: Annotated[
+        str,
+        typer.Option(
+            "--tenant", help="Tenant variant: default, v1alpha1, sampled, restricted or odd-values (for trying doctor)."
+        ),
+    ] = "default",
 ) -> int:
     """Start both emulators on free loopback ports, seed them, write a config file, serve until Ctrl-C."""
     if ctx.invoked_subcommand is not None:
         return 0
     from amplify_billing.sandbox.serve import serve
 
-    return serve(seed=seed, subscriptions=subscriptions, config_path=config_out, state_dir=state_dir)
+    return serve(seed=seed, subscriptions=subscriptions, config_path=config_out, state_dir=state_dir, tenant=tenant)
 
 
 # ---- entry point ----------------------------------------------------------------------------------

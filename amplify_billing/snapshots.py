@@ -244,8 +244,7 @@ class Snapshots:
         plan_names = sorted({str(r.get("name")) for r in plan_raws})
         quotas_by_plan: dict[str, list[Quota]] = {}
         for names in _chunks(plan_names):
-            # scopeResource.* is the documented filter on a scoped kind's scope (docs.axway.com amplify-central,
-            # cli_command_reference.md, special properties); metadata.scope.name is not a listed query field
+            # scopeResource.name is documented (cli_command_reference.md); metadata.scope.name is not a query field
             quota_raws, quota_proof = self.amplify.listing("quotas", query=_in("scopeResource.name", names))
             proofs.append(quota_proof)
             if not quota_proof.complete:

@@ -322,8 +322,9 @@ def parse_subscription(raw: Mapping[str, Any]) -> AmplifySubscription | ParsePro
             or parse_timestamp(_dig(raw, "metadata.audit.modifyTimestamp")),
             attributes=_attributes(raw),
             raw=raw,
+            # a transitional state (migration or archival scheduled) is billed too: it was usable from then at least
             active_since=(
-                parse_timestamp(_dig(raw, "state.when.timestamp")) if state == literals.STATE_ACTIVE else None
+                parse_timestamp(_dig(raw, "state.when.timestamp")) if state in literals.BILLED_STATES else None
             ),
         )
     except _Bad as bad:

@@ -421,6 +421,16 @@ class RecurlyState:
         s.updated_at = self.now()
         return s
 
+    def expire_after_dunning(self, ref: str) -> SubscriptionRecord:
+        """Seeding: a subscription that dunning expired (every retry of a past-due invoice failed), as Recurly ends
+        one without this tool (reference §9.3); it leaves ``state=live`` and is still read by uuid."""
+        s = self.subscription(ref)
+        if s.state not in ("active", "paused", "canceled"):
+            raise validation("subscription", f"is {s.state}; only a live subscription can expire")
+        now = self.now()
+        s.state, s.expires_at, s.updated_at, s.expiration_reason = "expired", now, now, "nonpayment"
+        return s
+
     def _resume(self, s: SubscriptionRecord, when: datetime) -> None:
         s.state, s.paused_at, s.remaining_pause_cycles, s.updated_at = "active", None, None, when
         # a resumed subscription starts a new billing period then
