@@ -123,13 +123,17 @@ class ResourceClient:
         scope: str | None = None,
         group: str = "catalog",
         proof: ListingProof | None = None,
+        sort: str | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
         """The listing one page at a time, so a caller can keep less than every resource in memory at once.
 
-        ``proof``: filled in page by page; complete once the walk ended and the totals agree with it."""
+        ``proof``: filled in page by page; complete once the walk ended and the totals agree with it. ``sort``:
+        ``<field>,ASC|DESC`` (reference §2.3), e.g. to read only the newest page."""
         first_page: dict[str, Any] = {"pageSize": self._settings.page_size, "page": 1}
         if query is not None:
             first_page["query"] = query
+        if sort is not None:
+            first_page["sort"] = sort
         response = self._first_page(plural, scope, group, first_page)
         visited: set[str] = set()
         while True:
