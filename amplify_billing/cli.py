@@ -360,6 +360,18 @@ def status_command(
     return _read_only(ctx, lambda rt: status(rt, options))
 
 
+@app.command("doctor")
+def doctor_command(
+    ctx: typer.Context,
+    fmt: Annotated[StatusFormat | None, typer.Option("--output", "-o", help="table, json or markdown.")] = None,
+) -> int:
+    """Read-only first contact with a tenant: what works and what needs action (exit 4); writes nothing."""
+    from amplify_billing.commands.doctor import doctor, doctor_output
+
+    output = doctor_output(fmt.value if fmt is not None else _options(ctx).output.value)
+    return _read_only(ctx, lambda rt: doctor(rt, output=output))
+
+
 config_app = typer.Typer(help="Validate the configuration and prove its credentials.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
@@ -453,13 +465,14 @@ def sandbox_command(
     state_dir: Annotated[Path, typer.Option("--state-dir", help="Directory for the sandbox journal.")] = Path(
         "sandbox-state"
     ),
+    tenant: Annotated[str, typer.Option("--tenant", help="default|v1alpha1|sampled|restricted|odd-values")] = "default",
 ) -> int:
     """Start both emulators on free loopback ports, seed them, write a config file, serve until Ctrl-C."""
     if ctx.invoked_subcommand is not None:
         return 0
     from amplify_billing.sandbox.serve import serve
 
-    return serve(seed=seed, subscriptions=subscriptions, config_path=config_out, state_dir=state_dir)
+    return serve(seed=seed, subscriptions=subscriptions, config_path=config_out, state_dir=state_dir, tenant=tenant)
 
 
 # ---- entry point ----------------------------------------------------------------------------------

@@ -74,6 +74,7 @@ class RecurlyLister(Protocol):
     def count_subscriptions(self, params: dict[str, Any] | None = None) -> int | None: ...
     def get_subscription(self, subscription_id: str) -> dict[str, Any]: ...
     def list_accounts(self, params: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
+    def get_site(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -256,7 +257,8 @@ class Snapshots:
         plan_names = sorted({str(r.get("name")) for r in plan_raws})
         quotas_by_plan: dict[str, list[Quota]] = {}
         for names in _chunks(plan_names):
-            quota_raws, quota_proof = self.amplify.listing("quotas", query=_in("metadata.scope.name", names))
+            # scopeResource.name is documented (cli_command_reference.md); metadata.scope.name is not a query field
+            quota_raws, quota_proof = self.amplify.listing("quotas", query=_in("scopeResource.name", names))
             proofs.append(quota_proof)
             if not quota_proof.complete:
                 # a plan must not be synced (nor its subscriptions billed by it) without every one of its quotas
@@ -463,11 +465,15 @@ class Snapshots:
             for s in self.recurly_subscriptions()
             if s.get("state") in ("active", "canceled", "future", "paused")
         )
+        # a free plan may name no currency (it then takes the site's): read the site only when free plans are synced
+        site = self.recurly.get_site() if self.settings.catalog.sync_free_plans else {}
+        default_currency = (site.get("settings") or {}).get("default_currency")
         return RecurlyCatalog(
             plans=plans,
             measured_units={u.name: u for u in units},
             live_subscriptions_by_plan=dict(live),
             unparsed=unreadable,
+            default_currency=str(default_currency).upper() if default_currency else None,
         )
 
 

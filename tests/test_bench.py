@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from amplify_billing.sandbox.scenario import PLANS, build_scenario
+from amplify_billing.sandbox.scenario_catalog import DOCUMENTED_PLANS
 from amplify_billing.sandbox.server import Emulator, Request, Response
 from tools.bench import (
     SYSTEMS,
@@ -82,7 +83,7 @@ def test_subscriptions_per_plan_copies_the_weighted_plans() -> None:
     scaled = build_scenario(seed=4, subscriptions=400, now=TODAY, quotas_per_plan=2, subscriptions_per_plan=10)
     plain = build_scenario(seed=4, subscriptions=400, now=TODAY, quotas_per_plan=2)
 
-    assert [p["name"] for p in plain.plans] == [spec.name for spec in PLANS]
+    assert [p["name"] for p in plain.plans] == [spec.name for spec in (*PLANS, *DOCUMENTED_PLANS)]
     assert 36 <= len(scaled.supported_plans) <= 44, len(scaled.supported_plans)
     assert "weather-payg-2" in scaled.supported_plans and "weather-beta" not in scaled.supported_plans
     on_plans = {s["spec"]["plan"]["name"] for s in scaled.subscriptions}

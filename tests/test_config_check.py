@@ -69,7 +69,7 @@ def test_offline_validates_without_contacting_anything(
     found = rows(out)
     assert found["configuration"]["result"] == "ok"
     assert found["configuration"]["detail"].startswith(
-        f"{config} is valid: Amplify tenant 100000000000001 at http://127.0.0.1:9 (API v1), "
+        f"{config} is valid: Amplify tenant 100000000000001 at http://127.0.0.1:9 (API auto), "
         "service account sa_1 with a client secret; Recurly at http://127.0.0.1:9;"
     )
     assert found["credentials"]["detail"] == "a client secret is set for service account sa_1"

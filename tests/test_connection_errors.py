@@ -35,8 +35,14 @@ def _amplify_at(base: str) -> dict[str, Any]:
 # case -> (config overrides from the sandbox's URLs, the one line expected on stderr)
 def _cases(amplify: str, dead: str) -> dict[str, tuple[dict[str, Any], str]]:
     return {
+        # the default api_version "auto" tries both catalog versions before it gives up
         "amplify-404": (
             {"amplify": {"central_url": f"{amplify}/not-central"}},
+            r"Error: sync-plans: Amplify serves products at neither catalog/v1 nor catalog/v1alpha1 \(HTTP 404 at "
+            r"both\); check amplify.central_url .*or set amplify.api_version",
+        ),
+        "amplify-404-pinned": (
+            {"amplify": {"central_url": f"{amplify}/not-central", "api_version": "v1"}},
             r"Error: sync-plans: Amplify has no products listing at \S+/not-central/apis/catalog/v1/products \(HTTP 404\); "
             r"check amplify.central_url .* and amplify.api_version \(v1\)",
         ),

@@ -671,7 +671,8 @@ class _Checks:
         return problems
 
     def _live_billed(self) -> dict[str, dict[str, Any]]:
-        """Amplify subscriptions (by id) on a billed plan, pending or approved and active, as Amplify has them now."""
+        """Amplify subscriptions (by id) on a billed plan, pending or approved and billed (active or transitional),
+        as Amplify has them now."""
         supported = set(self.scenario.supported_plans)
         live: dict[str, dict[str, Any]] = {}
         for resource in self.sandbox.amplify.resources("Subscription"):
@@ -679,7 +680,7 @@ class _Checks:
                 continue
             approval = (resource.get("approval") or {}).get("state")
             state = (resource.get("state") or {}).get("name")
-            if approval == "pending" or (approval == "approved" and state == "active"):
+            if approval == "pending" or (approval == "approved" and state in literals.BILLED_STATES):
                 live[resource["metadata"]["id"]] = resource
         return live
 

@@ -240,15 +240,24 @@ def parse_quota(raw: Mapping[str, Any]) -> Quota | ParseProblem:
 
 
 def parse_plan(raw: Mapping[str, Any], product: Product, quotas: tuple[Quota, ...]) -> ProductPlan | ParseProblem:
+    """A plan, read as Amplify documents it: a free plan may have no ``spec.billing`` at all (the "Create Plan"
+    example of docs.axway.com amplify-central, integrate_with_central/cli_central/cli_product_foundry.md), and
+    ``spec.billing.price`` is optional with default 0 (agent-sdk models/catalog/v1/model_product_plan_spec_billing.go,
+    ``price,omitempty``), so a paid plan with usage pricing only may omit it. A plan without a currency reads with
+    currency "" (the mapping decides whether a default applies); a paid plan must name its currency and interval."""
     name = str(raw.get("name") or "?")
     try:
-        setup = dig(raw, "spec.billing.setup.price")
-        cycles = dig(raw, "spec.subscription.cycles")
-        price = dig(raw, "spec.billing.price")
         plan_type = text_at(raw, "spec.type") or ""
-        if not isinstance(dig(raw, "spec.billing"), Mapping):
+        billed = plan_type == literals.PLAN_TYPE_PAID
+        billing = dig(raw, "spec.billing")
+        if billing is None and not billed:
+            billing = {}
+        if not isinstance(billing, Mapping):
             # say what is missing, not the first field read from it
-            raise Malformed("spec.billing is missing")
+            raise Malformed("spec.billing is missing" if billing is None else "spec.billing must be an object")
+        setup = dig(billing, "setup.price")
+        price = billing.get("price")
+        cycles = dig(raw, "spec.subscription.cycles")
         return ProductPlan(
             id=text_at(raw, "metadata.id") or "",
             name=text_at(raw, "name") or "",
@@ -257,10 +266,10 @@ def parse_plan(raw: Mapping[str, Any], product: Product, quotas: tuple[Quota, ..
             product_title=product.title,
             type=plan_type,
             state=_state_string(raw) or "",
-            currency=(text_at(raw, "spec.billing.currency") or "").upper(),
-            price=Decimal(0) if price is None and plan_type == "free" else to_decimal(price, "spec.billing.price"),
+            currency=(text_at(raw, "spec.billing.currency", required=billed) or "").upper(),
+            price=Decimal(0) if price is None else to_decimal(price, "spec.billing.price"),
             setup_price=None if setup is None else to_decimal(setup, "spec.billing.setup.price"),
-            interval=text_at(raw, "spec.billing.interval", required=plan_type != "free") or "monthly",
+            interval=text_at(raw, "spec.billing.interval", required=billed) or "monthly",
             renewal=text_at(raw, "spec.subscription.renewal", required=False),
             cycles=_int(cycles, "spec.subscription.cycles") or None,
             quotas=quotas,
@@ -317,8 +326,9 @@ def parse_subscription(raw: Mapping[str, Any]) -> AmplifySubscription | ParsePro
             or parse_timestamp(dig(raw, "metadata.audit.modifyTimestamp")),
             attributes=_attributes(raw),
             raw=raw,
+            # a transitional state (migration or archival scheduled) is billed too: it was usable from then at least
             active_since=(
-                parse_timestamp(dig(raw, "state.when.timestamp")) if state == literals.STATE_ACTIVE else None
+                parse_timestamp(dig(raw, "state.when.timestamp")) if state in literals.BILLED_STATES else None
             ),
         )
     except Malformed as bad:

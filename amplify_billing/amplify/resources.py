@@ -5,7 +5,9 @@ costs one request per page and never one per object. A missing ``Link`` ends the
 by itself: every page's ``X-Axway-Total-Count`` (sent on GET, reference §2.3) is checked against what the walk
 yielded, and the caller learns whether the listing is complete (``ListingProof``) before it acts on what is
 absent from it. Attribute write-back spends a request only when a value differs, and resolves a lost
-optimistic-concurrency race (HTTP 428) by re-reading once.
+optimistic-concurrency race (HTTP 428) by re-reading once. The catalog version of each kind is the configured one,
+or with ``api_version: auto`` the one the kind answers at (``versions``): an unscoped listing is its own probe, so a
+tenant that serves ``v1`` costs no request more.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import requests
 
 from amplify_billing.amplify.transport import AmplifyTransport
+from amplify_billing.amplify.versions import CATALOG_VERSIONS, ApiVersions, neither
 from amplify_billing.amplify.wire import json_body
 from amplify_billing.errors import ConflictError, NotFoundError, UnreachableError, UpstreamError
 from amplify_billing.settings import AmplifySettings
@@ -85,6 +88,8 @@ class ResourceClient:
         self._transport = transport
         self._settings = settings
         self._apis = f"{settings.central_url.rstrip('/')}/apis"
+        self.versions = ApiVersions(settings.api_version)
+        self._probe_lock = threading.Lock()
         # The newest version of each resource this process wrote, by selfLink. A second write to the same resource
         # in one run (approve, then link) must carry the new resourceVersion, not the listing's: a stale one costs a
         # 428, a re-read and a retry, at 25 requests a minute. Only what a later write needs is kept (version and
@@ -92,8 +97,17 @@ class ResourceClient:
         self._written: dict[str, tuple[Any, Mapping[str, Any]]] = {}
         self._written_lock = threading.Lock()
 
-    def _collection_url(self, plural: str, scope: str | None, group: str) -> str:
-        url = f"{self._apis}/{group}/{self._settings.api_version}"
+    def api_version(self, plural: str, group: str = "catalog") -> str:
+        """The version ``plural`` is served at. With ``auto``, a kind not listed yet is probed with a one-item page,
+        once per run (an unscoped listing that ran first has already settled it)."""
+        known = self.versions.chosen(plural) if group == "catalog" else None
+        if known is None and group == "catalog":
+            self._probe(plural, {"pageSize": 1})
+            known = self.versions.chosen(plural)
+        return known or (self.versions.configured if not self.versions.auto else "v1")
+
+    def _collection_url(self, plural: str, scope: str | None, group: str, version: str | None = None) -> str:
+        url = f"{self._apis}/{group}/{version or self.api_version(plural, group)}"
         if scope is not None:
             scope_plural, _, scope_name = scope.partition("/")
             if not scope_plural or not scope_name or "/" in scope_name:
@@ -109,21 +123,20 @@ class ResourceClient:
         scope: str | None = None,
         group: str = "catalog",
         proof: ListingProof | None = None,
+        sort: str | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
         """The listing one page at a time, so a caller can keep less than every resource in memory at once.
 
-        ``proof``: filled in page by page; complete once the walk ended and the totals agree with it."""
-        url: str | None = self._collection_url(plural, scope, group)
+        ``proof``: filled in page by page; complete once the walk ended and the totals agree with it. ``sort``:
+        ``<field>,ASC|DESC`` (reference §2.3), e.g. to read only the newest page."""
         first_page: dict[str, Any] = {"pageSize": self._settings.page_size, "page": 1}
         if query is not None:
             first_page["query"] = query
-        params: dict[str, Any] | None = first_page
+        if sort is not None:
+            first_page["sort"] = sort
+        response = self._first_page(plural, scope, group, first_page)
         visited: set[str] = set()
-        while url is not None:
-            if visited or scope is not None:  # a scope (a plan's quotas) may be gone: its 404 is the resource's
-                response = self._transport.request("GET", url, params=params)
-            else:
-                response = self._first_page(url, params, plural)
+        while True:
             page = json_body(response)
             if not isinstance(page, list) or not all(isinstance(item, dict) for item in page):
                 raise UpstreamError(
@@ -140,7 +153,7 @@ class ResourceClient:
                     proof.finished = True
                 break
             # the link carries page, pageSize and query itself; it may be absolute or path-relative
-            url, params = urljoin(response.url, next_link), None
+            url = urljoin(response.url, next_link)
             if _origin(url) != _origin(response.url):
                 # the request carries the bearer token: it goes nowhere but the API it was issued for
                 raise UpstreamError(
@@ -150,10 +163,18 @@ class ResourceClient:
                 )
             if url in visited:
                 raise UpstreamError(f"Amplify paging of {plural} loops back to {url}", system="amplify")
+            response = self._transport.request("GET", url)
 
-    def _first_page(self, url: str, params: dict[str, Any] | None, plural: str) -> requests.Response:
-        """A top-level collection always exists: a 404 on its first page means the base URL or the API version is wrong,
-        which no retry cures (exit 3, naming the settings), not that a resource is missing."""
+    def _first_page(self, plural: str, scope: str | None, group: str, params: dict[str, Any]) -> requests.Response:
+        """The first page of a listing; an unscoped catalog listing of a kind whose version is not known yet is its
+        own probe. A top-level collection always exists: a 404 on its first page means the base URL or the API
+        version is wrong, which no retry cures (exit 3, naming the settings), not that a resource is missing. A
+        scope (a plan's quotas) may be gone: its 404 is the resource's."""
+        if group == "catalog" and scope is None and self.versions.chosen(plural) is None:
+            return self._probe(plural, params)
+        url = self._collection_url(plural, scope, group)
+        if scope is not None:
+            return self._transport.request("GET", url, params=params)
         try:
             return self._transport.request("GET", url, params=params)
         except NotFoundError:
@@ -163,6 +184,25 @@ class ResourceClient:
                 system="amplify",
                 status=404,
             ) from None
+
+    def _probe(self, plural: str, params: dict[str, Any]) -> requests.Response:
+        """GET the unscoped catalog collection at ``v1``, then at ``v1alpha1`` if ``v1`` answers 404 (at an unscoped
+        collection only an unserved version can); the first that answers is the kind's version for the run."""
+        with self._probe_lock:  # one probe per kind, whichever thread asks first
+            refused: list[str] = []
+            known = self.versions.chosen(plural)
+            for version in (known,) if known is not None else CATALOG_VERSIONS:
+                url = self._collection_url(plural, None, "catalog", version)
+                try:
+                    response = self._transport.request("GET", url, params=params)
+                except NotFoundError:
+                    if known is not None:
+                        raise
+                    refused.append(version)
+                    continue
+                self.versions.choose(plural, version, tuple(refused))
+                return response
+        raise UnreachableError(neither(plural), system="amplify", status=404)
 
     def list(
         self, plural: str, *, query: str | None = None, scope: str | None = None, group: str = "catalog"

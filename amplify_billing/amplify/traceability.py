@@ -98,6 +98,18 @@ def total_query(
     return {"version": LEXUS_VERSION, "filters": filters, "invoke": dict(_INVOKE)}
 
 
+def oldest_query(statuses: Sequence[str] = ()) -> dict[str, Any]:
+    """The Lexus body asking for the time of the oldest transaction summary still held that names a subscription
+    and a quota (Lexus 0.2 ``invoke`` method ``min`` on ``@event_time``)."""
+    filters: list[dict[str, Any]] = [
+        {"$match": {"type": ["transactionSummary"]}},
+        {"$exists": {SUBSCRIPTION_FIELD: True, QUOTA_FIELD: True}},
+    ]
+    if statuses:
+        filters.append({"$match": {STATUS_FIELD: list(statuses)}})
+    return {"version": LEXUS_VERSION, "filters": {"$and": filters}, "invoke": {"method": "min", "field": "@event_time"}}
+
+
 class TraceabilityClient:
     def __init__(self, transport: AmplifyTransport, settings: AmplifySettings) -> None:
         self._transport = transport
@@ -129,6 +141,15 @@ class TraceabilityClient:
         _check(start, end)
         body = total_query(start, end, statuses=statuses, subscriptions=subscriptions)
         return parse_total(self._search(body), _range_text(start, end))
+
+    def oldest(self, *, statuses: Sequence[str] = ()) -> datetime | None:
+        """When the oldest transaction still held happened (what the retention has left), or None if none is."""
+        result = _result(self._search(oldest_query(statuses)), "the oldest transaction")
+        if result is None:
+            return None
+        if not _count(result):
+            raise _bad("the oldest transaction", f"the time {result!r} is not epoch milliseconds")
+        return _EPOCH + timedelta(milliseconds=result)
 
     def _search(self, body: dict[str, Any]) -> Any:
         # a search only reads, so the transport may repeat it after a transient failure

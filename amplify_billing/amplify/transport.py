@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -61,11 +62,19 @@ class AmplifyTransport:
         self.session = session or make_session(self.limits)
         self._clock = clock
         self._sleep = sleep
-        self.limiter = limiter or RateLimiter(settings.rate_limit_per_minute, clock=monotonic, sleep=sleep)
+        per_minute = settings.rate_limit_per_minute
+        self.limiter = limiter or RateLimiter(per_minute, clock=monotonic, sleep=self._wait_for_slot)
+        # told how long the rate limit makes a request wait, before it waits (``doctor`` prints a progress line)
+        self.on_wait: Callable[[float], None] | None = None
         self.tokens = TokenProvider(settings, self.session, clock=clock, post=self._post_token)
         # requests sent, by HTTP method, plus "retries"; read by the run summary and the metrics file
         self.stats: dict[str, int] = {}
         self._stats_lock = threading.Lock()
+
+    def _wait_for_slot(self, seconds: float) -> None:
+        if self.on_wait is not None:
+            self.on_wait(seconds)
+        self._sleep(seconds)
 
     def _count(self, key: str) -> None:
         # writes of one phase may run on several threads; the rate limiter and token cache are locked, so is this
@@ -210,9 +219,15 @@ class AmplifyTransport:
                 status=status,
             )
         if status == 403:
+            # the Platform API (teams, users, orgs) answers to the organization's roles, the rest to Engage's
+            platform = urlsplit(url).path.startswith(urlsplit(self.settings.platform_url).path.rstrip("/") + "/api/v1/")
+            role = (
+                "the organization's Administrator role on the Amplify Platform"
+                if platform
+                else "the Engage/Central Admin role"
+            )
             return AuthError(
-                f"Amplify forbids {method} {url} (HTTP 403{said}); the service account needs the "
-                "Engage/Central Admin role",
+                f"Amplify forbids {method} {url} (HTTP 403{said}); the service account needs {role}",
                 system="amplify",
                 status=status,
             )

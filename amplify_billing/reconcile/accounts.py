@@ -38,9 +38,8 @@ def needs_billing(subscription: AmplifySubscription) -> bool:
     """Pending, or approved and not ended: such a subscription must have a Recurly account."""
     if subscription.approval_state == literals.APPROVAL_PENDING:
         return True
-    return subscription.approval_state == literals.APPROVAL_APPROVED and subscription.state_name in (
-        None,
-        literals.STATE_ACTIVE,
+    return subscription.approval_state == literals.APPROVAL_APPROVED and (
+        subscription.state_name is None or subscription.state_name in literals.BILLED_STATES
     )
 
 

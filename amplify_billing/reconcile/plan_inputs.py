@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from amplify_billing.amplify.parse import ParseProblem
 from amplify_billing.models import MeasuredUnit, PlanUnit, ProductPlan, RecurlyPlan
@@ -39,6 +39,8 @@ class RecurlyCatalog:
     # plans under our prefix whose prices or tiers cannot be read exactly: code -> why. They are reported and left
     # alone (never updated, deactivated or linked), because every comparison with them would be a misreading.
     unparsed: Mapping[str, str] = field(default_factory=dict)
+    # the site's default currency, read only when free plans are synced: a free plan may name no currency
+    default_currency: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,13 @@ class PlanSyncOptions:
     sync_free_plans: bool = False
     plan_link_attribute: str = "recurlyPlanCode"
     quota_link_attribute: str = "recurlyAddOnCode"
+
+
+def mapping_for(options: PlanSyncOptions, recurly: RecurlyCatalog) -> MappingOptions:
+    """The mapping options with the site's default currency, for a free plan that names none."""
+    if recurly.default_currency is None:
+        return options.mapping
+    return replace(options.mapping, default_currency=recurly.default_currency)
 
 
 def plan_ref(plan: ProductPlan) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -29,6 +29,9 @@ class MappingOptions:
     add_on_code_prefix: str = "amplify-"
     # units the usage source can count; None = any (the file source counts whatever it is given)
     countable_units: frozenset[str] | None = frozenset({literals.TRANSACTIONS_UNIT})
+    # the Recurly site's default currency, for a plan that names none (a free plan without ``spec.billing``); None:
+    # such a plan is unsupported
+    default_currency: str | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,11 @@ def plan_name(plan: ProductPlan) -> str:
 def desired_plan(
     plan: ProductPlan, units: Mapping[str, PlanUnit], options: MappingOptions
 ) -> RecurlyPlan | Unsupported:
+    if plan.type == literals.PLAN_TYPE_CUSTOM:
+        return Unsupported(
+            f"plan type {plan.type!r}: a Custom plan's pricing is negotiated outside Amplify and it carries no price "
+            "to bill; bill it outside this tool, or give it a paid plan"
+        )
     if plan.type not in literals.PLAN_TYPES:
         return Unsupported(f"unknown plan type {plan.type!r}")
     bad = _bad_code(plan_code(plan.id, options), "plan", plan.id)
@@ -188,8 +196,16 @@ def desired_plan(
     months = literals.BILLING_INTERVAL_MONTHS.get(plan.interval)
     if months is None:
         return Unsupported(f"unknown billing interval {plan.interval!r}")
-    if not re.fullmatch(r"[A-Z]{3}", plan.currency):
-        return Unsupported(f"currency {plan.currency!r} is not an ISO 4217 code")
+    currency = plan.currency or options.default_currency or ""
+    if not currency:
+        return Unsupported(
+            "it names no currency (spec.billing.currency) and the Recurly site has no default currency to take; "
+            "give the plan a billing currency in Amplify"
+        )
+    if not re.fullmatch(r"[A-Z]{3}", currency):
+        return Unsupported(f"currency {currency!r} is not an ISO 4217 code")
+    if currency != plan.currency:
+        plan = replace(plan, currency=currency)  # its add-ons are priced in the same currency
     auto_renew = True
     if plan.renewal is not None:
         if plan.renewal not in literals.RENEWAL_AUTO_RENEW:

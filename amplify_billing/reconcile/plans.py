@@ -26,6 +26,7 @@ from amplify_billing.reconcile.plan_inputs import (
     CatalogSnapshot,
     PlanSyncOptions,
     RecurlyCatalog,
+    mapping_for,
     plan_ref,
 )
 from amplify_billing.reconcile.plan_mapping import (
@@ -130,7 +131,7 @@ def _plan_outcome(
         return _PlanOutcome(kept_code=code if plan.state == "draft" else None)
     if plan.type == "free" and not options.sync_free_plans:
         return _PlanOutcome()
-    want = desired_plan(plan, amplify.units, options.mapping)
+    want = desired_plan(plan, amplify.units, mapping_for(options, recurly))
     if isinstance(want, Unsupported):
         unsupported = Change(ChangeKind.UNSUPPORTED, "plan", ref, "-", want.reason, phase=PHASE_REPORT, key=ref)
         return _PlanOutcome((unsupported,), kept_code=code)

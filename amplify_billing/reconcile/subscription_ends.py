@@ -42,7 +42,8 @@ def end_changes(
         return []
     ref = subscription_ref(s)
     migrated = s.state_name == literals.STATE_MIGRATED
-    why = "rejected in Amplify" if s.approval_state == literals.APPROVAL_REJECTED else f"{s.state_name} in Amplify"
+    refused = s.approval_state in literals.REFUSED_APPROVALS
+    why = f"{s.approval_state} in Amplify" if refused else f"{s.state_name} in Amplify"
     if s.raw.get(STAND_IN) == ENDED_BY_OPERATOR:
         why = f"ended by the operator ({END_HINT})"
     elif s.raw.get(STAND_IN):

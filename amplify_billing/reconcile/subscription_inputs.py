@@ -98,15 +98,20 @@ def unreadable_ids(inputs: SubscriptionInputs) -> frozenset[str]:
 
 
 def ended_state(s: AmplifySubscription) -> bool:
-    return s.approval_state == literals.APPROVAL_REJECTED or (
+    """Refused (rejected, declined), or approved and in a final state. A transitional state (migration or archival
+    scheduled, migrating) is not an end: billing goes on until the final state."""
+    return s.approval_state in literals.REFUSED_APPROVALS or (
         s.approval_state == literals.APPROVAL_APPROVED and s.state_name in literals.ENDED_STATES
     )
 
 
 def unknown_values(s: AmplifySubscription) -> str | None:
-    """What in the subscription this tool does not know (it then acts on nothing for it), or None."""
+    """Why the tool acts on nothing for the subscription (a value it does not know, an approval in error), or None."""
     if s.approval_state not in literals.APPROVAL_STATES:
         return f"unknown approval state {s.approval_state!r}"
+    if s.approval_state == literals.APPROVAL_ERROR:
+        # "an error in processing the subscription request" (subscription_management.md): not an approval, not an end
+        return "its approval is in error in Amplify (not an approval): nothing is billed, approved or ended for it"
     if s.state_name is not None and s.state_name not in literals.SUBSCRIPTION_STATES:
         return f"unknown subscription state {s.state_name!r}"
     return None

@@ -6,6 +6,11 @@ wildcards ``*`` for any run of characters and ``_`` for one character), ``=in=(โ
 on dotted field paths such as ``attributes.billingSystem`` or ``metadata.scope.name``. A path that
 meets a list matches when any element does (``tags``, ``metadata.references.id``).
 
+The special property ``scopeResource.*`` reads the resource a scoped resource lives under (docs.axway.com
+amplify-central, integrate_with_central/cli_central/cli_command_reference.md, "special properties"); the emulator
+hands it in beside the resource. ``metadata.scope.name`` is not a listed query field (reference ยง9.2): it is
+refused, so that nothing comes to rely on a filter the real server may ignore.
+
 Everything else the real server accepts (parentheses, ``and``/``or`` keywords, ``<``, ``=with=``,
 case-sensitive ``===``) is refused with ``RsqlError`` rather than half-evaluated: a filter the
 emulator misreads would make a test pass that the real server would fail.
@@ -21,6 +26,10 @@ from typing import Any
 Predicate = Callable[[Mapping[str, Any]], bool]
 
 SUPPORTED_OPERATORS = ("==", "!=", "=in=", "=out=")
+# fields the documentation does not list as query fields, and the documented way instead
+UNLISTED_FIELDS = {
+    "metadata.scope": "filter on scopeResource.name, or list within the scope (/productplans/{plan}/quotas)",
+}
 _SELECTOR = re.compile(r"[A-Za-z_@$][A-Za-z0-9_.@$-]*")
 # RSQL operators: ==, !=, <, <=, >, >=, and =name= (FIQL style); === and !== are Amplify's case-sensitive ones
 _OPERATOR = re.compile(r"===|!==|==|!=|<=|>=|<|>|=[a-z]+=")
@@ -103,6 +112,9 @@ def _comparison(text: str) -> Comparison:
     if operator is None:
         raise RsqlError(f"expected an operator after {selector.group()!r} in {source!r}")
     op = operator.group()
+    for field, instead in UNLISTED_FIELDS.items():
+        if selector.group() == field or selector.group().startswith(field + "."):
+            raise RsqlError(f"{selector.group()!r} is not a query field; {instead}")
     if op not in SUPPORTED_OPERATORS:
         raise RsqlError(
             f"operator {op!r} in {source!r} is not supported by the emulator (it supports "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, insort
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -48,6 +48,14 @@ class _Series:
         if not times or times[0] >= end_ms or times[-1] < start_ms:
             return 0
         return sum(self.counts[bisect_left(times, start_ms) : bisect_left(times, end_ms)])
+
+    def earliest(self, start_ms: int, end_ms: int) -> int | None:
+        """The first event time in [start, end) that carries a transaction, or None."""
+        times = self.times
+        for index in range(bisect_left(times, start_ms), bisect_left(times, end_ms)):
+            if self.counts[index]:
+                return times[index]
+        return None
 
 
 Pair = tuple[str | None, str | None]  # (subscription id, quota id); None where a transaction lacks the field
@@ -110,6 +118,34 @@ class TrafficStore:
         """Transactions in [start, end) per (subscription, quota); empty filters match everything (and a filter
         on a field leaves out traffic without it)."""
         totals: dict[Pair, int] = {}
+        for pair, series in self._filtered(statuses, subscriptions, quotas):
+            total = series.total(start_ms, end_ms)
+            if total:
+                totals[pair] = totals.get(pair, 0) + total
+        return totals
+
+    def earliest(
+        self,
+        start_ms: int,
+        end_ms: int,
+        *,
+        statuses: Collection[str] = (),
+        subscriptions: Collection[str] = (),
+        quotas: Collection[str] = (),
+        admits: Callable[[Pair], bool] = lambda pair: True,
+    ) -> int | None:
+        """The time of the first transaction in [start, end) that the filters admit (as ``count``), or None."""
+        found: list[int] = []
+        for pair, series in self._filtered(statuses, subscriptions, quotas):
+            first = series.earliest(start_ms, end_ms) if admits(pair) else None
+            if first is not None:
+                found.append(first)
+        return min(found, default=None)
+
+    def _filtered(
+        self, statuses: Collection[str], subscriptions: Collection[str], quotas: Collection[str]
+    ) -> Iterator[tuple[Pair, _Series]]:
+        """Each series the filters admit, by its (subscription, quota); an empty filter admits everything."""
         for (subscription_id, quota_id, status), series in self._series.items():
             if statuses and status not in statuses:
                 continue
@@ -117,11 +153,7 @@ class TrafficStore:
                 continue
             if quotas and quota_id not in quotas:
                 continue
-            total = series.total(start_ms, end_ms)
-            if total:
-                pair: Pair = (subscription_id, quota_id)
-                totals[pair] = totals.get(pair, 0) + total
-        return totals
+            yield (subscription_id, quota_id), series
 
     def statuses(self) -> set[str]:
         return {status for _, _, status in self._series}

@@ -13,6 +13,7 @@ import calendar
 from datetime import datetime, timedelta
 
 from amplify_billing.sandbox.recurly_records import SubscriptionRecord
+from amplify_billing.sandbox.recurly_wire import validation
 
 
 def add_interval(start: datetime, unit: str, count: int) -> datetime:
@@ -73,3 +74,22 @@ def advance(s: SubscriptionRecord, now: datetime) -> None:
     if s.state == "canceled" and s.expires_at is not None and s.expires_at <= now:
         s.state, s.updated_at = "expired", s.expires_at
         s.expiration_reason = s.expiration_reason or "canceled"
+
+
+def pause_now(s: SubscriptionRecord, cycles: int, now: datetime) -> SubscriptionRecord:
+    """Seeding: a subscription whose pause took effect at its last renewal and lasts ``cycles`` periods counted from
+    the current one (as if paused earlier with ``PUT …/pause``)."""
+    if s.state != "active" or cycles < 1:
+        raise validation("subscription", f"is {s.state}; only an active subscription can be paused, for 1+ cycles")
+    s.state, s.paused_at, s.remaining_pause_cycles = "paused", s.current_period_started_at, cycles
+    s.updated_at = now
+    return s
+
+
+def expire_after_dunning(s: SubscriptionRecord, now: datetime) -> SubscriptionRecord:
+    """Seeding: a subscription that dunning expired (every retry of a past-due invoice failed), as Recurly ends one
+    without this tool (reference §9.3); it leaves ``state=live`` and is still read by uuid."""
+    if s.state not in ("active", "paused", "canceled"):
+        raise validation("subscription", f"is {s.state}; only a live subscription can expire")
+    s.state, s.expires_at, s.updated_at, s.expiration_reason = "expired", now, now, "nonpayment"
+    return s

@@ -87,8 +87,9 @@ class RecurlyOutput:
             "address": {"country": "US"},
             "settings": {
                 "billing_address_requirement": "none",
+                # the sandbox site accepts the scenario's currencies (USD, EUR), and any a plan was created in
                 "accepted_currencies": sorted(
-                    {p.currency for plan in self.state.plans.values() for p in plan.prices} | {"USD"}
+                    {p.currency for plan in self.state.plans.values() for p in plan.prices} | {"USD", "EUR"}
                 ),
                 "default_currency": "USD",
             },

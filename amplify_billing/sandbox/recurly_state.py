@@ -353,15 +353,12 @@ class RecurlyState:
         lifecycle.resume(s, self.now())
         return s
 
+    # seeding: states reached in time without this tool (``recurly_lifecycle``)
     def pause_now(self, ref: str, cycles: int) -> SubscriptionRecord:
-        """Seeding: a subscription whose pause took effect at its last renewal and lasts ``cycles`` periods
-        counted from the current one (as if paused earlier with ``PUT …/pause``)."""
-        s = self.subscription(ref)
-        if s.state != "active" or cycles < 1:
-            raise validation("subscription", f"is {s.state}; only an active subscription can be paused, for 1+ cycles")
-        s.state, s.paused_at, s.remaining_pause_cycles = "paused", s.current_period_started_at, cycles
-        s.updated_at = self.now()
-        return s
+        return lifecycle.pause_now(self.subscription(ref), cycles, self.now())
+
+    def expire_after_dunning(self, ref: str) -> SubscriptionRecord:
+        return lifecycle.expire_after_dunning(self.subscription(ref), self.now())
 
     def advance(self) -> None:
         """Bring every subscription to the clock's now (``recurly_lifecycle``)."""

@@ -13,17 +13,20 @@ The catalog (DESIGN.md §3):
 | | weather-standard | fixed loose limit with an overage price, monthly |
 | | weather-enterprise | fixed strict and unlimited quotas (no add-on), annually |
 | | weather-annual | perUnit, annually |
-| | weather-free | a free plan (synced only with ``catalog.sync_free_plans``) |
+| | weather-free | a free plan without ``spec.billing`` (synced only with ``catalog.sync_free_plans``) |
 | | weather-beta | a draft plan (ignored) |
 | | weather-legacy | an archived plan (never created in Recurly) |
 | | weather-flatfee | unsupported: a tier with a flatFee, and a quota in the custom unit ``x-megabytes`` |
 | maps-api (opted in) | maps-payg | perUnit in EUR, 12 billing cycles |
 | | maps-classic | deprecated (existing subscriptions are still billed), graduated |
 | internal-tools (``billingSystem: stripe``) | internal-payg | not opted in: its subscriptions must be ignored |
+| weather-api | weather-custom | a Custom plan (no billing; unsupported, named by its type) |
 
 ``subscriptions`` are spread over the supported plans (the eight plans above that reach Recurly), owned
 by teams (most) and by users (some, with the marketplace owner a user); about 20 % are pending approval,
-a few were cancelled before the traffic starts, the rest are approved and active. Four more
+a few were cancelled before the traffic starts, from ten subscriptions on one each is in a transitional state
+(``migrationScheduled``, ``migrating``, ``archivalScheduled``: billed until the final state), the rest are approved
+and active. Four more
 subscriptions sit on plans the tool must ignore (two on internal-payg, one each on weather-free and
 weather-flatfee). Every subscription was created 2 h to 3 days before ``now - days_of_traffic`` (inside
 Traceability's 7-day retention for a first run at the start of the traffic).
@@ -44,6 +47,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
+from amplify_billing.amplify import literals
 from amplify_billing.sandbox.amplify_emulator import AmplifyEmulator
 from amplify_billing.sandbox.scenario_builder import HOUR, ScenarioBuilder, TrafficSeries, subscription_state
 from amplify_billing.sandbox.scenario_catalog import PLANS, PRODUCTS, PlanSpec, QuotaSpec, bills_usage, reaches_recurly
@@ -154,6 +158,13 @@ class Scenario:
         return tuple(n for n in self.billed_subscriptions if _approval(self.subscriptions_by_name[n]) == "pending")
 
     @cached_property
+    def transitional_subscriptions(self) -> tuple[str, ...]:
+        """Billed subscriptions in a transitional state (migration or archival scheduled, migrating): billed still."""
+        by_name = self.subscriptions_by_name
+        transitional = literals.TRANSITIONAL_STATES
+        return tuple(n for n in self.billed_subscriptions if subscription_state(by_name[n]) in transitional)
+
+    @cached_property
     def cancelled_subscriptions(self) -> tuple[str, ...]:
         return tuple(
             n for n in self.billed_subscriptions if subscription_state(self.subscriptions_by_name[n]) == "cancelled"
@@ -167,7 +178,7 @@ class Scenario:
             n
             for n in self.billed_subscriptions
             if _approval(by_name[n]) == "pending"
-            or (_approval(by_name[n]) == "approved" and subscription_state(by_name[n]) == "active")
+            or (_approval(by_name[n]) == "approved" and subscription_state(by_name[n]) in literals.BILLED_STATES)
         )
 
     def account_code(self, subscription_name: str, owner_mode: str = "marketplace") -> str:

@@ -15,8 +15,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from amplify_billing.amplify import literals
-from amplify_billing.sandbox.amplify_emulator import format_timestamp
+from amplify_billing.sandbox.amplify_answers import format_timestamp
 from amplify_billing.sandbox.scenario_catalog import (
+    DOCUMENTED_PLANS,
     IGNORED_EXTRAS,
     PLANS,
     PRODUCTS,
@@ -39,6 +40,11 @@ FAILING_SHARE = 0.3
 # that moment, and Traceability keeps 7 days (reference §9.1): a first run up to four days into the traffic can
 # still count every window since, so the scenario's first runs bill cleanly, as a tenant's do after a recent start.
 ACTIVE_BEFORE_TRAFFIC_HOURS = 3 * 24
+# Approved subscriptions put in the transitional states the Marketplace shows (Migration scheduled, Migrating,
+# Archival scheduled: still usable, billed until the final state; subscription_management.md), one each, in
+# scenarios of at least this many subscriptions. Chosen from the order already drawn, so no draw moves.
+TRANSITIONAL = (literals.STATE_MIGRATION_SCHEDULED, literals.STATE_MIGRATING, literals.STATE_ARCHIVAL_SCHEDULED)
+TRANSITIONAL_FROM = 10
 
 FIRST_NAMES = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Tim")
 LAST_NAMES = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Perlman", "Lee")
@@ -93,10 +99,12 @@ class ScenarioBuilder:
             )
             specs.extend(copies)
             self.families[spec.name] = (spec.name, *(c.name for c in copies))
-        self.specs = tuple(specs)
+        self.specs = (*specs, *DOCUMENTED_PLANS)
+        # ids of the documented plans come from their own generator: adding one moves no id of the rest
+        self._documented_rng = random.Random(f"amplify-billing-scenario-documented:{seed}")
 
-    def new_id(self) -> str:
-        return f"{self.rng.getrandbits(128):032x}"
+    def new_id(self, rng: random.Random | None = None) -> str:
+        return f"{(rng or self.rng).getrandbits(128):032x}"
 
     def new_uuid(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
@@ -138,6 +146,7 @@ class ScenarioBuilder:
         plans: list[dict[str, Any]] = []
         quotas: list[dict[str, Any]] = []
         for spec in self.specs:
+            rng = self._documented_rng if spec in DOCUMENTED_PLANS else self.rng
             billing: dict[str, Any] = {"currency": spec.currency, "cycle": "recurring", "interval": spec.interval}
             if spec.price is not None:
                 billing["price"] = spec.price
@@ -150,21 +159,25 @@ class ScenarioBuilder:
             }
             if spec.cycles is not None:
                 subscription["cycles"] = spec.cycles
+            plan_spec: dict[str, Any] = {
+                "product": spec.product,
+                "description": f"{spec.title} plan of {spec.product}",
+                "type": spec.plan_type,
+                "subscription": subscription,
+                "features": [],
+            }
+            # only a paid plan has billing: a free one has none in the docs' "Create Plan" example
+            # (cli_product_foundry.md), and a Custom one is billed outside Amplify
+            if spec.plan_type == "paid":
+                plan_spec["billing"] = billing
             plans.append(
                 {
                     "kind": "ProductPlan",
                     "name": spec.name,
                     "title": spec.title,
-                    "metadata": {"id": self.new_id(), "audit": {"createTimestamp": created}},
+                    "metadata": {"id": self.new_id(rng), "audit": {"createTimestamp": created}},
                     "attributes": {},
-                    "spec": {
-                        "product": spec.product,
-                        "description": f"{spec.title} plan of {spec.product}",
-                        "type": spec.plan_type,
-                        "billing": billing,
-                        "subscription": subscription,
-                        "features": [],
-                    },
+                    "spec": plan_spec,
                     "state": spec.state,
                 }
             )
@@ -175,7 +188,7 @@ class ScenarioBuilder:
                         "name": quota.name,
                         "title": quota.title,
                         "metadata": {
-                            "id": self.new_id(),
+                            "id": self.new_id(rng),
                             "audit": {"createTimestamp": created},
                             "scope": {"kind": "ProductPlan", "name": spec.name},
                         },
@@ -286,6 +299,8 @@ class ScenarioBuilder:
         pending = set(order[: round(count * PENDING_SHARE)])
         cancel_count = max(1 if count >= 5 else 0, round(count * CANCELLED_SHARE))
         cancelled = set(order[len(pending) : len(pending) + cancel_count])
+        after = len(pending) + cancel_count
+        transitional = dict(zip(order[after:], TRANSITIONAL, strict=False)) if count >= TRANSITIONAL_FROM else {}
         result: list[dict[str, Any]] = []
         for index in range(total):
             team = teams[self.rng.randrange(len(teams))]
@@ -326,7 +341,7 @@ class ScenarioBuilder:
             else:
                 approved_at = created + timedelta(minutes=5 + self.rng.randrange(55))
                 subscription["approval"] = {"state": "approved", "reason": "Approved by the provider"}
-                subscription["state"] = {"name": "active", "when": {"timestamp": self.stamp(approved_at)}}
+                subscription["state"] = self._approved_state(approved_at, transitional.get(index))
                 if index in cancelled:
                     cancel_at = self.traffic_start - timedelta(minutes=1 + self.rng.randrange(60))
                     subscription["state"] = {
@@ -336,6 +351,13 @@ class ScenarioBuilder:
                     }
             result.append(subscription)
         return tuple(result)
+
+    def _approved_state(self, approved_at: datetime, transitional: str | None) -> dict[str, Any]:
+        """Active since its approval, or in a transitional state since half an hour later (before the traffic)."""
+        if transitional is None:
+            return {"name": "active", "when": {"timestamp": self.stamp(approved_at)}}
+        scheduled_at = self.stamp(approved_at + timedelta(minutes=30))
+        return {"name": transitional, "reason": "Scheduled by the provider", "when": {"timestamp": scheduled_at}}
 
     # ---- traffic --------------------------------------------------------------------------------------
     def traffic(
@@ -353,7 +375,7 @@ class ScenarioBuilder:
         series: list[TrafficSeries] = []
         for subscription in subscriptions:
             state = subscription_state(subscription)
-            if state not in (None, "active"):
+            if state is not None and state not in literals.BILLED_STATES:
                 continue  # cancelled before the traffic starts: no calls
             for quota_id in by_plan.get(subscription["spec"]["plan"]["name"], ()):
                 rate = HOURLY_RATES[self.rng.randrange(len(HOURLY_RATES))]

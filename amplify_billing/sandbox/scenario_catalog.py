@@ -255,6 +255,18 @@ PLANS: tuple[PlanSpec, ...] = (
     PlanSpec("internal-tools", "internal-payg", "Internal", (QuotaSpec("calls", "API calls", _per_unit(0.001)),)),
 )
 
+# Plans that hold facts of Amplify's public sources (reference §9.2), added after PLANS with ids of their own, so that
+# a seed gives the same ids, subscriptions and traffic as before they were added. A Custom plan ("pricing is
+# negotiated outside of Engage", docs.axway.com amplify-central manage_product_plans.md) carries no billing; the tool
+# must report it unsupported, naming its type.
+DOCUMENTED_PLANS: tuple[PlanSpec, ...] = (
+    PlanSpec(
+        "weather-api", "weather-custom", "Enterprise contract",
+        (QuotaSpec("calls", "API calls", {"type": literals.PRICING_UNLIMITED}, bills_usage=False),),
+        price=None, plan_type=literals.PLAN_TYPE_CUSTOM, supported=False,
+    ),
+)
+
 # Subscriptions on plans the tool must leave alone, added on top of the requested number.
 IGNORED_EXTRAS: tuple[str, ...] = ("internal-payg", "internal-payg", "weather-free", "weather-flatfee")
 

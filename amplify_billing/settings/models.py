@@ -48,7 +48,7 @@ from amplify_billing.settings.values import (
 )
 
 AmplifyRegion = Literal["us", "eu", "ap", "eu2"]
-AmplifyApiVersion = Literal["v1", "v1alpha1"]
+AmplifyApiVersion = Literal["auto", "v1", "v1alpha1"]
 RecurlyRegion = Literal["us", "eu"]
 AccountOwner = Literal["marketplace", "org"]
 CollectionMethod = Literal["automatic", "manual"]
@@ -112,7 +112,8 @@ class AmplifySettings(_Frozen):
     # the private key's PEM text, read from private_key_file at load time
     private_key: Annotated[Secret | None, _PRIVATE_KEY] = None
     region: Annotated[AmplifyRegion, one_of(AmplifyRegion)] = "us"
-    api_version: Annotated[AmplifyApiVersion, one_of(AmplifyApiVersion)] = "v1"
+    # auto: each catalog kind at the version the tenant serves it (v1, else v1alpha1), probed once per run
+    api_version: Annotated[AmplifyApiVersion, one_of(AmplifyApiVersion)] = "auto"
     page_size: Annotated[int, Whole, _PAGE_SIZE] = 100
     rate_limit_per_minute: Annotated[int, Whole, between(1, None)] = 25
     timeout_seconds: Annotated[float, Number, Positive] = 30.0

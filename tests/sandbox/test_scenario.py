@@ -110,9 +110,12 @@ def test_the_catalog_covers_every_pricing_type_and_plan_state(scenario: Scenario
         ("fixed", "strict"),
         ("unlimited", None),
     ]
-    intervals = Counter(p["spec"]["billing"]["interval"] for p in scenario.plans)
-    assert intervals == {"monthly": 11, "annually": 2}
-    assert [n for n, p in plans.items() if "setup" in p["spec"]["billing"]] == ["weather-graduated"]
+    intervals = Counter(p["spec"]["billing"]["interval"] for p in scenario.plans if "billing" in p["spec"])
+    assert intervals == {"monthly": 10, "annually": 2}
+    # reference §9.2: a free plan may have no spec.billing (the docs' example), a Custom plan is billed elsewhere
+    assert [p["name"] for p in scenario.plans if "billing" not in p["spec"]] == ["weather-free", "weather-custom"]
+    assert plans["weather-custom"]["spec"]["type"] == "custom"
+    assert [n for n, p in plans.items() if "setup" in p["spec"].get("billing", {})] == ["weather-graduated"]
     assert scenario.plans_by_state == {
         "active": (
             "weather-payg",
@@ -125,6 +128,7 @@ def test_the_catalog_covers_every_pricing_type_and_plan_state(scenario: Scenario
             "weather-flatfee",
             "maps-payg",
             "internal-payg",
+            "weather-custom",
         ),
         "draft": ("weather-beta",),
         "archived": ("weather-legacy",),
@@ -149,7 +153,7 @@ def test_the_catalog_covers_every_pricing_type_and_plan_state(scenario: Scenario
         "maps-payg",
         "maps-classic",
     )
-    assert scenario.unsupported_plans == ("weather-flatfee",)
+    assert scenario.unsupported_plans == ("weather-flatfee", "weather-custom")
     assert scenario.usage_quotas["weather-enterprise"] == () and len(scenario.usage_quotas["weather-payg"]) == 1
 
 
@@ -228,8 +232,11 @@ def test_the_seeded_tenant_parses_through_the_production_clients(scenario: Scena
     assert sorted(p.name for p in catalog.snapshot.plans) == sorted(scenario.opted_in_plans)
     mapped = {p.name: desired_plan(p, catalog.snapshot.units, MappingOptions()) for p in catalog.snapshot.plans}
     unsupported = {name: m.reason for name, m in mapped.items() if isinstance(m, Unsupported)}
-    assert list(unsupported) == ["weather-flatfee"]
+    # the free plan names no currency and no site default is given here; the Custom plan is named by its type
+    assert sorted(unsupported) == ["weather-custom", "weather-flatfee", "weather-free"]
     assert "flat fee" in unsupported["weather-flatfee"] or "x-megabytes" in unsupported["weather-flatfee"]
+    assert unsupported["weather-free"].startswith("it names no currency")
+    assert unsupported["weather-custom"].startswith("plan type 'custom'")
     for name in scenario.supported_plans:
         wanted = mapped[name]
         assert not isinstance(wanted, Unsupported)

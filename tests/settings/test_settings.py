@@ -373,7 +373,7 @@ def test_two_amplify_credentials(tmp_path: Path) -> None:
         ({"recurly": {"max_retries": -1}}, "recurly.max_retries: must be 0 or more, got -1"),
         ({"safety": {"min_destructive_count": -1}}, "safety.min_destructive_count: must be 0 or more, got -1"),
         ({"amplify": {"region": "mars"}}, "amplify.region: expected one of us, eu, ap, eu2, got 'mars'"),
-        ({"amplify": {"api_version": "v2"}}, "amplify.api_version: expected one of v1, v1alpha1, got 'v2'"),
+        ({"amplify": {"api_version": "v2"}}, "amplify.api_version: expected one of auto, v1, v1alpha1, got 'v2'"),
         ({"recurly": {"region": "US"}}, "recurly.region: expected one of us, eu, got 'US'"),
         ({"accounts": {"owner": ["org"]}}, "accounts.owner: expected one of marketplace, org, got a list"),
         (
