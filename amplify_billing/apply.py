@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from amplify_billing.actions import Action
+from amplify_billing.change_ids import change_ids
 from amplify_billing.changes import Change, ChangeResult, ChangeSet, Outcome
 from amplify_billing.errors import AmplifyBillingError, AuthError, UnreachableError
 
@@ -156,7 +157,11 @@ class Applier:
             result_id = handler(action, key, self.result_ids)
         except AmplifyBillingError as error:
             log.warning(
-                "%s %s failed: %s", name, change.recurly, error, extra={"action": name, "key": key}
+                "%s %s failed: %s",
+                name,
+                change.recurly,
+                error,
+                extra={"action": name, "key": key, **change_ids(change).log_fields()},
             )
             self.journal.audit(
                 self.run_id,
@@ -180,7 +185,7 @@ class Applier:
             name,
             change.recurly,
             change.summary,
-            extra={"action": name, "amplify_id": change.amplify_id, "recurly_id": result_id or change.recurly_id},
+            extra={"action": name, **change_ids(change, result_id, self.result_ids).log_fields()},
         )
         return ChangeResult(change, Outcome.APPLIED, result_id=result_id), None
 
