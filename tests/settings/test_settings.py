@@ -449,13 +449,13 @@ def test_https_urls_keep_their_path() -> None:
         ({**config(), "recurlly": {}}, "recurlly: unknown key; did you mean recurly?"),
         ({**config(), "page_size": 5}, "page_size: unknown key; did you mean amplify.page_size?"),
         ({**config(), "logging": {}},
-         "logging: unknown section; the sections are amplify, recurly, catalog, accounts, subscriptions, usage, safety, state"),
+         "logging: unknown section; the sections are amplify, recurly, catalog, accounts, subscriptions, usage, safety, state, findings"),
         ({**config(), "usage": ["hourly"]}, "usage: expected a mapping of keys, got a list; indent its keys below it"),
         ({**config(), "safety": "off"}, "safety: expected a mapping of keys, got a string; indent its keys below it"),
         (dict([*config().items(), (1, {})]), "found a key that is a number, not a name; quote it or remove it"),
         ({**config(), "catalog": {True: "x"}}, "catalog: found a key that is true/false, not a name; quote it or remove it"),
         (None, "the configuration is empty; copy config.example.yaml and fill it in"),
-        (["amplify"], "expected a mapping of sections (amplify, recurly, catalog, accounts, subscriptions, usage, safety, state), got a list"),
+        (["amplify"], "expected a mapping of sections (amplify, recurly, catalog, accounts, subscriptions, usage, safety, state, findings), got a list"),
     ],
 )
 def test_structure_errors(data: Any, message: str) -> None:
