@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from amplify_billing import interrupt
 from amplify_billing.actions import Action
+from amplify_billing.change_ids import change_ids
 from amplify_billing.changes import Change, ChangeResult, ChangeSet, Outcome
 from amplify_billing.errors import AmplifyBillingError, AuthError, UnreachableError
 from amplify_billing.interrupt import INTERRUPTED_SKIP
@@ -80,6 +81,9 @@ class Applier:
     # (plans before add-ons, accounts before subscriptions, subscriptions before usage are separate phases),
     # so a phase's Recurly writes may overlap; phases still run one after the other.
     concurrency: int = 1
+    # a plan applied to the overlays (a dry run, run's planning pass): its "applied" events are debug lines, so the
+    # log names each real write once
+    planning: bool = False
     stopped_early: bool = field(default=False, init=False)
     result_ids: dict[str, str | None] = field(default_factory=dict, init=False)
     _failed_keys: set[str] = field(default_factory=set, init=False)
@@ -191,7 +195,13 @@ class Applier:
         try:
             result_id = handler(action, key, self.result_ids)
         except AmplifyBillingError as error:
-            log.warning("%s %s failed: %s", name, change.recurly, error, extra={"action": name, "key": key})
+            log.warning(
+                "%s %s failed: %s",
+                name,
+                change.recurly,
+                error,
+                extra={"action": name, "key": key, **change_ids(change).log_fields()},
+            )
             self.journal.audit(
                 self.run_id,
                 system,
@@ -210,12 +220,13 @@ class Applier:
             detail={"outcome": "applied", "idempotency_key": key, "summary": change.summary},
         )
         log.log(
-            logging.DEBUG if system == "journal" else logging.INFO,  # bookkeeping: one line per watermark is noise
+            # bookkeeping (one line per watermark) and planned writes are noise beside the writes made
+            logging.DEBUG if system == "journal" or self.planning else logging.INFO,
             "%s %s: %s",
             name,
             change.recurly,
             change.summary,
-            extra={"action": name, "amplify_id": change.amplify_id, "recurly_id": result_id or change.recurly_id},
+            extra={"action": name, **change_ids(change, result_id, self.result_ids).log_fields()},
         )
         return ChangeResult(change, Outcome.APPLIED, result_id=result_id), None
 

@@ -3,17 +3,13 @@
 ``run_cli`` hands every exception to one handler (``cli_output.failure_exit``): an expected error becomes one
 ``Error: …`` line on stderr and the exit code of DESIGN.md §7 (and, under ``--output json``, the error envelope on
 stdout); an unexpected one exit 70, a crash report and one line naming it. ``cli_output`` also renders the reports
-and writes the metrics file.
+and writes the metrics file. Global options may come before or after the command (``cli_args``).
 """
 
 from __future__ import annotations
 
-import os
 import sys
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -22,38 +18,27 @@ import typer
 
 from amplify_billing import __version__, interrupt
 from amplify_billing.changes import CommandReport
-from amplify_billing.cli_output import failure_exit, finish_command, interrupted_exit
-from amplify_billing.crash import forget_state_directory, remember_state_directory
+from amplify_billing.cli_args import hoist_global_options, parse_duration, parse_time
+from amplify_billing.cli_output import begin, current, failure_exit, interrupted_exit
+from amplify_billing.cli_runner import (
+    GlobalOptions,
+    LogFormat,
+    OutputFormat,
+    Step,
+    WriteFlags,
+    invoke,
+    one_step,
+    options_of,
+    read_only,
+)
+from amplify_billing.crash import forget_state_directory
 from amplify_billing.errors import ConfigError, ExitCode
-from amplify_billing.execute import recorded
-from amplify_billing.redact import register_secrets_of
-from amplify_billing.settings import Settings
-
-
-class OutputFormat(StrEnum):
-    table = "table"
-    json = "json"
-
-
-class LogFormat(StrEnum):
-    text = "text"
-    json = "json"
-
-
-@dataclass
-class GlobalOptions:
-    config: Path | None
-    output: OutputFormat
-    log_format: LogFormat
-    verbose: bool
-    metrics_file: Path | None
-
 
 app = typer.Typer(
     name="amplify-billing",
-    help="Bill Axway Amplify Marketplace subscriptions through Recurly: plans, accounts, subscriptions and usage.",
+    help="Bill Axway Amplify Marketplace subscriptions through Recurly: plans, accounts, subscriptions and usage. "
+    "Global options may come before or after the command.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -65,25 +50,39 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-@app.callback()
+@app.callback(epilog="\b\nExample:\n  amplify-billing --config /etc/amplify-billing/config.yaml run --dry-run")
 def _global(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
         typer.Option(
-            "--config", "-c", help="Configuration file (default: $AMPLIFY_BILLING_CONFIG, else ./config.yaml)."
+            "--config",
+            "-c",
+            metavar="FILE",
+            help="Configuration file (default: $AMPLIFY_BILLING_CONFIG, else ./config.yaml).",
         ),
     ] = None,
     output: Annotated[
-        OutputFormat, typer.Option("--output", "-o", help="Report format on stdout.")
+        OutputFormat,
+        typer.Option("--output", "-o", help="Report format on stdout: table, json (one document) or markdown."),
     ] = OutputFormat.table,
     log_format: Annotated[
-        LogFormat, typer.Option("--log-format", help="Diagnostics format on stderr.")
+        LogFormat, typer.Option("--log-format", help="Diagnostics format on stderr: text or json (one per line).")
     ] = LogFormat.text,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging; tracebacks on errors.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="Only changes, findings not acknowledged, and errors; nothing to do is one line."
+        ),
+    ] = False,
     metrics_file: Annotated[
         Path | None,
-        typer.Option("--metrics-file", help="Write Prometheus text metrics here (node_exporter textfile collector)."),
+        typer.Option(
+            "--metrics-file",
+            metavar="FILE",
+            help="Write Prometheus text metrics here on every exit (node_exporter textfile collector).",
+        ),
     ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
@@ -92,131 +91,76 @@ def _global(
     from amplify_billing.render import configure_logging
 
     configure_logging(fmt=log_format.value, verbose=verbose)
-    ctx.obj = GlobalOptions(config, output, log_format, verbose, metrics_file)
+    ctx.obj = GlobalOptions(config, output, log_format, verbose, metrics_file, quiet)
+    invocation = current()
+    if invocation is not None:
+        invocation.quiet = quiet and output is OutputFormat.table
 
 
-def _options(ctx: typer.Context) -> GlobalOptions:
-    obj = ctx.find_root().obj
-    assert isinstance(obj, GlobalOptions)
-    return obj
-
-
-def load_configured_settings(options: GlobalOptions) -> Settings:
-    from amplify_billing.settings import load_settings, resolve_config_path
-
-    settings = load_settings(resolve_config_path(options.config, os.environ), os.environ)
-    _settings_loaded(settings)
-    return settings
-
-
-def _settings_loaded(settings: Settings) -> None:
-    """From here on every output hides the settings' secrets, and a crash report goes beside the journal."""
-    register_secrets_of(settings)
-    remember_state_directory(settings.state.path)
-
-
-# A command body gets the runtime and returns its reports.
-Body = Callable[["Runtime"], list[CommandReport]]
-
-
-def invoke(
-    ctx: typer.Context,
-    command: str,
-    body: Body,
-    *,
-    dry_run: bool,
-    max_duration: float | None = None,
-    settings: Settings | None = None,
-) -> int:
-    """Load settings, take the lock (real runs only), run ``body``, render, write metrics, exit code."""
-    from amplify_billing.journal import RunLock
-    from amplify_billing.render import make_console
-    from amplify_billing.runtime import Runtime
-
-    options = _options(ctx)
-    settings = settings or load_configured_settings(options)
-    started = time.monotonic()
-    rt = Runtime(settings, make_console(), make_console(stderr=True), output=options.output.value)
-    if max_duration is not None:
-        rt.deadline = started + max_duration
-    lock = None if dry_run else RunLock.acquire(settings.state.path, command, clock=rt.clock)
-    reports: list[CommandReport] = []
-    interrupt.install()  # SIGINT/SIGTERM: no new request, the ones in flight finish, exit 130
-    try:
-        reports = body(rt)
-    finally:
-        interrupt.uninstall()
-        try:
-            code = finish_command(
-                rt,
-                command,
-                reports,
-                output=options.output.value,
-                metrics_file=options.metrics_file,
-                duration=time.monotonic() - started,
-            )
-        finally:
-            rt.close()
-            if lock is not None:
-                lock.release()
-    if interrupt.requested():
-        return interrupted_exit([], commands=(), started=datetime.now(UTC), document=False)
-    return code
-
-
-# ---- commands -------------------------------------------------------------------------------------
+# ---- the commands that bill ------------------------------------------------------------------------------------
 
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Compute and print the changes; write nothing anywhere.")]
 ExitCodeFlag = Annotated[
     bool,
-    typer.Option("--exit-code", help="Exit 4 when changes are pending or findings exist (for checks and alerts)."),
+    typer.Option(
+        "--exit-code", help="Exit 4 when changes are pending or findings not acknowledged exist (checks, alerts)."
+    ),
 ]
 Force = Annotated[
     bool, typer.Option("--force", help="Apply even when the safety valve would refuse a mass deactivation.")
 ]
 
 
-@app.command("sync-plans")
+def _example(*lines: str) -> str:
+    """A command's epilog: its examples, kept as written (``\\b`` stops click rewrapping them)."""
+    return "\b\nExample:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+@app.command("sync-plans", epilog=_example("amplify-billing sync-plans --dry-run --product weather-api"))
 def sync_plans_command(
     ctx: typer.Context,
     dry_run: DryRun = False,
     exit_code: ExitCodeFlag = False,
     force: Force = False,
     product: Annotated[
-        list[str] | None, typer.Option("--product", help="Only this Amplify product (name); repeatable.")
+        list[str] | None,
+        typer.Option("--product", metavar="NAME", help="Only this opted-in Amplify product (its name); repeatable."),
     ] = None,
 ) -> int:
     """Create and update Recurly plans, usage add-ons and measured units from Amplify product plans."""
-    from amplify_billing.commands.sync_plans import SyncPlansOptions, sync_plans
+    from amplify_billing.cli_checks import check_products
+    from amplify_billing.commands import sync_plans as module
 
-    options = SyncPlansOptions(dry_run=dry_run, exit_code=exit_code, force=force, products=tuple(product or ()))
+    flags = WriteFlags(dry_run, exit_code, force)
+    options = module.SyncPlansOptions(dry_run, exit_code, force, products=tuple(product or ()))
 
-    def body(rt: Runtime) -> list[CommandReport]:
-        return [recorded(rt, "sync-plans", dry_run, lambda run_id: sync_plans(rt, options, run_id=run_id))]
+    def step(rt: Runtime, run_id: int | None) -> CommandReport:
+        check_products(rt, options.products)
+        return module.sync_plans(rt, options, run_id=run_id)
 
-    return invoke(ctx, "sync-plans", body, dry_run=dry_run)
+    return one_step(ctx, "sync-plans", flags, step)
 
 
-@app.command("link-accounts")
+@app.command("link-accounts", epilog=_example("amplify-billing link-accounts --dry-run"))
 def link_accounts_command(
-    ctx: typer.Context,
-    dry_run: DryRun = False,
-    exit_code: ExitCodeFlag = False,
-    force: Force = False,
+    ctx: typer.Context, dry_run: DryRun = False, exit_code: ExitCodeFlag = False, force: Force = False
 ) -> int:
     """Match subscription owners (team, user or org) to Recurly accounts; create missing ones if configured."""
-    from amplify_billing.commands.link_accounts import link_accounts
+    from amplify_billing.commands import link_accounts as module
     from amplify_billing.commands.options import SyncOptions
 
     options = SyncOptions(dry_run=dry_run, exit_code=exit_code, force=force)
-
-    def body(rt: Runtime) -> list[CommandReport]:
-        return [recorded(rt, "link-accounts", dry_run, lambda run_id: link_accounts(rt, options, run_id=run_id))]
-
-    return invoke(ctx, "link-accounts", body, dry_run=dry_run)
+    step: Step = lambda rt, run_id: module.link_accounts(rt, options, run_id=run_id)  # noqa: E731
+    return one_step(ctx, "link-accounts", WriteFlags(dry_run, exit_code, force), step)
 
 
-@app.command("sync-subscriptions")
+@app.command(
+    "sync-subscriptions",
+    epilog=_example(
+        "amplify-billing sync-subscriptions --dry-run",
+        "amplify-billing sync-subscriptions --end 8a2e0f5c7d1b4e3f9a6c2d8b0e4f1a7c",
+    ),
+)
 def sync_subscriptions_command(
     ctx: typer.Context,
     dry_run: DryRun = False,
@@ -226,35 +170,31 @@ def sync_subscriptions_command(
         list[str] | None,
         typer.Option(
             "--end",
-            metavar="AMPLIFY_SUBSCRIPTION_ID",
-            help="End this subscription on your word, after its final usage (repeatable): one whose product no "
-            "longer opts in to billing, or a linked one Amplify no longer lists; the findings name them.",
+            metavar="ID",
+            help="End this Amplify subscription on your word, after its final usage (repeatable): one whose product "
+            "no longer opts in to billing, or a linked one Amplify no longer lists; the findings name them.",
         ),
     ] = None,
 ) -> int:
     """Create, cancel or terminate Recurly subscriptions as Amplify ones start and end; approve pending ones."""
+    from amplify_billing.commands import sync_subscriptions as module
     from amplify_billing.commands.options import SyncOptions
-    from amplify_billing.commands.sync_subscriptions import sync_subscriptions
 
     options = SyncOptions(dry_run=dry_run, exit_code=exit_code, force=force, end=tuple(dict.fromkeys(end or ())))
-
-    def body(rt: Runtime) -> list[CommandReport]:
-        return [
-            recorded(rt, "sync-subscriptions", dry_run, lambda run_id: sync_subscriptions(rt, options, run_id=run_id))
-        ]
-
-    return invoke(ctx, "sync-subscriptions", body, dry_run=dry_run)
+    step: Step = lambda rt, run_id: module.sync_subscriptions(rt, options, run_id=run_id)  # noqa: E731
+    return one_step(ctx, "sync-subscriptions", WriteFlags(dry_run, exit_code, force), step)
 
 
-@app.command("sync-invoices")
+@app.command("sync-invoices", epilog=_example("amplify-billing sync-invoices --dry-run"))
 def sync_invoices_command(
     ctx: typer.Context, dry_run: DryRun = False, exit_code: ExitCodeFlag = False, force: Force = False
 ) -> int:
     """Marketplace mode: one Recurly invoice per Amplify invoice, written back to Amplify; follow Recurly's state."""
-    from amplify_billing.commands.sync_invoices import InvoiceOptions, sync_invoices_body
+    from amplify_billing.commands import sync_invoices as module
 
-    options = InvoiceOptions(dry_run=dry_run, exit_code=exit_code, force=force)
-    return invoke(ctx, "sync-invoices", sync_invoices_body(options), dry_run=dry_run)
+    options = module.InvoiceOptions(dry_run=dry_run, exit_code=exit_code, force=force)
+    step: Step = lambda rt, run_id: module.sync_invoices(rt, options, run_id=run_id)  # noqa: E731
+    return one_step(ctx, "sync-invoices", WriteFlags(dry_run, exit_code, force), step)
 
 
 class WindowChoice(StrEnum):
@@ -262,20 +202,13 @@ class WindowChoice(StrEnum):
     daily = "daily"
 
 
-def _parse_time(value: str | None, option: str) -> datetime | None:
-    if value is None:
-        return None
-    text = value.strip().replace("Z", "+00:00")
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(
-            f"{option} {value!r}: not an ISO 8601 time; use e.g. 2026-11-01 or 2026-11-01T00:00:00Z"
-        ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-@app.command("report-usage")
+@app.command(
+    "report-usage",
+    epilog=_example(
+        "amplify-billing report-usage --dry-run",
+        "amplify-billing report-usage --from 2026-11-01 --to 2026-11-08T00:00:00Z",
+    ),
+)
 def report_usage_command(
     ctx: typer.Context,
     dry_run: DryRun = False,
@@ -284,57 +217,80 @@ def report_usage_command(
     start: Annotated[
         str | None,
         typer.Option(
-            "--from", help="Backfill from this UTC time (ISO 8601); windows already posted are checked, not re-posted."
+            "--from",
+            metavar="DATE|TIME",
+            help="Backfill from this UTC date or time (ISO 8601); windows already posted are checked, not re-posted.",
         ),
     ] = None,
-    end: Annotated[str | None, typer.Option("--to", help="Backfill up to this UTC time (exclusive).")] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", metavar="DATE|TIME", help="Backfill up to this UTC date or time (exclusive).")
+    ] = None,
     window: Annotated[
         WindowChoice | None,
-        typer.Option("--window", help="Window size (default: usage.window from the configuration)."),
+        typer.Option("--window", help="Window size: hourly or daily (default: usage.window from the configuration)."),
     ] = None,
 ) -> int:
     """Report each subscription's API traffic as Recurly usage, exactly once per (subscription, quota, window)."""
-    from amplify_billing.commands.report_usage import UsageOptions, report_usage
+    from amplify_billing.cli_checks import check_range, empty_range_note
+    from amplify_billing.commands import report_usage as module
 
-    options = UsageOptions(
+    options = module.UsageOptions(
         dry_run=dry_run,
         exit_code=exit_code,
         force=force,
-        start=_parse_time(start, "--from"),
-        end=_parse_time(end, "--to"),
+        start=parse_time(start, "--from"),
+        end=parse_time(end, "--to"),
         window=window.value if window else None,
     )
     if options.start and options.end and options.start >= options.end:
         raise ConfigError(f"--from {start} is not before --to {end}; give a range that ends after it starts")
 
-    def body(rt: Runtime) -> list[CommandReport]:
-        return [recorded(rt, "report-usage", dry_run, lambda run_id: report_usage(rt, options, run_id=run_id))]
+    def step(rt: Runtime, run_id: int | None) -> CommandReport:
+        check_range(options.start, options.end, rt.clock(), rt.settings.usage.settle_delay)
+        return empty_range_note(module.report_usage(rt, options, run_id=run_id), options.start, options.end)
 
-    return invoke(ctx, "report-usage", body, dry_run=dry_run)
-
-
-def _read_only(ctx: typer.Context, command: Callable[[Runtime], int]) -> int:
-    """Settings, consoles and a Runtime for a command that writes nothing: no lock and no run history
-    (the history is of runs that change things; a report or a check in it would only hide them)."""
-    from amplify_billing.render import make_console
-    from amplify_billing.runtime import Runtime
-
-    options = _options(ctx)
-    settings = load_configured_settings(options)
-    rt = Runtime(settings, make_console(), make_console(stderr=True), output=options.output.value)
-    try:
-        return command(rt)
-    finally:
-        rt.close()
+    return one_step(ctx, "report-usage", WriteFlags(dry_run, exit_code, force), step)
 
 
-class StatusFormat(StrEnum):
-    table = "table"
-    json = "json"
-    markdown = "markdown"
+@app.command(
+    "run",
+    epilog=_example("amplify-billing --quiet --metrics-file /var/lib/node_exporter/ab.prom run --max-duration 13m"),
+)
+def run_command(
+    ctx: typer.Context,
+    dry_run: DryRun = False,
+    exit_code: ExitCodeFlag = False,
+    force: Force = False,
+    max_duration: Annotated[
+        str | None,
+        typer.Option(
+            "--max-duration",
+            metavar="DURATION",
+            help="Stop cleanly between changes after this long (e.g. 13m, 90s); the next run goes on.",
+        ),
+    ] = None,
+) -> int:
+    """sync-plans, link-accounts, sync-subscriptions and report-usage in order, sharing one set of listings."""
+    from amplify_billing.commands.run import RunOptions, run_all
+
+    options = RunOptions(dry_run=dry_run, exit_code=exit_code, force=force)
+    flags = WriteFlags(dry_run, exit_code, force)
+    return invoke(
+        ctx, "run", lambda rt, record: run_all(rt, options, record), flags, max_duration=parse_duration(max_duration)
+    )
 
 
-@app.command("status")
+# ---- read-only commands ---------------------------------------------------------------------------------------
+
+
+@app.command(
+    "status",
+    epilog=_example(
+        "amplify-billing status --subscription 8a2e0f5c7d1b4e3f9a6c2d8b0e4f1a7c",
+        "amplify-billing --output markdown status --verify",
+        "amplify-billing status --offline",
+    ),
+)
 def status_command(
     ctx: typer.Context,
     verify: Annotated[
@@ -344,39 +300,57 @@ def status_command(
         ),
     ] = False,
     exit_code: ExitCodeFlag = False,
-    fmt: Annotated[
-        StatusFormat | None,
-        typer.Option("--format", help="table, json, or markdown to paste into a ticket (default: --output)."),
+    subscription: Annotated[
+        list[str] | None,
+        typer.Option("--subscription", metavar="ID", help="Only this Amplify subscription (id); repeatable."),
     ] = None,
+    plan: Annotated[
+        list[str] | None,
+        typer.Option("--plan", metavar="ID", help="Only this Amplify plan (id, or its Recurly plan code); repeatable."),
+    ] = None,
+    account: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--account", metavar="CODE", help="Only subscriptions billed to this Recurly account; repeatable."
+        ),
+    ] = None,
+    offline: Annotated[
+        bool,
+        typer.Option("--offline", help="The journal's view only (last runs, links, open intents); contact no system."),
+    ] = False,
 ) -> int:
     """Read-only reconciliation report: links, drift, orphans, pending items, open intents, last runs, usage."""
-    from amplify_billing.commands.status import StatusOptions, status, status_output
+    from amplify_billing.commands.status import StatusFilter, StatusOptions, status
 
-    options = StatusOptions(
-        verify=verify,
-        exit_code=exit_code,
-        output=status_output(fmt.value if fmt is not None else _options(ctx).output.value),
-    )
-    return _read_only(ctx, lambda rt: status(rt, options))
+    def command(rt: Runtime, options: GlobalOptions) -> int:
+        return status(
+            rt,
+            StatusOptions(
+                verify=verify,
+                exit_code=exit_code,
+                output=options.output.value,
+                quiet=options.quiet,
+                offline=offline,
+                only=StatusFilter.of(subscription, plan, account),
+            ),
+        )
+
+    return read_only(ctx, command)
 
 
-@app.command("doctor")
-def doctor_command(
-    ctx: typer.Context,
-    fmt: Annotated[StatusFormat | None, typer.Option("--output", "-o", help="table, json or markdown.")] = None,
-) -> int:
+@app.command("doctor", epilog=_example("amplify-billing doctor --output markdown > first-contact.md"))
+def doctor_command(ctx: typer.Context) -> int:
     """Read-only first contact with a tenant: what works and what needs action (exit 4); writes nothing."""
     from amplify_billing.commands.doctor import doctor, doctor_output
 
-    output = doctor_output(fmt.value if fmt is not None else _options(ctx).output.value)
-    return _read_only(ctx, lambda rt: doctor(rt, output=output))
+    return read_only(ctx, lambda rt, options: doctor(rt, output=doctor_output(options.output.value)))
 
 
 config_app = typer.Typer(help="Validate the configuration and prove its credentials.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
 
-@config_app.command("check")
+@config_app.command("check", epilog=_example("amplify-billing --config config.yaml config check"))
 def config_check_command(
     ctx: typer.Context,
     offline: Annotated[
@@ -386,63 +360,30 @@ def config_check_command(
     """Validate the file and, unless --offline, prove each credential with one cheap call; print what was found."""
     from amplify_billing.commands.config_check import config_check
 
-    output = _options(ctx).output.value
-    return _read_only(ctx, lambda rt: config_check(rt, offline=offline, output=output))
+    return read_only(
+        ctx, lambda rt, options: config_check(rt, offline=offline, output=options.output.value, quiet=options.quiet)
+    )
 
 
-def _parse_duration(value: str | None) -> float | None:
-    if value is None:
-        return None
-    units = {"s": 1, "m": 60, "h": 3600}
-    text = value.strip().lower()
-    try:
-        seconds = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
-    except ValueError:
-        raise ConfigError(f"--max-duration {value!r}: use seconds or a number with s, m or h (e.g. 15m)") from None
-    if seconds <= 0:
-        raise ConfigError(f"--max-duration {value!r}: must be more than zero")
-    return seconds
-
-
-@app.command("run")
-def run_command(
-    ctx: typer.Context,
-    dry_run: DryRun = False,
-    exit_code: ExitCodeFlag = False,
-    force: Force = False,
-    max_duration: Annotated[
-        str | None,
-        typer.Option(
-            "--max-duration", help="Stop cleanly between changes after this long (e.g. 15m); the next run goes on."
-        ),
-    ] = None,
-) -> int:
-    """sync-plans, link-accounts, sync-subscriptions and report-usage in order, sharing one set of listings."""
-    from amplify_billing.commands.run import RunOptions, run_all
-
-    options = RunOptions(dry_run=dry_run, exit_code=exit_code, force=force)
-
-    def body(rt: Runtime) -> list[CommandReport]:
-        return run_all(rt, options, recorded)
-
-    return invoke(ctx, "run", body, dry_run=dry_run, max_duration=_parse_duration(max_duration))
-
-
-@app.command("demo")
+@app.command("demo", epilog=_example("amplify-billing demo --subscriptions 12"))
 def demo_command(
     ctx: typer.Context,
-    seed: Annotated[int, typer.Option("--seed", help="Scenario seed (same seed, same scenario).")] = 7,
-    subscriptions: Annotated[int, typer.Option("--subscriptions", help="Subscriptions in the scenario.", min=1)] = 40,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Scenario seed (same seed, same scenario).")] = 7,
+    subscriptions: Annotated[
+        int, typer.Option("--subscriptions", metavar="N", help="Subscriptions in the scenario.", min=1)
+    ] = 40,
 ) -> int:
     """Run the whole cycle against built-in emulators of Amplify and Recurly and show what it did."""
-    from amplify_billing.render import configure_logging, make_console
+    from amplify_billing.render import PLAIN_WIDTH, configure_logging, make_console
     from amplify_billing.sandbox.demo import run_demo
 
-    options = _options(ctx)
+    options = options_of(ctx)
     # the report says what was written; per-write log lines would bury it (--verbose brings them back)
     configure_logging(fmt=options.log_format.value, verbose=options.verbose, quiet=not options.verbose)
+    # the demo draws rules across the width: piped, it keeps a width a page can hold
+    console = make_console(plain_default=PLAIN_WIDTH)
     return run_demo(
-        make_console(), make_console(stderr=True), seed=seed, subscriptions=subscriptions, output=options.output.value
+        console, make_console(stderr=True), seed=seed, subscriptions=subscriptions, output=options.output.value
     )
 
 
@@ -454,18 +395,25 @@ sandbox_app = typer.Typer(
 app.add_typer(sandbox_app, name="sandbox")
 
 
-@sandbox_app.callback()
+@sandbox_app.callback(epilog=_example("amplify-billing sandbox --write-config sandbox-config.yaml"))
 def sandbox_command(
     ctx: typer.Context,
-    seed: Annotated[int, typer.Option("--seed", help="Scenario seed.")] = 7,
-    subscriptions: Annotated[int, typer.Option("--subscriptions", help="Subscriptions in the scenario.", min=1)] = 40,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Scenario seed.")] = 7,
+    subscriptions: Annotated[
+        int, typer.Option("--subscriptions", metavar="N", help="Subscriptions in the scenario.", min=1)
+    ] = 40,
     config_out: Annotated[
-        Path, typer.Option("--write-config", help="Where to write the configuration that points at the emulators.")
+        Path,
+        typer.Option(
+            "--write-config", metavar="FILE", help="Where to write the configuration that points at the emulators."
+        ),
     ] = Path("sandbox-config.yaml"),
-    state_dir: Annotated[Path, typer.Option("--state-dir", help="Directory for the sandbox journal.")] = Path(
-        "sandbox-state"
-    ),
-    tenant: Annotated[str, typer.Option("--tenant", help="default|v1alpha1|sampled|restricted|odd-values")] = "default",
+    state_dir: Annotated[
+        Path, typer.Option("--state-dir", metavar="DIR", help="Directory for the sandbox journal.")
+    ] = Path("sandbox-state"),
+    tenant: Annotated[
+        str, typer.Option("--tenant", metavar="NAME", help="default|v1alpha1|sampled|restricted|odd-values")
+    ] = "default",
 ) -> int:
     """Start both emulators on free loopback ports, seed them, write a config file, serve until Ctrl-C."""
     if ctx.invoked_subcommand is not None:
@@ -480,17 +428,22 @@ def sandbox_command(
 
 def run_cli(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return the exit code instead of exiting (tests call this)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    started = datetime.now(UTC)
+    root = typer.main.get_command(app)
+    args = hoist_global_options(list(sys.argv[1:] if argv is None else argv), root)
     commands = _command_names()
+    invocation = begin(args, commands)
     forget_state_directory()  # a previous in-process run's settings are not this run's
+    interrupt.forget()
     try:
         result = app(args=args, prog_name="amplify-billing", standalone_mode=False)
+    except SystemExit as done:  # --install-completion and --show-completion exit by themselves
+        return done.code if isinstance(done.code, int) else int(done.code is not None)
     except (Exception, KeyboardInterrupt) as raised:  # the one place every exception becomes an exit code
-        return failure_exit(raised, args, commands=commands, started=started)
+        return failure_exit(raised, args, commands=commands, started=invocation.started)
     code = int(result) if isinstance(result, int) else int(ExitCode.OK)
-    if code == ExitCode.INTERRUPTED:  # typer answers Ctrl-C by returning 130 when not standalone
-        return interrupted_exit(args, commands=commands, started=started)
+    if code == ExitCode.INTERRUPTED and not interrupt.requested():
+        # typer answers Ctrl-C by returning 130 when not standalone (a signal the command handled said its line)
+        return interrupted_exit(args, commands=commands, started=invocation.started)
     return code
 
 

@@ -27,6 +27,11 @@ from amplify_billing.settings import Settings
 from amplify_billing.usage.sources import FileSource
 from amplify_billing.usage.windows import WINDOW_SIZES
 
+# Recurly's CustomFieldDefinition.user_access "applies inside Recurly's admin UI" (Recurly API v2021-02-25,
+# CustomFieldDefinition): read_only shows the field to admin users, and only the API edits it. The API, and so
+# this tool, can always write the field, whatever its user access.
+READ_ONLY_WHY = "user access governs Recurly's admin UI only: admins see the Amplify id, and only the API edits it"
+
 # Opted-in products named in the report; more are counted, not listed.
 MAX_NAMED_PRODUCTS = 10
 
@@ -166,14 +171,16 @@ def custom_field_check(definitions: Sequence[dict[str, Any]], name: str, source:
             f"Recurly has no custom field {name!r} on subscriptions (subscriptions.custom_field in {source}); "
             "Recurly's API cannot create one: in the Recurly admin UI open Configuration > Custom Fields, "
             f"add a field with Object type 'Subscription', Field name (API name) {name!r}, any display name, "
-            "and user access 'API only' or 'Read only'; or remove subscriptions.custom_field"
+            f"and User access 'Read only' ({READ_ONLY_WHY}); or remove subscriptions.custom_field"
         )
     found = live[0]
     access = found.get("user_access") or "?"
     detail = f"subscription custom field {name} exists (display name {found.get('display_name') or '-'!r}, {access})"
     if access in ("write", "set_only"):
         # the field carries the Amplify id that identifies the subscription; an edit by hand breaks the link
-        return Level.WARN, detail + "; admin users can edit it: prefer 'API only' or 'Read only'"
+        return Level.WARN, detail + f"; admin users can edit it: set its User access to 'Read only' ({READ_ONLY_WHY})"
+    if access == "api_only":
+        return Level.OK, detail + "; 'Read only' would also show it to admin users"
     return Level.OK, detail
 
 

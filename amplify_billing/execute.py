@@ -77,7 +77,7 @@ def _plan(
     refused = safety.refusal(changeset, rt.settings.safety, force=force)
     # never a command's own (real) handlers: an action the overlays do not model is recorded as planned, no more
     overlay = {kind: _planned_only for kind in (handlers or {})} | rt.handlers()
-    applier = Applier(handlers=overlay, journal=_NoAudit(), run_id=0)
+    applier = Applier(handlers=overlay, journal=_NoAudit(), run_id=0, planning=True)
     results = [_as_planned(r) for r in applier.apply(changeset)]
     return results, (f"a real run would stop here: {refused}" if refused else None)
 

@@ -57,6 +57,11 @@ def requested() -> bool:
     return _STATE.signal_name is not None
 
 
+def signal_name() -> str | None:
+    """``SIGINT`` or ``SIGTERM``: the signal that came during this command, or None."""
+    return _STATE.signal_name
+
+
 def check(what: str) -> None:
     """Raise ``Interrupted`` instead of starting ``what`` (a request) once a signal came."""
     if _STATE.signal_name is not None:
@@ -104,8 +109,14 @@ def _handle(number: int, frame: FrameType | None) -> None:
     # logged, so the line is JSON under --log-format json like every other diagnostic
     if not first:
         log.warning("%s again: stopping at once; the next run finishes what is left", name)
-        os._exit(int(ExitCode.INTERRUPTED))
+        os._exit(128 + number)  # 130 for SIGINT, 143 for SIGTERM, as a shell reports them
     log.warning("%s: finishing the requests in flight, starting no new one; send it again to stop at once", name)
+
+
+def forget() -> None:
+    """A new invocation: no signal has come yet (one that ended an earlier in-process invocation is not this one's)."""
+    with _STATE.lock:
+        _STATE.signal_name, _STATE.writes_after = None, 0
 
 
 def install() -> None:
@@ -113,8 +124,7 @@ def install() -> None:
     delivers signals there); elsewhere it does nothing."""
     if threading.current_thread() is not threading.main_thread():
         return
-    with _STATE.lock:
-        _STATE.signal_name, _STATE.writes_after = None, 0
+    forget()
     for number in SIGNALS:
         _STATE.previous[number] = signal.signal(number, _handle)
 
@@ -132,6 +142,7 @@ __all__ = [
     "INTERRUPTED_SKIP",
     "Interrupted",
     "check",
+    "forget",
     "install",
     "requested",
     "summary",

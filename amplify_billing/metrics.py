@@ -13,11 +13,12 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from amplify_billing.backlog import backlog_seconds
@@ -131,9 +132,11 @@ def build_registry(
     )
     _gauge(registry, "run_timestamp_seconds", "When the last run finished (Unix time).").set(now.timestamp())
     if last_success is not None:
-        _gauge(registry, "last_success_timestamp_seconds", "When a run last finished with exit code 0.").set(
-            last_success.timestamp()
-        )
+        _gauge(
+            registry,
+            "last_success_timestamp_seconds",
+            "When a whole run last exited 0 (no dry run); carried forward unchanged by every other exit.",
+        ).set(last_success.timestamp())
     _gauge(registry, "dry_run", "1 when the last run was a dry run (nothing written).").set(
         int(any(r.dry_run for r in reports))
     )
@@ -195,4 +198,24 @@ class _Redacted(Collector):
             yield family
 
 
-__all__ = ["build_registry", "write_metrics"]
+# ---- carried forward ---------------------------------------------------------------------------------------
+
+LAST_SUCCESS = PREFIX + "last_success_timestamp_seconds"
+
+
+def read_last_success(path: Path) -> datetime | None:
+    """The last success the file at ``path`` records, to carry forward on an exit that is not one; None when there
+    is no file, no such sample or the file cannot be read (the next success writes it again)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        families = list(text_string_to_metric_families(text))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    for family in families:
+        for sample in family.samples:
+            if sample.name == LAST_SUCCESS and sample.value > 0:
+                return datetime.fromtimestamp(sample.value, UTC)
+    return None
+
+
+__all__ = ["LAST_SUCCESS", "build_registry", "read_last_success", "write_metrics"]

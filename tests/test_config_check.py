@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import yaml
 
 from amplify_billing.config_checks import Check, Level, custom_field_check, exit_code_for
 from amplify_billing.errors import ConfigError
+from amplify_billing.render.envelope import ReportEnvelope
 
 SECRETS = {"AMPLIFY_CLIENT_SECRET": "cs-not-a-real-secret-1", "RECURLY_API_KEY": "rk-not-a-real-key-2"}
 
@@ -52,9 +52,10 @@ def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def rows(out: str) -> dict[str, dict[str, Any]]:
-    document = json.loads(out)
-    assert document["title"] == "Configuration check"
-    return {r["check"]: r for r in document["rows"]}
+    """The checks of the report envelope by name, as ``check``, ``result`` and ``detail``."""
+    document = ReportEnvelope.model_validate_json(out).model_dump()
+    assert document["command"] == "config check" and document["checks"] is not None
+    return {c["name"]: {"check": c["name"], "result": c["result"], "detail": c["detail"]} for c in document["checks"]}
 
 
 # ---- offline ----------------------------------------------------------------------------------------
@@ -135,12 +136,21 @@ def test_custom_field_definition_found_missing_or_editable() -> None:
         "display_name": "Amplify",
         "user_access": "api_only",
     }
+    assert custom_field_check([{**definition, "user_access": "read_only"}], "amplify_id", "c.yaml") == (
+        Level.OK,
+        "subscription custom field amplify_id exists (display name 'Amplify', read_only)",
+    )
     assert custom_field_check([definition], "amplify_id", "c.yaml") == (
         Level.OK,
-        "subscription custom field amplify_id exists (display name 'Amplify', api_only)",
+        "subscription custom field amplify_id exists (display name 'Amplify', api_only); "
+        "'Read only' would also show it to admin users",
     )
     level, detail = custom_field_check([{**definition, "user_access": "write"}], "amplify_id", "c.yaml")
-    assert level is Level.WARN and detail.endswith("admin users can edit it: prefer 'API only' or 'Read only'")
+    # the README and this check agree: user access governs the admin UI only, and Read only is recommended
+    assert level is Level.WARN and detail.endswith(
+        "admin users can edit it: set its User access to 'Read only' (user access governs Recurly's admin UI only: "
+        "admins see the Amplify id, and only the API edits it)"
+    )
     for others in (
         [{**definition, "related_type": "account"}],
         [{**definition, "deleted_at": "2026-01-01T00:00:00Z"}],
@@ -186,7 +196,8 @@ def test_online_proves_each_credential_and_says_what_it_found(
         "check": "custom field",
         "result": "warn",
         "detail": "subscription custom field amplify_subscription_id exists (display name 'amplify_subscription_id', "
-        "write); admin users can edit it: prefer 'API only' or 'Read only'",
+        "write); admin users can edit it: set its User access to 'Read only' (user access governs Recurly's admin "
+        "UI only: admins see the Amplify id, and only the API edits it)",
     }
     # cheap: the calls named, and nothing written anywhere
     amplify_calls = sandbox.amplify.requests[marks[0] :]

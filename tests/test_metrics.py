@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from amplify_billing import interrupt
 from amplify_billing.actions import DeactivatePlan
 from amplify_billing.changes import Change, ChangeKind, ChangeResult, CommandReport, Outcome
 from amplify_billing.errors import ConfigError
@@ -220,3 +221,126 @@ def test_naive_times_are_refused(tmp_path: Path) -> None:
             last_success=None,
         )
     assert os.listdir(tmp_path) == []
+
+
+# ---- on every exit, end to end -----------------------------------------------------------------------------
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def alert_rules() -> dict[str, str]:
+    """The README's alert rules, by alert name: the ones operators copy."""
+    import yaml
+
+    text = README.read_text(encoding="utf-8")
+    block = next(b for b in text.split("```yaml\n")[1:] if "alert:" in b).split("```")[0]
+    return {rule["alert"]: rule["expr"] for group in yaml.safe_load(block)["groups"] for rule in group["rules"]}
+
+
+def evaluate(expr: str, samples: dict[str, float], at: float) -> bool:
+    """The README's instant expressions over one scrape of the file: ``time()``, gauges, ``absent(x)``, ``or``,
+    ``and``, comparisons and arithmetic (enough for these rules; a range function is refused)."""
+    import re as regex
+
+    assert "[" not in expr, f"not an instant expression: {expr}"
+
+    def value(name: str) -> str:
+        return repr(samples[name]) if name in samples else "None"
+
+    text = regex.sub(r"absent\((\w+)\)", lambda m: str(m.group(1) not in samples), expr)
+    text = text.replace("time()", repr(at))
+    text = regex.sub(r"\bamplify_billing_\w+", lambda m: value(m.group(0)), text)
+    parts = []
+    for alternative in text.split(" or "):
+        # a comparison with a missing series is no sample at all: false, as in Prometheus
+        parts.append("None" not in alternative and bool(eval(alternative, {"__builtins__": {}})))
+    return any(parts)
+
+
+def scrape(path: Path) -> dict[str, float]:
+    if not path.exists():
+        return {}
+    return {name: value for (name, labels_), value in parse(path)[0].items() if not labels_}
+
+
+def test_last_success_moves_only_when_a_whole_run_exits_0_and_every_exit_writes_the_file(
+    small_sandbox: tuple[object, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import signal
+    import time
+
+    import amplify_billing.commands.sync_plans as module
+    from amplify_billing.cli import run_cli
+
+    _, config = small_sandbox
+    metrics = tmp_path / "m.prom"
+    base = ["--config", str(config), "--metrics-file", str(metrics)]
+
+    def run(*args: str) -> dict[str, float]:
+        run_cli([*base, *args])
+        capsys.readouterr()
+        return scrape(metrics)
+
+    first = run("run")
+    success = first["amplify_billing_last_success_timestamp_seconds"]
+    assert first["amplify_billing_run_exit_code"] == 0 and success == first["amplify_billing_run_timestamp_seconds"]
+
+    def carried(after: dict[str, float], code: int) -> None:
+        assert after["amplify_billing_run_exit_code"] == code
+        assert after["amplify_billing_last_success_timestamp_seconds"] == success, code
+        assert after["amplify_billing_run_timestamp_seconds"] > success
+
+    time.sleep(0.01)
+    carried(run("run", "--exit-code"), 4)  # the sandbox's findings are pending
+    carried(run("sync-plans", "--product", "nosuch"), 2)
+    carried(run("run", "--dry-run"), 0)  # a dry run bills nothing: no success either
+    carried(run("run", "--max-duration", "soon"), 2)  # refused before anything ran
+
+    def interrupted(*args: object, **kwargs: object) -> object:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "sync_plans", interrupted)
+    carried(run("sync-plans"), 130)
+
+    def terminated(*args: object, **kwargs: object) -> object:
+        os.kill(os.getpid(), signal.SIGTERM)
+        interrupt.check("GET products")  # the next request the command would start
+        raise AssertionError("SIGTERM did not end the command")
+
+    monkeypatch.setattr(module, "sync_plans", terminated)
+    assert run_cli([*base, "sync-plans"]) == 143
+    assert "Interrupted by SIGTERM: no new request was started after it" in capsys.readouterr().err
+    carried(scrape(metrics), 143)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, "the handler is the CLI's only while it runs"
+
+
+def test_a_failing_run_makes_the_stale_success_alert_true(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from amplify_billing.cli import run_cli
+
+    rules = alert_rules()
+    stale, absent = rules["AmplifyBillingNoRecentSuccess"], rules["AmplifyBillingMetricsAbsent"]
+    metrics = tmp_path / "m.prom"
+    now = datetime.now(UTC)
+    # nothing written yet: the file's absence is what fires
+    assert evaluate(absent, scrape(metrics), now.timestamp()) is True
+    assert evaluate(stale, scrape(metrics), now.timestamp()) is True
+
+    # the last success two hours ago, then a run that fails (here: its configuration is gone)
+    write(metrics, sample_reports(), last_success=now - timedelta(hours=2))
+    assert run_cli(["--config", str(tmp_path / "gone.yaml"), "--metrics-file", str(metrics), "run"]) == 2
+    capsys.readouterr()
+    after = scrape(metrics)
+    scraped_at = after["amplify_billing_run_timestamp_seconds"]
+    assert after["amplify_billing_run_exit_code"] == 2
+    assert evaluate(stale, after, scraped_at) is True
+    assert evaluate(absent, after, scraped_at) is False
+    assert evaluate(rules["AmplifyBillingNotRunning"], after, scraped_at) is False
+
+    # a fresh success turns it off
+    write(metrics, sample_reports(), last_success=now)
+    assert evaluate(stale, scrape(metrics), now.timestamp() + 60) is False
+    # the backlog rule watches the backlog gauge (written by report-usage)
+    assert "amplify_billing_backlog_seconds" in rules["AmplifyBillingBacklogGrowing"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from amplify_billing import __version__
 from amplify_billing.amplify.parse import parse_plan, parse_product, parse_quota
 from amplify_billing.gather.status import EmptyJournal
 from amplify_billing.journal import Intent, RunRecord, UsageLedgerEntry
@@ -34,6 +36,7 @@ from amplify_billing.reconcile.subscriptions import (
     SubscriptionInputs,
     SubscriptionOptions,
 )
+from amplify_billing.render.envelope import ReportEnvelope
 from amplify_billing.render.status import render_status
 from amplify_billing.usage.windows import merchant_tag
 
@@ -508,7 +511,11 @@ def _console() -> tuple[Console, io.StringIO]:
 def test_json_is_one_document_with_every_section() -> None:
     console, out = _console()
     render_status(console, build_status(inputs(usage=(in_step_usage(amplify_count=171),)), NOW), "json")
-    document = json.loads(out.getvalue())
+    envelope = ReportEnvelope.model_validate_json(out.getvalue())
+    assert (envelope.command, envelope.exit_code, envelope.dry_run) == ("status", 0, False)
+    assert [(f.kind, f.amplify_id) for f in envelope.findings] == [("usage", SUB_ID)]
+    assert envelope.status is not None
+    document = envelope.status
     assert document["command"] == "status"
     assert document["in_step"] is False
     assert document["generated_at"] == "2026-11-20T12:00:00Z"
@@ -523,7 +530,11 @@ def test_markdown_has_a_table_header_per_section() -> None:
         console, build_status(inputs(recurly_catalog=catalog(recurly_plan(make_plan(), name="Hand"))), NOW), "markdown"
     )
     text = out.getvalue()
-    assert text.startswith("## Status at 2026-11-20T12:00:00Z: NOT in step: 1 drift item(s)")
+    assert text.startswith(f"## 2026-11-20T12:00:00Z amplify-billing {__version__} status (read-only)\n")
+    assert text.rstrip().endswith(
+        "**NOT in step: 1 drift item(s), 0 acknowledged, 0 open intent(s); "
+        "journal trusted (use --verify to read Recurly); exit 0**"
+    )
     assert "### Drift" in text
     assert "| area | kind | Amplify | Recurly | detail | next |" in text
     assert "### Open journal intents\n\n_none_" in text
@@ -533,7 +544,11 @@ def test_table_says_in_step_and_leaves_wide_ids_out() -> None:
     console, out = _console()
     render_status(console, build_status(inputs(), NOW), "table")
     text = out.getvalue()
-    assert text.startswith("Status at 2026-11-20T12:00:00Z: everything is in step; journal trusted")
+    assert text.startswith(f"2026-11-20T12:00:00Z amplify-billing {__version__} status (read-only)\n")
+    assert text.splitlines()[-1] == (
+        "Everything is in step: 0 drift item(s), 0 acknowledged, 0 open intent(s); "
+        "journal trusted (use --verify to read Recurly); exit 0"
+    )
     assert "Drift: none: both systems are in step" in text
     usage_part = text[text.index("Usage this billing period") :]
     assert "add-on" not in usage_part.splitlines()[1]
@@ -582,9 +597,9 @@ def test_end_to_end_in_step_then_a_price_edited_in_recurly(make_cycle: Any, caps
     config = cycle.sandbox.write_config(cycle.sandbox.state_dir / "config.yaml", **cycle.overrides)
     requests_before = len(cycle.sandbox.recurly.requests)
 
-    code, out, err = _cli(capsys, "--config", str(config), "status", "--exit-code", "--format", "json")
+    code, out, err = _cli(capsys, "--config", str(config), "status", "--exit-code", "--output", "json")
     assert (code, err) == (0, "")
-    document = json.loads(out)
+    document = json.loads(out)["status"]
     assert document["in_step"] is True, document["drift"]
     assert document["summary"]["subscriptions_linked"] == len(cycle.sandbox.recurly.subscriptions(state="active"))
     usage = document["usage"]
@@ -597,7 +612,7 @@ def test_end_to_end_in_step_then_a_price_edited_in_recurly(make_cycle: Any, caps
 
     code, out, _ = _cli(capsys, "--config", str(config), "--output", "json", "status", "--verify", "--exit-code")
     assert code == 0
-    verified = json.loads(out)
+    verified = json.loads(out)["status"]
     assert verified["verified"] is True
     assert [u["recurly_units"] for u in verified["usage"]] == [u["journal_units"] for u in verified["usage"]]
 
@@ -610,11 +625,98 @@ def test_end_to_end_in_step_then_a_price_edited_in_recurly(make_cycle: Any, caps
         gateway.update_plan(f"code-{plan_code}", {"currencies": [{"currency": currency, "unit_amount": 1234.5}]})
     finally:
         gateway.close()
-    code, out, _ = _cli(capsys, "--config", str(config), "status", "--exit-code", "--format", "markdown")
+    code, out, _ = _cli(capsys, "--config", str(config), "status", "--exit-code", "-o", "markdown")
     assert code == 4
-    assert "NOT in step: 1 drift item(s)" in out
+    assert "**NOT in step: 1 drift item(s), 0 acknowledged, 0 open intent(s);" in out
     assert "| area | kind | Amplify | Recurly | detail | next |" in out
     [line] = [line for line in out.splitlines() if line.startswith("| plans | update |")]
     assert f"plan {plan_code}" in line and "price 1234.5 →" in line and line.endswith("| sync-plans |")
     code, _, _ = _cli(capsys, "--config", str(config), "status")
     assert code == 0, "without --exit-code drift is reported, not an error"
+
+
+# ---- filters, the journal's view, one system down --------------------------------------------------------
+
+
+def _status_json(capsys: pytest.CaptureFixture[str], config: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    code, out, err = _cli(capsys, "--config", str(config), "-o", "json", "status", *args)
+    assert out, err
+    envelope = ReportEnvelope.model_validate_json(out)
+    assert envelope.status is not None
+    return code, envelope.status
+
+
+def test_filters_narrow_every_section_to_what_they_name(
+    small_sandbox: tuple[Any, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, config = small_sandbox
+    assert _cli(capsys, "--config", str(config), "run")[0] == 0
+    _, whole = _status_json(capsys, config)
+    linked = [s for s in whole["subscriptions"] if s["recurly_subscription"]]
+    one = linked[0]
+
+    code, only = _status_json(capsys, config, "--subscription", one["amplify_id"])
+    assert code == 0 and only["scope"] == f"--subscription {one['amplify_id']}"
+    assert [s["amplify_id"] for s in only["subscriptions"]] == [one["amplify_id"]]
+    assert {u["amplify_id"] for u in only["usage"]} <= {one["amplify_id"]}
+    assert len(only["plans"]) == 1
+
+    code, by_account = _status_json(capsys, config, "--account", one["account"])
+    # the owner's subscriptions: the linked ones show the account; an ended one, with no Recurly side, is the owner's too
+    assert {s["account"] for s in by_account["subscriptions"]} - {None} == {one["account"]}
+    linked_here = [s for s in by_account["subscriptions"] if s["account"]]
+    assert len(linked_here) == sum(1 for s in whole["subscriptions"] if s["account"] == one["account"])
+
+    plan_code = only["plans"][0]["recurly_plan"]
+    code, by_plan = _status_json(capsys, config, "--plan", plan_code)
+    assert [p["recurly_plan"] for p in by_plan["plans"]] == [plan_code]
+    assert one["amplify_id"] in {s["amplify_id"] for s in by_plan["subscriptions"]}
+    # a plan's Amplify id names it too (its Recurly code is derived from it)
+    code, by_id = _status_json(capsys, config, "--plan", plan_code.removeprefix("amplify-"))
+    assert by_id["plans"] == by_plan["plans"]
+
+    code, out, err = _cli(capsys, "--config", str(config), "status", "--subscription", "nosuch")
+    assert (code, out) == (2, "")
+    assert err.startswith("Error: status --subscription nosuch: nothing matches; give an Amplify subscription id")
+
+
+def test_offline_shows_the_journal_view_and_contacts_nothing(
+    small_sandbox: tuple[Any, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    sandbox, config = small_sandbox
+    assert _cli(capsys, "--config", str(config), "run")[0] == 0
+    before = (len(sandbox.amplify.requests), len(sandbox.recurly.requests))
+    code, out, err = _cli(capsys, "--config", str(config), "status", "--offline", "--exit-code")
+    assert (code, err) == (0, "")
+    assert (len(sandbox.amplify.requests), len(sandbox.recurly.requests)) == before
+    lines = out.splitlines()
+    assert re.fullmatch(rf"\S+Z amplify-billing {re.escape(__version__)} status --offline \(read-only\)", lines[0])
+    assert "Last runs" in lines and "Subscription links (journal)" in lines and "Open journal intents: none" in lines
+    links = len(sandbox.recurly.subscriptions())
+    assert lines[-1] == (
+        f"The journal's view only (--offline: Amplify and Recurly not read): {links} link(s), 0 open intent(s); exit 0"
+    )
+
+
+def test_with_recurly_down_status_shows_what_it_can_and_says_what_it_could_not_read(
+    small_sandbox: tuple[Any, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    sandbox, config = small_sandbox
+    assert _cli(capsys, "--config", str(config), "run")[0] == 0
+    with socket.socket() as probe:  # a port nothing listens on: the connection is refused
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    down = sandbox.write_config(
+        tmp_path / "down.yaml", recurly={"api_url": f"http://127.0.0.1:{closed}", "max_retries": 0}
+    )
+    code, out, err = _cli(capsys, "--config", str(down), "status")
+    assert code == 3
+    lines = out.splitlines()
+    assert "Last runs" in lines and "Subscription links (journal)" in lines and "Amplify plans (opted in)" in lines
+    assert lines[-1].startswith("INCOMPLETE: could not read Recurly: ")
+    assert lines[-1].endswith("; shown: the journal's view, Amplify plans (opted in): 0 open intent(s); exit 3")
+    assert err.startswith("Error: could not read Recurly: ")
+    code, document = _status_json(capsys, down)
+    assert code == 3 and document["in_step"] is False and document["unavailable"][0].startswith("Recurly: ")

@@ -1,24 +1,55 @@
-"""config check: run the checks (``config_checks``), print what each found, exit with the worst failure's code."""
+"""config check: run the checks (``config_checks``), print what each found, exit with the worst failure's code.
+
+Like every report: an opening line (time, version, command), the checks, one closing total; ``quiet`` shows only
+the checks that did not pass (all passed: one line); ``--output json`` is the report envelope with ``checks``.
+"""
 
 from __future__ import annotations
 
-from amplify_billing.config_checks import Level, exit_code_for, run_checks
+from amplify_billing import __version__
+from amplify_billing.config_checks import Check, Level, exit_code_for, run_checks
 from amplify_billing.render import Column, render_rows
 from amplify_billing.render.diagnostics import console_line
+from amplify_billing.render.envelope import checks_envelope, envelope_json
+from amplify_billing.render.tables import iso, print_line, write_raw
 from amplify_billing.runtime import Runtime
 
 
-def config_check(rt: Runtime, *, offline: bool, output: str = "table") -> int:
+def _total(checks: list[Check], code: int) -> str:
+    counts = {level: sum(1 for c in checks if c.level is level) for level in Level}
+    parts = ", ".join(f"{counts[level]} {level.value}" for level in (Level.OK, Level.WARN, Level.FAIL, Level.SKIPPED))
+    return f"Checks: {parts}; exit {code}"
+
+
+def config_check(rt: Runtime, *, offline: bool, output: str = "table", quiet: bool = False) -> int:
     """Run the checks, print what each found, return the exit code."""
+    started = rt.clock()
     checks = run_checks(rt, offline=offline)
-    render_rows(
-        rt.console,
-        "Configuration check",
-        [Column("check"), Column("result"), Column("detail")],
-        [(c.name, c.level.value, c.detail) for c in checks],
-        output=output,
-    )
+    code = exit_code_for(checks)
+    if output == "json":
+        rows = [(c.name, c.level.value, c.detail, c.exit_code) for c in checks]
+        write_raw(
+            rt.console, envelope_json(checks_envelope(rows, exit_code=code, started_at=started, finished_at=rt.clock()))
+        )
+    else:
+        opening = f"{iso(started.replace(microsecond=0))} amplify-billing {__version__} config check" + (
+            " --offline" if offline else ""
+        )
+        shown = [c for c in checks if not quiet or c.level in (Level.WARN, Level.FAIL)]
+        if not shown:
+            print_line(rt.console, f"{opening}: {_total(checks, code)}")
+        else:
+            write_raw(rt.console, f"## {opening}\n") if output == "markdown" else print_line(rt.console, opening)
+            render_rows(
+                rt.console,
+                "Configuration check",
+                [Column("check"), Column("result"), Column("detail")],
+                [(c.name, c.level.value, c.detail) for c in shown],
+                output=output,
+            )
+            total = _total(checks, code)
+            write_raw(rt.console, f"\n**{total}**") if output == "markdown" else print_line(rt.console, total)
     for check in checks:
         if check.level is Level.FAIL:
             console_line(f"Error: {check.name}: {check.detail}")  # redacted; a JSON record under --log-format json
-    return exit_code_for(checks)
+    return code

@@ -49,8 +49,12 @@ def _steps(rt: Runtime, options: RunOptions) -> list[Step]:
         ("link-accounts", lambda run_id: link_accounts(rt, replace(sync, account_links=False), run_id=run_id)),
         ("sync-subscriptions", lambda run_id: sync_subscriptions(rt, sync, run_id=run_id)),
         ("report-usage", lambda run_id: report_usage(rt, usage, run_id=run_id)),
-        ("sync-invoices", lambda run_id: sync_invoices(rt, invoicing, run_id=run_id)),
-    ]
+    ] + (
+        # only where a Marketplace is invoiced: in recurly mode the step would say "nothing to invoice" every run
+        [("sync-invoices", lambda run_id: sync_invoices(rt, invoicing, run_id=run_id))]
+        if rt.settings.billing.any_invoiced
+        else []
+    )
 
 
 def run_all(rt: Runtime, options: RunOptions, recorded: Recorder) -> list[CommandReport]:

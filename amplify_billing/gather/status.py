@@ -14,11 +14,12 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from amplify_billing.amplify.parse import parse_timestamp
+from amplify_billing.errors import AmplifyBillingError
 from amplify_billing.gather.options import plan_sync_options, subscription_options
 from amplify_billing.gather.subscriptions import GatherReads, subscription_inputs
 from amplify_billing.journal import Intent, RunRecord, UsageLedgerEntry
 from amplify_billing.journal_view import EmptyJournal
-from amplify_billing.links import INTENT_KIND, WINDOW_SETTING
+from amplify_billing.links import INTENT_KIND, SUBSCRIPTION_LINK, WINDOW_SETTING
 from amplify_billing.reconcile.status import (
     COMMANDS,
     DriftItem,
@@ -29,6 +30,8 @@ from amplify_billing.reconcile.status import (
     format_ts,
     usage_targets,
 )
+from amplify_billing.reconcile.status_offline import JournalView, plans_section
+from amplify_billing.reconcile.status_report import Row, Section
 from amplify_billing.reconcile.subscriptions import SubscriptionInputs, match_subscriptions
 from amplify_billing.runtime import Runtime
 from amplify_billing.usage.sources import RangeCount, build_source
@@ -165,4 +168,65 @@ def gather_status(rt: Runtime, *, verify: bool) -> StatusInputs:
     )
 
 
-__all__ = ["EmptyJournal", "JournalReader", "gather_status"]
+# ---- the journal's view, and one system's plans when the other is down -------------------------------------
+
+
+def journal_view(rt: Runtime, extra: tuple[Section, ...] = ()) -> JournalView:
+    """The journal's last runs, subscription links and open intents; nothing asked of either system.
+
+    The journal is opened here, not through the runtime: the runtime checks it belongs to this Recurly site by
+    reading the site, and this view is for when Recurly may be down (status writes nothing, so no claim is made)."""
+    from amplify_billing.journal import Journal
+
+    path = rt.settings.state.path
+    if not path.exists():
+        return JournalView({c: None for c in COMMANDS}, {}, (), str(path), False, extra)
+    journal = Journal.open(path, clock=rt.clock)
+    try:
+        return JournalView(
+            runs={c: journal.last_run(c) for c in COMMANDS},
+            links=journal.links(SUBSCRIPTION_LINK),
+            intents=tuple(IntentFacts(i) for i in journal.open_intents()),
+            journal_path=str(path),
+            journal_present=True,
+            extra=extra,
+        )
+    finally:
+        journal.close()
+
+
+def readable_side(rt: Runtime, failed: str) -> tuple[tuple[Section, ...], list[str]]:
+    """The plans of the system that still answers, when ``failed`` (amplify or recurly) did not; and a phrase for
+    each system that could not be read."""
+    from amplify_billing.recurly.gateway import RecurlyGateway
+    from amplify_billing.snapshots import Snapshots
+
+    other = "recurly" if failed == "amplify" else "amplify"
+    # a fresh gateway only to fill the slot: the Amplify listing never uses it (and rt.recurly() would read the
+    # site to check the journal's owner, which fails while Recurly is down)
+    gateway = RecurlyGateway(rt.settings.recurly, sleep=rt.sleep)
+    snapshots = Snapshots(rt.settings, rt.amplify().resources, gateway)
+    try:
+        if other == "recurly":
+            catalog = snapshots.recurly_catalog()
+            rows: list[Row] = [
+                (code, plan.state, len(plan.add_ons), catalog.live_subscriptions_by_plan.get(code, 0))
+                for code, plan in sorted(catalog.plans.items())
+            ]
+            header = (("recurly_plan", "Recurly plan"), ("recurly_state", "Recurly state"), ("add_ons", "add-ons"))
+            section = plans_section(
+                "recurly_plans", "Recurly plans", rows, (*header, ("live_subscriptions", "live subs"))
+            )
+        else:
+            amplify = snapshots.amplify_catalog().snapshot
+            rows = [(f"{p.product_name}/{p.name}", p.id, p.state) for p in sorted(amplify.plans, key=lambda p: p.id)]
+            header = (("amplify_plan", "Amplify plan"), ("amplify_id", "id"), ("amplify_state", "state"))
+            section = plans_section("amplify_plans", "Amplify plans (opted in)", rows, header)
+    except AmplifyBillingError as error:
+        return (), [f"{other.capitalize()}: {error}"]
+    finally:
+        gateway.close()
+    return (section,), []
+
+
+__all__ = ["EmptyJournal", "JournalReader", "gather_status", "journal_view", "readable_side"]

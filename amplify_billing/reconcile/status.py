@@ -14,10 +14,12 @@ comparison of usage in ``status_usage``; this module re-exports what callers nee
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from amplify_billing.acknowledge import Rule, finding_key
+from amplify_billing.change_ids import change_ids
 from amplify_billing.changes import REPORT_ONLY, Change, ChangeKind
 from amplify_billing.errors import ExitCode
 from amplify_billing.identity import account_code, plan_code
@@ -38,8 +40,10 @@ from amplify_billing.reconcile.status_report import (
     StatusReport,
     format_ts,
 )
+from amplify_billing.reconcile.status_scope import StatusFilter, acknowledge_drift, scope_of
 from amplify_billing.reconcile.status_usage import UsageFacts, UsageLine, UsageTarget, usage_line, usage_targets
 from amplify_billing.reconcile.subscriptions import (
+    END_HINT,
     LIVE_STATES,
     SubscriptionInputs,
     SubscriptionOptions,
@@ -102,13 +106,28 @@ class StatusInputs:
 
 
 def _change_drift(area: str, change: Change) -> DriftItem:
+    ids = change_ids(change)
     if change.kind is ChangeKind.WAITING:
         nxt = "waits"
+    elif END_HINT in change.summary and ids.amplify_id:
+        # the finding asks the operator to act: name the command that acts
+        nxt = f"sync-subscriptions --end {ids.amplify_id}"
     elif change.kind in REPORT_ONLY:
         nxt = "by hand"
     else:
         nxt = _FIXED_BY[area]
-    return DriftItem(area, change.kind.value, change.amplify, change.recurly, change.summary, nxt)
+    return DriftItem(
+        area,
+        change.kind.value,
+        change.amplify,
+        change.recurly,
+        change.summary,
+        nxt,
+        amplify_id=ids.amplify_id,
+        recurly_id=ids.recurly_uuid or ids.recurly_code,
+        key=finding_key(change) if change.kind in REPORT_ONLY else f"{change.kind.value}:{change.key}",
+        change=change,
+    )
 
 
 def orphans(subscriptions: SubscriptionInputs, options: SubscriptionOptions) -> list[DriftItem]:
@@ -147,6 +166,8 @@ def orphans(subscriptions: SubscriptionInputs, options: SubscriptionOptions) -> 
                 f"subscription {r.uuid} ({r.account_code} on {r.plan_code}, {r.state})",
                 f"{why}; cancel it in Recurly if nobody should be billed for it",
                 "by hand",
+                recurly_id=r.uuid,
+                key=f"orphan:{r.uuid}",
             )
         )
     return items
@@ -168,6 +189,9 @@ def _link_drift(subscriptions: SubscriptionInputs, recurly_matches: Mapping[str,
                     f"the journal links it to Recurly subscription {uuid}, but Recurly's data points at {found}; "
                     "check both in Recurly, cancel the wrong one, then run sync-subscriptions",
                     "by hand",
+                    amplify_id=amplify_id,
+                    recurly_id=found,
+                    key=f"link:{amplify_id}",
                 )
             )
     return items
@@ -274,7 +298,7 @@ def _subscription_rows(subs: SubscriptionInputs, matches: Mapping[str, str], cha
     return rows
 
 
-def _run_row(command: str, run: RunRecord | None) -> Row:
+def run_row(command: str, run: RunRecord | None) -> Row:
     if run is None:
         return (command, None, None, None, None, "never run", "")
     if run.finished_at is None:
@@ -293,7 +317,7 @@ def _run_row(command: str, run: RunRecord | None) -> Row:
     return (command, run.id, format_ts(run.started_at), format_ts(run.finished_at), run.exit_code, outcome, changes)
 
 
-def _intent_row(facts: IntentFacts) -> Row:
+def intent_row(facts: IntentFacts) -> Row:
     i = facts.intent
     if facts.in_recurly is None:
         recurly = "not looked up (use --verify)"
@@ -305,6 +329,11 @@ def _intent_row(facts: IntentFacts) -> Row:
 
 
 # ---- sections -------------------------------------------------------------------------------------
+
+
+def _next(item: DriftItem) -> str:
+    """What resolves the item; for an acknowledged one, its acknowledgement instead."""
+    return item.next if item.acknowledged is None else f"{item.acknowledged.describe()} (else: {item.next})"
 
 
 def _sections(
@@ -326,17 +355,17 @@ def _sections(
             "drift",
             "Drift",
             DRIFT_COLUMNS,
-            tuple((d.area, d.kind, d.amplify, d.recurly, d.detail, d.next) for d in drift),
+            tuple((d.area, d.kind, d.amplify, d.recurly, d.detail, _next(d)) for d in drift),
             empty="none: both systems are in step",
         ),
         Section(
             "open_intents",
             "Open journal intents",
             INTENT_COLUMNS,
-            tuple(_intent_row(f) for f in inputs.intents),
+            tuple(intent_row(f) for f in inputs.intents),
             empty="none" + journal_note,
         ),
-        Section("runs", "Last runs", RUN_COLUMNS, tuple(_run_row(c, inputs.runs.get(c)) for c in COMMANDS)),
+        Section("runs", "Last runs", RUN_COLUMNS, tuple(run_row(c, inputs.runs.get(c)) for c in COMMANDS)),
         Section(
             "usage",
             usage_title,
@@ -348,27 +377,47 @@ def _sections(
     )
 
 
-def build_status(inputs: StatusInputs, now: datetime) -> StatusReport:
-    """Everything the report shows, from data already gathered. Pure: no I/O, no clock."""
+def build_status(
+    inputs: StatusInputs,
+    now: datetime,
+    *,
+    rules: Sequence[Rule] = (),
+    only: StatusFilter | None = None,
+) -> StatusReport:
+    """Everything the report shows, from data already gathered. Pure: no I/O, no clock.
+
+    ``rules``: the acknowledged findings (``findings.acknowledge``); ``only``: the filters (``--subscription``…)."""
     plan_changes = diff_plans(inputs.catalog, inputs.recurly_catalog, inputs.plan_options).changes
     sub_changes = diff_subscriptions(inputs.subscriptions, inputs.subscription_options).changes
     usage_lines = [usage_line(f, inputs.lookback, inputs.verify) for f in inputs.usage]
-    drift = _all_drift(inputs, plan_changes, sub_changes, usage_lines)
+    drift = acknowledge_drift(_all_drift(inputs, plan_changes, sub_changes, usage_lines), rules, now.date())
 
     subs = inputs.subscriptions
     matches = {**subs.journal_links, **match_subscriptions(subs, inputs.subscription_options)}
     plan_rows = _plan_rows(inputs, plan_changes)
     sub_rows = _subscription_rows(subs, matches, sub_changes)
-    recurly_uuids = {r.uuid for r in subs.recurly}
-    linked = sum(1 for s in subs.amplify if s.plan_name in subs.plans and matches.get(s.id) in recurly_uuids)
+    intents = list(inputs.intents)
+    if only is not None:
+        prefix = inputs.plan_options.mapping.plan_code_prefix
+        plan_ids = {p.id: plan_code(p.id, prefix) for p in inputs.catalog.plans}
+        scope = scope_of(only, subs, matches, inputs.subscription_options, plan_ids)
+        plan_rows = [row for row in plan_rows if row[2] in scope.plan_codes]
+        sub_rows = [row for row in sub_rows if row[1] in scope.subscription_ids]
+        drift = [d for d in drift if scope.keeps_drift(d)]
+        usage_lines = [line for line in usage_lines if line.row[1] in scope.subscription_ids]
+        intents = [i for i in intents if scope.keeps_text(i.intent.key)]
+    linked_uuids = {r.uuid for r in subs.recurly}
+    linked = sum(1 for row in sub_rows if row[5] in linked_uuids)
+    counting = [d for d in drift if d.counts]
     summary = {
         "opted_in_products": inputs.opted_in_products,
         "plans_in_recurly": sum(1 for row in plan_rows if row[3] == "active"),
         "subscriptions_linked": linked,
         "subscriptions_not_linked": len(sub_rows) - linked,
-        "drift": len(drift),
-        "orphans": sum(1 for d in drift if d.kind == "orphan"),
-        "open_intents": len(inputs.intents),
+        "drift": len(counting),
+        "acknowledged": len(drift) - len(counting),
+        "orphans": sum(1 for d in counting if d.kind == "orphan"),
+        "open_intents": len(intents),
         "usage_pairs": len(usage_lines),
         "usage_differences": sum(1 for line in usage_lines if line.drift),
     }
@@ -376,9 +425,12 @@ def build_status(inputs: StatusInputs, now: datetime) -> StatusReport:
         generated_at=now,
         verified=inputs.verify,
         drift=tuple(drift),
-        open_intents=len(inputs.intents),
+        open_intents=len(intents),
         summary=summary,
-        sections=_sections(inputs, plan_rows, sub_rows, drift, [line.row for line in usage_lines]),
+        sections=_sections(
+            replace(inputs, intents=tuple(intents)), plan_rows, sub_rows, drift, [line.row for line in usage_lines]
+        ),
+        scope=only.describe() if only is not None else None,
     )
 
 
@@ -389,6 +441,7 @@ __all__ = [
     "Section",
     "SectionColumn",
     "StatusCell",
+    "StatusFilter",
     "StatusInputs",
     "StatusReport",
     "UsageFacts",

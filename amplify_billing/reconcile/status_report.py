@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeAlias
 
+from amplify_billing.acknowledge import Acknowledgement
+from amplify_billing.changes import Change
 from amplify_billing.errors import ExitCode
 
 # What a cell of the status report holds: figures are whole numbers (or exact text), times are already text.
@@ -26,7 +28,11 @@ def format_ts(moment: datetime | None) -> str | None:
 
 @dataclass(frozen=True)
 class DriftItem:
-    """One thing out of step. ``next`` says what resolves it: a command, ``by hand``, or ``waits``."""
+    """One thing out of step. ``next`` says what resolves it: a command, ``by hand``, or ``waits``.
+
+    The typed ids name what it is about (for filters, the JSON report and acknowledgements); ``key`` is its stable
+    finding key (``<kind>:<id>``); ``acknowledged`` the acknowledgement that matched it (``acknowledge.py``);
+    ``change`` the planned change it stands for, when a command would act on it."""
 
     area: str  # plans | subscriptions | usage | journal
     kind: str  # a ChangeKind value, or orphan / link / usage
@@ -34,6 +40,22 @@ class DriftItem:
     recurly: str
     detail: str
     next: str
+    amplify_id: str | None = None
+    recurly_id: str | None = None  # a uuid, or a plan, add-on or account code
+    key: str = ""
+    acknowledged: Acknowledgement | None = None
+    change: Change | None = None
+
+    @property
+    def ids(self) -> frozenset[str]:
+        """Every id it names (an acknowledgement or a filter may name any of them)."""
+        own = self.key.split(":", 1)[1] if ":" in self.key else self.key
+        return frozenset(i for i in (own, self.amplify_id, self.recurly_id) if i)
+
+    @property
+    def counts(self) -> bool:
+        """Whether it puts status out of step: every item but one with a current acknowledgement."""
+        return self.acknowledged is None or self.acknowledged.expired
 
 
 @dataclass(frozen=True)
@@ -71,13 +93,26 @@ class StatusReport:
     open_intents: int
     summary: Mapping[str, int]
     sections: tuple[Section, ...]
+    # the filters it was built with (``--subscription ID`` …), None for the whole picture
+    scope: str | None = None
+    # what could not be read (a system down), each as one phrase; the sections show what could
+    unavailable: tuple[str, ...] = ()
+    # the journal's view only (``--offline``, or a system down)
+    offline: bool = False
+
+    @property
+    def counting(self) -> tuple[DriftItem, ...]:
+        """The drift that puts status out of step (acknowledged findings do not)."""
+        return tuple(d for d in self.drift if d.counts)
 
     @property
     def in_step(self) -> bool:
-        return not self.drift and not self.open_intents
+        return not self.counting and not self.open_intents and not self.unavailable
 
     def exit_code(self, exit_code_flag: bool) -> int:
-        if exit_code_flag and not self.in_step:
+        # the journal's view alone cannot see drift: only its open intents are pending
+        pending = bool(self.open_intents) if self.offline else not self.in_step
+        if exit_code_flag and pending:
             return int(ExitCode.REFUSED)
         return int(ExitCode.OK)
 
@@ -95,6 +130,9 @@ class StatusReport:
             "generated_at": format_ts(self.generated_at),
             "verified": self.verified,
             "in_step": self.in_step,
+            "scope": self.scope,
+            "offline": self.offline,
+            "unavailable": list(self.unavailable),
             "summary": dict(self.summary),
             **{s.name: s.records() for s in self.sections},
         }

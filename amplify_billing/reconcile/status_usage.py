@@ -96,6 +96,9 @@ def usage_targets(
                         f"usage add-on {add_on} is not on the Recurly subscription, so its usage cannot be "
                         "reported; add the add-on to the subscription in Recurly",
                         "by hand",
+                        amplify_id=s.id,
+                        recurly_id=current.uuid,
+                        key=f"{ChangeKind.FINDING.value}:{s.id}:{quota_id}:add-on",
                     )
                 )
                 continue
@@ -208,7 +211,19 @@ def usage_line(facts: UsageFacts, lookback: timedelta, verified: bool) -> UsageL
     notes: list[str] = []
 
     def add(detail: str, nxt: str) -> None:
-        drift.append(DriftItem("usage", "usage", ref, f"{t.recurly_uuid}/{t.add_on_code}", detail, nxt))
+        drift.append(
+            DriftItem(
+                "usage",
+                "usage",
+                ref,
+                f"{t.recurly_uuid}/{t.add_on_code}",
+                detail,
+                nxt,
+                amplify_id=t.subscription_id,
+                recurly_id=t.recurly_uuid,
+                key=f"usage:{t.subscription_id}:{t.quota_id}",
+            )
+        )
         notes.append(detail.split(";", 1)[0])
 
     if t.end is None:

@@ -97,11 +97,20 @@ def _record_time(record: logging.LogRecord) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# Extras a text line ends with, as key=value: the ids a change event touched, so that grep finds every event
+# about one Amplify or Recurly object.
+TEXT_EXTRAS = ("amplify_id", "recurly_id")
+
+
 class TextFormatter(logging.Formatter):
-    """``2026-11-01T12:00:00.123Z WARNING message`` (plus the traceback, if any, on the lines after)."""
+    """``2026-11-01T12:00:00.123Z WARNING message amplify_id=… recurly_id=…`` (the ids of a change event; plus
+    the traceback, if any, on the lines after)."""
 
     def format(self, record: logging.LogRecord) -> str:
         line = f"{_record_time(record)} {record.levelname} {record.getMessage()}"
+        ids = [(key, getattr(record, key)) for key in TEXT_EXTRAS if getattr(record, key, None) is not None]
+        if ids:
+            line += "".join(f" {key}={value}" for key, value in ids)
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:

@@ -22,26 +22,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from amplify_billing import __version__
-from amplify_billing.actions import (
-    Approve,
-    CancelSubscription,
-    CreateAccount,
-    CreateAddOn,
-    CreateMeasuredUnit,
-    CreatePlan,
-    CreateSubscription,
-    DeactivatePlan,
-    Later,
-    LinkSubscription,
-    PostUsage,
-    SetAttributes,
-    TerminateSubscription,
-    UpdateAddOn,
-    UpdateMeasuredUnit,
-    UpdatePlan,
-    UpdateUsage,
-)
-from amplify_billing.changes import REPORT_ONLY, Change, ChangeResult, CommandReport, Outcome
+from amplify_billing.acknowledge import AcknowledgedResult, Acknowledgement, acknowledgement_of, finding_key
+from amplify_billing.actions import CreateSubscription
+from amplify_billing.change_ids import change_ids
+from amplify_billing.changes import REPORT_ONLY, ChangeResult, CommandReport, Outcome
+from amplify_billing.reconcile.status_report import DriftItem, StatusReport
+from amplify_billing.reconcile.status_scope import ACKNOWLEDGEABLE
 from amplify_billing.render.diagnostics import current_redaction
 from amplify_billing.render.tables import iso, json_value
 
@@ -72,10 +58,24 @@ class Counts(_Strict):
     reported: int
 
 
+class Acknowledged(_Strict):
+    """The acknowledgement (``findings.acknowledge``) that matched a finding."""
+
+    reason: str
+    expires: str | None = Field(description="the last day it holds (YYYY-MM-DD); null: until removed")
+    expired: bool = Field(description="true: the day has passed, and the finding counts again")
+
+
 class Entry(_Strict):
     """One change (a write) or one finding (a report-only kind): typed ids beside the display text."""
 
     key: str = Field(description="stable key of the change within its command (a plan code, 'create:<id>', …)")
+    finding_key: str | None = Field(
+        description="findings: '<kind>:<id>', what findings.acknowledge names (kind and id); null for changes"
+    )
+    acknowledged: Acknowledged | None = Field(
+        description="findings: the acknowledgement that matched (an expired one counts again); else null"
+    )
     kind: str = Field(
         description="create, update, deactivate, cancel, terminate, approve, link, post, restate, …; "
         "in findings: finding, unsupported, waiting"
@@ -93,6 +93,15 @@ class Entry(_Strict):
     result_id: str | None = Field(description="what the write returned: a Recurly id or uuid, a usage id")
     amplify: str = Field(description="display text of the Amplify side")
     recurly: str = Field(description="display text of the Recurly side")
+
+
+class CheckEntry(_Strict):
+    """One check of ``config check``."""
+
+    name: str
+    result: Literal["ok", "warn", "fail", "skipped"]
+    detail: str
+    exit_code: int
 
 
 class CommandDocument(_Strict):
@@ -122,7 +131,11 @@ class ReportEnvelope(CommandDocument, _Versioned):
     """The whole --output json document of every command."""
 
     error: str | None = Field(description="why there is no report (bad configuration, lock held, crash)")
-    status: dict[str, Any] | None = Field(default=None, description="the demo's status report (demo only)")
+    status: dict[str, Any] | None = Field(
+        default=None,
+        description="status and the demo: the status report (sections of rows, summary, in_step, what was unavailable)",
+    )
+    checks: list[CheckEntry] | None = Field(default=None, description="config check: each check and what it found")
 
 
 # ---- from command reports ------------------------------------------------------------------------------------
@@ -201,50 +214,122 @@ def error_envelope(
 ) -> ReportEnvelope:
     """The envelope when no report exists: the one line the operator also sees on stderr, and its exit code."""
     clean = current_redaction()
-    return _envelope(
-        CommandDocument(
-            command=command,
-            run_id=None,
-            started_at=_utc(started_at),
-            finished_at=_utc(finished_at),
-            dry_run=dry_run,
-            exit_code=exit_code,
-            note=None,
-            figures={},
-            counts=Counts(planned=0, applied=0, failed=0, skipped=0, reported=0),
-            changes=[],
-            findings=[],
-            steps=[],
-        ),
-        error=clean(error),
-    )
+    return _envelope(_empty_document(command, exit_code, started_at, finished_at, dry_run=dry_run), error=clean(error))
 
 
-def _envelope(document: CommandDocument, *, error: str | None = None, status: Any = None) -> ReportEnvelope:
+def _envelope(
+    document: CommandDocument, *, error: str | None = None, status: Any = None, checks: list[CheckEntry] | None = None
+) -> ReportEnvelope:
     return ReportEnvelope(
-        schema_version=SCHEMA_VERSION, tool_version=__version__, **dict(document), error=error, status=status
+        schema_version=SCHEMA_VERSION,
+        tool_version=__version__,
+        **dict(document),
+        error=error,
+        status=status,
+        checks=checks,
     )
 
 
 def envelope_json(envelope: ReportEnvelope) -> str:
-    """The document's text: indented, UTF-8, ``status`` only when there is one."""
-    return envelope.model_dump_json(indent=2, exclude={"status"} if envelope.status is None else None)
+    """The document's text: indented, UTF-8, ``status`` and ``checks`` only when there are some."""
+    left_out = {name for name in ("status", "checks") if getattr(envelope, name) is None}
+    return envelope.model_dump_json(indent=2, exclude=left_out or None)
+
+
+def _empty_document(
+    command: str, exit_code: int, started_at: datetime, finished_at: datetime, *, dry_run: bool = False
+) -> CommandDocument:
+    """A document without changes (a read-only command's, or a failed command's that left no report)."""
+    return CommandDocument(
+        command=command,
+        run_id=None,
+        started_at=_utc(started_at),
+        finished_at=_utc(finished_at),
+        dry_run=dry_run,
+        exit_code=exit_code,
+        note=None,
+        figures={},
+        counts=Counts(planned=0, applied=0, failed=0, skipped=0, reported=0),
+        changes=[],
+        findings=[],
+        steps=[],
+    )
+
+
+def status_envelope(report: StatusReport, *, exit_code: int, started_at: datetime) -> ReportEnvelope:
+    """``status``: its drift as ``changes`` (what a command would write) and ``findings`` (the rest), with typed
+    ids, and the whole status report in ``status``."""
+    clean = current_redaction()
+    document = _empty_document("status", exit_code, started_at, report.generated_at)
+    changes: list[Entry] = []
+    findings: list[Entry] = []
+    for item in report.drift:
+        entry = _drift_entry(item, clean)
+        (changes if entry.outcome is Outcome.PLANNED else findings).append(entry)
+    counts = Counts(planned=len(changes), applied=0, failed=0, skipped=0, reported=len(findings))
+    document = document.model_copy(update={"changes": changes, "findings": findings, "counts": counts})
+    return _envelope(document, status=json.loads(clean(json.dumps(report.to_json(), ensure_ascii=False))))
+
+
+def _drift_entry(item: DriftItem, clean: Callable[[str], str]) -> Entry:
+    """A drift item as an entry: through its planned change when it has one, else from its own ids."""
+    change = item.change
+    if change is not None:
+        outcome = Outcome.PLANNED if change.writes else Outcome.REPORTED
+        result = AcknowledgedResult(change, outcome, acknowledgement=item.acknowledged)
+        return _entry(result, {}, clean).model_copy(update={"summary": clean(item.detail)})
+    return Entry(
+        key=item.key,
+        finding_key=item.key if item.kind in ACKNOWLEDGEABLE else None,
+        acknowledged=_acknowledged(item.acknowledged, clean),
+        kind=item.kind,
+        object=item.area,
+        outcome=Outcome.REPORTED,
+        withholds=False,
+        amplify_id=item.amplify_id,
+        amplify_name=None,
+        recurly_code=None,
+        recurly_uuid=item.recurly_id,
+        units=None,
+        summary=clean(item.detail),
+        error=None,
+        result_id=None,
+        amplify=clean(item.amplify),
+        recurly=clean(item.recurly),
+    )
+
+
+def checks_envelope(
+    checks: Sequence[tuple[str, str, str, int]], *, exit_code: int, started_at: datetime, finished_at: datetime
+) -> ReportEnvelope:
+    """``config check``: each check as (name, result, detail, exit code)."""
+    clean = current_redaction()
+    document = _empty_document("config check", exit_code, started_at, finished_at)
+    entries = [
+        CheckEntry(name=name, result=result, detail=clean(detail), exit_code=code)  # type: ignore[arg-type]
+        for name, result, detail, code in checks
+    ]
+    return _envelope(document, checks=entries)
 
 
 def _entry(result: ChangeResult, created: Mapping[str, str | None], clean: Callable[[str], str]) -> Entry:
     change = result.change
-    code, uuid = _recurly_ids(result, created)
+    ids = change_ids(change, result.result_id, created)
+    finding = change.kind in REPORT_ONLY
+    acknowledgement = acknowledgement_of(result)
     return Entry(
         key=change.key,
+        finding_key=finding_key(change) if finding else None,
+        acknowledged=_acknowledged(acknowledgement, clean),
         kind=change.kind.value,
         object=change.object,
         outcome=result.outcome,
         withholds=change.withholds,
         # ids are not passed through redaction: an operator greps for them as they are (no secret is an id)
-        amplify_id=_amplify_id(change),
-        amplify_name=_amplify_name(change, clean),
-        recurly_code=code,
-        recurly_uuid=uuid,
+        amplify_id=ids.amplify_id,
+        amplify_name=clean(ids.amplify_name) if ids.amplify_name is not None else None,
+        recurly_code=ids.recurly_code,
+        recurly_uuid=ids.recurly_uuid,
         units=change.units,
         summary=clean(change.summary),
         error=clean(result.error) if result.error is not None else None,
@@ -254,61 +339,11 @@ def _entry(result: ChangeResult, created: Mapping[str, str | None], clean: Calla
     )
 
 
-# objects whose Recurly side is a subscription (found by uuid); the others are found by code or name
-_BY_UUID = frozenset({"subscription", "approval", "usage"})
-
-
-def _recurly_ids(result: ChangeResult, created: Mapping[str, str | None]) -> tuple[str | None, str | None]:
-    """(code, uuid) of what the change touches in Recurly: from its typed action, else from ``recurly_id``; a
-    subscription created by this same run is taken from the create's result."""
-    change, action = result.change, result.change.action
-    if isinstance(action, CreateMeasuredUnit | UpdateMeasuredUnit):
-        return action.name, None
-    if isinstance(action, CreatePlan | UpdatePlan):
-        return action.plan.code, None
-    if isinstance(action, DeactivatePlan):
-        return action.plan_code, None
-    if isinstance(action, CreateAddOn | UpdateAddOn):
-        return action.add_on.code, None
-    if isinstance(action, CreateAccount):
-        return action.code, None
-    if isinstance(action, CreateSubscription):
-        return None, result.result_id  # the uuid exists once the create is applied
-    if isinstance(action, CancelSubscription | TerminateSubscription):
-        return None, action.uuid
-    if isinstance(action, PostUsage | UpdateUsage):
-        return action.add_on_code, _uuid(action.subscription_uuid, created)
-    if isinstance(action, LinkSubscription) and action.uuid is not None:
-        return None, _uuid(action.uuid, created)
-    if change.object not in _BY_UUID:
-        return change.recurly_id, None
-    if change.recurly_id is not None:
-        return None, change.recurly_id
-    # e.g. an approval that waited for the create of its subscription
-    return None, next((created[key] for key in change.requires if created.get(key)), None)
-
-
-def _uuid(value: str | Later, created: Mapping[str, str | None]) -> str | None:
-    return created.get(value.key) if isinstance(value, Later) else value
-
-
-def _amplify_id(change: Change) -> str | None:
-    if change.amplify_id is not None:
-        return change.amplify_id
-    action = change.action
-    if isinstance(action, CreateSubscription):
-        return action.amplify_id
-    if isinstance(action, PostUsage | UpdateUsage):
-        return action.record.amplify_subscription_id
-    return None
-
-
-def _amplify_name(change: Change, clean: Callable[[str], str]) -> str | None:
-    action = change.action
-    if isinstance(action, SetAttributes | Approve | LinkSubscription):
-        name = action.resource.get("name")
-        return clean(name) if isinstance(name, str) else None
-    return None
+def _acknowledged(found: Acknowledgement | None, clean: Callable[[str], str]) -> Acknowledged | None:
+    if found is None:
+        return None
+    expires = found.expires.isoformat() if found.expires else None
+    return Acknowledged(reason=clean(found.reason), expires=expires, expired=found.expired)
 
 
 def _figure(value: object, clean: Callable[[str], str]) -> Figure:
@@ -340,10 +375,12 @@ def schema_text() -> str:
 
 __all__ = [
     "SCHEMA_VERSION",
+    "CheckEntry",
     "CommandDocument",
     "Counts",
     "Entry",
     "ReportEnvelope",
+    "checks_envelope",
     "command_document",
     "demo_envelope",
     "envelope_json",
@@ -351,5 +388,6 @@ __all__ = [
     "report_envelope",
     "report_json_schema",
     "schema_text",
+    "status_envelope",
     "steps_document",
 ]

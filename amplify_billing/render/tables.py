@@ -1,13 +1,15 @@
 """Consoles and generic rows: tables, JSON and Markdown, the building blocks of every report.
 
-A console off a terminal (cron, a pipe) is made wide enough that tables do not fold in a log file; a
-column of long identities folds onto more lines instead of being cut with "…". Free text passes
-through the same redaction as log records, so a secret echoed back by an upstream is not printed.
+Ids are never split across lines: a table whose columns cannot each hold their longest word (an id, a code) at
+the console's width is printed as key/value lines instead (``print_table``). Off a terminal (cron, a pipe) the
+width is ``COLUMNS`` when set, else unlimited: a log line is never wrapped. Free text passes through the same
+redaction as log records, so a secret echoed back by an upstream is not printed.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,14 +19,17 @@ from decimal import Decimal
 from typing import Any, Literal, TypeAlias
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
 from amplify_billing.render.diagnostics import redact
 
-# Width used when stdout/stderr is not a terminal (cron, a pipe): rich would assume 80 and fold every
-# table in the log file.
+# Width off a terminal (cron, a pipe) when COLUMNS is not set: no wrapping at all (rich would assume 80 and fold
+# every table in the log file). The demo, which draws rules across the width, asks for PLAIN_WIDTH instead.
+NO_WRAP_WIDTH = 1_000_000
 PLAIN_WIDTH = 120
 
 JsonScalar: TypeAlias = str | int | float | bool | None
@@ -32,8 +37,14 @@ JsonScalar: TypeAlias = str | int | float | bool | None
 Cell: TypeAlias = str | int | float | Decimal | datetime | date | bool | None
 
 
-def make_console(stderr: bool = False) -> Console:
-    """A console on stdout (the report) or stderr. Off a terminal: no colour, no wrapping at 80."""
+def plain_width(environ: Mapping[str, str], default: int = NO_WRAP_WIDTH) -> int:
+    """The width off a terminal: ``COLUMNS`` when it is a positive number, else ``default``."""
+    columns = environ.get("COLUMNS", "").strip()
+    return int(columns) if columns.isdigit() and int(columns) > 0 else default
+
+
+def make_console(stderr: bool = False, *, plain_default: int = NO_WRAP_WIDTH) -> Console:
+    """A console on stdout (the report) or stderr. Off a terminal: no colour, ``COLUMNS`` wide or unwrapped."""
     stream = sys.stderr if stderr else sys.stdout
     isatty = getattr(stream, "isatty", None)
     terminal = bool(isatty()) if callable(isatty) else False
@@ -42,7 +53,7 @@ def make_console(stderr: bool = False) -> Console:
         return Console(stderr=stderr, highlight=False, emoji=False)
     return Console(
         stderr=stderr,
-        width=PLAIN_WIDTH,
+        width=plain_width(os.environ, plain_default),
         color_system=None,
         force_terminal=False,
         force_interactive=False,
@@ -58,8 +69,6 @@ class Column:
     header: str
     key: str = ""  # JSON key; derived from the header when empty
     justify: Literal["left", "right", "center"] = "left"
-    # Identities are long (32-hex ids): fold them onto more lines instead of cutting them with "…".
-    fold: bool = True
 
     @property
     def json_key(self) -> str:
@@ -108,13 +117,9 @@ def iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def rows_table(columns: Sequence[str | Column], rows: Iterable[Sequence[Cell]], *, title: str | None = None) -> Table:
-    """A rich Table of plain cells; no markup is interpreted in cell text."""
-    specs = [_as_column(c) for c in columns]
-    table = new_table(specs, title=title)
-    for row in rows:
-        table.add_row(*(Text(redact(cell_text(value))) for value in row))
-    return table
+def rows_table(columns: Sequence[str | Column], rows: Iterable[Sequence[Cell]]) -> list[list[Text]]:
+    """Plain cells as table text (no markup is interpreted in cell text), for ``print_table``."""
+    return [[Text(redact(cell_text(value))) for value in row] for row in rows]
 
 
 def rows_markdown(columns: Sequence[str | Column], rows: Iterable[Sequence[Cell]], *, title: str | None = None) -> str:
@@ -161,25 +166,99 @@ def render_rows(
     elif output == "table":
         print_line(console, title, style="bold")
         if materialized:
-            console.print(rows_table(specs, materialized))
+            print_table(console, specs, rows_table(specs, materialized))
         else:
             print_line(console, "(none)")
     else:
         raise ValueError(f"unknown output format {output!r}; use table, json or markdown")
 
 
-def new_table(columns: Sequence[Column], *, title: str | None = None) -> Table:
-    """An empty table with our layout and the given columns."""
+def new_table(columns: Sequence[Column], *, widths: Sequence[int | None] | None = None) -> Table:
+    """An empty table with our layout and the given columns (``widths``: fixed content widths, else natural)."""
     # MINIMAL: column rules and a header rule, no outer frame; reads well in a terminal and in a log file.
-    table = Table(box=box.MINIMAL, title=title, title_justify="left", highlight=False, pad_edge=False)
-    for column in columns:
-        table.add_column(
-            column.header,
-            justify=column.justify,
-            overflow="fold" if column.fold else "ellipsis",
-            no_wrap=not column.fold,
-        )
+    table = Table(box=box.MINIMAL, highlight=False, pad_edge=False)
+    for index, column in enumerate(columns):
+        width = widths[index] if widths is not None else None
+        # wrapped at spaces only, at a width that holds the column's longest word: nothing is split or cut
+        table.add_column(column.header, justify=column.justify, overflow="fold", no_wrap=width is None, width=width)
     return table
+
+
+# ---- layout: a table whose words all fit, else key/value lines ---------------------------------------------
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+def _natural(text: str) -> int:
+    return max((cell_len(line) for line in text.splitlines()), default=0)
+
+
+def _longest_word(text: str) -> int:
+    return max((cell_len(word) for word in _words(text)), default=0)
+
+
+def _overhead(console: Console, count: int) -> int:
+    """What the layout adds to the columns' content: padding and rules (measured, not assumed)."""
+    probe = new_table([Column("x")] * count, widths=[1] * count)
+    probe.add_row(*(["x"] * count))
+    return Measurement.get(console, console.options, probe).maximum - count
+
+
+def table_widths(
+    console: Console, columns: Sequence[Column], rows: Sequence[Sequence[Text]]
+) -> list[int | None] | None:
+    """Content widths that fit the console with no word split, ``[None…]`` when every column fits as it is, or None
+    when not even the longest words fit side by side (then the rows are printed as key/value lines)."""
+    cells = [[column.header, *(row[i].plain for row in rows)] for i, column in enumerate(columns)]
+    natural = [max(_natural(text) for text in column) for column in cells]
+    shortest = [max(_longest_word(text) for text in column) for column in cells]
+    room = console.width - _overhead(console, len(columns))
+    if sum(natural) <= room:
+        return [None] * len(columns)
+    if sum(shortest) > room:
+        return None
+    # each column gets its longest word, and the rest of the room in proportion to what it lacks of its full width
+    spare, lacking = room - sum(shortest), [n - s for n, s in zip(natural, shortest, strict=True)]
+    widths = [s + (spare * lack) // max(sum(lacking), 1) for s, lack in zip(shortest, lacking, strict=True)]
+    return [max(w, 1) for w in widths]
+
+
+def print_table(
+    console: Console,
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[Text]],
+    *,
+    section_ends: frozenset[int] = frozenset(),
+) -> None:
+    """Rows as a table when every column can hold its longest word at the console's width; else key/value lines.
+
+    ``section_ends``: indexes of rows a rule follows (the end of a group)."""
+    widths = table_widths(console, columns, rows)
+    if widths is None:
+        print_key_values(console, columns, rows)
+        return
+    table = new_table(columns, widths=widths)
+    for index, row in enumerate(rows):
+        table.add_row(*row, end_section=index in section_ends and index < len(rows) - 1)
+    console.print(table)
+
+
+def print_key_values(console: Console, columns: Sequence[Column], rows: Sequence[Sequence[Text]]) -> None:
+    """Each row as lines of ``header: value`` (the first flush, the others indented), a blank line between rows;
+    never wrapped by us, so an id stays one token however narrow the terminal."""
+    label = max((cell_len(c.header) for c in columns[1:]), default=0) + 2
+    for index, row in enumerate(rows):
+        if index:
+            console.line()
+        for position, (column, cell) in enumerate(zip(columns, row, strict=True)):
+            lines = cell.split("\n") if cell.plain else [Text("-")]
+            indent = "" if position == 0 else "  "
+            head = f"{column.header}: " if position == 0 else f"{column.header}:".ljust(label)
+            console.print(Text(indent + head).append_text(lines[0]), soft_wrap=True)
+            for more in lines[1:]:
+                console.print(Text(" " * (len(indent) + len(head))).append_text(more), soft_wrap=True)
 
 
 def print_line(console: Console, text: str, *, style: str | None = None) -> None:
@@ -204,6 +283,7 @@ def write_raw(console: Console, text: str) -> None:
 
 
 __all__ = [
+    "NO_WRAP_WIDTH",
     "PLAIN_WIDTH",
     "Cell",
     "Column",
@@ -213,11 +293,15 @@ __all__ = [
     "json_value",
     "make_console",
     "new_table",
+    "plain_width",
     "print_json",
+    "print_key_values",
     "print_line",
+    "print_table",
     "redacted_json",
     "render_rows",
     "rows_markdown",
     "rows_table",
+    "table_widths",
     "write_raw",
 ]

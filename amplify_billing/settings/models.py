@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 import stat
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -30,6 +30,7 @@ from amplify_billing.settings.rules import (
 )
 from amplify_billing.settings.secret import Secret
 from amplify_billing.settings.values import (
+    Day,
     Duration,
     FilePath,
     Flag,
@@ -56,6 +57,7 @@ OnCancel = Literal["term_end", "terminate"]
 UsageSource = Literal["traceability", "file"]
 UsageWindow = Literal["hourly", "daily"]
 BeforeBillingStart = Literal["bill", "report"]
+FindingKind = Literal["finding", "unsupported", "waiting", "orphan"]
 
 # Regional endpoints (reference/amplify-api.md §1.5): central, platform, auth.
 REGION_URLS: Mapping[str, tuple[str, str, str]] = {
@@ -300,6 +302,20 @@ def key_file_problem(secret: Secret | None, key: str) -> str | None:
     )
 
 
+class Acknowledgement(_Frozen):
+    """A finding the operator accepts (``acknowledge.py``): by kind and id, with a reason, until ``expires``."""
+
+    kind: Annotated[FindingKind, one_of(FindingKind)]
+    id: Annotated[str, text(empty="set it to the finding's id, as the report shows it after its kind")]
+    reason: Annotated[str, text(empty="say why the finding is accepted (the report shows it)")]
+    # the last day it holds; from the day after, the finding counts again
+    expires: Annotated[date | None, Day] = None
+
+
+class FindingsSettings(_Frozen):
+    acknowledge: tuple[Acknowledgement, ...] = ()
+
+
 class Settings(_Frozen):
     amplify: AmplifySettings
     recurly: RecurlySettings
@@ -311,6 +327,7 @@ class Settings(_Frozen):
     state: StateSettings = Field(default_factory=StateSettings)
     billing: BillingSettings = Field(default_factory=BillingSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    findings: FindingsSettings = Field(default_factory=FindingsSettings)
     # where the settings came from, for messages
     source: str = "<defaults>"
 

@@ -270,6 +270,16 @@ def _to_fraction(value: object, context: FileContext | None) -> Decimal:
     return number
 
 
+def _to_day(value: object, context: FileContext | None) -> date:
+    # YAML reads an unquoted 2027-01-31 as a date already; a quoted one (or a ${NAME}) is parsed here
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(to_text(value, context).strip())
+    except ValueError:
+        raise Problem(f"expected a date such as 2027-01-31, got {show(str(value))}") from None
+
+
 def to_path(value: object, context: FileContext | None) -> Path:
     path = Path(value) if isinstance(value, os.PathLike) else Path(to_text(value, context))
     if context is None:
@@ -283,6 +293,7 @@ Whole = before(_to_whole)
 Number = before(_to_number)
 Duration = before(_to_duration)
 Fraction = before(_to_fraction)
+Day = before(_to_day)
 # Relative to the configuration file's directory; a default path too (the field validates its default).
 FilePath = before(to_path)
 TextList = before(_to_text_list)

@@ -18,11 +18,13 @@ from amplify_billing import __version__
 from amplify_billing.actions import DeactivatePlan, SetAttributes
 from amplify_billing.changes import Change, ChangeKind, ChangeResult, CommandReport, Outcome
 from amplify_billing.render import (
+    NO_WRAP_WIDTH,
     THIRD_PARTY_LOGGERS,
     Column,
     DiagnosticsHandler,
     configure_logging,
     make_console,
+    opening_line,
     redact,
     register_secret,
     render_report,
@@ -34,8 +36,8 @@ PLAN_ID = "8ac9d1f2e3b4a5968778695a4b3c2d1e"
 QUOTA_ID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 
 
-def console() -> Console:
-    return Console(file=io.StringIO(), width=120)
+def console(width: int = 120) -> Console:
+    return Console(file=io.StringIO(), width=width)
 
 
 def output_of(rich_console: Console) -> str:
@@ -121,17 +123,26 @@ def table_rows(text: str) -> list[list[str]]:
 # ---- tables ------------------------------------------------------------------------------------
 
 
-def test_table_heading_rows_by_kind_figures_and_note() -> None:
-    out = console()
+OPENING = f"amplify-billing {__version__} sync-plans"
+TOTAL = (
+    "Applied: 1 created, 1 updated, 0 ended, 0 usage records posted; 1 failed; 1 finding (0 acknowledged); "
+    "exit 1 (some changes failed or were not attempted)"
+)
+
+
+def test_table_opening_line_rows_by_kind_figures_note_and_closing_total() -> None:
+    out = console(width=220)
     render_report(out, plans_report(), output="table")
     text = output_of(out)
     lines = text.splitlines()
 
-    assert lines[0] == "sync-plans: 2 applied, 1 failed, 1 reported"
-    assert lines[1].split() == ["╷", "╷", "╷", "╷", "╷"]
-    assert [c.strip() for c in lines[2].split("│")] == ["Kind", "Object", "Amplify", "Recurly", "What", "Outcome"]
-    assert lines[-2] == "figures: plans_seen=2 recurly_plans=7"
-    assert lines[-1] == "note: stopped at --max-duration; 3 change(s) left for the next run"
+    assert lines[0] == OPENING
+    assert lines[1] == "sync-plans: 2 applied, 1 failed, 1 reported"
+    assert lines[2].split() == ["╷", "╷", "╷", "╷", "╷"]
+    assert [c.strip() for c in lines[3].split("│")] == ["Kind", "Object", "Amplify", "Recurly", "What", "Outcome"]
+    assert lines[-3] == "figures: plans_seen=2 recurly_plans=7"
+    assert lines[-2] == "note: stopped at --max-duration; 3 change(s) left for the next run"
+    assert lines[-1] == TOTAL
     # grouped in the fixed kind order; inside a kind, the change set's order
     rows = table_rows(text)
     assert [(r[0], r[1], r[5]) for r in rows] == [
@@ -140,27 +151,79 @@ def test_table_heading_rows_by_kind_figures_and_note() -> None:
         ("update", "plan", "applied"),
         ("finding", "quota", "reported"),
     ]
-    # ids are folded, never cut with an ellipsis
+    # ids are whole on one line: never folded, never cut with an ellipsis
     assert "…" not in text
-    assert rows[0][2] == f"weather/gold({PLAN_ID})quota"
-    assert rows[0][3] == f"add-onamplify-{PLAN_ID}/amplify-{QUOTA_ID}"
+    for whole in (f"({PLAN_ID})", f"amplify-{PLAN_ID}/amplify-{QUOTA_ID}"):
+        assert any(whole in line for line in lines), whole
     # the error of a failed change is shown under its summary
     assert rows[0][4] == "createtieredusageadd-onerror:Recurlyrejectedcreate_plan_add_on:tiersmustascend"
     # markup in data is printed as it is, and payloads never
     assert rows[3][4] == "pricing[bold]tiered[/]unsupported"
-    assert "│ pricing [bold]tiered[/]      │" in text
+    assert "│ pricing [bold]tiered[/]" in text
     assert "PAYLOAD-MUST-NOT-SHOW" not in text
 
 
-def test_dry_run_heading_and_empty_report() -> None:
+def test_a_narrow_table_wraps_between_words_and_never_inside_an_id() -> None:
+    out = console(width=170)
+    render_report(out, plans_report(), output="table")
+    lines = output_of(out).splitlines()
+    assert max(len(line.rstrip()) for line in lines[:-1]) <= 170
+    for whole in (PLAN_ID, QUOTA_ID, f"amplify-{PLAN_ID}/amplify-{QUOTA_ID}", "create_plan_add_on:"):
+        assert any(whole in line for line in lines), whole
+    # every id token of the table sits whole on a line
+    assert not [line for line in lines if re.search(r"[0-9a-f]{6,31}\s*│\s*$", line)]
+
+
+def test_a_terminal_too_narrow_for_the_ids_gets_key_value_lines() -> None:
+    out = console(width=80)
+    render_report(out, plans_report(), output="table")
+    lines = output_of(out).splitlines()
+
+    assert lines[:10] == [
+        OPENING,
+        "sync-plans: 2 applied, 1 failed, 1 reported",
+        "Kind: create",
+        "  Object:  add_on",
+        f"  Amplify: weather/gold ({PLAN_ID}) quota",
+        f"  Recurly: add-on amplify-{PLAN_ID}/amplify-{QUOTA_ID}",
+        "  What:    create tiered usage add-on",
+        "           error: Recurly rejected create_plan_add_on: tiers must ascend",
+        "  Outcome: failed",
+        "",
+    ]
+    assert "│" not in "".join(lines)
+    assert lines[-1] == TOTAL
+
+
+def test_dry_run_opening_line_and_plan_total_and_empty_report() -> None:
     out = console()
     render_report(out, plans_report(dry_run=True), output="table")
     render_report(out, CommandReport("link-accounts", False, ()), output="table")
     lines = output_of(out).splitlines()
 
-    assert lines[0] == "(dry run) sync-plans: 3 planned, 1 reported"
-    assert lines[-1] == "link-accounts: no changes"
+    assert lines[0] == f"amplify-billing {__version__} sync-plans --dry-run (nothing written)"
+    assert lines[1] == "(dry run) sync-plans: 3 planned, 1 reported"
+    assert (
+        "Plan: 2 to create, 1 to update, 0 to end, 0 usage records to post; 1 finding (0 acknowledged); exit 0" in lines
+    )
+    assert lines[-3:] == [
+        f"amplify-billing {__version__} link-accounts",
+        "link-accounts: no changes",
+        "Applied: 0 created, 0 updated, 0 ended, 0 usage records posted; 0 findings (0 acknowledged); exit 0",
+    ]
     assert "note:" not in output_of(out)
+
+
+def test_opening_line_names_time_run_ids_and_version() -> None:
+    at = datetime(2026, 12, 5, 19, 5, 45, 123456, tzinfo=UTC)
+    steps = [
+        CommandReport(name, False, (), run_id=run_id, started_at=at, finished_at=at)
+        for run_id, name in enumerate(("sync-plans", "link-accounts", "sync-subscriptions", "report-usage"), start=5)
+    ]
+    assert opening_line("run", steps) == f"2026-12-05T19:05:45Z amplify-billing {__version__} run (run ids 5-8)"
+    assert opening_line("sync-plans", steps[:1]) == (
+        f"2026-12-05T19:05:45Z amplify-billing {__version__} sync-plans (run id 5)"
+    )
 
 
 def test_large_kinds_show_the_first_rows_failures_first_and_count_the_rest() -> None:
@@ -193,8 +256,12 @@ def test_large_kinds_show_the_first_rows_failures_first_and_count_the_rest() -> 
     assert [r[2] for r in rows[:2]] == ["sublate0quotaq", "sublate1quotaq"]
     assert rows[2][2] == "subs0quotaq"
     assert rows[-1][0] == "restate"
-    assert text.splitlines()[-1] == "… and 9,950 more post changes (use --output json for all)"
-    assert text.splitlines()[0] == "report-usage: 9,999 applied, 2 failed"
+    assert text.splitlines()[-2] == "… and 9,950 more post changes (use --output json for all)"
+    assert text.splitlines()[1] == "report-usage: 9,999 applied, 2 failed"
+    assert text.splitlines()[-1] == (
+        "Applied: 0 created, 0 updated, 0 ended, 9,999 usage records posted; 2 failed; 0 findings (0 acknowledged); "
+        "exit 1 (some changes failed or were not attempted)"
+    )
 
 
 # ---- JSON --------------------------------------------------------------------------------------
@@ -246,6 +313,8 @@ def test_json_report_is_the_versioned_envelope_in_a_stable_order_and_no_payload(
     assert (document["steps"], document["error"]) == ([], None)
     assert document["changes"][1] == {
         "key": "",
+        "finding_key": None,
+        "acknowledged": None,
         "kind": "create",
         "object": "add_on",
         "outcome": "failed",
@@ -270,20 +339,40 @@ def test_json_report_is_the_versioned_envelope_in_a_stable_order_and_no_payload(
     assert "PAYLOAD" not in text and "payload" not in text
 
 
-def test_run_reports_table_summary_and_worst_exit_code() -> None:
+def test_run_reports_each_step_then_one_total_with_the_worst_exit_code() -> None:
     usage = CommandReport("report-usage", False, (), figures={"units_reported": 0}, exit_code=4)
     out = console()
     render_reports(out, [plans_report(), usage], output="table")
     lines = output_of(out).splitlines()
 
-    summary = lines[lines.index("Summary") :]
-    cells = [[c.strip() for c in line.split("│")] for line in summary if "│" in line]
-    assert cells[0] == ["Command", "Applied", "Failed", "Skipped", "Planned", "Reported", "Exit", "Note"]
-    assert cells[1][:7] == ["sync-plans", "2", "1", "0", "0", "1", "1"]
-    assert cells[1][7].startswith("stopped at --max-duration;")
-    assert cells[-1] == ["report-usage", "0", "0", "0", "0", "0", "4", ""]
-    assert lines[-1] == "exit code 4: refused by the safety valve, or pending changes found"
-    assert "report-usage: no changes" in lines
+    assert lines[0] == f"amplify-billing {__version__} run"
+    assert "sync-plans: 2 applied, 1 failed, 1 reported" in lines and "report-usage: no changes" in lines
+    assert "Summary" not in lines
+    assert lines[-1] == (
+        "Applied: 1 created, 1 updated, 0 ended, 0 usage records posted; 1 failed; 1 finding (0 acknowledged); "
+        "exit 4 (refused by the safety valve, or pending changes found)"
+    )
+
+
+def test_quiet_leaves_out_what_needs_no_one_and_nothing_to_do_is_one_line() -> None:
+    at = datetime(2026, 12, 5, 19, 5, 45, tzinfo=UTC)
+    steady = [
+        CommandReport(name, False, (), figures={"x": 1}, run_id=run_id, started_at=at)
+        for run_id, name in enumerate(("sync-plans", "link-accounts", "sync-subscriptions", "report-usage"), start=5)
+    ]
+    out = console()
+    render_reports(out, steady, output="table", quiet=True)
+    assert output_of(out).splitlines() == [
+        f"2026-12-05T19:05:45Z amplify-billing {__version__} run (run ids 5-8): Applied: 0 created, 0 updated, "
+        "0 ended, 0 usage records posted; 0 findings (0 acknowledged); exit 0"
+    ]
+
+    out = console(width=220)
+    render_reports(out, [plans_report(), *steady[1:]], output="table", quiet=True)
+    lines = output_of(out).splitlines()
+    assert lines[1] == "sync-plans: 2 applied, 1 failed, 1 reported"
+    assert not [line for line in lines if line.startswith(("figures:", "link-accounts", "report-usage"))]
+    assert lines[-1].startswith("Applied: 1 created, 1 updated")
 
 
 def test_run_reports_json_is_one_document() -> None:
@@ -341,16 +430,23 @@ def test_render_rows_in_three_formats() -> None:
         render_rows(console(), "bad", columns, [("x", 1)], output="table")
 
 
-def test_console_off_a_terminal_is_plain_and_120_wide(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_console_off_a_terminal_is_plain_unwrapped_or_columns_wide(monkeypatch: pytest.MonkeyPatch) -> None:
     stdout = io.StringIO()
     monkeypatch.setattr(sys, "stdout", stdout)
+    monkeypatch.delenv("COLUMNS", raising=False)
     plain = make_console()
 
-    assert plain.width == 120
+    assert plain.width == NO_WRAP_WIDTH
     assert plain.color_system is None
-    plain.print("[bold]x[/] " + "y" * 100)
+    plain.print("[bold]x[/] " + "y" * 300)
     written = stdout.getvalue()
     assert "\x1b[" not in written
+    assert written.splitlines() == ["x " + "y" * 300], "piped output is never wrapped"
+
+    monkeypatch.setenv("COLUMNS", "90")
+    assert make_console().width == 90
+    monkeypatch.setenv("COLUMNS", "junk")
+    assert make_console().width == NO_WRAP_WIDTH
 
 
 # ---- logging -----------------------------------------------------------------------------------
@@ -497,5 +593,5 @@ def test_long_notes_and_json_values_stay_on_one_line() -> None:
     render_report(out, CommandReport("report-usage", False, (), exit_code=1, note=note), output="json")
     lines = output_of(out).splitlines()
 
-    assert lines[1] == f"note: {note}"
+    assert lines[2] == f"note: {note}"
     assert f'  "note": {json.dumps(note)},' in lines

@@ -77,7 +77,8 @@ def test_every_command_dry_and_real_validates(setup: Setup, capsys: pytest.Captu
             for entry in document.findings:
                 assert entry.kind in REPORT_ONLY_KINDS and entry.outcome == "reported", entry
             if command == "run":
-                assert [s.command for s in document.steps] == list(WRITING_COMMANDS)
+                # sync-invoices is a step of run only where a Marketplace is invoiced (billing.mode)
+                assert [s.command for s in document.steps] == list(WRITING_COMMANDS[:4])
                 assert document.changes == [] and document.findings == []
                 assert document.started_at == document.steps[0].started_at
                 assert document.finished_at == document.steps[-1].finished_at
@@ -85,10 +86,10 @@ def test_every_command_dry_and_real_validates(setup: Setup, capsys: pytest.Captu
                 # each step is its own row in the journal's run history; a dry run writes none
                 run_ids = [s.run_id for s in document.steps]
                 if dry:
-                    assert run_ids == [None] * len(WRITING_COMMANDS)
+                    assert run_ids == [None] * len(document.steps)
                 else:
                     ids = [i for i in run_ids if i is not None]
-                    assert ids == sorted(set(ids)) and len(ids) == len(WRITING_COMMANDS), run_ids
+                    assert ids == sorted(set(ids)) and len(ids) == len(document.steps), run_ids
                     assert document.run_id is None, "a run id per step, not one"
             else:
                 assert document.steps == []
@@ -190,3 +191,76 @@ def test_undeclared_keys_are_refused() -> None:
         ReportEnvelope.model_validate({**document, "surprise": 1})
     with pytest.raises(ValueError, match="started_at"):
         ReportEnvelope.model_validate({**document, "started_at": "2026-12-05T11:00:00+01:00"})
+
+
+# ---- the committed JSON Schema over every command's output, errors included ----------------------------------
+
+
+def test_every_command_and_every_error_validates_against_the_committed_schema(
+    setup: Setup, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import jsonschema
+
+    import amplify_billing.commands.sync_plans as module
+
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
+    config = ["--config", str(setup.config)]
+
+    def document(args: list[str], expected: int) -> dict[str, Any]:
+        capsys.readouterr()
+        code = run_cli([*args, "--output", "json"])
+        out = capsys.readouterr().out
+        found = json.loads(out)
+        errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(found)]
+        assert errors == [], (args, errors)
+        assert (code, found["exit_code"]) == (expected, expected), (args, found.get("error"))
+        return found
+
+    ok = int(ExitCode.OK)
+    for command in (*WRITING_COMMANDS, "run"):
+        document([*config, command, "--dry-run"], ok)
+    document([*config, "run"], ok)
+    acknowledged = setup.sandbox.write_config(
+        setup.tmp / "ack.yaml", findings={"acknowledge": [{"kind": "unsupported", "id": "x", "reason": "r"}]}
+    )
+    document(["--config", str(acknowledged), "run", "--dry-run", "--exit-code"], int(ExitCode.REFUSED))
+    status = document([*config, "status"], ok)
+    assert status["command"] == "status" and status["status"]["command"] == "status"
+    assert status["findings"] and all(f["finding_key"] for f in status["findings"] if f["kind"] == "unsupported")
+    document([*config, "status", "--offline"], ok)
+    linked = next(s for s in status["status"]["subscriptions"] if s["recurly_subscription"])
+    document([*config, "status", "--subscription", linked["amplify_id"]], ok)
+    checks = document([*config, "config", "check"], ok)
+    assert checks["command"] == "config check" and {c["name"] for c in checks["checks"]} >= {"amplify", "recurly"}
+    document([*config, "config", "check", "--offline"], ok)
+    demo = document(["demo", "--subscriptions", "3"], ok)
+    assert [s["command"] for s in demo["steps"]] == ["run"] * 4
+
+    # errors: each an envelope with `error` and its exit code
+    config_error = int(ExitCode.CONFIG)
+    for args in (
+        ["--config", str(setup.tmp / "missing.yaml"), "run"],
+        [*config, "sync-plans", "--product", "nosuch"],
+        [*config, "report-usage", "--from", "2999-01-01"],
+        [*config, "status", "--subscription", "nosuch"],
+        [*config, "status", "--format", "json"],
+        [*config, "run", "--max-duration", "soon"],
+    ):
+        assert document(args, config_error)["error"]
+    bad_key = setup.sandbox.write_config(setup.tmp / "bad.yaml", recurly={"api_key": "wrong"})
+    assert document(["--config", str(bad_key), "sync-plans"], int(ExitCode.UPSTREAM))["error"]
+    assert document(["--config", str(bad_key), "status"], int(ExitCode.UPSTREAM))["status"]["unavailable"]
+    with RunLock.acquire(setup.tmp / "amplify-billing.db", "run", clock=lambda: datetime.now(UTC)):
+        assert document([*config, "run"], int(ExitCode.LOCKED))["error"]
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "sync_plans", interrupted)
+    assert document([*config, "sync-plans"], int(ExitCode.INTERRUPTED))["error"]
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(module, "sync_plans", broken)
+    assert "crash report" in document([*config, "sync-plans"], int(ExitCode.INTERNAL))["error"]

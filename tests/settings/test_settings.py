@@ -536,7 +536,7 @@ def test_https_urls_keep_their_path() -> None:
         ({**config(), "page_size": 5}, "page_size: unknown key; did you mean amplify.page_size?"),
         (
             {**config(), "logging": {}},
-            "logging: unknown section; the sections are amplify, recurly, catalog, accounts, subscriptions, usage, safety, state, billing, security",
+            "logging: unknown section; the sections are amplify, recurly, catalog, accounts, subscriptions, usage, safety, state, billing, security, findings",
         ),
         ({**config(), "usage": ["hourly"]}, "usage: expected a mapping of keys, got a list; indent its keys below it"),
         ({**config(), "safety": "off"}, "safety: expected a mapping of keys, got a string; indent its keys below it"),
@@ -548,7 +548,7 @@ def test_https_urls_keep_their_path() -> None:
         (None, "the configuration is empty; copy config.example.yaml and fill it in"),
         (
             ["amplify"],
-            "expected a mapping of sections (amplify, recurly, catalog, accounts, subscriptions, usage, safety, state, billing, security), got a list",
+            "expected a mapping of sections (amplify, recurly, catalog, accounts, subscriptions, usage, safety, state, billing, security, findings), got a list",
         ),
     ],
 )
