@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -66,6 +67,22 @@ def check(what: str) -> None:
     """Raise ``Interrupted`` instead of starting ``what`` (a request) once a signal came."""
     if _STATE.signal_name is not None:
         raise Interrupted(f"{what} not sent: interrupted by {_STATE.signal_name}; the next run does it")
+
+
+# how often a wait looks for a signal: a signal ends a wait for the rate limit or a retry within this
+_POLL_SECONDS = 0.2
+
+
+def sleep(seconds: float) -> None:
+    """``time.sleep`` that a signal cuts short: a wait for the rate limit or before a retry ends at once with
+    ``Interrupted``, so the request it was waiting to send is not sent (the run's default sleep, ``runtime``)."""
+    end = time.monotonic() + max(seconds, 0.0)
+    while True:
+        check("the request waiting for the rate limit or a retry")
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, _POLL_SECONDS))
 
 
 def write_done() -> None:
@@ -145,6 +162,7 @@ __all__ = [
     "forget",
     "install",
     "requested",
+    "sleep",
     "summary",
     "uninstall",
     "write_done",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 from rich.console import Console
 
+from amplify_billing import interrupt
 from amplify_billing.clients import Clients
 from amplify_billing.journal_access import JournalAccess
 from amplify_billing.render.progress import Display
@@ -45,7 +46,8 @@ class Runtime:
     output: Literal["table", "json"] = "table"
     clock: Callable[[], datetime] = utc_now
     monotonic: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
+    # a signal cuts a wait short (interrupt.sleep): a rate-limit wait of a minute never outlives SIGTERM
+    sleep: Callable[[float], None] = interrupt.sleep
     # set by --max-duration: a monotonic deadline shared by every command of the invocation
     deadline: float | None = None
     clients: Clients = field(init=False)
