@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -44,9 +45,14 @@ def test_doctor_json_takes_the_global_output_and_exits_4_when_something_needs_ac
     code = run_cli(["--config", str(changed), "-o", "json", "doctor"])
 
     document = json.loads(capsys.readouterr().out)
+    # the versioned envelope of every command, checked against the committed schema, the report in ``doctor``
+    schema = json.loads((Path(__file__).parent.parent / "docs" / "report.schema.json").read_text(encoding="utf-8"))
+    assert [e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(document)] == []
+    assert (document["command"], document["schema_version"], document["dry_run"]) == ("doctor", 1, False)
     assert code == ExitCode.REFUSED == document["exit_code"] == 4
-    assert document["ready"] is False
-    [preview] = [c for c in document["checks"] if c["check"] == "mapping preview"]
+    doctor = document["doctor"]
+    assert doctor["ready"] is False and doctor["exit_code"] == 4
+    [preview] = [c for c in doctor["checks"] if c["check"] == "mapping preview"]
     assert preview["evidence"] == "no product opts in: nothing would be billed"
 
 

@@ -23,8 +23,9 @@ def doctor_output(value: str) -> DoctorOutput:
 
 def doctor(rt: Runtime, *, output: DoctorOutput = "table") -> int:
     """Gather, judge, render; the exit code (0 ready, 4 action needed)."""
+    started = rt.clock()
     report = build_doctor(gather_doctor(rt))
-    render_doctor(rt.console, report, output)
+    render_doctor(rt.console, report, output, started_at=started, finished_at=rt.clock())
     return report.exit_code
 
 

@@ -4,12 +4,14 @@ requests spent, as tables, one JSON document, or Markdown to paste into a ticket
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any, Literal
 
 from rich.console import Console
 
 from amplify_billing.reconcile.doctor_checks import DoctorReport, Verdict
 from amplify_billing.render.diagnostics import redact
+from amplify_billing.render.envelope import doctor_envelope, envelope_json
 from amplify_billing.render.tables import Column, print_line, render_rows, write_raw
 
 DoctorOutput = Literal["table", "json", "markdown"]
@@ -43,8 +45,14 @@ def document(report: DoctorReport) -> dict[str, Any]:
             for c in report.checks
         ],
         "census": [
-            {"field": r.field, "value": r.value, "count": r.count, "example": r.example, "known": r.known,
-             "holds_back": list(r.holds_back)}
+            {
+                "field": r.field,
+                "value": r.value,
+                "count": r.count,
+                "example": r.example,
+                "known": r.known,
+                "holds_back": list(r.holds_back),
+            }
             for r in report.census
         ],
         "preview": [
@@ -55,23 +63,44 @@ def document(report: DoctorReport) -> dict[str, Any]:
     }
 
 
-def render_doctor(console: Console, report: DoctorReport, output: DoctorOutput) -> None:
+def render_doctor(
+    console: Console, report: DoctorReport, output: DoctorOutput, *, started_at: datetime, finished_at: datetime
+) -> None:
     if output == "json":
-        write_raw(console, redact(json.dumps(document(report), indent=2, ensure_ascii=False)))
+        # the versioned envelope every command prints (render/envelope.py), with the report in ``doctor``
+        clean = json.loads(redact(json.dumps(document(report), ensure_ascii=False)))
+        envelope = doctor_envelope(clean, exit_code=report.exit_code, started_at=started_at, finished_at=finished_at)
+        write_raw(console, envelope_json(envelope))
         return
     markdown = output == "markdown"
     title = f"## {headline(report)}\n" if markdown else headline(report)
     print_line(console, title, style=None if markdown else "bold")
     sections = (
-        ("Checks", [Column("area"), Column("check"), Column("verdict"), Column("evidence"), Column("action")],
-         [(c.area, c.name, c.verdict.value, c.evidence, c.action) for c in report.checks]),
-        ("Literal census", [Column("field"), Column("value"), Column("count", justify="right"), Column("example"),
-                            Column("known"), Column("holds back")],
-         [(r.field, r.value, r.count, r.example, "yes" if r.known else "NO", ", ".join(r.holds_back))
-          for r in report.census]),
-        ("Plan mapping preview", [Column("outcome"), Column("reason"), Column("plans", justify="right"),
-                                  Column("examples")],
-         [(r.outcome, r.reason, r.count, ", ".join(r.examples)) for r in report.preview]),
+        (
+            "Checks",
+            [Column("area"), Column("check"), Column("verdict"), Column("evidence"), Column("action")],
+            [(c.area, c.name, c.verdict.value, c.evidence, c.action) for c in report.checks],
+        ),
+        (
+            "Literal census",
+            [
+                Column("field"),
+                Column("value"),
+                Column("count", justify="right"),
+                Column("example"),
+                Column("known"),
+                Column("holds back"),
+            ],
+            [
+                (r.field, r.value, r.count, r.example, "yes" if r.known else "NO", ", ".join(r.holds_back))
+                for r in report.census
+            ],
+        ),
+        (
+            "Plan mapping preview",
+            [Column("outcome"), Column("reason"), Column("plans", justify="right"), Column("examples")],
+            [(r.outcome, r.reason, r.count, ", ".join(r.examples)) for r in report.preview],
+        ),
     )
     for title, columns, rows in sections:
         render_rows(console, title, columns, rows, output=output)

@@ -136,6 +136,11 @@ class ReportEnvelope(CommandDocument, _Versioned):
         description="status and the demo: the status report (sections of rows, summary, in_step, what was unavailable)",
     )
     checks: list[CheckEntry] | None = Field(default=None, description="config check: each check and what it found")
+    doctor: dict[str, Any] | None = Field(
+        default=None,
+        description="doctor: ready or not, each check with its verdict, evidence and action, the census of "
+        "literals, the plan mapping preview and the requests spent",
+    )
 
 
 # ---- from command reports ------------------------------------------------------------------------------------
@@ -217,22 +222,16 @@ def error_envelope(
     return _envelope(_empty_document(command, exit_code, started_at, finished_at, dry_run=dry_run), error=clean(error))
 
 
-def _envelope(
-    document: CommandDocument, *, error: str | None = None, status: Any = None, checks: list[CheckEntry] | None = None
-) -> ReportEnvelope:
+def _envelope(document: CommandDocument, *, error: str | None = None, **section: Any) -> ReportEnvelope:
+    """``section``: the one command-specific part (``status``, ``checks`` or ``doctor``), when there is one."""
     return ReportEnvelope(
-        schema_version=SCHEMA_VERSION,
-        tool_version=__version__,
-        **dict(document),
-        error=error,
-        status=status,
-        checks=checks,
+        schema_version=SCHEMA_VERSION, tool_version=__version__, **dict(document), error=error, **section
     )
 
 
 def envelope_json(envelope: ReportEnvelope) -> str:
-    """The document's text: indented, UTF-8, ``status`` and ``checks`` only when there are some."""
-    left_out = {name for name in ("status", "checks") if getattr(envelope, name) is None}
+    """The document's text: indented, UTF-8, ``status``, ``checks`` and ``doctor`` only when there are some."""
+    left_out = {name for name in ("status", "checks", "doctor") if getattr(envelope, name) is None}
     return envelope.model_dump_json(indent=2, exclude=left_out or None)
 
 
@@ -312,6 +311,13 @@ def checks_envelope(
     return _envelope(document, checks=entries)
 
 
+def doctor_envelope(
+    report: dict[str, Any], *, exit_code: int, started_at: datetime, finished_at: datetime
+) -> ReportEnvelope:
+    """``doctor``: its whole report (``render.doctor.document``) in ``doctor``; it plans and writes nothing."""
+    return _envelope(_empty_document("doctor", exit_code, started_at, finished_at), doctor=report)
+
+
 def _entry(result: ChangeResult, created: Mapping[str, str | None], clean: Callable[[str], str]) -> Entry:
     change = result.change
     ids = change_ids(change, result.result_id, created)
@@ -383,6 +389,7 @@ __all__ = [
     "checks_envelope",
     "command_document",
     "demo_envelope",
+    "doctor_envelope",
     "envelope_json",
     "error_envelope",
     "report_envelope",

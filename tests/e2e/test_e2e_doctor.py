@@ -81,7 +81,9 @@ def diagnose(cycle: Cycle, **runtime: Any) -> Diagnosis:
     assert amplify_writes(cycle.sandbox, marks[0]) == []
     assert recurly_writes(cycle.sandbox, marks[1]) == []
     assert settings.state.path.exists() == journal_existed
-    document = json.loads(out.getvalue())
+    envelope = json.loads(out.getvalue())  # the versioned envelope; the report is its ``doctor``
+    assert envelope["command"] == "doctor" and envelope["exit_code"] == code
+    document = envelope["doctor"]
     assert document["exit_code"] == code
     return Diagnosis(code, document, err.getvalue(), len(cycle.sandbox.amplify.requests) - marks[0])
 
@@ -168,8 +170,9 @@ def test_a_missing_role_is_named(tenant: Callable[..., Cycle]) -> None:
     )
     consumers = found.check("consumer users and orgs")
     assert consumers["verdict"] == "action needed"
-    assert consumers["evidence"].endswith("the service account needs the organization's Administrator role on the "
-                                          "Amplify Platform")
+    assert consumers["evidence"].endswith(
+        "the service account needs the organization's Administrator role on the Amplify Platform"
+    )
     assert found.check("traceability count")["verdict"] == "unknown"
 
 
@@ -215,9 +218,12 @@ def test_unsampled_summaries_match_the_invoiced_units(tenant: Callable[..., Cycl
 
     assert counted == invoiced
     assert found.check("sampling") == {
-        "area": "usage source", "check": "sampling", "verdict": "ok", "action": "",
+        "area": "usage source",
+        "check": "sampling",
+        "verdict": "ok",
+        "action": "",
         "evidence": f"Traceability counted {counted} of {invoiced} units Amplify invoiced over {intervals} "
-                    "interval(s) (100.0%): not sampled",
+        "interval(s) (100.0%): not sampled",
     }
 
 
@@ -287,20 +293,30 @@ def _bill_three_days_and_invoice_them(cycle: Cycle) -> tuple[int, int, int]:
     counted = invoiced = intervals = 0
     pairs = sorted({(e.subscription_id, e.quota_id) for e in ledger})
     for subscription_id, quota_id in pairs:
-        full = [cycle.sandbox.amplify.traffic(day, day + timedelta(days=1)).get((subscription_id, quota_id), 0)
-                for day in days]
-        cycle.sandbox.amplify.put_resource({
-            "kind": "SubscriptionInvoice",
-            "name": f"{subscription_id[:16]}{quota_id[:16]}",
-            "metadata": {"scope": {"kind": "Subscription", "name": by_id[subscription_id]["name"]}},
-            "spec": {
-                "period": {"from": _stamp(days[0]), "to": _stamp(days[-1] + timedelta(days=1))},
-                "quotas": [{"name": quota_names[quota_id], "units": sum(full),
-                            "intervals": [{"from": _stamp(day), "units": units}
-                                          for day, units in zip(days, full, strict=True)]}],
-            },
-            "state": {"name": "draft"},
-        })
+        full = [
+            cycle.sandbox.amplify.traffic(day, day + timedelta(days=1)).get((subscription_id, quota_id), 0)
+            for day in days
+        ]
+        cycle.sandbox.amplify.put_resource(
+            {
+                "kind": "SubscriptionInvoice",
+                "name": f"{subscription_id[:16]}{quota_id[:16]}",
+                "metadata": {"scope": {"kind": "Subscription", "name": by_id[subscription_id]["name"]}},
+                "spec": {
+                    "period": {"from": _stamp(days[0]), "to": _stamp(days[-1] + timedelta(days=1))},
+                    "quotas": [
+                        {
+                            "name": quota_names[quota_id],
+                            "units": sum(full),
+                            "intervals": [
+                                {"from": _stamp(day), "units": units} for day, units in zip(days, full, strict=True)
+                            ],
+                        }
+                    ],
+                },
+                "state": {"name": "draft"},
+            }
+        )
         # the journal speaks for a pair from its first reported window (a day counted 0 is not recorded)
         entries = [e for e in ledger if (e.subscription_id, e.quota_id) == (subscription_id, quota_id)]
         first = min(e.window_start for e in entries)
