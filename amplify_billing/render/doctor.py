@@ -16,6 +16,7 @@ from amplify_billing.render.tables import Column, print_line, render_rows, write
 
 DoctorOutput = Literal["table", "json", "markdown"]
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+CENSUS_FIELDS = ("field", "value", "count", "example", "known")
 
 
 def headline(report: DoctorReport) -> str:
@@ -45,14 +46,7 @@ def document(report: DoctorReport) -> dict[str, Any]:
             for c in report.checks
         ],
         "census": [
-            {
-                "field": r.field,
-                "value": r.value,
-                "count": r.count,
-                "example": r.example,
-                "known": r.known,
-                "holds_back": list(r.holds_back),
-            }
+            {**{name: getattr(r, name) for name in CENSUS_FIELDS}, "holds_back": list(r.holds_back)}
             for r in report.census
         ],
         "preview": [
