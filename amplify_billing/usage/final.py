@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from amplify_billing import safety
 from amplify_billing.changes import ChangeResult
+from amplify_billing.collaborators import Phase
 from amplify_billing.commands.options import SyncOptions
 from amplify_billing.gather.subscriptions import attached_add_ons, usage_reported_through
 from amplify_billing.reconcile.subscriptions import (
@@ -14,12 +15,11 @@ from amplify_billing.reconcile.subscriptions import (
     awaiting_final_usage,
     diff_subscriptions,
 )
-from amplify_billing.runtime import Runtime
 from amplify_billing.usage.reporting import UsageOptions, report_usage_with_watermarks
 
 
 def report_final_usage(
-    rt: Runtime, inputs: SubscriptionInputs, sub_options: SubscriptionOptions, options: SyncOptions, run_id: int | None
+    rt: Phase, inputs: SubscriptionInputs, sub_options: SubscriptionOptions, options: SyncOptions, run_id: int | None
 ) -> tuple[SubscriptionInputs, list[ChangeResult]]:
     """Report the last usage of ended subscriptions (up to their end) before the diff may end them.
 
