@@ -19,10 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from amplify_billing.collaborators import AmplifyAccess, OpensJournal, RecurlyAccess, Settled
 from amplify_billing.errors import AmplifyBillingError, ConfigError, ExitCode
-from amplify_billing.runtime import Runtime
 from amplify_billing.settings import Settings
 from amplify_billing.usage.sources import FileSource
 from amplify_billing.usage.windows import WINDOW_SIZES
@@ -34,6 +34,10 @@ READ_ONLY_WHY = "user access governs Recurly's admin UI only: admins see the Amp
 
 # Opted-in products named in the report; more are counted, not listed.
 MAX_NAMED_PRODUCTS = 10
+
+
+class Checkable(Settled, AmplifyAccess, RecurlyAccess, OpensJournal, Protocol):
+    """What the checks use: the settings, both systems' clients and the journal."""
 
 
 class Level(StrEnum):
@@ -75,7 +79,7 @@ def describe_settings(settings: Settings) -> str:
     )
 
 
-def _credentials(rt: Runtime) -> tuple[Level, str]:
+def _credentials(rt: Checkable) -> tuple[Level, str]:
     # building the clients sends nothing, but loads a key pair and refuses a missing secret
     rt.amplify()
     a = rt.settings.amplify
@@ -91,7 +95,7 @@ def _nearest_existing(path: Path) -> Path:
     return Path(".")
 
 
-def _journal(rt: Runtime) -> tuple[Level, str]:
+def _journal(rt: Checkable) -> tuple[Level, str]:
     path = rt.settings.state.path
     if path.exists():
         journal = rt.journal()  # opening an existing journal checks that it is one, of a known schema
@@ -108,7 +112,7 @@ def _journal(rt: Runtime) -> tuple[Level, str]:
     return Level.OK, f"{path} does not exist yet; the first run creates it"
 
 
-def _usage_source(rt: Runtime) -> tuple[Level, str]:
+def _usage_source(rt: Checkable) -> tuple[Level, str]:
     usage = rt.settings.usage
     if usage.source == "file":
         if usage.file_path is None:
@@ -132,7 +136,7 @@ def _product_names(products: Sequence[dict[str, Any]]) -> str:
     return shown + (f" and {len(names) - MAX_NAMED_PRODUCTS} more" if len(names) > MAX_NAMED_PRODUCTS else "")
 
 
-def _amplify(rt: Runtime) -> tuple[Level, str]:
+def _amplify(rt: Checkable) -> tuple[Level, str]:
     a = rt.settings.amplify
     clients = rt.amplify()
     clients.transport.tokens.token()
@@ -148,7 +152,7 @@ def _amplify(rt: Runtime) -> tuple[Level, str]:
     return Level.OK, f"{found}; {len(products)} opted-in product(s): {_product_names(products)}"
 
 
-def _recurly(rt: Runtime) -> tuple[Level, str]:
+def _recurly(rt: Checkable) -> tuple[Level, str]:
     site = rt.recurly().get_site()
     if not site:
         return Level.WARN, "the API key was accepted but lists no site; check that it is a private key of a site"
@@ -184,7 +188,7 @@ def custom_field_check(definitions: Sequence[dict[str, Any]], name: str, source:
     return Level.OK, detail
 
 
-def _custom_field(rt: Runtime) -> tuple[Level, str]:
+def _custom_field(rt: Checkable) -> tuple[Level, str]:
     name = rt.settings.subscriptions.custom_field
     assert name is not None
     definitions = rt.recurly().list_custom_field_definitions({"related_type": "subscription"})
@@ -194,7 +198,7 @@ def _custom_field(rt: Runtime) -> tuple[Level, str]:
 # ---- the command -----------------------------------------------------------------------------------
 
 
-def run_checks(rt: Runtime, *, offline: bool) -> list[Check]:
+def run_checks(rt: Checkable, *, offline: bool) -> list[Check]:
     settings = rt.settings
     checks = [
         Check("configuration", Level.OK, describe_settings(settings)),

@@ -11,9 +11,9 @@ from amplify_billing import interrupt, safety
 from amplify_billing.actions import Action
 from amplify_billing.apply import DEADLINE_SKIP, Applier, Handler
 from amplify_billing.changes import REPORT_ONLY, Change, ChangeKind, ChangeResult, ChangeSet, CommandReport, Outcome
+from amplify_billing.collaborators import Engine, Recording
 from amplify_billing.errors import ExitCode
 from amplify_billing.plan_overlay import planned_id
-from amplify_billing.runtime import Runtime
 
 
 class _NoAudit:
@@ -24,7 +24,7 @@ class _NoAudit:
 
 
 def execute(
-    rt: Runtime,
+    rt: Engine,
     changeset: ChangeSet,
     *,
     dry_run: bool,
@@ -32,7 +32,7 @@ def execute(
     run_id: int | None,
     handlers: Mapping[type[Action], Handler] | None = None,
 ) -> tuple[list[ChangeResult], str | None]:
-    """Dry run: the plan applied to the overlays (``Runtime.plan_on_overlays``), with what the safety valve would
+    """Dry run: the plan applied to the overlays (``Engine.plan_on_overlays``), with what the safety valve would
     say. Otherwise: safety valve, then apply. Returns results and a note for the report."""
     if dry_run or rt.planning:
         return _plan(rt, changeset, force=force, handlers=handlers)
@@ -58,7 +58,7 @@ def execute(
     return results, note
 
 
-def record(rt: Runtime, command: str, changes: Sequence[Change], *, run_id: int | None) -> list[ChangeResult]:
+def record(rt: Engine, command: str, changes: Sequence[Change], *, run_id: int | None) -> list[ChangeResult]:
     """Apply journal effects now (to the journal, or to its overlay while planning), audited like any write: the
     steps after them read what they recorded. Returns their results for the report."""
     if not changes:
@@ -68,7 +68,7 @@ def record(rt: Runtime, command: str, changes: Sequence[Change], *, run_id: int 
 
 
 def _plan(
-    rt: Runtime, changeset: ChangeSet, *, force: bool, handlers: Mapping[type[Action], Handler] | None
+    rt: Engine, changeset: ChangeSet, *, force: bool, handlers: Mapping[type[Action], Handler] | None
 ) -> tuple[list[ChangeResult], str | None]:
     """Every write applied to the overlays, in the order and with the dependencies a real run has (so a later step
     plans against what this one would leave); reported as planned. Nothing reaches either system or the journal."""
@@ -137,7 +137,7 @@ def _recorded(result: ChangeResult) -> bool:
     return result.change.kind is ChangeKind.RECORD and result.outcome in (Outcome.APPLIED, Outcome.PLANNED)
 
 
-def recorded(rt: Runtime, command: str, dry_run: bool, run: Callable[[int | None], CommandReport]) -> CommandReport:
+def recorded(rt: Recording, command: str, dry_run: bool, run: Callable[[int | None], CommandReport]) -> CommandReport:
     """Run one command body with its entry in the journal's run history (real runs only).
 
     First of all, the journal must be this Recurly site's and Amplify tenant's (exit 2 otherwise, with nothing read

@@ -6,13 +6,13 @@ from __future__ import annotations
 from amplify_billing.actions import Action
 from amplify_billing.amplify.invoice_executor import amplify_invoice_handlers
 from amplify_billing.apply import Handler
+from amplify_billing.collaborators import Phase
 from amplify_billing.invoice_actions import RecurlyInvoice
 from amplify_billing.recurly.invoice_executor import InvoiceOutcomes, invoice_handlers
 from amplify_billing.recurly.invoices import InvoiceCalls, recurly_invoice
-from amplify_billing.runtime import Runtime
 
 
-def sync_invoice_handlers(rt: Runtime, outcomes: InvoiceOutcomes) -> dict[type[Action], Handler]:
+def sync_invoice_handlers(rt: Phase, outcomes: InvoiceOutcomes) -> dict[type[Action], Handler]:
     def invoice_of(invoice_id: str) -> RecurlyInvoice:
         """The invoice a payment names: this apply's create answer (no request), else read from Recurly."""
         made = outcomes.created.get(invoice_id)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from amplify_billing.changes import Change
+from amplify_billing.collaborators import Reading
 from amplify_billing.commands.options import SyncOptions
 from amplify_billing.errors import ConfigError
 from amplify_billing.gather.subscriptions import LinkReader, endable, reads_of, subscription_inputs
@@ -19,7 +20,6 @@ from amplify_billing.reconcile.subscriptions import (
     SubscriptionOptions,
     match_subscriptions,
 )
-from amplify_billing.runtime import Runtime
 
 
 def missed(journal: LinkReader, inputs: SubscriptionInputs) -> list[Change]:
@@ -35,7 +35,7 @@ def missed(journal: LinkReader, inputs: SubscriptionInputs) -> list[Change]:
     return changes
 
 
-def operator_ends(rt: Runtime, options: SyncOptions) -> list[Change]:
+def operator_ends(rt: Reading, options: SyncOptions) -> list[Change]:
     """--end: each id must be one the tool cannot end by itself (else exit 2 naming it); kept in the journal, so
     later runs finish the end (its final usage must settle first)."""
     if not options.end:

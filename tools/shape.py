@@ -19,6 +19,18 @@ MODULE_LINES, FUNCTION_LINES, COMMAND_LINES = 500, 80, 150
 # emulator state was exempt from the module size rule (issue 12); both emulators fit since their state was split
 # (sandbox/recurly_lifecycle.py; sandbox/amplify_catalog.py, amplify_platform.py, amplify_lexus.py...)
 EXEMPT: set[str] = set()
+# The layers that receive narrow collaborators (``amplify_billing/collaborators.py``), never the composition root:
+# every command but ``run`` (which composes), gathering, the usage phase, the engine, and the helpers they hand
+# their collaborators to. None of them may import ``amplify_billing.runtime``, not even under TYPE_CHECKING.
+RUNTIME = "amplify_billing.runtime"
+NARROW_PREFIXES = ("amplify_billing.commands.", "amplify_billing.gather.", "amplify_billing.usage.")
+NARROW_MODULES = {
+    "amplify_billing.execute",
+    "amplify_billing.subscription_journal",
+    "amplify_billing.invoice_apply",
+    "amplify_billing.config_checks",
+}
+COMPOSES = {"amplify_billing.commands.run"}
 
 
 def _module_name(path: Path) -> str:
@@ -89,6 +101,8 @@ class Shape:
     command_imports: list[tuple[str, str]] = field(default_factory=list)
     # pairs of places sharing MIN_LINES or more lines of one shape (tools/repeated_shapes.py says what counts)
     repeats: list[Repeat] = field(default_factory=list)
+    # modules of the narrow layers that import the composition root (``RUNTIME``) instead of their protocol
+    runtime_imports: list[str] = field(default_factory=list)
 
 
 def measure() -> Shape:
@@ -130,6 +144,17 @@ def measure() -> Shape:
         big_commands=sorted(big_commands, reverse=True),
         command_imports=_command_imports(graph),
         repeats=find_repeats(sources),
+        runtime_imports=runtime_importers(graph),
+    )
+
+
+def runtime_importers(graph: dict[str, set[str]]) -> list[str]:
+    """The modules of the narrow layers (``NARROW_PREFIXES``, ``NARROW_MODULES``; ``run`` aside) importing the
+    Runtime anywhere in them (``graph`` holds every import: in functions and under TYPE_CHECKING too)."""
+    return sorted(
+        name
+        for name, imported in graph.items()
+        if (name.startswith(NARROW_PREFIXES) or name in NARROW_MODULES) and name not in COMPOSES and RUNTIME in imported
     )
 
 
@@ -161,6 +186,9 @@ def main() -> int:
     print(f"commands importing another command (run aside): {len(shape.command_imports)}")
     for command, other in shape.command_imports:
         print(f"  {command} -> {other}")
+    print(f"narrow layers importing the Runtime (run aside): {len(shape.runtime_imports)}")
+    for name in shape.runtime_imports:
+        print(f"  {name}")
     print(f"places sharing {MIN_LINES}+ lines of one shape: {len(shape.repeats)}")
     for repeat in shape.repeats:
         print(f"  {repeat}")

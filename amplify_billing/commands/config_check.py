@@ -6,13 +6,19 @@ the checks that did not pass (all passed: one line); ``--output json`` is the re
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from amplify_billing import __version__
-from amplify_billing.config_checks import Check, Level, exit_code_for, run_checks
+from amplify_billing.collaborators import Clocked, Consoles
+from amplify_billing.config_checks import Check, Checkable, Level, exit_code_for, run_checks
 from amplify_billing.render import Column, render_rows
 from amplify_billing.render.diagnostics import console_line
 from amplify_billing.render.envelope import checks_envelope, envelope_json
 from amplify_billing.render.tables import iso, print_line, write_raw
-from amplify_billing.runtime import Runtime
+
+
+class ConfigCheck(Checkable, Clocked, Consoles, Protocol):
+    """What config check uses: what the checks use (``config_checks.Checkable``), the clock and the console."""
 
 
 def _total(checks: list[Check], code: int) -> str:
@@ -21,7 +27,7 @@ def _total(checks: list[Check], code: int) -> str:
     return f"Checks: {parts}; exit {code}"
 
 
-def config_check(rt: Runtime, *, offline: bool, output: str = "table", quiet: bool = False) -> int:
+def config_check(rt: ConfigCheck, *, offline: bool, output: str = "table", quiet: bool = False) -> int:
     """Run the checks, print what each found, return the exit code."""
     started = rt.clock()
     checks = run_checks(rt, offline=offline)

@@ -7,11 +7,17 @@ The layers: ``gather.doctor`` (the only I/O; no write to either system, no journ
 
 from __future__ import annotations
 
+from typing import Protocol
+
+from amplify_billing.collaborators import Consoles
 from amplify_billing.errors import ConfigError
-from amplify_billing.gather.doctor import gather_doctor
+from amplify_billing.gather.doctor import DoctorReads, gather_doctor
 from amplify_billing.reconcile.doctor import build_doctor
 from amplify_billing.render.doctor import DoctorOutput, render_doctor
-from amplify_billing.runtime import Runtime
+
+
+class Doctor(DoctorReads, Consoles, Protocol):
+    """What doctor uses: its reads (``gather.doctor``) and the console its report goes to."""
 
 
 def doctor_output(value: str) -> DoctorOutput:
@@ -21,7 +27,7 @@ def doctor_output(value: str) -> DoctorOutput:
     raise ConfigError(f"--output {value!r}: use table, json or markdown")
 
 
-def doctor(rt: Runtime, *, output: DoctorOutput = "table") -> int:
+def doctor(rt: Doctor, *, output: DoctorOutput = "table") -> int:
     """Gather, judge, render; the exit code (0 ready, 4 action needed)."""
     started = rt.clock()
     report = build_doctor(gather_doctor(rt))

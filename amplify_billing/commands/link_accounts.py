@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from amplify_billing.actions import CreateAccount, SetAttributes
 from amplify_billing.changes import CommandReport, Outcome
+from amplify_billing.collaborators import Phase
 from amplify_billing.commands.options import SyncOptions
 from amplify_billing.execute import execute, make_report
 from amplify_billing.gather.invoices import invoiced_subscriptions
@@ -13,10 +14,9 @@ from amplify_billing.gather.owners import owner_details
 from amplify_billing.gather.subscriptions import amplify_subscriptions, linked_plans, reads_of
 from amplify_billing.identity import account_code
 from amplify_billing.reconcile.accounts import AccountOptions, diff_accounts, needs_billing
-from amplify_billing.runtime import Runtime
 
 
-def link_accounts(rt: Runtime, options: SyncOptions, *, run_id: int | None) -> CommandReport:
+def link_accounts(rt: Phase, options: SyncOptions, *, run_id: int | None) -> CommandReport:
     snapshots = rt.snapshots()
     plans = linked_plans(reads_of(rt))
     subscriptions, _problems = amplify_subscriptions(reads_of(rt), plans)

@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 from amplify_billing.changes import CommandReport
-from amplify_billing.runtime import Runtime
+from amplify_billing.collaborators import Phase
 from amplify_billing.usage.reporting import UsageOptions, report_usage_with_watermarks
 
 
-def report_usage(rt: Runtime, options: UsageOptions, *, run_id: int | None) -> CommandReport:
+def report_usage(rt: Phase, options: UsageOptions, *, run_id: int | None) -> CommandReport:
     return report_usage_with_watermarks(rt, options, run_id=run_id)[0]
 
 

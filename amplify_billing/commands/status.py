@@ -18,13 +18,18 @@ The layers: ``gather.status`` (the only I/O) → ``StatusInputs`` → ``reconcil
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
+from amplify_billing.collaborators import Consoles
 from amplify_billing.errors import ConfigError, ExitCode, UpstreamError
-from amplify_billing.gather.status import gather_status, journal_view, readable_side
+from amplify_billing.gather.status import StatusReads, gather_status, journal_view, readable_side
 from amplify_billing.reconcile.status import StatusFilter, StatusReport, build_status
 from amplify_billing.reconcile.status_offline import journal_status
 from amplify_billing.render.status import render_status
-from amplify_billing.runtime import Runtime
+
+
+class Status(StatusReads, Consoles, Protocol):
+    """What status uses: its reads (``gather.status``) and the consoles its report and errors go to."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,7 @@ class StatusOptions:
     only: StatusFilter | None = None
 
 
-def _report(rt: Runtime, options: StatusOptions) -> StatusReport:
+def _report(rt: Status, options: StatusOptions) -> StatusReport:
     if options.offline:
         return journal_status(journal_view(rt), rt.clock(), only=options.only)
     try:
@@ -56,7 +61,7 @@ def _report(rt: Runtime, options: StatusOptions) -> StatusReport:
     return report
 
 
-def status(rt: Runtime, options: StatusOptions) -> int:
+def status(rt: Status, options: StatusOptions) -> int:
     """Gather, build, render; the exit code (4 with ``--exit-code`` when something is out of step; 3 when a system
     could not be read)."""
     started = rt.clock()

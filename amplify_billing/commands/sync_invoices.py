@@ -8,13 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from amplify_billing.changes import ChangeResult, CommandReport, Outcome
+from amplify_billing.collaborators import Command, Phase
 from amplify_billing.execute import execute, make_report, recorded
 from amplify_billing.gather.invoices import invoice_inputs, plan_options
 from amplify_billing.invoice_actions import CreateInvoicePurchase
 from amplify_billing.invoice_apply import sync_invoice_handlers
 from amplify_billing.reconcile.invoices import diff_invoices, refusal_changes
 from amplify_billing.recurly.invoice_executor import InvoiceOutcomes
-from amplify_billing.runtime import Runtime
 
 COMMAND = "sync-invoices"
 
@@ -26,7 +26,7 @@ class InvoiceOptions:
     force: bool = False
 
 
-def sync_invoices(rt: Runtime, options: InvoiceOptions, *, run_id: int | None) -> CommandReport:
+def sync_invoices(rt: Phase, options: InvoiceOptions, *, run_id: int | None) -> CommandReport:
     if not rt.settings.billing.any_invoiced:
         # no request at all: a run of recurly mode only costs what it did before this command existed
         off = "no Marketplace is in marketplace mode (billing.mode, billing.marketplaces): nothing to invoice"
@@ -66,6 +66,6 @@ def _creates(result: ChangeResult) -> bool:
     return isinstance(result.change.action, CreateInvoicePurchase)
 
 
-def sync_invoices_body(options: InvoiceOptions) -> Callable[[Runtime], list[CommandReport]]:
+def sync_invoices_body(options: InvoiceOptions) -> Callable[[Command], list[CommandReport]]:
     """The CLI's body: the command with its entry in the journal's run history."""
     return lambda rt: [recorded(rt, COMMAND, options.dry_run, lambda run_id: sync_invoices(rt, options, run_id=run_id))]

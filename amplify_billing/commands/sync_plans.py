@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from amplify_billing.changes import CommandReport, Outcome
+from amplify_billing.collaborators import Engine, Listings
 from amplify_billing.execute import execute, make_report
 from amplify_billing.gather.options import plan_sync_options
 from amplify_billing.reconcile.plans import diff_plans
-from amplify_billing.runtime import Runtime
+
+
+class CatalogSync(Listings, Engine, Protocol):
+    """What sync-plans uses: the listings of both catalogs, the settings and the engine."""
 
 
 @dataclass(frozen=True)
@@ -19,7 +24,7 @@ class SyncPlansOptions:
     products: tuple[str, ...] = ()
 
 
-def sync_plans(rt: Runtime, options: SyncPlansOptions, *, run_id: int | None) -> CommandReport:
+def sync_plans(rt: CatalogSync, options: SyncPlansOptions, *, run_id: int | None) -> CommandReport:
     snapshots = rt.snapshots()
     catalog = snapshots.amplify_catalog(options.products)
     recurly = snapshots.recurly_catalog()

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
+
+from rich.console import Console
 
 from amplify_billing.amplify.parse import parse_subscription
 from amplify_billing.amplify.resources import ResourceClient
+from amplify_billing.collaborators import Clocked, RecurlyAccess
 from amplify_billing.config_checks import custom_field_check
 from amplify_billing.errors import AmplifyBillingError, ConfigError, UpstreamError
 from amplify_billing.gather.doctor_usage import (
+    AmplifyReads,
     InvoiceReader,
+    JournalReads,
     invoiced_units,
     journal_counts,
     newest_invoices,
@@ -29,10 +34,20 @@ from amplify_billing.models import AmplifySubscription
 from amplify_billing.reconcile.doctor import DoctorInputs, KindVersion, Probe, RecurlyEvidence
 from amplify_billing.reconcile.doctor_sampling import InvoicedUnits, JournalCounts
 from amplify_billing.reconcile.doctor_usage import UsageEvidence
-from amplify_billing.runtime import Runtime
 from amplify_billing.snapshots import _chunks, _in
 
 Raw = dict[str, Any]
+
+
+class DoctorReads(AmplifyReads, JournalReads, RecurlyAccess, Clocked, Protocol):
+    """What doctor reads: both systems and the journal, read-only; its progress lines go to ``err_console``, and
+    its report counts the requests made (``api_calls``)."""
+
+    @property
+    def err_console(self) -> Console: ...
+    def api_calls(self) -> dict[str, dict[str, int]]: ...
+
+
 KINDS = ("products", "productplans", "quotas", "productplanunits", "subscriptions", "subscriptioninvoices")
 
 
@@ -82,7 +97,7 @@ class _Catalog:
         return tuple(found)
 
 
-def _read_catalog(rt: Runtime, invoices: InvoiceReader) -> _Catalog:
+def _read_catalog(rt: AmplifyReads, invoices: InvoiceReader) -> _Catalog:
     amplify = rt.settings.amplify
     catalog = _Catalog(rt.amplify().resources)
     query = f'attributes.{amplify.opt_in_attribute}=="{amplify.opt_in_value}"'
@@ -103,7 +118,7 @@ def _probe(area: str, read: Callable[[], str]) -> Probe:
         return Probe(area, False, str(error), _status(error))
 
 
-def _owner_probes(rt: Runtime, subscriptions: Sequence[Raw]) -> tuple[Probe, Probe]:
+def _owner_probes(rt: AmplifyReads, subscriptions: Sequence[Raw]) -> tuple[Probe, Probe]:
     """A team, and a user and an org, of one subscription's owner: what link-accounts reads for an account."""
     owners = [s for s in map(parse_subscription, subscriptions) if isinstance(s, AmplifySubscription)]
     owner = next((s for s in owners if s.owner_team), None)
@@ -132,7 +147,7 @@ def _owner_probes(rt: Runtime, subscriptions: Sequence[Raw]) -> tuple[Probe, Pro
     return _probe("teams", read_team), _probe("consumers", read_consumer)
 
 
-def _recurly(rt: Runtime) -> RecurlyEvidence:
+def _recurly(rt: DoctorReads) -> RecurlyEvidence:
     try:
         gateway = rt.recurly()
         site = gateway.get_site()
@@ -151,7 +166,7 @@ def _recurly(rt: Runtime) -> RecurlyEvidence:
     return RecurlyEvidence(site or None, "" if site else "the API key lists no site", units, field)
 
 
-def _announce_waits(rt: Runtime) -> None:
+def _announce_waits(rt: DoctorReads) -> None:
     """A progress line whenever the rate limit makes a request wait (doctor stays within it)."""
     transport = rt.amplify().transport
     per_minute = rt.settings.amplify.rate_limit_per_minute
@@ -175,7 +190,7 @@ def _traceability_probe(usage: UsageEvidence, token: bool) -> Probe:
 
 
 def _sampling_inputs(
-    rt: Runtime, items: Mapping[str, list[Raw]], invoice_error: AmplifyBillingError | None
+    rt: DoctorReads, items: Mapping[str, list[Raw]], invoice_error: AmplifyBillingError | None
 ) -> tuple[tuple[InvoicedUnits, ...] | None, JournalCounts | None, str]:
     """The invoices' metered units and the journal's counts for the sampling verdict, and why they are missing."""
     journal, why = journal_counts(rt)
@@ -188,7 +203,7 @@ def _sampling_inputs(
     return invoiced, journal, why
 
 
-def gather_doctor(rt: Runtime, *, invoices: InvoiceReader = newest_invoices) -> DoctorInputs:
+def gather_doctor(rt: DoctorReads, *, invoices: InvoiceReader = newest_invoices) -> DoctorInputs:
     settings = rt.settings
     now = rt.clock()
     pinned = None if settings.amplify.api_version == "auto" else settings.amplify.api_version

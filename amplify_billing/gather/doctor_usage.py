@@ -13,10 +13,10 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from amplify_billing.amplify.parse import parse_timestamp
+from amplify_billing.collaborators import AmplifyAccess, OpensJournal, Settled
 from amplify_billing.errors import AmplifyBillingError, UpstreamError
 from amplify_billing.reconcile.doctor_sampling import InvoicedUnits, JournalCounts
 from amplify_billing.reconcile.doctor_usage import UsageEvidence
-from amplify_billing.runtime import Runtime
 from amplify_billing.usage.sources import FileSource
 from amplify_billing.usage.windows import WINDOW_SIZES, window_floor
 
@@ -33,6 +33,14 @@ class InvoicePages(Protocol):
 InvoiceReader = Callable[[InvoicePages], list[dict[str, Any]]]
 
 
+class AmplifyReads(Settled, AmplifyAccess, Protocol):
+    """The settings and Amplify's clients: the catalog, the owners' details, Traceability (or the usage file)."""
+
+
+class JournalReads(Settled, OpensJournal, Protocol):
+    """What the journal's daily counts read: the journal, only if its file exists."""
+
+
 def newest_invoices(resources: InvoicePages) -> list[dict[str, Any]]:
     """The newest page of SubscriptionInvoices of every subscription: one request, also the kind's version probe
     (reference §3.6: listable across all subscriptions at /catalog/v1/subscriptioninvoices)."""
@@ -40,7 +48,7 @@ def newest_invoices(resources: InvoicePages) -> list[dict[str, Any]]:
     return list(next(iter(pages), []))
 
 
-def traceability_evidence(rt: Runtime, now: datetime) -> UsageEvidence:
+def traceability_evidence(rt: AmplifyReads, now: datetime) -> UsageEvidence:
     """The last settled window counted grouped (with the configured explicit limit) and ungrouped, and the oldest
     transaction held; or the file source's rows."""
     usage = rt.settings.usage
@@ -116,7 +124,7 @@ def invoiced_units(invoices: Sequence[Raw], subscriptions: Sequence[Raw], quotas
     return found
 
 
-def journal_counts(rt: Runtime) -> tuple[JournalCounts | None, str]:
+def journal_counts(rt: JournalReads) -> tuple[JournalCounts | None, str]:
     """The daily counts the journal keeps, and the span each pair's counts cover; (None, why) without a journal.
     An absent journal is never created (doctor is read-only)."""
     if not rt.settings.state.path.exists():

@@ -31,7 +31,7 @@ from amplify_billing.settings import Settings
 from amplify_billing.settings.secret import Secret
 
 if TYPE_CHECKING:
-    from amplify_billing.runtime import Runtime
+    from amplify_billing.collaborators import InvoiceReads
 
 
 def plan_options(settings: Settings) -> InvoicePlanOptions:
@@ -55,7 +55,7 @@ def _account(data: Mapping[str, Any], subdomain: str) -> InvoiceAccount:
     return InvoiceAccount(str(data.get("code")), has_card=bool(data.get("billing_info")), link=link)
 
 
-def _accounts(rt: Runtime, codes: Iterable[str], calls: InvoiceCalls) -> dict[str, InvoiceAccount]:
+def _accounts(rt: InvoiceReads, codes: Iterable[str], calls: InvoiceCalls) -> dict[str, InvoiceAccount]:
     """The accounts of the consumers; one this run created (link-accounts keeps only its code) is read whole."""
     wanted = sorted(set(codes))
     if not wanted:
@@ -119,7 +119,7 @@ def _draft(
         found.recurly[invoice.id] = recurly_invoice(data)
 
 
-def _plan_currencies(rt: Runtime, invoices: Iterable[SubscriptionInvoice]) -> dict[str, str]:
+def _plan_currencies(rt: InvoiceReads, invoices: Iterable[SubscriptionInvoice]) -> dict[str, str]:
     """The currency of each plan an invoice without one names (``spec.billing.currency``); one read per plan."""
     result: dict[str, str] = {}
     for name in sorted({i.plan_name for i in invoices if i.currency is None and i.plan_name}):
@@ -133,7 +133,7 @@ def _plan_currencies(rt: Runtime, invoices: Iterable[SubscriptionInvoice]) -> di
     return result
 
 
-def invoice_inputs(rt: Runtime) -> InvoiceInputs:
+def invoice_inputs(rt: InvoiceReads) -> InvoiceInputs:
     settings = rt.settings
     listing = list_subscription_invoices(rt.amplify().resources, query=amp.ACTIONABLE_QUERY)
     ours = [i for i in listing.invoices if settings.billing.invoiced(i.marketplace_name)]
@@ -166,7 +166,7 @@ def invoice_inputs(rt: Runtime) -> InvoiceInputs:
     )
 
 
-def invoiced_subscriptions(rt: Runtime) -> list[AmplifySubscription]:
+def invoiced_subscriptions(rt: InvoiceReads) -> list[AmplifySubscription]:
     """The subscriptions Amplify's invoices bill (their Marketplace is in marketplace mode), whatever their plan:
     link-accounts gives their owners Recurly accounts. No request when no Marketplace is in that mode."""
     query = invoiced_query(rt.settings.billing)

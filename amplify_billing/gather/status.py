@@ -8,12 +8,13 @@ costs the same listings as a dry run plus one count query per distinct period ra
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from amplify_billing.amplify.parse import parse_timestamp
+from amplify_billing.collaborators import AmplifyAccess, Clocked, Listings, OpensJournal, RecurlyAccess, Settled
 from amplify_billing.errors import AmplifyBillingError
 from amplify_billing.gather.options import plan_sync_options, subscription_options
 from amplify_billing.gather.subscriptions import GatherReads, subscription_inputs
@@ -33,7 +34,6 @@ from amplify_billing.reconcile.status import (
 from amplify_billing.reconcile.status_offline import JournalView, plans_section
 from amplify_billing.reconcile.status_report import Row, Section
 from amplify_billing.reconcile.subscriptions import SubscriptionInputs, match_subscriptions
-from amplify_billing.runtime import Runtime
 from amplify_billing.usage.sources import RangeCount, build_source
 from amplify_billing.usage.windows import WINDOW_SIZES
 
@@ -49,14 +49,22 @@ class JournalReader(Protocol):
     def last_run(self, command: str) -> RunRecord | None: ...
 
 
-def _journal(rt: Runtime) -> tuple[JournalReader, bool]:
+class StatusReads(Settled, Clocked, Listings, OpensJournal, AmplifyAccess, RecurlyAccess, Protocol):
+    """What status reads: both systems, the journal (only if its file exists), usage counts; ``sleep`` for the
+    fresh Recurly gateway of ``readable_side``."""
+
+    @property
+    def sleep(self) -> Callable[[float], None]: ...
+
+
+def _journal(rt: StatusReads) -> tuple[JournalReader, bool]:
     # opening the journal creates its file; status writes nothing, so a missing journal reads as empty
     if rt.settings.state.path.exists():
         return rt.journal(), True
     return EmptyJournal(), False
 
 
-def _recurly_usage(rt: Runtime, target: UsageTarget) -> tuple[Mapping[str, Any], ...]:
+def _recurly_usage(rt: RecurlyAccess, target: UsageTarget) -> tuple[Mapping[str, Any], ...]:
     records = rt.recurly().list_usage(
         f"uuid-{target.recurly_uuid}",
         f"code-{target.add_on_code}",
@@ -65,7 +73,7 @@ def _recurly_usage(rt: Runtime, target: UsageTarget) -> tuple[Mapping[str, Any],
     return tuple(records)
 
 
-def _intent_in_recurly(rt: Runtime, intent: Intent) -> bool | None:
+def _intent_in_recurly(rt: RecurlyAccess, intent: Intent) -> bool | None:
     if intent.kind != INTENT_KIND:
         return None
     p = intent.payload
@@ -81,7 +89,7 @@ def _intent_in_recurly(rt: Runtime, intent: Intent) -> bool | None:
 
 
 def _usage_facts(
-    rt: Runtime, journal: JournalReader, targets: list[UsageTarget], size: timedelta, *, verify: bool
+    rt: StatusReads, journal: JournalReader, targets: list[UsageTarget], size: timedelta, *, verify: bool
 ) -> list[UsageFacts]:
     """Amplify's count of each target's range (one query per distinct range), the journal's entries, and
     with ``verify`` Recurly's records."""
@@ -110,7 +118,7 @@ def _usage_facts(
 
 
 def _targets(
-    rt: Runtime, journal: JournalReader, subscriptions: SubscriptionInputs, matches: Mapping[str, str], size: timedelta
+    rt: Listings, journal: JournalReader, subscriptions: SubscriptionInputs, matches: Mapping[str, str], size: timedelta
 ) -> tuple[list[UsageTarget], list[DriftItem]]:
     """The billed pairs with their compared ranges (Recurly's period starts, the journal's watermarks)."""
     plans = subscriptions.plans
@@ -129,7 +137,7 @@ def _targets(
     return usage_targets(subscriptions, matches, period_starts, watermarks, size)
 
 
-def gather_status(rt: Runtime, *, verify: bool) -> StatusInputs:
+def gather_status(rt: StatusReads, *, verify: bool) -> StatusInputs:
     """List both systems (memoised snapshots), read the journal, count usage; with ``verify`` read Recurly usage."""
     settings = rt.settings
     journal, present = _journal(rt)
@@ -171,7 +179,7 @@ def gather_status(rt: Runtime, *, verify: bool) -> StatusInputs:
 # ---- the journal's view, and one system's plans when the other is down -------------------------------------
 
 
-def journal_view(rt: Runtime, extra: tuple[Section, ...] = ()) -> JournalView:
+def journal_view(rt: StatusReads, extra: tuple[Section, ...] = ()) -> JournalView:
     """The journal's last runs, subscription links and open intents; nothing asked of either system.
 
     The journal is opened here, not through the runtime: the runtime checks it belongs to this Recurly site by
@@ -195,7 +203,7 @@ def journal_view(rt: Runtime, extra: tuple[Section, ...] = ()) -> JournalView:
         journal.close()
 
 
-def readable_side(rt: Runtime, failed: str) -> tuple[tuple[Section, ...], list[str]]:
+def readable_side(rt: StatusReads, failed: str) -> tuple[tuple[Section, ...], list[str]]:
     """The plans of the system that still answers, when ``failed`` (amplify or recurly) did not; and a phrase for
     each system that could not be read."""
     from amplify_billing.recurly.gateway import RecurlyGateway
@@ -229,4 +237,4 @@ def readable_side(rt: Runtime, failed: str) -> tuple[tuple[Section, ...], list[s
     return (section,), []
 
 
-__all__ = ["EmptyJournal", "JournalReader", "gather_status", "journal_view", "readable_side"]
+__all__ = ["EmptyJournal", "JournalReader", "StatusReads", "gather_status", "journal_view", "readable_side"]

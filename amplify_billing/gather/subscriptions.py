@@ -34,7 +34,7 @@ from amplify_billing.settings import Settings
 from amplify_billing.snapshots import DirectRead, Missing, Snapshots
 
 if TYPE_CHECKING:
-    from amplify_billing.runtime import Runtime
+    from amplify_billing.collaborators import Reading
 
 
 class LinkReader(Protocol):
@@ -47,7 +47,7 @@ class LinkReader(Protocol):
 @dataclass(frozen=True)
 class GatherReads:
     """What gathering reads: settings, the memoised listings, the journal, the clock (``reads_of`` builds it from
-    a runtime; status passes a journal reader that never creates the file)."""
+    ``collaborators.Reading``; status passes a journal reader that never creates the file)."""
 
     settings: Settings
     snapshots: Snapshots
@@ -329,6 +329,6 @@ def subscription_inputs(reads: GatherReads, *, ends: Mapping[str, datetime] | No
     )
 
 
-def reads_of(rt: Runtime) -> GatherReads:
-    """What gathering reads, from this invocation's runtime."""
+def reads_of(rt: Reading) -> GatherReads:
+    """What gathering reads, from this invocation's collaborators."""
     return GatherReads(rt.settings, rt.snapshots(), rt.journal_view(), rt.clock)

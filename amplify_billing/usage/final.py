@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from amplify_billing import safety
 from amplify_billing.changes import ChangeResult
+from amplify_billing.collaborators import Phase
 from amplify_billing.commands.options import SyncOptions
 from amplify_billing.gather.subscriptions import attached_add_ons, usage_reported_through
 from amplify_billing.reconcile.subscriptions import (
@@ -14,12 +15,11 @@ from amplify_billing.reconcile.subscriptions import (
     awaiting_final_usage,
     diff_subscriptions,
 )
-from amplify_billing.runtime import Runtime
 from amplify_billing.usage.reporting import UsageOptions, report_usage_with_watermarks
 
 
 def report_final_usage(
-    rt: Runtime, inputs: SubscriptionInputs, sub_options: SubscriptionOptions, options: SyncOptions, run_id: int | None
+    rt: Phase, inputs: SubscriptionInputs, sub_options: SubscriptionOptions, options: SyncOptions, run_id: int | None
 ) -> tuple[SubscriptionInputs, list[ChangeResult]]:
     """Report the last usage of ended subscriptions (up to their end) before the diff may end them.
 
@@ -30,13 +30,13 @@ def report_final_usage(
     ending = awaiting_final_usage(inputs, sub_options)
     if not ending:
         return inputs, []
-    if not options.dry_run:
-        # the safety valve judges the ends this run would make, before the usage is written, so that a refusal
-        # still means "nothing was written"
-        ends = {s.id: s.state_changed_at for s in inputs.amplify if s.id in ending}
-        assumed = replace(inputs, usage_reported_through={**inputs.usage_reported_through, **ends})
-        safety.check(diff_subscriptions(assumed, sub_options), rt.settings.safety, force=options.force)
-
+    # the safety valve judges the ends this run would make before their usage is planned: refused, no usage is
+    # planned for them, and the diff of these inputs meets the same refusal in ``execute`` (a real run stops there
+    # with nothing written; a dry run's plan says it would). A dry run and a real run plan the same final usage.
+    ends = {s.id: s.state_changed_at for s in inputs.amplify if s.id in ending}
+    assumed = replace(inputs, usage_reported_through={**inputs.usage_reported_through, **ends})
+    if safety.refusal(diff_subscriptions(assumed, sub_options), rt.settings.safety, force=options.force):
+        return assumed, []
     usage, moved = report_usage_with_watermarks(
         rt, UsageOptions(dry_run=options.dry_run, force=options.force, only=frozenset(ending)), run_id=run_id
     )

@@ -8,11 +8,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from amplify_billing.actions import AbandonIntent, CompleteIntent, RecordUsage
 from amplify_billing.amplify.parse import parse_timestamp
 from amplify_billing.changes import Change, ChangeKind, ChangeResult
+from amplify_billing.collaborators import Reading, RecurlyAccess
 from amplify_billing.errors import ConfigError, UpstreamError
 from amplify_billing.journal import UsageLedgerEntry
 from amplify_billing.journal_changes import record as journal_record
@@ -24,7 +25,6 @@ from amplify_billing.reconcile.usage import (
     LedgerView,
 )
 from amplify_billing.recurly.parse import money
-from amplify_billing.runtime import Runtime
 from amplify_billing.usage.remembered import RememberedUsage
 from amplify_billing.usage.windows import (
     merchant_tag,
@@ -36,12 +36,17 @@ log = logging.getLogger(__name__)
 Pair = tuple[str, str]
 
 
+class UsageReads(Reading, RecurlyAccess, Protocol):
+    """What the usage phase's reads use: settings, clock, listings, the journal as planning sees it, and Recurly's
+    usage records (open intents looked up, first-contact reads)."""
+
+
 @dataclass
 class UsageLedger:
     """The journal's ledger as planning reads it (the journal, or its overlay while planning), and the journal
     changes this run's reads call for (rows Recurly holds, intents closed), until the phase records them."""
 
-    rt: Runtime
+    rt: Reading
     # records journal changes at once (to the journal, or its overlay while planning): the usage phase's
     # ``execute.record``; the results are kept for the report
     recorder: Callable[[Sequence[Change]], list[ChangeResult]] = lambda changes: []
@@ -135,7 +140,7 @@ class IntentResolution:
     blocked: set[Pair] = field(default_factory=set)
 
 
-def resolve_open_intents(rt: Runtime, ledger: UsageLedger, size: timedelta) -> IntentResolution:
+def resolve_open_intents(rt: UsageReads, ledger: UsageLedger, size: timedelta) -> IntentResolution:
     """An intent left open by a killed run is looked up in Recurly before any resend.
 
     One by one: an intent whose lookup fails is reported as stuck and holds back only its own pair, so one bad
@@ -194,7 +199,7 @@ def resolve_open_intents(rt: Runtime, ledger: UsageLedger, size: timedelta) -> I
     return outcome
 
 
-def bootstrap(rt: Runtime, ledger: UsageLedger, quota: BilledQuota, since: datetime, size: timedelta) -> None:
+def bootstrap(rt: RecurlyAccess, ledger: UsageLedger, quota: BilledQuota, since: datetime, size: timedelta) -> None:
     """First contact with a pair (or a lost journal): learn what Recurly already holds for it."""
     records = rt.recurly().list_usage(
         f"uuid-{quota.recurly_uuid}",
@@ -214,7 +219,7 @@ def bootstrap(rt: Runtime, ledger: UsageLedger, quota: BilledQuota, since: datet
             ledger.record(entry)
 
 
-def check_window_setting(rt: Runtime, window: str) -> list[Change]:
+def check_window_setting(rt: Reading, window: str) -> list[Change]:
     """Refuse a window size other than the one this journal reports in; the first run records it."""
     previous = rt.journal_view().get_link(*WINDOW_SETTING)
     if previous and previous != window:

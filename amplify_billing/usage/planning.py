@@ -6,14 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from amplify_billing.collaborators import Settled
 from amplify_billing.models import AmplifySubscription
 from amplify_billing.reconcile.subscriptions import RecurlySubscription, ended_state
 from amplify_billing.reconcile.usage import (
     AgedOut,
     BilledQuota,
 )
-from amplify_billing.runtime import Runtime
-from amplify_billing.usage.ledger_reads import UsageLedger
+from amplify_billing.usage.ledger_reads import UsageLedger, UsageReads
 from amplify_billing.usage.sources import Range, RangeCount, UsageSource
 from amplify_billing.usage.windows import (
     UsageWindow,
@@ -46,7 +46,7 @@ class Horizon:
     why: str
 
 
-def horizon(rt: Runtime, source: UsageSource, options: UsageOptions, now: datetime) -> Horizon:
+def horizon(rt: Settled, source: UsageSource, options: UsageOptions, now: datetime) -> Horizon:
     settings = rt.settings.usage
     limits: list[tuple[datetime, str]] = []
     if source.retention is not None:
@@ -86,7 +86,7 @@ def _days(span: timedelta) -> str:
 class Planner:
     """Builds the BilledQuota of every (subscription, quota) this run reports, and the reasons for the others."""
 
-    rt: Runtime
+    rt: UsageReads
     options: UsageOptions
     ledger: UsageLedger
     size: timedelta

@@ -23,6 +23,7 @@ from datetime import datetime
 
 from amplify_billing.actions import AdvanceWatermark, PostUsage, SetSampleCursor, UpdateUsage
 from amplify_billing.changes import Change, ChangeKind, ChangeResult, ChangeSet, CommandReport, Outcome
+from amplify_billing.collaborators import Listings, Phase, Reading, RecurlyAccess
 from amplify_billing.errors import UpstreamError
 from amplify_billing.execute import execute, make_report, record
 from amplify_billing.gather.options import subscription_options
@@ -40,7 +41,6 @@ from amplify_billing.reconcile.usage import (
     restatement_candidates,
     unbilled_findings,
 )
-from amplify_billing.runtime import Runtime
 from amplify_billing.usage.journal_check import SamplePair, check_sample
 from amplify_billing.usage.ledger_reads import (
     UsageLedger,
@@ -68,7 +68,7 @@ Pair = tuple[str, str]
 
 
 def report_usage_with_watermarks(
-    rt: Runtime, options: UsageOptions, *, run_id: int | None
+    rt: Phase, options: UsageOptions, *, run_id: int | None
 ) -> tuple[CommandReport, dict[tuple[str, str], datetime]]:
     """The report, and the watermark of each (subscription, quota) this run moved: planned on a dry run,
     stored otherwise (sync-subscriptions uses them to decide whether an ended subscription may end now)."""
@@ -270,14 +270,14 @@ def _billed_quotas(planner: Planner, targets: list[_Target]) -> None:
         planner.ledger.pending.append(set_link(*STALE_MARK, "", about="journal.stale", phase=PHASE_MARKS))
 
 
-def _tier_types(rt: Runtime) -> dict[tuple[str, str], str]:
+def _tier_types(rt: Listings) -> dict[tuple[str, str], str]:
     """(plan code, add-on code) -> the add-on's tier type as Recurly holds it."""
     catalog = rt.snapshots().recurly_catalog()
     return {(code, a.code): a.tier_type for code, plan in catalog.plans.items() for a in plan.add_ons}
 
 
 def _plan_and_apply(
-    rt: Runtime,
+    rt: Phase,
     planner: Planner,
     answers: Mapping[tuple[datetime, datetime], RangeCount],
     options: UsageOptions,
@@ -337,7 +337,7 @@ def _ledger_views(ledger: UsageLedger, batch: list[BilledQuota]) -> dict[str, Le
     return views
 
 
-def _refresh_billed(rt: Runtime, views: dict[str, LedgerView], tags: list[str]) -> dict[str, LedgerView]:
+def _refresh_billed(rt: RecurlyAccess, views: dict[str, LedgerView], tags: list[str]) -> dict[str, LedgerView]:
     """Whether a window's record is billed decides its restatement (in place or an adjustment), so it is read from
     Recurly before planning, never assumed from the journal (a record is billed when its cycle is invoiced)."""
     for tag in tags:
@@ -384,7 +384,7 @@ def _per_pair(results: list[ChangeResult]) -> list[ChangeResult]:
 
 
 def _advance_watermarks(
-    rt: Runtime, watermarks: Mapping[tuple[str, str], datetime], results: list[ChangeResult]
+    rt: Reading, watermarks: Mapping[tuple[str, str], datetime], results: list[ChangeResult]
 ) -> tuple[list[Change], dict[Pair, datetime]]:
     """Move each pair's watermark past its windows once every change of that pair succeeded (or, planning, is
     planned): the changes that do it, and the marks they move."""
@@ -409,7 +409,7 @@ def _advance_watermarks(
     return changes, moved
 
 
-def _plan_quotas(rt: Runtime) -> dict[str, list[str]]:
+def _plan_quotas(rt: Listings) -> dict[str, list[str]]:
     """Quota ids of every plan of the catalog, by plan name (one pass, not one per subscription)."""
     return {plan.name: [q.id for q in plan.quotas] for plan in rt.snapshots().amplify_catalog().snapshot.plans}
 
