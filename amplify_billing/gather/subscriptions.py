@@ -82,7 +82,7 @@ def amplify_subscriptions(
 ) -> tuple[list[AmplifySubscription], list[ParseProblem]]:
     subscriptions, problems = reads.snapshots.amplify_subscriptions(sorted(plans))
     # marketplace mode (issue 15): Amplify's invoices bill these, so no Recurly subscription nor usage for them
-    return billed_by_recurly(subscriptions, reads.settings.billing), problems
+    return billed_by_recurly(subscriptions, reads.settings.billing, reads.clock()), problems
 
 
 def recurly_subscription(data: Mapping[str, Any]) -> RecurlySubscription:
@@ -298,7 +298,8 @@ def subscription_inputs(reads: GatherReads, *, ends: Mapping[str, datetime] | No
     plans = linked_plans(reads)
     subscriptions, problems = amplify_subscriptions(reads, plans)
     snapshots = reads.snapshots
-    subscriptions, withheld = guard_double_billing(subscriptions, marketplace_billing(snapshots, subscriptions))
+    marketplaces = marketplace_billing(snapshots, subscriptions)
+    subscriptions, withheld = guard_double_billing(subscriptions, marketplaces, reads.settings.billing)
     amplify_read = snapshots.amplify_subscriptions_read(sorted(plans))
     recurly_read = snapshots.recurly_subscriptions_read()
     listed = SubscriptionInputs(

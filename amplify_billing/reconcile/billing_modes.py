@@ -14,8 +14,10 @@ whole, a subscription of a Marketplace the listing did not show is withheld too:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
+from amplify_billing.amplify import literals
 from amplify_billing.changes import Change, ChangeKind
 from amplify_billing.models import AmplifySubscription
 from amplify_billing.settings.billing import BillingSettings
@@ -53,24 +55,49 @@ def marketplace_of(subscription: AmplifySubscription) -> str | None:
 
 
 def billed_by_recurly(
-    subscriptions: Iterable[AmplifySubscription], billing: BillingSettings
+    subscriptions: Iterable[AmplifySubscription], billing: BillingSettings, now: datetime | None = None
 ) -> list[AmplifySubscription]:
-    """The subscriptions Recurly rates (every one, unless some Marketplace is in marketplace mode)."""
+    """The subscriptions Recurly rates (every one, unless some Marketplace is in marketplace mode).
+
+    A Marketplace switched from recurly to marketplace at ``billing.switch_at`` (``reconcile/mode_switch.py``):
+    Recurly billed it until then, so its subscriptions stay, and from the switch on each is one cancelled at the
+    switch: its usage up to the switch is reported first, then its Recurly subscription is cancelled as for any
+    cancellation (``subscriptions.on_cancel``; the term already billed is not refunded) and nothing is created."""
     if not billing.any_invoiced:
         return list(subscriptions)
-    return [s for s in subscriptions if not billing.invoiced(marketplace_of(s))]
+    kept: list[AmplifySubscription] = []
+    for s in subscriptions:
+        name = marketplace_of(s)
+        if not billing.invoiced(name):
+            kept.append(s)
+        elif (until := billing.switch_of(name)) is not None:
+            if now is not None and now < until:
+                kept.append(s)
+            elif s.approval_state == literals.APPROVAL_APPROVED:  # one never approved is Amplify's alone now
+                kept.append(ended_at_switch(s, until))
+    return kept
+
+
+def ended_at_switch(subscription: AmplifySubscription, until: datetime) -> AmplifySubscription:
+    """The subscription as Recurly must see it once its Marketplace switched to marketplace mode: cancelled then
+    (or when it really ended, if earlier)."""
+    ended = subscription.state_changed_at
+    if subscription.state_name in literals.ENDED_STATES and ended is not None and ended <= until:
+        return subscription
+    return replace(subscription, state_name=literals.STATE_CANCELLED, state_changed_at=until)
 
 
 def invoiced_query(billing: BillingSettings) -> str | None:
     """The RSQL filter of the subscriptions Amplify's invoices bill (None: none do)."""
     if not billing.any_invoiced:
         return None
-    names = sorted(billing.marketplaces)
-    if billing.mode == "marketplace":
-        others = [n for n in names if not billing.invoiced(n)]
+    switched = billing.switch_at if isinstance(billing.switch_at, Mapping) else {}
+    names = sorted({*billing.marketplaces, *switched})
+    if billing.reads_invoices(None):  # every Marketplace not named otherwise
+        others = [n for n in names if not billing.reads_invoices(n)]
         quoted = ",".join(f'"{n}"' for n in others)
         return f"marketplace.name=out=({quoted})" if others else "marketplace.name==*"
-    quoted = ",".join(f'"{n}"' for n in names if billing.invoiced(n))
+    quoted = ",".join(f'"{n}"' for n in names if billing.reads_invoices(n))
     return f"marketplace.name=in=({quoted})"
 
 
@@ -80,16 +107,22 @@ def needs_marketplaces(subscriptions: Iterable[AmplifySubscription]) -> bool:
 
 
 def guard_double_billing(
-    subscriptions: Iterable[AmplifySubscription], marketplaces: MarketplaceBilling
+    subscriptions: Iterable[AmplifySubscription], marketplaces: MarketplaceBilling, billing: BillingSettings
 ) -> tuple[list[AmplifySubscription], tuple[Withheld, ...]]:
     """The subscriptions Recurly may bill, and those withheld by Marketplace. ``subscriptions`` are those
-    ``billed_by_recurly`` kept (their Marketplace is in mode recurly)."""
+    ``billed_by_recurly`` kept: in mode recurly, or switched to marketplace mode (Recurly finishes what it billed
+    before the switch, so Amplify's Custom billing is expected there)."""
     kept: list[AmplifySubscription] = []
     held: dict[str, list[str]] = {}
     for s in subscriptions:
         name = marketplace_of(s)
         known = name is not None and name in marketplaces.vendors
-        if name is None or (known and not marketplaces.vendors[name]) or (not known and not marketplaces.unproven):
+        if (
+            billing.invoiced(name)
+            or name is None
+            or (known and not marketplaces.vendors[name])
+            or (not known and not marketplaces.unproven)
+        ):
             kept.append(s)
         else:
             held.setdefault(name, []).append(s.id)

@@ -7,7 +7,9 @@ from typing import Any
 
 from amplify_billing.models import AmplifySubscription
 from amplify_billing.reconcile.billing_modes import MarketplaceBilling, guard_double_billing, withheld_finding
+from amplify_billing.settings.billing import BillingSettings
 
+RECURLY = BillingSettings()
 MARKET = "6f1c2a1e-0000-4000-8000-000000000001"
 OTHER = "6f1c2a1e-0000-4000-8000-000000000002"
 
@@ -35,7 +37,7 @@ SUBS = [subscription("s1", MARKET), subscription("s2", MARKET), subscription("s3
 def test_custom_billing_withholds_that_marketplace_only() -> None:
     read = MarketplaceBilling({MARKET: "custom", OTHER: None}, {MARKET: "Partners"})
 
-    kept, withheld = guard_double_billing(SUBS, read)
+    kept, withheld = guard_double_billing(SUBS, read, RECURLY)
 
     assert [s.id for s in kept] == ["s3", "s4"]
     [held] = withheld
@@ -51,7 +53,7 @@ def test_custom_billing_withholds_that_marketplace_only() -> None:
 
 
 def test_a_whole_listing_without_the_marketplace_or_with_billing_off_bills_in_recurly() -> None:
-    kept, withheld = guard_double_billing(SUBS, MarketplaceBilling({OTHER: None}))
+    kept, withheld = guard_double_billing(SUBS, MarketplaceBilling({OTHER: None}), RECURLY)
 
     assert [s.id for s in kept] == ["s1", "s2", "s3", "s4"] and withheld == ()
 
@@ -59,7 +61,7 @@ def test_a_whole_listing_without_the_marketplace_or_with_billing_off_bills_in_re
 def test_an_unproven_listing_withholds_what_it_did_not_show() -> None:
     read = MarketplaceBilling({OTHER: None}, unproven="the Marketplaces could not be read (HTTP 403)")
 
-    kept, withheld = guard_double_billing(SUBS, read)
+    kept, withheld = guard_double_billing(SUBS, read, RECURLY)
 
     assert [s.id for s in kept] == ["s3", "s4"]
     [held] = withheld
@@ -73,7 +75,7 @@ def test_an_unproven_listing_withholds_what_it_did_not_show() -> None:
 
 
 def test_another_vendor_bills_twice_too() -> None:
-    _kept, [held] = guard_double_billing(SUBS, MarketplaceBilling({MARKET: "stripe"}))
+    _kept, [held] = guard_double_billing(SUBS, MarketplaceBilling({MARKET: "stripe"}), RECURLY)
 
     assert withheld_finding(held).summary.endswith(
         "(each would be billed twice). Turn its stripe billing off in the Marketplace's settings to bill it in Recurly"
