@@ -486,6 +486,9 @@ def minimum(scenario: Scenario, phase: str, *, settle: timedelta, lookback: time
         ("GET", _pages(len(scenario.units), AMPLIFY_PAGE), "plan units"),
         ("GET", _pages(billed, AMPLIFY_PAGE), f"subscriptions on linked plans ({billed})"),
     ]
+    if billed:
+        # the double billing guard: whether Amplify bills a Marketplace too (docs/architecture.md)
+        amplify.append(("GET", 1, "Marketplaces: who bills each"))
     recurly_size = {
         "initial": (0, 0, 0, 0, 0),
         "week": (1, len(supported), usage_quotas, len(codes), live),

@@ -2,9 +2,10 @@
 
 Amplify is asked, within ``amplify.rate_limit_per_minute`` (a progress line says when the limit makes it wait):
 one token; the opted-in products, their plans, quotas, plan units and subscriptions, each kind's first listing also
-its API version probe (``amplify.api_version: auto``); the newest page of SubscriptionInvoices; a team, a user and an
-org of one subscription's owner; and three Traceability searches (grouped count, total, oldest). Recurly: the site,
-the measured units, and the custom field definitions when one is configured. The journal is read only if it exists.
+its API version probe (``amplify.api_version: auto``); the newest page of SubscriptionInvoices; the Marketplaces
+(who bills each); a team, a user and an org of one subscription's owner; and three Traceability searches (grouped
+count, total, oldest). Recurly: the site, the measured units, and the custom field definitions when one is
+configured. The journal is read only if it exists.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from amplify_billing.gather.doctor_usage import (
     newest_invoices,
     traceability_evidence,
 )
+from amplify_billing.gather.marketplaces import read_marketplaces
 from amplify_billing.gather.options import plan_sync_options
 from amplify_billing.models import AmplifySubscription
 from amplify_billing.reconcile.doctor import DoctorInputs, KindVersion, Probe, RecurlyEvidence
@@ -213,7 +215,9 @@ def gather_doctor(rt: DoctorReads, *, invoices: InvoiceReader = newest_invoices)
     versions: tuple[KindVersion, ...] = ()
     catalog_error, invoice_error = "no token", None
     probes = [Probe(area, None, "no token") for area in ("catalog", "teams", "consumers")]
+    marketplaces = None
     if token.ok:
+        marketplaces = read_marketplaces(rt.amplify().resources)
         catalog = _read_catalog(rt, invoices)
         failed = catalog.errors.get("products")
         listed = f"listed {len(catalog.items['products'])} opted-in product(s)"
@@ -240,5 +244,6 @@ def gather_doctor(rt: DoctorReads, *, invoices: InvoiceReader = newest_invoices)
         products=tuple(items["products"]), plans=tuple(items["productplans"]), quotas=tuple(items["quotas"]),
         units=tuple(items["productplanunits"]), subscriptions=tuple(items["subscriptions"]),
         catalog_error=catalog_error, usage=usage, invoiced=invoiced, journal=journal, sampling_why=why,
-        recurly=recurly, options=options, mapping=mapping, now=now, requests=rt.api_calls(),
+        recurly=recurly, options=options, mapping=mapping, now=now, billing=settings.billing,
+        marketplaces=marketplaces, requests=rt.api_calls(),
     )

@@ -37,7 +37,10 @@ if TYPE_CHECKING:
 def plan_options(settings: Settings) -> InvoicePlanOptions:
     billing = settings.billing
     return InvoicePlanOptions(
-        owner=settings.accounts.owner, collection_method=billing.collection_method, invoiced=billing.invoiced
+        owner=settings.accounts.owner,
+        collection_method=billing.collection_method,
+        invoiced=billing.invoiced,
+        switch=billing.switch,
     )
 
 
@@ -136,7 +139,7 @@ def _plan_currencies(rt: InvoiceReads, invoices: Iterable[SubscriptionInvoice]) 
 def invoice_inputs(rt: InvoiceReads) -> InvoiceInputs:
     settings = rt.settings
     listing = list_subscription_invoices(rt.amplify().resources, query=amp.ACTIONABLE_QUERY)
-    ours = [i for i in listing.invoices if settings.billing.invoiced(i.marketplace_name)]
+    ours = [i for i in listing.invoices if settings.billing.reads_invoices(i.marketplace_name)]
     calls = InvoiceCalls(rt.recurly())
     journal = rt.journal()
     links = journal.links(INVOICE_LINK)

@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from amplify_billing.amplify.parse import ParseProblem, parse_subscription, parse_timestamp
 from amplify_billing.compact import CompactResource
 from amplify_billing.errors import AmplifyBillingError
+from amplify_billing.gather.marketplaces import marketplace_billing
 from amplify_billing.gather.options import subscription_options
 from amplify_billing.identity import add_on_code, plan_code
 from amplify_billing.links import END_LINK, MISSED_LINK, NAME_LINK, SUBSCRIPTION_LINK
 from amplify_billing.models import AmplifySubscription
-from amplify_billing.reconcile.billing_modes import billed_by_recurly
+from amplify_billing.reconcile.billing_modes import billed_by_recurly, guard_double_billing
 from amplify_billing.reconcile.subscriptions import (
     ENDED_BY_OPERATOR,
     LIVE_STATES,
@@ -81,7 +82,7 @@ def amplify_subscriptions(
 ) -> tuple[list[AmplifySubscription], list[ParseProblem]]:
     subscriptions, problems = reads.snapshots.amplify_subscriptions(sorted(plans))
     # marketplace mode (issue 15): Amplify's invoices bill these, so no Recurly subscription nor usage for them
-    return billed_by_recurly(subscriptions, reads.settings.billing), problems
+    return billed_by_recurly(subscriptions, reads.settings.billing, reads.clock()), problems
 
 
 def recurly_subscription(data: Mapping[str, Any]) -> RecurlySubscription:
@@ -297,6 +298,8 @@ def subscription_inputs(reads: GatherReads, *, ends: Mapping[str, datetime] | No
     plans = linked_plans(reads)
     subscriptions, problems = amplify_subscriptions(reads, plans)
     snapshots = reads.snapshots
+    marketplaces = marketplace_billing(snapshots, subscriptions)
+    subscriptions, withheld = guard_double_billing(subscriptions, marketplaces, reads.settings.billing)
     amplify_read = snapshots.amplify_subscriptions_read(sorted(plans))
     recurly_read = snapshots.recurly_subscriptions_read()
     listed = SubscriptionInputs(
@@ -308,6 +311,7 @@ def subscription_inputs(reads: GatherReads, *, ends: Mapping[str, datetime] | No
         problems=tuple(problems),
         recurly_unproven="" if recurly_read.complete else recurly_read.why,
         amplify_unproven="" if amplify_read.complete else amplify_read.why,
+        withheld=withheld,
     )
     resolved = _Resolved(list(listed.amplify), dict(plans), list(listed.recurly), list(problems))
     _read_lost_links(reads, listed, resolved)

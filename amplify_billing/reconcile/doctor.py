@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from amplify_billing.reconcile.billing_modes import MarketplaceBilling
+from amplify_billing.reconcile.doctor_billing import billing_mode_check
 from amplify_billing.reconcile.doctor_census import census, census_check
 from amplify_billing.reconcile.doctor_checks import Check, DoctorReport, Verdict
 from amplify_billing.reconcile.doctor_preview import catalog_from_raw, decide, plan_label, preview, preview_check
@@ -20,6 +22,7 @@ from amplify_billing.reconcile.doctor_sampling import InvoicedUnits, JournalCoun
 from amplify_billing.reconcile.doctor_usage import UsageEvidence, usage_checks
 from amplify_billing.reconcile.plan_inputs import PlanSyncOptions
 from amplify_billing.reconcile.plan_mapping import MappingOptions
+from amplify_billing.settings.billing import BillingSettings
 
 Raw = Mapping[str, Any]
 
@@ -91,6 +94,10 @@ class DoctorInputs:
     mapping: MappingOptions
     now: datetime
     requests: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    # who bills each Marketplace: the settings, and Amplify's Marketplaces (None: not read, ``marketplaces_why``)
+    billing: BillingSettings = field(default_factory=BillingSettings)
+    marketplaces: MarketplaceBilling | None = None
+    marketplaces_why: str = "no token"
 
 
 def credential_checks(inputs: DoctorInputs) -> list[Check]:
@@ -197,6 +204,7 @@ def build_doctor(inputs: DoctorInputs) -> DoctorReport:
             currencies.setdefault(wanted.currency, []).append(plan_label(plan))
             units |= {a.measured_unit_name for a in wanted.add_ons}
     checks += recurly_checks(inputs, currencies, sorted(units))
+    checks.append(billing_mode_check(inputs.billing, inputs.marketplaces, inputs.marketplaces_why))
     return DoctorReport(tuple(checks), tuple(rows), tuple(preview_rows), inputs.requests)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from amplify_billing.actions import Action, Later, SetLink
@@ -35,6 +36,7 @@ from amplify_billing.invoice_actions import (
 )
 from amplify_billing.reconcile.invoice_lines import Purchase, po_number, purchase_of
 from amplify_billing.reconcile.invoice_states import COLLECTING, Target, target_of, void_target
+from amplify_billing.reconcile.mode_switch import RECURLY_SIDE, SPLIT, invoice_side
 from amplify_billing.settings.secret import Secret
 
 COMMAND = "sync-invoices"
@@ -80,6 +82,8 @@ class InvoicePlanOptions:
     collection_method: str = "automatic"  # billing.collection_method
     # whether a Marketplace (by name) is in marketplace mode
     invoiced: Callable[[str | None], bool] = field(default=lambda name: True)
+    # a Marketplace's configured mode and billing.switch_at, when it switched (or switches) modes
+    switch: Callable[[str | None], tuple[str, datetime] | None] = field(default=lambda name: None)
 
 
 def _ref(invoice: SubscriptionInvoice) -> str:
@@ -335,8 +339,26 @@ def _voided(invoice: SubscriptionInvoice, inputs: InvoiceInputs) -> list[Change]
     return [*changes, status]
 
 
+def _across_switch(invoice: SubscriptionInvoice, switch: tuple[str, datetime]) -> list[Change] | None:
+    """A draft waiting for the gateway, of a Marketplace that switched modes: billed by Recurly (not sent, Amplify
+    told it is paid), straddling the switch (sent nowhere, withheld), or None: sent as usual (``mode_switch``)."""
+    if invoice.state != amp.DRAFT or invoice.status != amp.PENDING:
+        return None
+    side = invoice_side(*switch, invoice.period_start, invoice.period_end, invoice.created_at)
+    if side.side == RECURLY_SIDE:
+        return [_state(invoice, amp.PAID, side.reason)]
+    if side.side == SPLIT:
+        return [_finding(invoice, side.reason)]
+    return None
+
+
 def _decide(invoice: SubscriptionInvoice, inputs: InvoiceInputs, options: InvoicePlanOptions) -> list[Change]:
-    if not options.invoiced(invoice.marketplace_name):
+    switch = options.switch(invoice.marketplace_name)
+    if switch is not None:
+        across = _across_switch(invoice, switch)
+        if across is not None:
+            return across
+    elif not options.invoiced(invoice.marketplace_name):
         return [
             _finding(
                 invoice,

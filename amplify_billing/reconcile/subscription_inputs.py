@@ -15,6 +15,7 @@ from amplify_billing.amplify import literals
 from amplify_billing.amplify.parse import ParseProblem
 from amplify_billing.changes import Change, ChangeKind
 from amplify_billing.models import AmplifySubscription
+from amplify_billing.reconcile.billing_modes import Withheld
 
 PHASE_END = 40
 PHASE_CREATE = 50
@@ -90,11 +91,15 @@ class SubscriptionInputs:
     # subscriptions that still exist but whose plan left the opted-in catalog (opt-in removed, product hidden or
     # unreadable): kept on their Recurly subscription (``plans`` holds a plan built from it), usage still reported
     kept: frozenset[str] = frozenset()
+    # subscriptions of Marketplaces Amplify bills too (the double billing guard, ``billing_modes``): not billed in
+    # Recurly, nothing of theirs created or ended, one finding per Marketplace
+    withheld: tuple[Withheld, ...] = ()
 
 
 def unreadable_ids(inputs: SubscriptionInputs) -> frozenset[str]:
-    """Amplify subscriptions that exist but could not be read: never to be taken for deleted."""
-    return frozenset(p.id for p in inputs.problems if p.id)
+    """Amplify subscriptions that exist but could not be read, or are withheld: never to be taken for deleted."""
+    held = (i for w in inputs.withheld for i in w.subscription_ids)
+    return frozenset(p.id for p in inputs.problems if p.id) | frozenset(held)
 
 
 def ended_state(s: AmplifySubscription) -> bool:

@@ -22,6 +22,7 @@ from amplify_billing.identity import account_code
 from amplify_billing.journal_changes import record
 from amplify_billing.links import CREATED_LINK, SUBSCRIPTION_LINK
 from amplify_billing.models import AmplifySubscription
+from amplify_billing.reconcile.billing_modes import withheld_finding
 from amplify_billing.reconcile.subscription_creates import create_or_withhold
 from amplify_billing.reconcile.subscription_ends import absent_findings, awaiting_final_usage, end_changes, kept_finding
 from amplify_billing.reconcile.subscription_inputs import (
@@ -87,6 +88,7 @@ class _Billed:
 
 def diff_subscriptions(inputs: SubscriptionInputs, options: SubscriptionOptions) -> ChangeSet:
     changes = [_unreadable(problem) for problem in inputs.problems]
+    changes.extend(withheld_finding(w) for w in inputs.withheld)
     matcher = Matcher(inputs, options)
     seen_uuids: set[str] = set()
     for s in sorted(inputs.amplify, key=lambda s: s.id):

@@ -11,17 +11,50 @@ named by its ``name`` (a UUID), as a subscription's ``marketplace.name`` names i
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from amplify_billing.settings.values import one_of
+from amplify_billing.settings.values import FileContext, Problem, before, one_of, show, to_text
 
 BillingMode = Literal["recurly", "marketplace"]
 InvoiceCollection = Literal["automatic", "manual"]
 
 RECURLY_MODE: BillingMode = "recurly"
 MARKETPLACE_MODE: BillingMode = "marketplace"
+
+_TIME_HINT = "expected a UTC time such as 2027-01-01T00:00:00Z"
+
+
+def utc_time(value: object, context: FileContext | None) -> datetime:
+    """A time with its offset, in UTC: a switch is one instant for both systems, never a local wall time."""
+    if isinstance(value, datetime):
+        moment, written = value, value.isoformat()
+    else:
+        written = to_text(value, context).strip()
+        try:
+            moment = datetime.fromisoformat(written.replace("Z", "+00:00"))
+        except ValueError:
+            raise Problem(f"{_TIME_HINT}, got {show(written)}") from None
+    if moment.tzinfo is None:
+        raise Problem(f"{_TIME_HINT}, got {show(written)} (no offset: add Z)")
+    if moment.utcoffset() != timedelta(0):
+        raise Problem(f"{_TIME_HINT}, got {show(written)} (write it in UTC, with Z)")
+    return moment.astimezone(UTC)
+
+
+def _switch_times(value: object, context: FileContext | None) -> Any:
+    """One time for every Marketplace, or {Marketplace name: time}."""
+    if not isinstance(value, Mapping):
+        return utc_time(value, context)
+    times: dict[str, datetime] = {}
+    for name, moment in value.items():
+        try:
+            times[str(name)] = utc_time(moment, context)
+        except Problem as problem:
+            raise Problem(f"Marketplace {name}: {problem.text}") from None
+    return times
 
 
 class BillingSettings(BaseModel):
@@ -35,6 +68,11 @@ class BillingSettings(BaseModel):
     # how the Recurly invoices of marketplace mode are collected: automatic charges the card on file, manual is paid
     # by the consumer on the account's hosted page (Recurly PurchaseCreate.collection_method)
     collection_method: Annotated[InvoiceCollection, one_of(InvoiceCollection)] = "automatic"
+    # when each Marketplace's mode as configured here took (or takes) effect; before it the other mode billed it.
+    # One UTC time for every Marketplace, or {Marketplace name: time}. The rules that keep each period billed once
+    # across it: reconcile/mode_switch.py (docs/architecture.md, "Where each rule lives"; README, "Switching a
+    # Marketplace between modes")
+    switch_at: Annotated[datetime | Mapping[str, datetime] | None, before(_switch_times)] = None
 
     def mode_of(self, marketplace: str | None) -> BillingMode:
         """The mode of the Marketplace named ``marketplace`` (None: a subscription that names none)."""
@@ -46,6 +84,24 @@ class BillingSettings(BaseModel):
         """True when Amplify's invoices are the bill for this Marketplace (no Recurly plan, subscription or usage)."""
         return self.mode_of(marketplace) == MARKETPLACE_MODE
 
+    def switch_of(self, marketplace: str | None) -> datetime | None:
+        """When the Marketplace named ``marketplace`` switched (or switches) to its configured mode, if it does."""
+        if isinstance(self.switch_at, Mapping):
+            return self.switch_at.get(marketplace) if marketplace is not None else None
+        return self.switch_at
+
+    def switch(self, marketplace: str | None) -> tuple[BillingMode, datetime] | None:
+        """The Marketplace's configured mode and when it took (or takes) effect, if it switched modes."""
+        moment = self.switch_of(marketplace)
+        return None if moment is None else (self.mode_of(marketplace), moment)
+
+    def reads_invoices(self, marketplace: str | None) -> bool:
+        """Whether Amplify's invoices of this Marketplace are sync-invoices' to judge: in marketplace mode, or
+        switched between modes (the invoices on Amplify's side of the switch are sent, the others marked)."""
+        return self.invoiced(marketplace) or self.switch_of(marketplace) is not None
+
     @property
     def any_invoiced(self) -> bool:
-        return self.mode == MARKETPLACE_MODE or MARKETPLACE_MODE in self.marketplaces.values()
+        """Whether sync-invoices has any Marketplace to read (``run`` includes it only then)."""
+        switched = self.switch_at is not None and (not isinstance(self.switch_at, Mapping) or bool(self.switch_at))
+        return self.mode == MARKETPLACE_MODE or MARKETPLACE_MODE in self.marketplaces.values() or switched

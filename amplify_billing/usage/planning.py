@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from amplify_billing.collaborators import Settled
 from amplify_billing.models import AmplifySubscription
+from amplify_billing.reconcile.billing_modes import Withheld
 from amplify_billing.reconcile.subscriptions import RecurlySubscription, ended_state
 from amplify_billing.reconcile.usage import (
     AgedOut,
@@ -100,6 +101,8 @@ class Planner:
     rebuilt: int = 0
     billed: list[BilledQuota] = field(default_factory=list)
     reasons: dict[Pair, str] = field(default_factory=dict)
+    # subscriptions the double billing guard withholds (``reconcile/billing_modes``): a finding each Marketplace
+    withheld: tuple[Withheld, ...] = ()
 
     def pair_windows(
         self, subscription: AmplifySubscription, current: RecurlySubscription, watermark: datetime | None

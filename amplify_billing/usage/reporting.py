@@ -32,6 +32,7 @@ from amplify_billing.journal_changes import PHASE_MARKS, set_link
 from amplify_billing.journal_changes import record as journal_record
 from amplify_billing.links import CREATED_LINK, LOOKED_UP_LINK, STALE_MARK
 from amplify_billing.models import AmplifySubscription
+from amplify_billing.reconcile.billing_modes import withheld_finding
 from amplify_billing.reconcile.subscriptions import RecurlySubscription, match_subscriptions
 from amplify_billing.reconcile.usage import (
     BilledQuota,
@@ -102,6 +103,7 @@ def report_usage_with_watermarks(
         }
     billed_pairs = {(q.subscription_id, q.quota_id) for q in planner.billed} | intents.blocked
     findings = [*intents.stuck, *unbilled_findings(answers, billed_pairs, known_names, planner.reasons, size)]
+    findings.extend(withheld_finding(w) for w in planner.withheld)
 
     results, moved, figures, stopped = _plan_and_apply(rt, planner, answers, options, run_id)
     results.extend(ledger.results)
@@ -157,6 +159,7 @@ def _collect_pairs(planner: Planner) -> dict[str, str]:
     """Fills the planner's billed pairs and reasons; returns Amplify id -> name of the subscriptions on linked plans."""
     rt, options = planner.rt, planner.options
     inputs = subscription_inputs(reads_of(rt))
+    planner.withheld = inputs.withheld
     matches = {**inputs.journal_links, **match_subscriptions(inputs, subscription_options(rt.settings))}
     recurly_by_uuid = {r.uuid: r for r in inputs.recurly}
     known_names: dict[str, str] = {}

@@ -19,6 +19,7 @@ from rich.console import Console
 
 from amplify_billing.commands.doctor import doctor
 from amplify_billing.runtime import Runtime
+from amplify_billing.sandbox.amplify_invoices import enable_custom_billing
 from amplify_billing.sandbox.clock import VirtualClock
 from amplify_billing.sandbox.harness import Sandbox
 from amplify_billing.sandbox.scenario import build_scenario
@@ -96,8 +97,8 @@ def test_the_default_sandbox_is_ready_within_the_demo_budget(tenant: Callable[..
 
     assert found.code == 0 and found.document["ready"] is True
     assert found.amplify_requests <= DEMO_BUDGET
-    assert found.amplify_requests == 13  # token, 6 listings, team, user, org, 3 searches
-    assert found.document["requests"]["amplify"] == {"POST": 4, "GET": 9}
+    assert found.amplify_requests == 14  # token, 6 listings, the Marketplaces, team, user, org, 3 searches
+    assert found.document["requests"]["amplify"] == {"POST": 4, "GET": 10}
     verdicts = {c["check"]: c["verdict"] for c in found.document["checks"]}
     assert verdicts["sampling"] == "unknown" and list(verdicts.values()).count("action needed") == 0
     assert found.check("sampling")["evidence"].endswith(
@@ -117,7 +118,7 @@ def test_a_2024_tenant_is_ready_with_each_kind_at_the_version_it_serves(tenant: 
     assert found.code == 0
     assert found.check("productplans")["evidence"] == "catalog/v1alpha1 (v1: HTTP 404; v1alpha1: served)"
     assert found.check("products")["evidence"] == "catalog/v1 (v1: served)"
-    assert found.amplify_requests == 17 <= DEMO_BUDGET  # one 404 more for each of four kinds
+    assert found.amplify_requests == 18 <= DEMO_BUDGET  # one 404 more for each of four kinds
 
 
 def test_the_rate_limit_is_kept_with_a_progress_line_while_waiting(tenant: Callable[..., Cycle]) -> None:
@@ -329,3 +330,50 @@ def _bill_three_days_and_invoice_them(cycle: Cycle) -> tuple[int, int, int]:
 
 def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+
+
+def test_a_custom_billed_marketplace_in_recurly_mode_would_bill_twice(tenant: Callable[..., Cycle]) -> None:
+    cycle = tenant(subscriptions=4)
+    marketplace = cycle.scenario.marketplace
+    enable_custom_billing(cycle.sandbox.amplify, marketplace)
+
+    found = diagnose(cycle)
+
+    check = found.check("billing modes")
+    name = marketplace["name"]
+    assert (found.code, check["verdict"]) == (4, "action needed")
+    assert check["evidence"] == (
+        f"Marketplace Sandbox Marketplace ({name}) bills with vendor custom in Amplify and billing.mode is recurly "
+        "for it: each of its subscriptions would be billed twice (run, sync-subscriptions and report-usage skip them)"
+    )
+    assert check["action"] == (
+        f"set billing.marketplaces: {{{name}: marketplace}} to bill Amplify's invoices, or turn its Custom billing off "
+        "in the Marketplace's settings"
+    )
+
+
+def test_marketplace_mode_without_custom_billing_bills_nothing(tenant: Callable[..., Cycle]) -> None:
+    cycle = tenant(subscriptions=4, config={"billing": {"mode": "marketplace"}})
+    name = cycle.scenario.marketplace["name"]
+
+    found = diagnose(cycle)
+
+    check = found.check("billing modes")
+    assert (found.code, check["verdict"]) == (4, "action needed")
+    assert check["evidence"] == (
+        f"billing.mode is marketplace for Marketplace Sandbox Marketplace ({name}) but its billing is off in Amplify: "
+        "Amplify makes no invoice, so nothing bills its subscriptions"
+    )
+
+
+def test_each_marketplace_billed_once_is_ready(tenant: Callable[..., Cycle]) -> None:
+    cycle = tenant(subscriptions=4)
+    name = cycle.scenario.marketplace["name"]
+    enable_custom_billing(cycle.sandbox.amplify, cycle.scenario.marketplace)
+    cycle.overrides["billing"] = {"marketplaces": {name: "marketplace"}}
+
+    found = diagnose(cycle)
+
+    check = found.check("billing modes")
+    assert check["verdict"] == "ok"
+    assert check["evidence"] == "1 Marketplace(s): 0 billed in Recurly, 1 by Amplify's invoices (vendor Custom)"

@@ -444,3 +444,50 @@ def test_the_plan_is_pure() -> None:
 
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
+
+
+# ---- switching a Marketplace between modes (billing.switch_at) -------------------------------------------------
+
+SWITCH = datetime(2027, 1, 1, tzinfo=UTC)
+
+
+def switched(mode: str) -> InvoicePlanOptions:
+    # the Marketplace's configured mode took effect at SWITCH; a recurly-mode one still has its invoices up to then
+    return InvoicePlanOptions(
+        collection_method="automatic",
+        invoiced=lambda name: name == MARKET and mode == "marketplace",
+        switch=lambda name: (mode, SWITCH) if name == MARKET else None,
+    )
+
+
+def periodic(start: datetime, end: datetime) -> SubscriptionInvoice:
+    from dataclasses import replace
+
+    return replace(invoice(), period_start=start, period_end=end)
+
+
+def test_an_invoice_recurly_billed_before_the_switch_is_not_sent_and_marked_paid() -> None:
+    given = inputs(periodic(datetime(2026, 12, 1, tzinfo=UTC), SWITCH))
+
+    [(kind, obj, action)] = plan(given, switched("marketplace"))
+
+    assert (kind, obj, action.name) == ("update", "invoice_state", "paid")
+    assert action.reason.startswith("billed in Recurly: its period 2026-12-01T00:00:00Z to 2027-01-01T00:00:00Z")
+
+
+def test_an_invoice_after_a_switch_to_recurly_is_not_sent_and_one_before_it_is() -> None:
+    after = plan(inputs(periodic(SWITCH, datetime(2027, 2, 1, tzinfo=UTC))), switched("recurly"))
+    december = inputs(periodic(datetime(2026, 12, 1, tzinfo=UTC), SWITCH))
+    before = plan(december, switched("recurly"))
+
+    assert [(k, o, a.name) for k, o, a in after] == [("update", "invoice_state", "paid")]
+    assert before == plan(december) and len(before) > 1  # sent as it would be with no switch
+
+
+def test_an_invoice_straddling_the_switch_is_sent_nowhere_and_withheld() -> None:
+    given = inputs(periodic(datetime(2026, 12, 15, tzinfo=UTC), datetime(2027, 1, 15, tzinfo=UTC)))
+
+    changes = diff_invoices(given, switched("marketplace")).changes
+
+    assert [(c.kind, c.withholds) for c in changes] == [(ChangeKind.FINDING, True)]
+    assert "straddles billing.switch_at 2027-01-01T00:00:00Z" in changes[0].summary

@@ -1,0 +1,82 @@
+"""The double billing guard, pure (reconcile/billing_modes.py): which subscriptions Recurly may bill when their
+Marketplace's billing is on in Amplify, and the finding that names the fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from amplify_billing.models import AmplifySubscription
+from amplify_billing.reconcile.billing_modes import MarketplaceBilling, guard_double_billing, withheld_finding
+from amplify_billing.settings.billing import BillingSettings
+
+RECURLY = BillingSettings()
+MARKET = "6f1c2a1e-0000-4000-8000-000000000001"
+OTHER = "6f1c2a1e-0000-4000-8000-000000000002"
+
+
+def subscription(sid: str, marketplace: str | None) -> AmplifySubscription:
+    raw: dict[str, Any] = {"name": sid, "marketplace": {"name": marketplace}} if marketplace else {"name": sid}
+    return AmplifySubscription(
+        id=sid,
+        name=sid,
+        product_name="weather",
+        plan_name="gold",
+        approval_state="approved",
+        state_name="active",
+        owner_team="t",
+        owner_user=None,
+        owner_org="100",
+        state_changed_at=None,
+        raw=raw,
+    )
+
+
+SUBS = [subscription("s1", MARKET), subscription("s2", MARKET), subscription("s3", OTHER), subscription("s4", None)]
+
+
+def test_custom_billing_withholds_that_marketplace_only() -> None:
+    read = MarketplaceBilling({MARKET: "custom", OTHER: None}, {MARKET: "Partners"})
+
+    kept, withheld = guard_double_billing(SUBS, read, RECURLY)
+
+    assert [s.id for s in kept] == ["s3", "s4"]
+    [held] = withheld
+    assert (held.marketplace, held.vendor, held.subscription_ids) == (MARKET, "custom", ("s1", "s2"))
+    finding = withheld_finding(held)
+    assert finding.withholds and finding.amplify_id == MARKET
+    assert finding.summary == (
+        f"2 subscription(s) of Marketplace Partners ({MARKET}) are not billed in Recurly: its billing is on with "
+        "vendor custom, so Amplify invoices them too, and billing.mode is recurly for it (each would be billed "
+        f"twice). Set billing.marketplaces: {{{MARKET}: marketplace}} to bill Amplify's invoices, or turn its Custom "
+        "billing off in the Marketplace's settings"
+    )
+
+
+def test_a_whole_listing_without_the_marketplace_or_with_billing_off_bills_in_recurly() -> None:
+    kept, withheld = guard_double_billing(SUBS, MarketplaceBilling({OTHER: None}), RECURLY)
+
+    assert [s.id for s in kept] == ["s1", "s2", "s3", "s4"] and withheld == ()
+
+
+def test_an_unproven_listing_withholds_what_it_did_not_show() -> None:
+    read = MarketplaceBilling({OTHER: None}, unproven="the Marketplaces could not be read (HTTP 403)")
+
+    kept, withheld = guard_double_billing(SUBS, read, RECURLY)
+
+    assert [s.id for s in kept] == ["s3", "s4"]
+    [held] = withheld
+    assert held.vendor is None
+    assert withheld_finding(held).summary == (
+        f"2 subscription(s) of Marketplace {MARKET} are not billed in Recurly: whether Amplify invoices them too "
+        "(billing on in the Marketplace) is unknown: the Marketplaces could not be read (HTTP 403); absence proves "
+        "nothing. Give the service account read access to Marketplaces (the Engage (Central) Admin role), or set "
+        f"billing.marketplaces: {{{MARKET}: marketplace}} if Amplify bills it"
+    )
+
+
+def test_another_vendor_bills_twice_too() -> None:
+    _kept, [held] = guard_double_billing(SUBS, MarketplaceBilling({MARKET: "stripe"}), RECURLY)
+
+    assert withheld_finding(held).summary.endswith(
+        "(each would be billed twice). Turn its stripe billing off in the Marketplace's settings to bill it in Recurly"
+    )
