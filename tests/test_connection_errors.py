@@ -61,6 +61,12 @@ def _cases(amplify: str, dead: str) -> dict[str, tuple[dict[str, Any], str]]:
             r"Error: sync-plans: Amplify at 127.0.0.1:\d+ is unreachable: the connection was refused .*; "
             r"check amplify.auth_url and the network",
         ),
+        # a 404 on one team is trusted only once the Platform API's own listing answers at that base
+        "platform-404": (
+            {"amplify": {"platform_url": f"{amplify}/not-platform"}},
+            r"Error: link-accounts: the Amplify Platform API is not at \S+/not-platform/api/v1 \(HTTP 404 on the team "
+            r"listing\); check amplify.platform_url",
+        ),
         "recurly-404": (
             {"recurly": {"api_url": amplify}},
             r"Error: sync-plans: Recurly's API is not at http://127.0.0.1:\d+: it answered GET sites with HTTP 404; "
@@ -110,3 +116,22 @@ def test_a_connection_problem_exits_3_naming_the_setting(
     error_lines = [line for line in err.splitlines() if line.startswith("Error: ")]
     assert len(error_lines) == 1 and re.fullmatch(expected, error_lines[0]), error_lines
     assert not [text for text in LIBRARY_TEXT if text in error_lines[0]]
+
+
+def test_a_team_gone_at_the_right_platform_url_stays_a_finding(
+    small_sandbox: tuple[Any, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The other side of platform-404: the base URL proven by one team-listing request, a 404 on one team means
+    that team is gone; its account waits with a finding naming the 404 and the rest of the run goes on."""
+    sandbox, config = small_sandbox
+    gone = next(iter(sandbox.amplify.platform.teams))
+    del sandbox.amplify.platform.teams[gone]
+    mark = len(sandbox.amplify.requests)
+    code = run_cli(["--config", str(config), "run"])
+    out = capsys.readouterr().out
+    assert code == ExitCode.OK
+    assert "its owner cannot be read from Amplify (Amplify has no " in out and f"team/{gone}" in out
+    listings = [r for r in sandbox.amplify.requests[mark:] if r.path.endswith("/api/v1/team")]
+    # the emulator knows no provider org: its Platform API answers "Org not found" in its own shape, which proves the
+    # base URL as well as a page of teams would
+    assert [r.route for r in listings] == ["platform_teams"], "one request proves the base URL"

@@ -36,16 +36,7 @@ class PlatformClient:
         seen: set[str] = set()
         page = 1
         while True:
-            try:
-                batch = self._get("team", {"org_id": self._settings.tenant_id, "limit": limit, "page": page})
-            except NotFoundError:
-                # the listing always exists: a 404 means the base URL is not the Platform API's
-                raise UnreachableError(
-                    f"the Amplify Platform API is not at {self._api} (HTTP 404 on the team listing); check "
-                    "amplify.platform_url",
-                    system="amplify",
-                    status=404,
-                ) from None
+            batch = self._team_page(limit, page)
             if not isinstance(batch, list) or not all(isinstance(team, dict) for team in batch):
                 raise UpstreamError(
                     "the Amplify Platform API answered the team listing with something other than a list of teams",
@@ -62,6 +53,31 @@ class PlatformClient:
             if len(batch) < limit:
                 return teams
             page += 1
+
+    def prove_base(self) -> None:
+        """One team of the org: proves ``amplify.platform_url`` is the Platform API's before a 404 on one team, user
+        or org is taken to mean that object is gone (at a wrong base URL every object answers 404)."""
+        try:
+            self._get("team", {"org_id": self._settings.tenant_id, "limit": 1, "page": 1})
+        except NotFoundError as missing:
+            if missing.error_type == "platform":
+                return  # the Platform API answered (about the org): the base URL is right
+            raise self._not_here() from None
+
+    def _not_here(self) -> UnreachableError:
+        return UnreachableError(
+            f"the Amplify Platform API is not at {self._api} (HTTP 404 on the team listing); check "
+            "amplify.platform_url",
+            system="amplify",
+            status=404,
+        )
+
+    def _team_page(self, limit: int, page: int) -> Any:
+        try:
+            return self._get("team", {"org_id": self._settings.tenant_id, "limit": limit, "page": page})
+        except NotFoundError:
+            # the listing always exists: a 404 means the base URL is not the Platform API's
+            raise self._not_here() from None
 
     def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         url = f"{self._api}/{path}"

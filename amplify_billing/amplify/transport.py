@@ -22,7 +22,7 @@ import requests
 
 from amplify_billing import interrupt
 from amplify_billing.amplify.auth import TokenProvider
-from amplify_billing.amplify.wire import error_detail, unreachable
+from amplify_billing.amplify.wire import error_detail, platform_answer, unreachable
 from amplify_billing.errors import ApiRejectedError, AuthError, NotFoundError, UpstreamError
 from amplify_billing.http import build_retrying, make_session, network_reason, retry_after_seconds
 from amplify_billing.http_limits import HttpLimitExceeded, HttpLimits, limit_error
@@ -232,7 +232,11 @@ class AmplifyTransport:
                 status=status,
             )
         if status == 404:
-            return NotFoundError(f"Amplify has no {url} (HTTP 404{said})", system="amplify", status=status)
+            # error_type "platform": the Platform API itself said so (gather/owners.py trusts such a 404)
+            kind = "platform" if platform_answer(response) else None
+            return NotFoundError(
+                f"Amplify has no {url} (HTTP 404{said})", system="amplify", status=status, error_type=kind
+            )
         if 400 <= status < 500:
             return ApiRejectedError(
                 f"Amplify rejected {method} {url} (HTTP {status}{said})", system="amplify", status=status

@@ -40,6 +40,16 @@ def unreachable(url: str, reason: str, settings: AmplifySettings) -> Unreachable
     )
 
 
+def platform_answer(response: requests.Response) -> bool:
+    """Whether the answer is the Platform API's own (``{"success": false, …}``): a 404 in that shape comes from the
+    Platform API about one object, not from a server at a wrong ``amplify.platform_url``."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("success") is False
+
+
 def error_detail(response: requests.Response) -> str:
     """What the server said went wrong, in one line.
 

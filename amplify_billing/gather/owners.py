@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from amplify_billing.errors import AmplifyBillingError
+from amplify_billing.errors import AmplifyBillingError, NotFoundError
 from amplify_billing.identity import account_code
 from amplify_billing.models import AmplifySubscription
 from amplify_billing.reconcile.accounts import OwnerDetails
@@ -20,6 +20,7 @@ class PlatformReader(Protocol):
     def get_org(self, org_id: str) -> dict[str, Any]: ...
     def get_team(self, guid: str) -> dict[str, Any]: ...
     def get_user(self, guid: str) -> dict[str, Any]: ...
+    def prove_base(self) -> None: ...
 
 
 def _fetch_all(
@@ -94,6 +95,10 @@ def owner_details(
         return _admin_of(team) if isinstance(team, Mapping) else None
 
     people = _fetch_all((g for g in map(person_of, owners.values()) if g), platform.get_user, workers)
+    if any(isinstance(found, NotFoundError) for found in (*groups.values(), *people.values())):
+        # at a wrong amplify.platform_url every owner answers 404: exit 3 naming the setting, not one "waiting"
+        # finding per account (exit 0) while nothing can be billed
+        platform.prove_base()
 
     details: dict[str, OwnerDetails] = {}
     for code, s in owners.items():
