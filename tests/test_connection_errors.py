@@ -135,3 +135,19 @@ def test_a_team_gone_at_the_right_platform_url_stays_a_finding(
     # the emulator knows no provider org: its Platform API answers "Org not found" in its own shape, which proves the
     # base URL as well as a page of teams would
     assert [r.route for r in listings] == ["platform_teams"], "one request proves the base URL"
+
+
+def test_a_platform_api_that_refuses_the_service_account_exits_3_naming_the_role(
+    small_sandbox: tuple[Any, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 403 on a consumer's team is about the service account, not that owner: exit 3 with the role to give, not a
+    'waiting' finding per account (exit 0) while no account can be made."""
+    sandbox, config = small_sandbox
+    sandbox.amplify.forbidden["consumers"] = "no access to consumers"
+    code = run_cli(["--config", str(config), "run"])
+    err = capsys.readouterr().err
+    assert code == ExitCode.UPSTREAM
+    [line] = [line for line in err.splitlines() if line.startswith("Error: ")]
+    assert line.startswith("Error: link-accounts: Amplify forbids GET ") and line.endswith(
+        "the service account needs the organization's Administrator role on the Amplify Platform"
+    ), line

@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from amplify_billing.errors import AmplifyBillingError, NotFoundError
+from amplify_billing.errors import AmplifyBillingError, AuthError, NotFoundError, UnreachableError
 from amplify_billing.identity import account_code
+from amplify_billing.interrupt import Interrupted
 from amplify_billing.models import AmplifySubscription
 from amplify_billing.reconcile.accounts import OwnerDetails
 from amplify_billing.settings import Settings
@@ -31,8 +32,10 @@ def _fetch_all(
     def one(key: str) -> Mapping[str, Any] | AmplifyBillingError:
         try:
             return fetch(key)
+        except (AuthError, UnreachableError, Interrupted):
+            raise  # about the run, not this owner: a missing role or a dead host is exit 3, a signal exit 130/143
         except AmplifyBillingError as error:
-            return error
+            return error  # about this owner (gone, malformed): its account waits with a finding
 
     unique = sorted(set(keys))
     if workers <= 1 or len(unique) <= 1:
