@@ -29,11 +29,13 @@ Then the state is checked against what it must be, independently of the tool's o
 - both systems equal, field by field (generated ids and timestamps aside), the reference's state;
 - no fault-free run exits non-zero, and no run hangs.
 
-The emulators' clock stands still six days before the real now (the child uses the real clock): subscriptions
+The emulators' clock stands still three days before the real now (the child uses the real clock): subscriptions
 the tool creates are activated then, so the traffic after it is reported as usage, as in the crash matrix, where
-day 0 runs on a virtual clock and usage on the real one. Six days, not seven: the Amplify emulator keeps 7 days of
-Traceability transactions (reference §9.1), so a week's first hour would age out before the runs count it; the
-tool then withholds it with a finding, which its own tests cover, and the soak would count it as unbilled.
+day 0 runs on a virtual clock and usage on the real one. Three days, not a week: the Amplify emulator keeps 7 days
+of Traceability transactions (reference §9.1), and the scenario's subscriptions started up to 3 days before the
+traffic (billed from then: ``usage.before_billing_start: bill``). With more days the first run, at the real now,
+finds windows older than the retention; it withholds them with a finding (exit 1, tested on its own elsewhere),
+which the soak would count as a failed clean run and unbilled units.
 
 ``python -m tools.soak [--subscriptions N] [--seed S]`` prints one result line and exits
 non-zero when the soak does not converge or the final state is wrong; ``pytest -m soak`` runs 2,000
@@ -112,7 +114,7 @@ class SoakOptions:
 
     subscriptions: int = 2000
     seed: int = 1
-    days: int = 6  # within Traceability's 7-day retention (module docstring)
+    days: int = 3  # so every window is inside Traceability's 7-day retention (module docstring)
     fault_rate: float = 0.10
     storm_runs: int = 8
     calm_runs: int = 4

@@ -167,6 +167,10 @@ class Planner:
         start = max(active_from, since) if since is not None else active_from
         if self.options.start is not None:
             start = max(start, self.options.start)
+        if start >= cutoff:
+            # counting begins inside the retention: the window holding the cutoff is clipped to start at `start`,
+            # so it lost nothing (and is among the countable windows)
+            return None
         boundary = window_ceil(cutoff, self.size)
         end = min(boundary, until) if until is not None else boundary
         settled = self.now - self.rt.settings.usage.settle_delay

@@ -220,6 +220,27 @@ def test_windows_older_than_the_retention_are_a_finding_not_skipped_in_silence(m
     _ok(cycle.run())
 
 
+def test_a_first_window_inside_the_retention_is_counted_not_withheld(make_cycle: Any) -> None:
+    """The retention cutoff falls inside the subscription's first (daily) window but before it became active: every
+    transaction of that window is still kept, so the window is counted and billed, with no finding (a whole-day test
+    withheld it, exit 1, as if its start were the window's midnight)."""
+    cycle: Cycle = make_cycle(subscriptions=6)
+    target = _approved_with_traffic(cycle)[0]
+    amplify_id = target["metadata"]["id"]
+    became_active = parse_timestamp(target["state"]["when"]["timestamp"])
+    assert became_active is not None and became_active.hour > 0
+    # the first run comes 7 days after it became active, less a minute: the cutoff is a minute before it
+    cycle.clock.set(became_active + 7 * DAY - timedelta(minutes=1))
+    usage = _usage_report(cycle.run())
+
+    assert [f.summary for f in _findings(usage, amplify_id) if "cannot be counted any more" in f.summary] == []
+    assert usage.exit_code == int(ExitCode.OK), [f.summary for f in _findings(usage) if f.withholds]
+    # every settled day since it became active is billed, the first one included
+    last_midnight = (became_active + 7 * DAY).replace(hour=0, minute=0, second=0, microsecond=0)
+    uuid = _recurly_for(cycle, amplify_id)["uuid"]
+    assert _usage_total(cycle, uuid) == _traffic(cycle, amplify_id, became_active, last_midnight) > 0
+
+
 # ---- re-counts cover only what the source proved ----------------------------------------------------------
 
 

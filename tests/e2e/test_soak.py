@@ -177,7 +177,7 @@ def test_bad_options_exit_2_naming_the_option(capsys: pytest.CaptureFixture[str]
 
 @pytest.mark.soak
 @pytest.mark.timeout(3600)
-def test_soak_2000_subscriptions_six_days_of_traffic(tmp_path: Path) -> None:
+def test_soak_2000_subscriptions_three_days_of_traffic(tmp_path: Path) -> None:
     progress: list[str] = []
     result = run_soak(SoakOptions(), work_dir=tmp_path, progress=progress.append)
     print(result.line())
