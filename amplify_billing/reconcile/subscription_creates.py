@@ -73,6 +73,7 @@ def _create(
         collection_method=options.collection_method,
         custom_field=options.custom_field,
         replaces=previous,  # counted by the safety valve like an end
+        starts_at=inputs.starts_at.get(s.id),
     )
     return Change(
         ChangeKind.CREATE,
@@ -81,7 +82,8 @@ def _create(
         recurly_ref(None, plan.code),
         f"subscribe {code} to {plan.code}"
         + (f" with {len(plan.add_on_codes)} usage add-on(s)" if plan.add_on_codes else "")
-        + (f" (it was linked to Recurly subscription {previous}, which is not live)" if previous else ""),
+        + (f" (it was linked to Recurly subscription {previous}, which is not live)" if previous else "")
+        + (f", starting at billing.switch_at {starts.isoformat()}" if (starts := inputs.starts_at.get(s.id)) else ""),
         action=create,
         phase=PHASE_CREATE,
         key=f"create:{s.id}",

@@ -3,10 +3,17 @@ Marketplace's billing is on in Amplify, and the finding that names the fix."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from amplify_billing.models import AmplifySubscription
-from amplify_billing.reconcile.billing_modes import MarketplaceBilling, guard_double_billing, withheld_finding
+from amplify_billing.reconcile.billing_modes import (
+    MarketplaceBilling,
+    future_starts,
+    guard_double_billing,
+    recurly_from,
+    withheld_finding,
+)
 from amplify_billing.settings.billing import BillingSettings
 
 RECURLY = BillingSettings()
@@ -80,3 +87,29 @@ def test_another_vendor_bills_twice_too() -> None:
     assert withheld_finding(held).summary.endswith(
         "(each would be billed twice). Turn its stripe billing off in the Marketplace's settings to bill it in Recurly"
     )
+
+
+# ---- switching marketplace -> recurly at billing.switch_at (README, "Switching a Marketplace between modes") -----
+
+SWITCH = datetime(2026, 12, 1, tzinfo=UTC)
+TO_RECURLY = BillingSettings(marketplaces={MARKET: "recurly"}, switch_at={MARKET: SWITCH})
+
+
+def test_before_a_switch_to_recurly_amplify_billing_is_expected_so_the_guard_lets_recurly_prepare() -> None:
+    read = MarketplaceBilling({MARKET: "custom", OTHER: None})
+
+    kept, withheld = guard_double_billing(SUBS, read, TO_RECURLY, now=SWITCH - timedelta(hours=1))
+    assert [s.id for s in kept] == ["s1", "s2", "s3", "s4"] and withheld == ()
+
+    # from the switch on, Custom billing still on is double billing again: withheld until it is turned off
+    kept, withheld = guard_double_billing(SUBS, read, TO_RECURLY, now=SWITCH)
+    assert [s.id for s in kept] == ["s3", "s4"] and [w.marketplace for w in withheld] == [MARKET]
+
+
+def test_recurly_bills_a_marketplace_switched_to_it_from_the_switch_only() -> None:
+    assert recurly_from(SUBS[0], TO_RECURLY) == SWITCH
+    assert recurly_from(SUBS[2], TO_RECURLY) is None  # another Marketplace: billed from its start
+    assert recurly_from(SUBS[0], BillingSettings(mode="marketplace", switch_at=SWITCH)) is None  # leaving Recurly
+    # its Recurly subscriptions are created before the switch to start at it (Recurly's starts_at)
+    assert future_starts(SUBS, TO_RECURLY, SWITCH - timedelta(days=1)) == {"s1": SWITCH, "s2": SWITCH}
+    assert future_starts(SUBS, TO_RECURLY, SWITCH) == {}  # from the switch on, a create starts at once
