@@ -113,3 +113,15 @@ def test_recurly_bills_a_marketplace_switched_to_it_from_the_switch_only() -> No
     # its Recurly subscriptions are created before the switch to start at it (Recurly's starts_at)
     assert future_starts(SUBS, TO_RECURLY, SWITCH - timedelta(days=1)) == {"s1": SWITCH, "s2": SWITCH}
     assert future_starts(SUBS, TO_RECURLY, SWITCH) == {}  # from the switch on, a create starts at once
+
+
+def test_doctor_expects_custom_billing_until_a_switch_to_recurly_then_asks_to_turn_it_off() -> None:
+    from amplify_billing.reconcile.doctor_billing import billing_mode_check
+    from amplify_billing.reconcile.doctor_checks import Verdict
+
+    read = MarketplaceBilling({MARKET: "custom", OTHER: None}, {MARKET: "Partners"})
+    before = billing_mode_check(TO_RECURLY, read, "", now=SWITCH - timedelta(days=1))
+    assert before.verdict is Verdict.OK
+    assert "Amplify bills Marketplace Partners" in before.evidence and "2026-12-01T00:00:00Z" in before.evidence
+    after = billing_mode_check(TO_RECURLY, read, "", now=SWITCH)
+    assert after.verdict is Verdict.ACTION and "billed twice" in after.evidence
