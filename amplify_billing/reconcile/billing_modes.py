@@ -103,6 +103,22 @@ def future_starts(
     return {s.id: at for s in subscriptions if (at := recurly_from(s, billing)) is not None and at > now}
 
 
+def late_starts(
+    subscriptions: Iterable[AmplifySubscription], billing: BillingSettings, now: datetime
+) -> dict[str, tuple[datetime, datetime]]:
+    """Amplify id -> (switch, now) for the approved subscriptions of a Marketplace that switched to recurly mode
+    whose Recurly subscription, made now, starts after the switch: the base price from the switch to now is billed
+    by neither side (Amplify's invoices stop at the switch). One active only from after the switch has no gap."""
+    late: dict[str, tuple[datetime, datetime]] = {}
+    for s in subscriptions:
+        at = recurly_from(s, billing)
+        if at is None or at > now or s.approval_state != literals.APPROVAL_APPROVED:
+            continue
+        if s.active_since is None or s.active_since < at:
+            late[s.id] = (at, now)
+    return late
+
+
 def invoiced_query(billing: BillingSettings) -> str | None:
     """The RSQL filter of the subscriptions Amplify's invoices bill (None: none do)."""
     if not billing.any_invoiced:

@@ -89,3 +89,21 @@ def _create(
         key=f"create:{s.id}",
         amplify_id=s.id,
     )
+
+
+def late_start_finding(s: AmplifySubscription, inputs: SubscriptionInputs) -> list[Change]:
+    """The base price no side bills: its Marketplace switched to recurly mode before this create, and Amplify's
+    invoices stopped at the switch (README, "Switching a Marketplace between modes")."""
+    if s.id not in inputs.late_starts:
+        return []
+    switch, now = inputs.late_starts[s.id]
+    return [
+        withheld(
+            subscription_ref(s),
+            f"its Marketplace switched to recurly mode at billing.switch_at {switch.isoformat()}, but its Recurly "
+            f"subscription is made only now ({now.isoformat()}) and starts now: the base price from the switch to "
+            "now is billed by neither side (its usage from the switch is reported)",
+            "bill that base price by hand in Recurly (a one-time charge on its account)",
+            key=f"late-start:{s.id}",
+        )
+    ]

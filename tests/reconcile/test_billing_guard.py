@@ -3,6 +3,7 @@ Marketplace's billing is on in Amplify, and the finding that names the fix."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -125,3 +126,13 @@ def test_doctor_expects_custom_billing_until_a_switch_to_recurly_then_asks_to_tu
     assert "Amplify bills Marketplace Partners" in before.evidence and "2026-12-01T00:00:00Z" in before.evidence
     after = billing_mode_check(TO_RECURLY, read, "", now=SWITCH)
     assert after.verdict is Verdict.ACTION and "billed twice" in after.evidence
+
+
+def test_a_recurly_subscription_made_after_the_switch_leaves_a_base_price_gap_that_is_named() -> None:
+    from amplify_billing.reconcile.billing_modes import late_starts
+
+    now = SWITCH + timedelta(days=2)
+    active_after = replace(subscription("s5", MARKET), active_since=SWITCH + timedelta(days=1))
+    late = late_starts([*SUBS, active_after], TO_RECURLY, now)
+    assert late == {"s1": (SWITCH, now), "s2": (SWITCH, now)}  # s5 became active after the switch: no gap
+    assert late_starts(SUBS, TO_RECURLY, SWITCH - timedelta(hours=1)) == {}  # before it: made to start at it
