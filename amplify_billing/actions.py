@@ -140,6 +140,8 @@ class CreateSubscription(Action):
     custom_field: str | None = None
     # the Recurly subscription it was linked to before (not live any more): counted by the safety valve
     replaces: str | None = None
+    # Recurly's starts_at: a Marketplace switching to recurly mode bills nothing in Recurly before its switch
+    starts_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -202,6 +202,12 @@ class WindowChoice(StrEnum):
     daily = "daily"
 
 
+class DemoMode(StrEnum):
+    recurly = "recurly"
+    marketplace = "marketplace"
+    both = "both"
+
+
 @app.command(
     "report-usage",
     epilog=_example(
@@ -365,13 +371,21 @@ def config_check_command(
     )
 
 
-@app.command("demo", epilog=_example("amplify-billing demo --subscriptions 12"))
+@app.command("demo", epilog=_example("amplify-billing demo --mode both --subscriptions 12"))
 def demo_command(
     ctx: typer.Context,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Scenario seed (same seed, same scenario).")] = 7,
     subscriptions: Annotated[
         int, typer.Option("--subscriptions", metavar="N", help="Subscriptions in the scenario.", min=1)
     ] = 40,
+    mode: Annotated[
+        DemoMode,
+        typer.Option(
+            "--mode",
+            help="recurly: a week of Recurly subscriptions and usage; marketplace: a month of Amplify's invoices "
+            "billed through Recurly; both: two Marketplaces side by side, one in each mode.",
+        ),
+    ] = DemoMode.recurly,
 ) -> int:
     """Run the whole cycle against built-in emulators of Amplify and Recurly and show what it did."""
     from amplify_billing.render import PLAIN_WIDTH, configure_logging, make_console
@@ -382,9 +396,14 @@ def demo_command(
     configure_logging(fmt=options.log_format.value, verbose=options.verbose, quiet=not options.verbose)
     # the demo draws rules across the width: piped, it keeps a width a page can hold
     console = make_console(plain_default=PLAIN_WIDTH)
-    return run_demo(
-        console, make_console(stderr=True), seed=seed, subscriptions=subscriptions, output=options.output.value
-    )
+    err = make_console(stderr=True)
+    if mode is not DemoMode.recurly:
+        from amplify_billing.sandbox.demo_modes import run_invoice_demo
+
+        return run_invoice_demo(
+            console, err, mode=mode.value, seed=seed, subscriptions=subscriptions, output=options.output.value
+        )
+    return run_demo(console, err, seed=seed, subscriptions=subscriptions, output=options.output.value)
 
 
 sandbox_app = typer.Typer(

@@ -152,15 +152,17 @@ def _must(plan: RecurlyPlan | None) -> RecurlyPlan:
 
 
 def _created_subscription(action: CreateSubscription, uuid: str, now: datetime) -> dict[str, Any]:
-    """The subscription as Recurly would answer its create: active from now, with the plan's usage add-ons."""
+    """The subscription as Recurly would answer its create: active from now (future with a later ``starts_at``),
+    with the plan's usage add-ons."""
     fields = [{"name": action.custom_field, "value": action.amplify_id}] if action.custom_field else []
+    future = action.starts_at is not None and action.starts_at > now
     return {
         "uuid": uuid,
-        "state": "active",
+        "state": "future" if future else "active",
         "account": {"code": action.account_code},
         "plan": {"code": action.plan_code},
         "currency": action.currency,
-        "activated_at": now.astimezone(UTC),
+        "activated_at": None if future else now.astimezone(UTC),
         "add_ons": [{"add_on": {"code": code}} for code in action.add_on_codes],
         "custom_fields": fields,
         "collection_method": action.collection_method,

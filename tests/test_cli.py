@@ -283,6 +283,34 @@ def test_demo_exits_0_and_explains(capsys: pytest.CaptureFixture[str]) -> None:
     assert envelope.status is not None and "summary" in envelope.status
 
 
+@pytest.mark.parametrize("mode", ["marketplace", "both"])
+def test_demo_of_amplify_invoices_bills_a_month_through_recurly(mode: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["--output", "json", "demo", "--mode", mode, "--subscriptions", "8"]) == ExitCode.OK
+    document = json.loads(capsys.readouterr().out)
+    figures = document["figures"]
+    assert document["exit_code"] == 0
+    # approval -> initial invoice -> paid -> period invoice with consumption -> paid
+    assert [run["note"] for run in document["steps"]] == [
+        "day 0",
+        "day 0, later",
+        "day 3",
+        "month end",
+        "month end again",
+        "month end, once more",
+    ]
+    assert figures["amplify_period_invoices"] > 0 and figures["metered_units"] > 0
+    assert figures["amplify_invoices_paid"] == figures["amplify_invoices"] > figures["amplify_period_invoices"]
+    assert 0 < figures["recurly_invoices"] <= figures["amplify_invoices"]
+    last = document["steps"][-1]["steps"]
+    assert all(r["counts"]["applied"] == 0 for r in last), "the last run writes nothing"
+    if mode == "both":  # the recurly-mode Marketplace beside it: Recurly subscriptions and usage
+        assert figures["recurly_subscriptions"] > 0 and figures["usage_records"] > 0
+    else:
+        assert figures["recurly_subscriptions"] == 0 and figures["usage_records"] == 0
+    assert run_cli(["demo", "--mode", mode, "--subscriptions", "8"]) == ExitCode.OK
+    assert "What just happened" in capsys.readouterr().out
+
+
 def test_dry_run_takes_no_lock_and_writes_no_run_history(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
     state = setup.tmp / "amplify-billing.db"
     with RunLock.acquire(state, "run", clock=lambda: datetime.now(UTC)):

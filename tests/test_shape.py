@@ -11,11 +11,7 @@ from tools.shape import Shape, measure, runtime_importers
 
 # Repeats left in modules this change did not own, each named by its two scopes (``path::function``, stable while
 # lines move). The list is to be emptied, not grown: remove a pair when its repeat is gone.
-ALLOWED_REPEATS = {
-    # Amplify's and the Recurly emulator's timestamp readers share their tail (fromisoformat, None when unreadable,
-    # a time without a zone taken as UTC); each vendor's own format rules stay apart
-    frozenset({"amplify/parse.py::parse_timestamp", "sandbox/recurly_wire.py::parse_time"}),
-}
+ALLOWED_REPEATS: set[frozenset[str]] = set()
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,11 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from amplify_billing.amplify.invoices import SubscriptionInvoice, list_subscription_invoices
 from amplify_billing.amplify.parse import parse_timestamp
 from amplify_billing.collaborators import AmplifyAccess, Clocked, Listings, OpensJournal, RecurlyAccess, Settled
 from amplify_billing.errors import AmplifyBillingError
+from amplify_billing.gather.invoices import invoiced_subscriptions
 from amplify_billing.gather.options import plan_sync_options, subscription_options
 from amplify_billing.gather.subscriptions import GatherReads, subscription_inputs
 from amplify_billing.journal import Intent, RunRecord, UsageLedgerEntry
@@ -31,9 +33,11 @@ from amplify_billing.reconcile.status import (
     format_ts,
     usage_targets,
 )
+from amplify_billing.reconcile.status_invoices import MeteredQuota
 from amplify_billing.reconcile.status_offline import JournalView, plans_section
 from amplify_billing.reconcile.status_report import Row, Section
 from amplify_billing.reconcile.subscriptions import SubscriptionInputs, match_subscriptions
+from amplify_billing.settings import Settings
 from amplify_billing.usage.sources import RangeCount, build_source
 from amplify_billing.usage.windows import WINDOW_SIZES
 
@@ -137,6 +141,74 @@ def _targets(
     return usage_targets(subscriptions, matches, period_starts, watermarks, size)
 
 
+def _latest_period_invoices(rt: StatusReads) -> list[SubscriptionInvoice]:
+    """Each subscription's latest invoice with a period and metered units, of the Marketplaces sync-invoices reads."""
+    billing = rt.settings.billing
+    latest: dict[str, SubscriptionInvoice] = {}
+    for invoice in list_subscription_invoices(rt.amplify().resources).invoices:
+        if not billing.reads_invoices(invoice.marketplace_name) or invoice.period_end is None or not invoice.quotas:
+            continue
+        known = latest.get(invoice.subscription_name)
+        if known is None or (known.period_end or invoice.period_end) < invoice.period_end:
+            latest[invoice.subscription_name] = invoice
+    return list(latest.values())
+
+
+def _not_counted(settings: Settings, aged: bool, answer: RangeCount | None, listed: bool) -> str:
+    """Why Traceability's count of a period is not shown (status never shows a part of a count as the count)."""
+    if aged:
+        return f"the period began before the {settings.usage.retention.days} days Traceability keeps"
+    if settings.usage.source != "traceability":
+        return "not counted: usage.source is file"
+    if not listed:
+        return "its subscription or quota is not listed"
+    return (answer.why if answer is not None else "") or "Traceability's count is not proven complete"
+
+
+def metered_quotas(rt: StatusReads, size: timedelta) -> tuple[MeteredQuota, ...] | None:
+    """Amplify's metered units of each subscription's latest period invoice, next to Traceability's count over the
+    same period (status_invoices.py). None, with no request, when no Marketplace is billed by Amplify's invoices.
+    Requests: the invoices, the invoiced subscriptions, the quotas, and one count per distinct period."""
+    settings = rt.settings
+    if not settings.billing.any_invoiced:
+        return None
+    invoices = _latest_period_invoices(rt)
+    if not invoices:
+        return ()
+    subscriptions = {s.name: s for s in invoiced_subscriptions(rt)}
+    quota_ids = {
+        (str(q["metadata"]["scope"]["name"]), str(q["name"])): str(q["metadata"]["id"])
+        for q in rt.amplify().resources.list("quotas")
+        if isinstance(q.get("metadata"), Mapping) and q["metadata"].get("id") and q["metadata"].get("scope")
+    }
+    held_from = rt.clock() - settings.usage.retention
+    countable = [i for i in invoices if i.period_start is not None and i.period_start >= held_from]
+    answers: dict[tuple[datetime, datetime], RangeCount] = {}
+    if countable and settings.usage.source == "traceability":
+        source = build_source(settings, rt.amplify(), size)
+        ranges = [(i.period_start, i.period_end) for i in countable if i.period_start and i.period_end]
+        ids = sorted(s.id for s in subscriptions.values())
+        answers = source.counts(ranges, ids)
+    rows: list[MeteredQuota] = []
+    for invoice in invoices:
+        start, end = invoice.period_start or invoice.period_end, invoice.period_end
+        assert start is not None and end is not None
+        owner = subscriptions.get(invoice.subscription_name)
+        answer = answers.get((start, end))
+        for quota in invoice.quotas:
+            quota_id = quota_ids.get((owner.plan_name, quota.name)) if owner is not None else None
+            traced = answer.count((owner.id, quota_id)) if answer and owner and quota_id else None
+            why = (
+                ""
+                if traced is not None
+                else _not_counted(settings, start < held_from, answer, bool(owner and quota_id))
+            )
+            rows.append(
+                MeteredQuota(invoice.subscription_name, invoice.title, quota.name, start, end, quota.units, traced, why)
+            )
+    return tuple(rows)
+
+
 def gather_status(rt: StatusReads, *, verify: bool) -> StatusInputs:
     """List both systems (memoised snapshots), read the journal, count usage; with ``verify`` read Recurly usage."""
     settings = rt.settings
@@ -173,6 +245,7 @@ def gather_status(rt: StatusReads, *, verify: bool) -> StatusInputs:
         verify=verify,
         recurly_matches=recurly_matches,
         opted_in_products=len(catalog.products),
+        metered=metered_quotas(rt, size),
     )
 
 

@@ -17,7 +17,7 @@ from amplify_billing.gather.options import subscription_options
 from amplify_billing.identity import add_on_code, plan_code
 from amplify_billing.links import END_LINK, MISSED_LINK, NAME_LINK, SUBSCRIPTION_LINK
 from amplify_billing.models import AmplifySubscription
-from amplify_billing.reconcile.billing_modes import billed_by_recurly, guard_double_billing
+from amplify_billing.reconcile.billing_modes import billed_by_recurly, future_starts, guard_double_billing, late_starts
 from amplify_billing.reconcile.subscriptions import (
     ENDED_BY_OPERATOR,
     LIVE_STATES,
@@ -299,7 +299,8 @@ def subscription_inputs(reads: GatherReads, *, ends: Mapping[str, datetime] | No
     subscriptions, problems = amplify_subscriptions(reads, plans)
     snapshots = reads.snapshots
     marketplaces = marketplace_billing(snapshots, subscriptions)
-    subscriptions, withheld = guard_double_billing(subscriptions, marketplaces, reads.settings.billing)
+    now = reads.clock()
+    subscriptions, withheld = guard_double_billing(subscriptions, marketplaces, reads.settings.billing, now)
     amplify_read = snapshots.amplify_subscriptions_read(sorted(plans))
     recurly_read = snapshots.recurly_subscriptions_read()
     listed = SubscriptionInputs(
@@ -312,6 +313,8 @@ def subscription_inputs(reads: GatherReads, *, ends: Mapping[str, datetime] | No
         recurly_unproven="" if recurly_read.complete else recurly_read.why,
         amplify_unproven="" if amplify_read.complete else amplify_read.why,
         withheld=withheld,
+        starts_at=future_starts(subscriptions, reads.settings.billing, now),
+        late_starts=late_starts(subscriptions, reads.settings.billing, now),
     )
     resolved = _Resolved(list(listed.amplify), dict(plans), list(listed.recurly), list(problems))
     _read_lost_links(reads, listed, resolved)

@@ -87,6 +87,38 @@ def ended_at_switch(subscription: AmplifySubscription, until: datetime) -> Ampli
     return replace(subscription, state_name=literals.STATE_CANCELLED, state_changed_at=until)
 
 
+def recurly_from(subscription: AmplifySubscription, billing: BillingSettings) -> datetime | None:
+    """When Recurly starts billing a subscription whose Marketplace switched from marketplace to recurly mode at
+    ``billing.switch_at`` (None: Recurly bills it from its start). Before it, Amplify's invoices billed it
+    (``reconcile/mode_switch.py``), so its Recurly term and its usage begin there, never earlier."""
+    name = marketplace_of(subscription)
+    return None if billing.invoiced(name) else billing.switch_of(name)
+
+
+def future_starts(
+    subscriptions: Iterable[AmplifySubscription], billing: BillingSettings, now: datetime
+) -> dict[str, datetime]:
+    """Amplify id -> Recurly's ``starts_at`` for the subscriptions whose Recurly subscription is created before
+    their Marketplace's switch to recurly mode: it starts (state ``future``, nothing billed) at the switch."""
+    return {s.id: at for s in subscriptions if (at := recurly_from(s, billing)) is not None and at > now}
+
+
+def late_starts(
+    subscriptions: Iterable[AmplifySubscription], billing: BillingSettings, now: datetime
+) -> dict[str, tuple[datetime, datetime]]:
+    """Amplify id -> (switch, now) for the approved subscriptions of a Marketplace that switched to recurly mode
+    whose Recurly subscription, made now, starts after the switch: the base price from the switch to now is billed
+    by neither side (Amplify's invoices stop at the switch). One active only from after the switch has no gap."""
+    late: dict[str, tuple[datetime, datetime]] = {}
+    for s in subscriptions:
+        at = recurly_from(s, billing)
+        if at is None or at > now or s.approval_state != literals.APPROVAL_APPROVED:
+            continue
+        if s.active_since is None or s.active_since < at:
+            late[s.id] = (at, now)
+    return late
+
+
 def invoiced_query(billing: BillingSettings) -> str | None:
     """The RSQL filter of the subscriptions Amplify's invoices bill (None: none do)."""
     if not billing.any_invoiced:
@@ -107,18 +139,27 @@ def needs_marketplaces(subscriptions: Iterable[AmplifySubscription]) -> bool:
 
 
 def guard_double_billing(
-    subscriptions: Iterable[AmplifySubscription], marketplaces: MarketplaceBilling, billing: BillingSettings
+    subscriptions: Iterable[AmplifySubscription],
+    marketplaces: MarketplaceBilling,
+    billing: BillingSettings,
+    now: datetime | None = None,
 ) -> tuple[list[AmplifySubscription], tuple[Withheld, ...]]:
     """The subscriptions Recurly may bill, and those withheld by Marketplace. ``subscriptions`` are those
     ``billed_by_recurly`` kept: in mode recurly, or switched to marketplace mode (Recurly finishes what it billed
-    before the switch, so Amplify's Custom billing is expected there)."""
+    before the switch, so Amplify's Custom billing is expected there). A Marketplace switching to recurly mode at
+    a ``switch_at`` still ahead of ``now`` is Amplify's to bill until then, so Custom billing is expected too: its
+    Recurly subscriptions are made to start at the switch, billing nothing before it (``future_starts``). From the
+    switch on, Custom billing still on withholds it again, until the operator turns it off (README, "Switching a
+    Marketplace between modes")."""
     kept: list[AmplifySubscription] = []
     held: dict[str, list[str]] = {}
     for s in subscriptions:
         name = marketplace_of(s)
         known = name is not None and name in marketplaces.vendors
+        start = recurly_from(s, billing)
         if (
             billing.invoiced(name)
+            or (start is not None and now is not None and now < start)
             or name is None
             or (known and not marketplaces.vendors[name])
             or (not known and not marketplaces.unproven)

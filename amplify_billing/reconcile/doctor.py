@@ -204,7 +204,7 @@ def build_doctor(inputs: DoctorInputs) -> DoctorReport:
             currencies.setdefault(wanted.currency, []).append(plan_label(plan))
             units |= {a.measured_unit_name for a in wanted.add_ons}
     checks += recurly_checks(inputs, currencies, sorted(units))
-    checks.append(billing_mode_check(inputs.billing, inputs.marketplaces, inputs.marketplaces_why))
+    checks.append(billing_mode_check(inputs.billing, inputs.marketplaces, inputs.marketplaces_why, inputs.now))
     return DoctorReport(tuple(checks), tuple(rows), tuple(preview_rows), inputs.requests)
 
 

@@ -7,6 +7,8 @@ billing is off gets no invoice from Amplify, so nothing bills it (docs/architect
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from amplify_billing.reconcile.billing_modes import CUSTOM_VENDOR, MarketplaceBilling
 from amplify_billing.reconcile.doctor_checks import Check, Verdict
 from amplify_billing.settings.billing import BillingSettings
@@ -19,8 +21,12 @@ def _label(marketplaces: MarketplaceBilling, name: str) -> str:
     return f"Marketplace {title} ({name})" if title else f"Marketplace {name}"
 
 
-def billing_mode_check(billing: BillingSettings, marketplaces: MarketplaceBilling | None, why_none: str) -> Check:
-    """One check over every Marketplace listed; ``marketplaces`` None: not read (``why_none`` says why)."""
+def billing_mode_check(
+    billing: BillingSettings, marketplaces: MarketplaceBilling | None, why_none: str, now: datetime | None = None
+) -> Check:
+    """One check over every Marketplace listed; ``marketplaces`` None: not read (``why_none`` says why). A
+    Marketplace switching to recurly mode at a ``billing.switch_at`` after ``now`` is Amplify's to bill until then,
+    as the double billing guard lets it be (``billing_modes.guard_double_billing``)."""
     if marketplaces is None or marketplaces.unproven:
         why = why_none if marketplaces is None else marketplaces.unproven
         return Check(
@@ -35,6 +41,7 @@ def billing_mode_check(billing: BillingSettings, marketplaces: MarketplaceBillin
     problems: list[str] = []
     fixes: list[str] = []
     invoiced = 0
+    notes: list[str] = []
     for name, vendor in sorted(marketplaces.vendors.items()):
         label = _label(marketplaces, name)
         if billing.invoiced(name):
@@ -49,6 +56,9 @@ def billing_mode_check(billing: BillingSettings, marketplaces: MarketplaceBillin
                     f"turn its Custom billing on in the Marketplace's settings, or set "
                     f"billing.marketplaces: {{{name}: recurly}}"
                 )
+        elif vendor is not None and now is not None and (at := billing.switch_of(name)) is not None and now < at:
+            moment = at.isoformat().replace("+00:00", "Z")
+            notes.append(f"; Amplify bills {label} until its switch to recurly at billing.switch_at {moment}")
         elif vendor is not None:
             problems.append(
                 f"{label} bills with vendor {vendor} in Amplify and billing.mode is recurly for it: "
@@ -69,5 +79,5 @@ def billing_mode_check(billing: BillingSettings, marketplaces: MarketplaceBillin
         NAME,
         Verdict.OK,
         f"{count} Marketplace(s): {count - invoiced} billed in Recurly, "
-        f"{invoiced} by Amplify's invoices (vendor Custom)",
+        f"{invoiced} by Amplify's invoices (vendor Custom)" + "".join(notes),
     )

@@ -36,7 +36,15 @@ from amplify_billing.invoice_actions import (
 )
 from amplify_billing.reconcile.invoice_lines import Purchase, po_number, purchase_of
 from amplify_billing.reconcile.invoice_states import COLLECTING, Target, target_of, void_target
-from amplify_billing.reconcile.mode_switch import RECURLY_SIDE, SPLIT, invoice_side
+from amplify_billing.reconcile.mode_switch import (
+    AMPLIFY_SIDE,
+    RECURLY_SIDE,
+    SPLIT,
+    PaidTerm,
+    base_overlap,
+    invoice_side,
+)
+from amplify_billing.settings.billing import MARKETPLACE_MODE
 from amplify_billing.settings.secret import Secret
 
 COMMAND = "sync-invoices"
@@ -74,6 +82,9 @@ class InvoiceInputs:
     linked: frozenset[str] = frozenset()
     # plan name -> its currency, for invoices that do not carry one
     plan_currencies: Mapping[str, str] = field(default_factory=dict)
+    # subscription name -> the Recurly term it was billed for in advance before its Marketplace switched to
+    # marketplace mode (``mode_switch.base_overlap``); absent: the journal links it to no Recurly subscription
+    paid_terms: Mapping[str, PaidTerm] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -339,23 +350,34 @@ def _voided(invoice: SubscriptionInvoice, inputs: InvoiceInputs) -> list[Change]
     return [*changes, status]
 
 
-def _across_switch(invoice: SubscriptionInvoice, switch: tuple[str, datetime]) -> list[Change] | None:
+def _across_switch(
+    invoice: SubscriptionInvoice, switch: tuple[str, datetime], inputs: InvoiceInputs
+) -> list[Change] | None:
     """A draft waiting for the gateway, of a Marketplace that switched modes: billed by Recurly (not sent, Amplify
-    told it is paid), straddling the switch (sent nowhere, withheld), or None: sent as usual (``mode_switch``)."""
+    told it is paid), straddling the switch or charging a base price a Recurly term already covered (sent nowhere,
+    withheld), or None: sent as usual (``mode_switch``)."""
     if invoice.state != amp.DRAFT or invoice.status != amp.PENDING:
         return None
-    side = invoice_side(*switch, invoice.period_start, invoice.period_end, invoice.created_at)
+    mode, switch_at = switch
+    start, end = invoice.period_start, invoice.period_end
+    side = invoice_side(mode, switch_at, start, end, invoice.created_at)
     if side.side == RECURLY_SIDE:
         return [_state(invoice, amp.PAID, side.reason)]
     if side.side == SPLIT:
         return [_finding(invoice, side.reason)]
+    if side.side == AMPLIFY_SIDE and mode == MARKETPLACE_MODE:
+        currency = invoice.currency or inputs.plan_currencies.get(invoice.plan_name or "", "")
+        term = inputs.paid_terms.get(invoice.subscription_name)
+        twice = base_overlap(switch_at, start, end, invoice.created_at, invoice.plan_cost, currency, term)
+        if twice is not None:
+            return [_finding(invoice, twice)]
     return None
 
 
 def _decide(invoice: SubscriptionInvoice, inputs: InvoiceInputs, options: InvoicePlanOptions) -> list[Change]:
     switch = options.switch(invoice.marketplace_name)
     if switch is not None:
-        across = _across_switch(invoice, switch)
+        across = _across_switch(invoice, switch, inputs)
         if across is not None:
             return across
     elif not options.invoiced(invoice.marketplace_name):

@@ -11,13 +11,21 @@ between modes").
   subscription and usage: the invoice is not sent to Recurly, and Amplify is told it was paid there.
 - marketplace -> recurly (configured mode ``recurly``): spans before the switch are Amplify's invoices, sent as
   usual; spans from the switch on are Recurly's subscriptions (they start at the switch): not sent.
+
+The base price a Recurly term paid in advance already covered (recurly -> marketplace): a term billed before the
+switch may run past it (Recurly bills each term's base price at its start, and the switch cancels at term end
+without a refund). An Amplify invoice on Amplify's side whose base price covers days that term covered is not sent:
+a withholding finding names the overlap and its share of the base price (``base_overlap``). Withholding rather
+than deducting keeps every Recurly invoice equal to its Amplify invoice's total, the proof sync-invoices makes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 
+from amplify_billing.reconcile.invoice_lines import MINOR_UNITS
 from amplify_billing.settings.billing import MARKETPLACE_MODE
 
 AMPLIFY_SIDE = "amplify"  # sent to Recurly as an invoice (sync-invoices)
@@ -76,4 +84,54 @@ def invoice_side(
         SPLIT,
         f"{span} straddles {at}: {old} billed this Marketplace before it and {new} after it, so "
         "nothing is sent. Bill the part Recurly did not by hand, then set this invoice's state in Amplify",
+    )
+
+
+@dataclass(frozen=True)
+class PaidTerm:
+    """The Recurly subscription a subscription had before its Marketplace switched to marketplace mode, and the end
+    of the term it was billed for in advance (``current_period_ends_at``); None with ``why`` when it was unreadable."""
+
+    uuid: str
+    paid_until: datetime | None
+    why: str = ""
+
+
+def base_overlap(
+    switch_at: datetime,
+    start: datetime | None,
+    end: datetime | None,
+    created: datetime | None,
+    base: Decimal,
+    currency: str,
+    term: PaidTerm | None,
+) -> str | None:
+    """Why an invoice on Amplify's side of a recurly -> marketplace switch is not sent: its base price covers days
+    from the switch on that ``term`` was already billed for. None: nothing is billed twice. The share is the base
+    price prorated by time over its period (all of it for an initial invoice, which has no period), rounded to the
+    currency's smallest unit."""
+    if term is None or base <= 0:
+        return None
+    if term.paid_until is None:
+        return (
+            f"whether Recurly subscription {term.uuid}, billed in advance before billing.switch_at {_z(switch_at)}, "
+            f"already covered part of its base price cannot be told ({term.why}): nothing is sent; the next run "
+            "reads it again"
+        )
+    if start is None or end is None:
+        if created is None or term.paid_until <= created:
+            return None
+        share, span = base, f"its base price {base} {currency} is for a term from {_z(created)}"
+    else:
+        first, last = max(start, switch_at), min(end, term.paid_until)
+        if last <= first or end <= start:
+            return None
+        digits = Decimal(1).scaleb(-MINOR_UNITS.get(currency.upper(), 2))
+        ratio = Decimal((last - first).total_seconds()) / Decimal((end - start).total_seconds())
+        share = (base * ratio).quantize(digits, rounding=ROUND_HALF_UP)
+        span = f"its base price {base} {currency} covers {_z(first)} to {_z(last)}"
+    return (
+        f"{span}, which Recurly subscription {term.uuid} was billed for in advance up to {_z(term.paid_until)}: "
+        f"{share} {currency} of it would be billed twice, so nothing is sent. Bill it by hand less {share} "
+        f"{currency} (or credit {share} {currency} in Recurly), then set this invoice's state in Amplify"
     )

@@ -25,6 +25,7 @@ from amplify_billing.errors import ExitCode
 from amplify_billing.identity import account_code, plan_code
 from amplify_billing.models import AmplifySubscription
 from amplify_billing.reconcile.plans import CatalogSnapshot, PlanSyncOptions, RecurlyCatalog, diff_plans
+from amplify_billing.reconcile.status_invoices import MeteredQuota, metered_section
 from amplify_billing.reconcile.status_report import (
     DRIFT_COLUMNS,
     INTENT_COLUMNS,
@@ -100,6 +101,9 @@ class StatusInputs:
     # --verify only: Amplify id -> Recurly uuid as Recurly alone says (custom field, account + plan)
     recurly_matches: Mapping[str, str] | None = None
     opted_in_products: int = 0
+    # marketplace mode only (None otherwise: no section, no request): Amplify's metered units next to
+    # Traceability's count of each subscription's latest period invoice (``status_invoices``)
+    metered: tuple[MeteredQuota, ...] | None = None
 
 
 # ---- drift ----------------------------------------------------------------------------------------
@@ -374,7 +378,7 @@ def _sections(
             empty="no billed usage add-on on a live subscription",
             wide=frozenset({"amplify_id", "recurly_subscription", "add_on", "compared_from"}),
         ),
-    )
+    ) + ((metered_section(inputs.metered),) if inputs.metered is not None else ())
 
 
 def build_status(

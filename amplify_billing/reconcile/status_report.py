@@ -140,7 +140,18 @@ class StatusReport:
 
 # columns holding figures are right-aligned
 _NUMERIC = frozenset(
-    {"add_ons", "live_subscriptions", "run_id", "exit_code", "amplify_units", "journal_units", "recurly_units", "value"}
+    {
+        "add_ons",
+        "live_subscriptions",
+        "run_id",
+        "exit_code",
+        "amplify_units",
+        "journal_units",
+        "recurly_units",
+        "value",
+        "metered_units",
+        "traced_units",
+    }
 )
 
 

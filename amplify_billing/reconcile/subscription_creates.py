@@ -73,6 +73,7 @@ def _create(
         collection_method=options.collection_method,
         custom_field=options.custom_field,
         replaces=previous,  # counted by the safety valve like an end
+        starts_at=inputs.starts_at.get(s.id),
     )
     return Change(
         ChangeKind.CREATE,
@@ -81,9 +82,28 @@ def _create(
         recurly_ref(None, plan.code),
         f"subscribe {code} to {plan.code}"
         + (f" with {len(plan.add_on_codes)} usage add-on(s)" if plan.add_on_codes else "")
-        + (f" (it was linked to Recurly subscription {previous}, which is not live)" if previous else ""),
+        + (f" (it was linked to Recurly subscription {previous}, which is not live)" if previous else "")
+        + (f", starting at billing.switch_at {starts.isoformat()}" if (starts := inputs.starts_at.get(s.id)) else ""),
         action=create,
         phase=PHASE_CREATE,
         key=f"create:{s.id}",
         amplify_id=s.id,
     )
+
+
+def late_start_finding(s: AmplifySubscription, inputs: SubscriptionInputs) -> list[Change]:
+    """The base price no side bills: its Marketplace switched to recurly mode before this create, and Amplify's
+    invoices stopped at the switch (README, "Switching a Marketplace between modes")."""
+    if s.id not in inputs.late_starts:
+        return []
+    switch, now = inputs.late_starts[s.id]
+    return [
+        withheld(
+            subscription_ref(s),
+            f"its Marketplace switched to recurly mode at billing.switch_at {switch.isoformat()}, but its Recurly "
+            f"subscription is made only now ({now.isoformat()}) and starts now: the base price from the switch to "
+            "now is billed by neither side (its usage from the switch is reported)",
+            "bill that base price by hand in Recurly (a one-time charge on its account)",
+            key=f"late-start:{s.id}",
+        )
+    ]

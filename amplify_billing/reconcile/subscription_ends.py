@@ -87,8 +87,8 @@ def _end_change(
             phase=PHASE_END,
             key=key,
         )
-    if current.state != "active":
-        return None  # already canceled: it ends at term end as asked
+    if current.state not in ("active", "future"):
+        return None  # already canceled: it ends at term end as asked (a future one canceled never starts)
     return Change(
         ChangeKind.CANCEL,
         "subscription",

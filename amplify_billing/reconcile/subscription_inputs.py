@@ -94,6 +94,12 @@ class SubscriptionInputs:
     # subscriptions of Marketplaces Amplify bills too (the double billing guard, ``billing_modes``): not billed in
     # Recurly, nothing of theirs created or ended, one finding per Marketplace
     withheld: tuple[Withheld, ...] = ()
+    # Amplify id -> Recurly's starts_at: a subscription of a Marketplace switching to recurly mode at a switch_at
+    # still ahead starts there (``billing_modes.future_starts``; README, "Switching a Marketplace between modes")
+    starts_at: Mapping[str, datetime] = field(default_factory=dict)
+    # Amplify id -> (switch, now): made after that switch, its Recurly subscription starts late
+    # (``billing_modes.late_starts``): a finding names the base price's gap
+    late_starts: Mapping[str, tuple[datetime, datetime]] = field(default_factory=dict)
 
 
 def unreadable_ids(inputs: SubscriptionInputs) -> frozenset[str]:

@@ -23,7 +23,7 @@ from amplify_billing.journal_changes import record
 from amplify_billing.links import CREATED_LINK, SUBSCRIPTION_LINK
 from amplify_billing.models import AmplifySubscription
 from amplify_billing.reconcile.billing_modes import withheld_finding
-from amplify_billing.reconcile.subscription_creates import create_or_withhold
+from amplify_billing.reconcile.subscription_creates import create_or_withhold, late_start_finding
 from amplify_billing.reconcile.subscription_ends import absent_findings, awaiting_final_usage, end_changes, kept_finding
 from amplify_billing.reconcile.subscription_inputs import (
     DELETED,
@@ -178,7 +178,7 @@ def _subscription_changes(
         create = create_or_withhold(s, plan, code, inputs, options)
         if create.kind is not ChangeKind.CREATE:
             return [create]
-        changes = [create]
+        changes = [create, *late_start_finding(s, inputs)]
         billed = _Billed(Later(create.key), requires=(create.key,))
     else:
         changes = _plan_mismatch(s, plan, current)

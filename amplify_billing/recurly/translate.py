@@ -6,6 +6,7 @@ OpenAPI document. Lengths are cut where Recurly limits them (account names 255, 
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from amplify_billing.actions import CreateAccount, CreateSubscription
@@ -84,4 +85,7 @@ def subscription_body(action: CreateSubscription) -> dict[str, Any]:
         body["add_ons"] = [{"code": add_on} for add_on in action.add_on_codes]
     if action.custom_field:
         body["custom_fields"] = [{"name": action.custom_field, "value": action.amplify_id}]
+    if action.starts_at is not None:
+        # a future start: the subscription is "future" until then and Recurly bills nothing before it
+        body["starts_at"] = action.starts_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
     return body

@@ -18,6 +18,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
+from amplify_billing.amplify.parse import parse_timestamp
+
 T = TypeVar("T")
 
 OPEN_TIER_END = 999_999_999  # how the API answers the open last tier
@@ -109,19 +111,10 @@ def fmt_time(moment: datetime | None) -> str | None:
 
 
 def parse_time(value: Any) -> datetime | None:
-    """ISO 8601 as the API accepts it (``Z``, an offset, or no zone meaning UTC); None when unreadable."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return whole_seconds(moment)
+    """ISO 8601 as the API accepts it (``Z``, an offset, or no zone meaning UTC); None when unreadable. Read as
+    the client's Amplify timestamps are (``amplify/parse.parse_timestamp``), then cut to whole seconds."""
+    moment = parse_timestamp(value.replace("z", "Z") if isinstance(value, str) else value)
+    return None if moment is None else whole_seconds(moment)
 
 
 def decimal_places(value: Decimal) -> int:

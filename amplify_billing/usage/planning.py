@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from amplify_billing.collaborators import Settled
 from amplify_billing.models import AmplifySubscription
-from amplify_billing.reconcile.billing_modes import Withheld
+from amplify_billing.reconcile.billing_modes import Withheld, recurly_from
 from amplify_billing.reconcile.subscriptions import RecurlySubscription, ended_state
 from amplify_billing.reconcile.usage import (
     AgedOut,
@@ -114,6 +114,11 @@ class Planner:
         # subscription was made (a subscription approved before the first run, or while cron was down)
         became_active = subscription.active_since or current.activated_at
         became_active = min(became_active, current.activated_at)
+        # a Marketplace switched to recurly mode: Amplify's invoices billed its usage before the switch
+        # (reconcile/billing_modes.recurly_from; docs/architecture.md, "Where each rule lives")
+        switched = recurly_from(subscription, self.rt.settings.billing)
+        if switched is not None:
+            became_active = max(became_active, switched)
         report_mode = settings.before_billing_start == "report"
         active_from = current.activated_at if report_mode else became_active
         until = subscription.state_changed_at if ended_state(subscription) else None
@@ -122,6 +127,8 @@ class Planner:
         backfill = self.options.start is not None or self.options.end is not None
         since = None if backfill else watermark
         floor = self.options.start or became_active
+        if switched is not None:  # not even a backfill (--from) counts it twice
+            floor = max(floor, switched)
         cutoff = self.horizon.cutoff
         earliest = floor if cutoff is None else max(floor, cutoff)
 

@@ -6,12 +6,25 @@ the switch (at term end: the term already billed is not refunded) and nothing ne
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from amplify_billing.changes import CommandReport
-from amplify_billing.sandbox.amplify_invoices import enable_custom_billing
+from amplify_billing.reconcile.invoice_lines import po_number
+from amplify_billing.sandbox import recurly_invoices
+from amplify_billing.sandbox.amplify_invoices import InvoiceIssuer, enable_custom_billing
 from tools.driver import Cycle, failed
+
+
+def invoices_run(cycle: Cycle) -> CommandReport:
+    from amplify_billing.commands.sync_invoices import InvoiceOptions, sync_invoices
+    from amplify_billing.execute import recorded
+
+    rt = cycle.runtime()
+    try:
+        return recorded(rt, "sync-invoices", False, lambda run_id: sync_invoices(rt, InvoiceOptions(), run_id=run_id))
+    finally:
+        rt.close()
 
 
 def forced_run(cycle: Cycle) -> list[CommandReport]:
@@ -63,3 +76,50 @@ def test_recurly_to_marketplace_keeps_usage_up_to_the_switch_then_cancels(make_c
     for report in cycle.run():
         assert failed(report) == []
     assert {u.merchant_tag for u in recurly.usage.values()} == ends  # none after the switch, ever
+
+
+def test_recurly_to_marketplace_never_bills_a_base_price_a_recurly_term_already_paid(make_cycle: Any) -> None:
+    """The Recurly terms started before the switch and run past it (cancelled at term end, no refund): Amplify's
+    first period invoice after the switch charges the base price for those days again, so it is not sent; the
+    finding names the overlap and its amount (README, "Switching a Marketplace between modes")."""
+    switch_at = datetime(2026, 12, 1, tzinfo=UTC)
+    cycle: Cycle = make_cycle(subscriptions=4, days=5, today=switch_at + timedelta(days=1))
+    for report in cycle.run():
+        assert failed(report) == [] and report.exit_code == 0, (report.command, failed(report))
+    recurly = cycle.sandbox.recurly.state
+    terms = {s.uuid: s.current_period_ends_at for s in recurly.subscriptions.values()}
+    assert terms and all(end > switch_at for end in terms.values())  # paid in advance past the switch
+    name = cycle.scenario.marketplace["name"]
+    cycle.overrides["billing"] = {"marketplaces": {name: "marketplace"}, "switch_at": "2026-12-01T00:00:00Z"}
+    enable_custom_billing(cycle.sandbox.amplify, cycle.scenario.marketplace)
+    issuer = InvoiceIssuer(cycle.sandbox.amplify)
+    issuer.issue(cycle.clock())  # initial invoices, before the switch: billed in Recurly, marked paid
+    cycle.clock.advance(switch_at + timedelta(hours=2) - cycle.clock())
+    for report in forced_run(cycle):
+        assert failed(report) == [], (report.command, failed(report))
+    assert {s.state for s in recurly.subscriptions.values()} == {"canceled"}
+
+    cycle.clock.advance(datetime(2027, 1, 1, 1, tzinfo=UTC) - cycle.clock())
+    issuer.issue(cycle.clock())
+    report = invoices_run(cycle)
+    in_recurly = {f["value"] for s in recurly.subscriptions.values() for f in s.custom_fields}
+    names = {s["name"] for s in cycle.sandbox.amplify.resources("Subscription") if s["metadata"]["id"] in in_recurly}
+    december = [
+        i
+        for i in cycle.sandbox.amplify.resources("SubscriptionInvoice")
+        if (i["spec"].get("period") or {}).get("from") == "2026-12-01T00:00:00.000+0000"
+    ]
+    # a plan without a base price has nothing billed twice, and a subscription Recurly never billed paid nothing
+    # in advance: those are sent
+    after = [i for i in december if i["spec"]["cost"]["plan"]["cost"] > 0 and i["metadata"]["scope"]["name"] in names]
+    sent = [i for i in december if i not in after and i["spec"]["cost"]["total"] > 0]
+    assert after and sent
+    assert {i["state"]["name"] for i in sent} == {"open"}
+    assert {i["state"]["name"] for i in after} == {"draft"}  # not sent, not marked
+    pos = {inv["po_number"] for inv in recurly_invoices.invoices(cycle.sandbox.recurly)}
+    assert not pos & {po_number(i["metadata"]["id"]) for i in after}
+    held = [r.change for r in report.results if r.change.withholds]
+    assert len(held) == len(after) and report.exit_code == 1
+    for change in held:
+        assert "would be billed twice, so nothing is sent" in change.summary
+        assert any(uuid in change.summary for uuid in terms)

@@ -4,10 +4,18 @@ no period is billed twice and none is left unbilled (reconcile/mode_switch.py)."
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
-from amplify_billing.reconcile.mode_switch import AMPLIFY_SIDE, RECURLY_SIDE, SPLIT, invoice_side
+from amplify_billing.reconcile.mode_switch import (
+    AMPLIFY_SIDE,
+    RECURLY_SIDE,
+    SPLIT,
+    PaidTerm,
+    base_overlap,
+    invoice_side,
+)
 
 T = datetime(2027, 1, 1, tzinfo=UTC)
 DEC = (datetime(2026, 12, 1, tzinfo=UTC), T)
@@ -62,4 +70,58 @@ def test_the_reasons_name_the_switch() -> None:
         "its period 2026-12-15T00:00:00Z to 2027-01-15T00:00:00Z straddles billing.switch_at 2027-01-01T00:00:00Z: "
         "Recurly billed this Marketplace before it and Amplify's invoices after it, so nothing is sent. Bill the "
         "part Recurly did not by hand, then set this invoice's state in Amplify"
+    )
+
+
+# ---- the base price a Recurly term paid in advance already covered (recurly -> marketplace) --------------------
+
+UUID = "a" * 32
+
+
+def test_a_period_overlapping_a_recurly_term_paid_in_advance_names_the_overlap_and_its_amount() -> None:
+    # January (31 days) at 31.00: the Recurly term paid to Jan 10 covered 9 days of it, worth 9.00
+    term = PaidTerm(UUID, datetime(2027, 1, 10, tzinfo=UTC))
+    reason = base_overlap(T, JAN[0], JAN[1], None, Decimal("31.00"), "USD", term)
+    assert reason == (
+        f"its base price 31.00 USD covers 2027-01-01T00:00:00Z to 2027-01-10T00:00:00Z, which Recurly subscription "
+        f"{UUID} was billed for in advance up to 2027-01-10T00:00:00Z: 9.00 USD of it would be billed twice, so "
+        "nothing is sent. Bill it by hand less 9.00 USD (or credit 9.00 USD in Recurly), then set this invoice's "
+        "state in Amplify"
+    )
+
+
+def test_a_zero_decimal_currency_is_rounded_to_its_smallest_unit() -> None:
+    term = PaidTerm(UUID, datetime(2027, 1, 2, tzinfo=UTC))  # 1 day of 31 at 1000 JPY: 32.258... -> 32
+    assert "32 JPY of it would be billed twice" in (base_overlap(T, *JAN, None, Decimal(1000), "JPY", term) or "")
+
+
+@pytest.mark.parametrize(
+    "term",
+    [
+        None,  # no Recurly subscription was linked to it: Recurly never billed it
+        PaidTerm(UUID, T),  # paid up to the switch exactly
+        PaidTerm(UUID, datetime(2026, 12, 20, tzinfo=UTC)),
+    ],
+)
+def test_no_overlap_no_reason(term: PaidTerm | None) -> None:
+    assert base_overlap(T, *JAN, None, Decimal(31), "USD", term) is None
+
+
+def test_no_base_price_nothing_to_bill_twice() -> None:
+    assert base_overlap(T, *JAN, None, Decimal(0), "USD", PaidTerm(UUID, AFTER)) is None
+
+
+def test_an_initial_invoice_after_the_switch_inside_a_paid_term_holds_its_whole_base_price() -> None:
+    reason = base_overlap(
+        T, None, None, AFTER, Decimal("20.00"), "USD", PaidTerm(UUID, datetime(2027, 1, 20, tzinfo=UTC))
+    )
+    assert reason is not None and "20.00 USD of it would be billed twice" in reason
+
+
+def test_an_unreadable_term_withholds_it_absence_proves_nothing() -> None:
+    reason = base_overlap(T, *JAN, None, Decimal(31), "USD", PaidTerm(UUID, None, "Recurly answered 503"))
+    assert reason == (
+        f"whether Recurly subscription {UUID}, billed in advance before billing.switch_at 2027-01-01T00:00:00Z, "
+        "already covered part of its base price cannot be told (Recurly answered 503): nothing is sent; the next run "
+        "reads it again"
     )

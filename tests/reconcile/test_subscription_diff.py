@@ -471,3 +471,41 @@ def test_deleted_stand_in_waits_for_its_usage_then_cancels() -> None:
     [cancel] = ends.changes
     assert cancel.kind is ChangeKind.CANCEL and cancel.action == CancelSubscription("u" * 32)
     assert cancel.summary == "deleted in Amplify (missed by the run); cancel at the end of the term"
+
+
+def test_a_subscription_created_ahead_of_a_switch_to_recurly_starts_at_it() -> None:
+    switch = NOW + timedelta(days=3)
+    changeset = diff_subscriptions(
+        SubscriptionInputs(
+            amplify=(amplify(*PENDING),),
+            plans={"gold": PLAN},
+            recurly=(),
+            accounts={ACCOUNT},
+            starts_at={SUB_ID: switch},
+        ),
+        SubscriptionOptions(),
+    )
+    [create] = changeset.by_kind(ChangeKind.CREATE)
+    assert subscription_body(create.action)["starts_at"] == switch.isoformat().replace("+00:00", "Z")
+    assert create.summary.endswith(f"starting at billing.switch_at {switch.isoformat()}")
+
+
+def test_a_future_subscription_whose_amplify_subscription_ends_is_cancelled_so_it_never_starts() -> None:
+    assert kinds(amplify(*CANCELLED), (recurly("future"),)) == [CANCEL]
+
+
+def test_a_create_after_a_switch_to_recurly_names_the_base_price_no_side_billed() -> None:
+    switch = NOW - timedelta(days=2)
+    changeset = diff_subscriptions(
+        SubscriptionInputs(
+            amplify=(amplify(*PENDING),),
+            plans={"gold": PLAN},
+            recurly=(),
+            accounts={ACCOUNT},
+            late_starts={SUB_ID: (switch, NOW)},
+        ),
+        SubscriptionOptions(),
+    )
+    assert len(changeset.by_kind(ChangeKind.CREATE)) == 1
+    [gap] = [c for c in changeset.changes if c.kind is ChangeKind.FINDING]
+    assert gap.withholds and "billed by neither side" in gap.summary and switch.isoformat() in gap.summary
