@@ -53,7 +53,9 @@ def _report(rt: Status, options: StatusOptions) -> StatusReport:
         unavailable = [f"{error.system.capitalize()}: {error}", *also]
         return journal_status(journal_view(rt, extra), rt.clock(), unavailable=unavailable, only=options.only)
     report = build_status(gathered, rt.clock(), rules=rt.settings.findings.acknowledge, only=options.only)
-    if options.only is not None and not any(s.rows for s in report.sections if s.name in ("plans", "subscriptions")):
+    if options.only is not None and not any(
+        s.rows for s in report.sections if s.name in ("plans", "subscriptions", "metered")
+    ):
         raise ConfigError(
             f"status {options.only.describe()}: nothing matches; give an Amplify subscription id, an Amplify plan id "
             "(or its Recurly plan code) or a Recurly account code as `status` or `status --output json` shows them"

@@ -20,6 +20,7 @@ from amplify_billing.errors import AmplifyBillingError
 from amplify_billing.gather.invoices import invoiced_subscriptions
 from amplify_billing.gather.options import plan_sync_options, subscription_options
 from amplify_billing.gather.subscriptions import GatherReads, subscription_inputs
+from amplify_billing.identity import account_code
 from amplify_billing.journal import Intent, RunRecord, UsageLedgerEntry
 from amplify_billing.journal_view import EmptyJournal
 from amplify_billing.links import INTENT_KIND, SUBSCRIPTION_LINK, WINDOW_SETTING
@@ -176,11 +177,15 @@ def metered_quotas(rt: StatusReads, size: timedelta) -> tuple[MeteredQuota, ...]
     if not invoices:
         return ()
     subscriptions = {s.name: s for s in invoiced_subscriptions(rt)}
-    quota_ids = {
-        (str(q["metadata"]["scope"]["name"]), str(q["name"])): str(q["metadata"]["id"])
+    quotas = [
+        q
         for q in rt.amplify().resources.list("quotas")
         if isinstance(q.get("metadata"), Mapping) and q["metadata"].get("id") and q["metadata"].get("scope")
-    }
+    ]
+    quota_ids = {(str(q["metadata"]["scope"]["name"]), str(q["name"])): str(q["metadata"]["id"]) for q in quotas}
+    # a quota's scope is its plan (name and id): what --plan names, with no further request
+    plan_ids = {str(q["metadata"]["scope"]["name"]): str(q["metadata"]["scope"].get("id") or "") for q in quotas}
+    owner_mode = subscription_options(settings).owner
     held_from = rt.clock() - settings.usage.retention
     countable = [i for i in invoices if i.period_start is not None and i.period_start >= held_from]
     answers: dict[tuple[datetime, datetime], RangeCount] = {}
@@ -203,8 +208,22 @@ def metered_quotas(rt: StatusReads, size: timedelta) -> tuple[MeteredQuota, ...]
                 if traced is not None
                 else _not_counted(settings, start < held_from, answer, bool(owner and quota_id))
             )
+            plan = owner.plan_name if owner is not None else ""
             rows.append(
-                MeteredQuota(invoice.subscription_name, invoice.title, quota.name, start, end, quota.units, traced, why)
+                MeteredQuota(
+                    invoice.subscription_name,
+                    invoice.title,
+                    quota.name,
+                    start,
+                    end,
+                    quota.units,
+                    traced,
+                    why,
+                    subscription_id=owner.id if owner is not None else "",
+                    plan=plan,
+                    plan_id=plan_ids.get(plan, ""),
+                    account=account_code(owner, owner_mode) if owner is not None else None,
+                )
             )
     return tuple(rows)
 

@@ -41,7 +41,7 @@ from amplify_billing.reconcile.status_report import (
     StatusReport,
     format_ts,
 )
-from amplify_billing.reconcile.status_scope import StatusFilter, acknowledge_drift, scope_of
+from amplify_billing.reconcile.status_scope import StatusFilter, acknowledge_drift, keeps_metered, scope_of
 from amplify_billing.reconcile.status_usage import UsageFacts, UsageLine, UsageTarget, usage_line, usage_targets
 from amplify_billing.reconcile.subscriptions import (
     END_HINT,
@@ -401,6 +401,7 @@ def build_status(
     plan_rows = _plan_rows(inputs, plan_changes)
     sub_rows = _subscription_rows(subs, matches, sub_changes)
     intents = list(inputs.intents)
+    metered = inputs.metered
     if only is not None:
         prefix = inputs.plan_options.mapping.plan_code_prefix
         plan_ids = {p.id: plan_code(p.id, prefix) for p in inputs.catalog.plans}
@@ -410,6 +411,8 @@ def build_status(
         drift = [d for d in drift if scope.keeps_drift(d)]
         usage_lines = [line for line in usage_lines if line.row[1] in scope.subscription_ids]
         intents = [i for i in intents if scope.keeps_text(i.intent.key)]
+        if metered is not None:
+            metered = tuple(m for m in metered if keeps_metered(only, m, prefix))
     linked_uuids = {r.uuid for r in subs.recurly}
     linked = sum(1 for row in sub_rows if row[5] in linked_uuids)
     counting = [d for d in drift if d.counts]
@@ -432,7 +435,11 @@ def build_status(
         open_intents=len(intents),
         summary=summary,
         sections=_sections(
-            replace(inputs, intents=tuple(intents)), plan_rows, sub_rows, drift, [line.row for line in usage_lines]
+            replace(inputs, intents=tuple(intents), metered=metered),
+            plan_rows,
+            sub_rows,
+            drift,
+            [line.row for line in usage_lines],
         ),
         scope=only.describe() if only is not None else None,
     )

@@ -38,6 +38,12 @@ class MeteredQuota:
     metered: int
     traced: int | None
     why: str = ""
+    # what ``--subscription``, ``--plan`` and ``--account`` match (status_scope.keeps_metered): its Amplify
+    # subscription id, its plan's resource name and Amplify id, its owner's Recurly account code
+    subscription_id: str = ""
+    plan: str = ""
+    plan_id: str = ""
+    account: str | None = None
 
 
 def _share(m: MeteredQuota) -> str:

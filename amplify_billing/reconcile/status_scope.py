@@ -4,7 +4,8 @@ an acknowledgement covers.
 A subscription is in scope when it meets every filter given: its Amplify id, its plan (the Amplify plan id or the
 Recurly plan code), its Recurly account. A plan is in scope when the plan filter names it, or, with only the other
 filters, when a subscription in scope is on it. A drift item, a usage row or an open intent is in scope when it
-names an id in scope. Pure: no I/O.
+names an id in scope. A metered row (marketplace mode: no Recurly subscription, so no subscription row names it)
+is in scope when its own subscription, plan and account meet the filters. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from dataclasses import dataclass, replace
 from datetime import date
 
 from amplify_billing.acknowledge import Rule, matching
-from amplify_billing.identity import account_code
+from amplify_billing.identity import account_code, plan_code
+from amplify_billing.reconcile.status_invoices import MeteredQuota
 from amplify_billing.reconcile.status_report import DriftItem
 from amplify_billing.reconcile.subscriptions import SubscriptionInputs, SubscriptionOptions
 
@@ -93,6 +95,17 @@ def scope_of(
     return Scope(frozenset(s for s, _, _, _ in kept), codes, frozenset(ids))
 
 
+def keeps_metered(only: StatusFilter, row: MeteredQuota, plan_code_prefix: str) -> bool:
+    """A metered row meets every filter given; a plan is named by its Amplify id, the Recurly plan code derived
+    from it, or its resource name."""
+    plan_names = {row.plan, row.plan_id, plan_code(row.plan_id, plan_code_prefix) if row.plan_id else ""} - {""}
+    return (
+        (not only.subscriptions or row.subscription_id in only.subscriptions)
+        and (not only.plans or bool(plan_names & only.plans))
+        and (not only.accounts or row.account in only.accounts)
+    )
+
+
 def acknowledge_drift(drift: Sequence[DriftItem], rules: Sequence[Rule], today: date) -> list[DriftItem]:
     """The drift with each item an acknowledgement covers marked (an expired one marked as expired)."""
     marked: list[DriftItem] = []
@@ -102,4 +115,4 @@ def acknowledge_drift(drift: Sequence[DriftItem], rules: Sequence[Rule], today: 
     return marked
 
 
-__all__ = ["ACKNOWLEDGEABLE", "Scope", "StatusFilter", "acknowledge_drift", "scope_of"]
+__all__ = ["ACKNOWLEDGEABLE", "Scope", "StatusFilter", "acknowledge_drift", "keeps_metered", "scope_of"]

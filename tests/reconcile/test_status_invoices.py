@@ -24,3 +24,23 @@ def test_each_quota_shows_both_counts_and_the_share_traced() -> None:
     assert (a["traced_units"], a["traced_share"]) == (None, "older than Traceability keeps")
     assert c["traced_share"] == "nothing metered"
     assert b["period"] == "2026-11-24T00:00:00Z to 2026-12-01T00:00:00Z"
+
+
+def test_a_metered_row_meets_every_filter_given() -> None:
+    from amplify_billing.reconcile.status_scope import StatusFilter, keeps_metered
+
+    row = MeteredQuota(
+        "sub-a", "Period", "calls", START, END, 10, 9, subscription_id="s1", plan="gold", plan_id="P1", account="acc"
+    )
+
+    def keeps(subscriptions: tuple[str, ...] = (), plans: tuple[str, ...] = (), accounts: tuple[str, ...] = ()) -> bool:
+        only = StatusFilter.of(subscriptions, plans, accounts)
+        assert only is not None
+        return keeps_metered(only, row, "amplify-")
+
+    assert keeps(subscriptions=("s1",)) and not keeps(subscriptions=("s2",))
+    # a plan by its Amplify id, the Recurly code derived from it, or its resource name
+    assert keeps(plans=("P1",)) and keeps(plans=("amplify-p1",)) and keeps(plans=("gold",))
+    assert not keeps(plans=("silver",))
+    assert keeps(accounts=("acc",)) and not keeps(accounts=("other",))
+    assert not keeps(subscriptions=("s1",), accounts=("other",))  # every filter given, not any
