@@ -16,23 +16,20 @@ from typing import TYPE_CHECKING, Any
 
 from amplify_billing.amplify import invoices as amp
 from amplify_billing.amplify.invoices import SubscriptionInvoice, list_subscription_invoices
-from amplify_billing.amplify.parse import parse_subscription, parse_timestamp
+from amplify_billing.amplify.parse import parse_subscription
 from amplify_billing.compact import CompactResource
 from amplify_billing.errors import AmplifyBillingError, NotFoundError
+from amplify_billing.gather.paid_terms import paid_terms
 from amplify_billing.identity import account_code
 from amplify_billing.invoice_actions import INVOICE_INTENT, INVOICE_LINK, RecurlyInvoice
-from amplify_billing.links import NAME_LINK, SUBSCRIPTION_LINK
 from amplify_billing.models import AmplifySubscription
 from amplify_billing.reconcile.billing_modes import invoiced_query
 from amplify_billing.reconcile.invoice_lines import po_number
 from amplify_billing.reconcile.invoices import InvoiceAccount, InvoiceInputs, InvoicePlanOptions
-from amplify_billing.reconcile.mode_switch import AMPLIFY_SIDE, PaidTerm, invoice_side
 from amplify_billing.recurly.invoices import InvoiceCalls, recurly_invoice
 from amplify_billing.redact import register_secret
 from amplify_billing.settings import Settings
-from amplify_billing.settings.billing import MARKETPLACE_MODE
 from amplify_billing.settings.secret import Secret
-from amplify_billing.snapshots import GONE
 
 if TYPE_CHECKING:
     from amplify_billing.collaborators import InvoiceReads
@@ -170,41 +167,8 @@ def invoice_inputs(rt: InvoiceReads) -> InvoiceInputs:
         open_intents=found.open_intents,
         linked=frozenset(links),
         plan_currencies=_plan_currencies(rt, drafts),
-        paid_terms=_paid_terms(rt, drafts),
+        paid_terms=paid_terms(rt, drafts, lambda: invoiced_subscriptions(rt)),
     )
-
-
-def _paid_terms(rt: InvoiceReads, drafts: Iterable[SubscriptionInvoice]) -> dict[str, PaidTerm]:
-    """The Recurly term each subscription was billed for in advance, for the drafts on Amplify's side of a switch
-    to marketplace mode that charge a base price (``mode_switch.base_overlap``): one direct read of its linked
-    Recurly subscription, whatever its state (a cancelled one has expired by the time its overlap is invoiced, so
-    the live listing no longer shows it). No request for any other invoice."""
-    billing = rt.settings.billing
-    asked: set[str] = set()
-    for invoice in drafts:
-        switch = billing.switch(invoice.marketplace_name)
-        if switch is None or switch[0] != MARKETPLACE_MODE or invoice.plan_cost <= 0:
-            continue
-        side = invoice_side(*switch, invoice.period_start, invoice.period_end, invoice.created_at)
-        if side.side == AMPLIFY_SIDE:
-            asked.add(invoice.subscription_name)
-    if not asked:
-        return {}
-    journal = rt.journal()
-    ids = {name: amplify_id for amplify_id, name in journal.links(NAME_LINK).items()}
-    uuids = journal.links(SUBSCRIPTION_LINK)
-    terms: dict[str, PaidTerm] = {}
-    for name in sorted(asked):
-        uuid = uuids.get(ids.get(name, ""))
-        if not uuid:
-            continue  # Recurly never billed it (approved after the switch): nothing was paid in advance
-        read = rt.snapshots().recurly_subscription(uuid)
-        if isinstance(read, Mapping):
-            ends = parse_timestamp(read.get("current_period_ends_at")) or parse_timestamp(read.get("expires_at"))
-            terms[name] = PaidTerm(uuid, ends, "" if ends else "it shows no term end")
-        else:
-            terms[name] = PaidTerm(uuid, None, "it is gone from Recurly" if read is GONE else str(read))
-    return terms
 
 
 def invoiced_subscriptions(rt: InvoiceReads) -> list[AmplifySubscription]:

@@ -51,6 +51,17 @@ class RunLog(JournalConnection):
             row = db.execute("SELECT * FROM runs WHERE command = ? ORDER BY id DESC LIMIT 1", (command,)).fetchone()
         return None if row is None else self._run(row)
 
+    def first_applied_run(self, command: str) -> RunRecord | None:
+        """The oldest run of ``command`` that was not a dry run and finished: since when this journal has seen
+        what the command writes (a journal made later, or lost and made anew, has not seen what came before)."""
+        with self._read() as db:
+            row = db.execute(
+                "SELECT * FROM runs WHERE command = ? AND dry_run = 0 AND finished_at IS NOT NULL "
+                "ORDER BY id ASC LIMIT 1",
+                (command,),
+            ).fetchone()
+        return None if row is None else self._run(row)
+
     @staticmethod
     def _run(row: tuple[Any, ...]) -> RunRecord:
         id_, command, dry_run, started_at, finished_at, exit_code, counts, pid = row

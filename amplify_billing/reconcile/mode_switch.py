@@ -17,14 +17,21 @@ switch may run past it (Recurly bills each term's base price at its start, and t
 without a refund). An Amplify invoice on Amplify's side whose base price covers days that term covered is not sent:
 a withholding finding names the overlap and its share of the base price (``base_overlap``). Withholding rather
 than deducting keeps every Recurly invoice equal to its Amplify invoice's total, the proof sync-invoices makes.
+
+Which Recurly subscription billed a subscription before the switch (``paid_term_from_account``): the journal's link,
+else the Amplify subscription's link attribute, else the owner's Recurly account's subscriptions, listed in every
+state and proven whole by their total. A lost journal is no proof that Recurly never billed it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
+from amplify_billing.amplify.parse import parse_timestamp
 from amplify_billing.reconcile.invoice_lines import MINOR_UNITS
 from amplify_billing.settings.billing import MARKETPLACE_MODE
 
@@ -113,8 +120,9 @@ def base_overlap(
     if term is None or base <= 0:
         return None
     if term.paid_until is None:
+        which = f"Recurly subscription {term.uuid}" if term.uuid else "a Recurly subscription"
         return (
-            f"whether Recurly subscription {term.uuid}, billed in advance before billing.switch_at {_z(switch_at)}, "
+            f"whether {which}, billed in advance before billing.switch_at {_z(switch_at)}, "
             f"already covered part of its base price cannot be told ({term.why}): nothing is sent; the next run "
             "reads it again"
         )
@@ -134,4 +142,50 @@ def base_overlap(
         f"{span}, which Recurly subscription {term.uuid} was billed for in advance up to {_z(term.paid_until)}: "
         f"{share} {currency} of it would be billed twice, so nothing is sent. Bill it by hand less {share} "
         f"{currency} (or credit {share} {currency} in Recurly), then set this invoice's state in Amplify"
+    )
+
+
+def paid_term(uuid: str, data: Mapping[str, Any]) -> PaidTerm:
+    """The term a Recurly subscription was billed for in advance, from its data."""
+    ends = parse_timestamp(data.get("current_period_ends_at")) or parse_timestamp(data.get("expires_at"))
+    return PaidTerm(uuid, ends, "" if ends else "it shows no term end")
+
+
+def _field(subscription: Mapping[str, Any], name: str) -> str | None:
+    values = [f.get("value") for f in subscription.get("custom_fields") or () if f.get("name") == name]
+    return str(values[0]) if values and values[0] else None
+
+
+def paid_term_from_account(
+    amplify_id: str,
+    account: str,
+    listed: Sequence[Mapping[str, Any]],
+    incomplete: str,
+    *,
+    custom_field: str | None,
+    plan_prefix: str,
+) -> PaidTerm | None:
+    """The term paid in advance for ``amplify_id``, from every subscription of its owner's Recurly ``account``
+    (nothing else links them). ``incomplete``: why the listing is not proven whole ("" when it is). None: the
+    account holds no subscription of ours, so Recurly never billed it. A subscription of ours that cannot be told
+    apart from another subscription's is a PaidTerm with no end: its invoice is withheld, never sent on a guess."""
+    ours = [s for s in listed if str((s.get("plan") or {}).get("code", "")).startswith(plan_prefix)]
+    if incomplete:
+        why = f"the subscriptions of Recurly account {account} are not proven listed whole ({incomplete})"
+        return PaidTerm("", None, why)
+    if custom_field:
+        # the field names the Amplify subscription each was made for: another id rules one out
+        named = {id(s): _field(s, custom_field) for s in ours}
+        mine = [s for s in ours if named[id(s)] == amplify_id]
+        ours = mine or [s for s in ours if named[id(s)] is None]
+    if not ours:
+        return None
+    if len(ours) == 1:
+        return paid_term(str(ours[0].get("uuid")), ours[0])
+    uuids = ", ".join(sorted(str(s.get("uuid")) for s in ours))
+    return PaidTerm(
+        "",
+        None,
+        f"nothing links it to one of the Recurly subscriptions of account {account} ({uuids}); link it in the "
+        "journal or set its link attribute in Amplify",
     )

@@ -7,7 +7,10 @@ the switch (at term end: the term already billed is not refunded) and nothing ne
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from amplify_billing.changes import CommandReport
 from amplify_billing.reconcile.invoice_lines import po_number
@@ -78,10 +81,30 @@ def test_recurly_to_marketplace_keeps_usage_up_to_the_switch_then_cancels(make_c
     assert {u.merchant_tag for u in recurly.usage.values()} == ends  # none after the switch, ever
 
 
-def test_recurly_to_marketplace_never_bills_a_base_price_a_recurly_term_already_paid(make_cycle: Any) -> None:
+def _lose_the_journal(cycle: Cycle) -> None:
+    rt = cycle.runtime()
+    path = Path(rt.settings.state.path)
+    rt.close()
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        (path.parent / name).unlink(missing_ok=True)
+
+
+def _clear_link_attributes(cycle: Cycle) -> None:
+    amplify = cycle.sandbox.amplify
+    for subscription in amplify.resources("Subscription"):
+        if subscription.get("attributes"):
+            amplify.put_resource({**subscription, "attributes": {}})
+
+
+@pytest.mark.parametrize("lost", ["nothing", "the journal", "the journal and Amplify's link attributes"])
+def test_recurly_to_marketplace_never_bills_a_base_price_a_recurly_term_already_paid(
+    make_cycle: Any, lost: str
+) -> None:
     """The Recurly terms started before the switch and run past it (cancelled at term end, no refund): Amplify's
     first period invoice after the switch charges the base price for those days again, so it is not sent; the
-    finding names the overlap and its amount (README, "Switching a Marketplace between modes")."""
+    finding names the overlap and its amount (README, "Switching a Marketplace between modes"). The journal's
+    links are not the only proof of a term paid in advance: with the journal lost, Amplify's link attribute names
+    the Recurly subscription, and with both gone, the owner's Recurly account lists it."""
     switch_at = datetime(2026, 12, 1, tzinfo=UTC)
     cycle: Cycle = make_cycle(subscriptions=4, days=5, today=switch_at + timedelta(days=1))
     for report in cycle.run():
@@ -101,7 +124,20 @@ def test_recurly_to_marketplace_never_bills_a_base_price_a_recurly_term_already_
 
     cycle.clock.advance(datetime(2027, 1, 1, 1, tzinfo=UTC) - cycle.clock())
     issuer.issue(cycle.clock())
+    if lost != "nothing":
+        _lose_the_journal(cycle)
+    if lost.endswith("attributes"):
+        _clear_link_attributes(cycle)
+    since = len(cycle.sandbox.recurly.requests)
     report = invoices_run(cycle)
+    account_listings = [
+        r
+        for r in cycle.sandbox.recurly.requests[since:]
+        if r.path.startswith("/accounts/") and r.path.endswith("/subscriptions")
+    ]
+    # a journal that saw the switch proves by its silence that Recurly never billed a subscription; without it, the
+    # owners' accounts of the subscriptions nothing links are listed
+    assert bool(account_listings) == (lost != "nothing")
     in_recurly = {f["value"] for s in recurly.subscriptions.values() for f in s.custom_fields}
     names = {s["name"] for s in cycle.sandbox.amplify.resources("Subscription") if s["metadata"]["id"] in in_recurly}
     december = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -125,3 +126,30 @@ def test_an_unreadable_term_withholds_it_absence_proves_nothing() -> None:
         "already covered part of its base price cannot be told (Recurly answered 503): nothing is sent; the next run "
         "reads it again"
     )
+
+
+def _listed(uuid: str, plan: str, amplify_id: str | None, ends: str = "2026-12-15T00:00:00Z") -> dict[str, Any]:
+    fields = [{"name": "amplify_subscription_id", "value": amplify_id}] if amplify_id else []
+    return {"uuid": uuid, "plan": {"code": plan}, "custom_fields": fields, "current_period_ends_at": ends}
+
+
+def test_the_owner_account_proves_which_term_was_paid_or_that_none_was() -> None:
+    from amplify_billing.reconcile.mode_switch import paid_term_from_account
+
+    def term(listed: list[dict[str, Any]], incomplete: str = "", field: str | None = "amplify_subscription_id") -> Any:
+        return paid_term_from_account("S1", "acc", listed, incomplete, custom_field=field, plan_prefix="amplify-")
+
+    # the field names it: that one, whatever else the account holds
+    found = term([_listed("u1", "amplify-p", "S1"), _listed("u2", "amplify-p", "S2")])
+    assert (found.uuid, found.paid_until) == ("u1", datetime(2026, 12, 15, tzinfo=UTC))
+    # only other subscriptions' (or another product's plans): Recurly never billed it
+    assert term([_listed("u2", "amplify-p", "S2"), _listed("u3", "other-p", None)]) is None
+    assert term([]) is None
+    # one of ours that nothing rules out: it
+    assert term([_listed("u4", "amplify-p", None)], field=None).uuid == "u4"
+    # two that cannot be told apart: withheld, naming both, never a guess
+    both = term([_listed("u4", "amplify-p", None), _listed("u5", "amplify-q", None)], field=None)
+    assert both.paid_until is None and "u4, u5" in both.why
+    # a listing not proven whole proves nothing
+    cut = term([], incomplete="1 of 2 listed (Recurly-Total-Records)")
+    assert cut.paid_until is None and "1 of 2 listed" in cut.why
