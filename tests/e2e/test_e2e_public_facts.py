@@ -76,11 +76,16 @@ def test_subscriptions_in_transitional_states_are_billed_until_their_final_state
     billed = {s["custom_fields"][0]["value"] for s in cycle.sandbox.recurly.subscriptions("live")}
     assert transitional <= billed
     posted = {u["subscription_uuid"] for u in cycle.sandbox.recurly.usage_records()}
-    uuids = {s["uuid"] for s in cycle.sandbox.recurly.subscriptions("live")
-             if s["custom_fields"][0]["value"] in transitional}
-    busy = {s.subscription_id for s in scenario.traffic_series if s.subscription_id in transitional
-            and scenario.usage_quotas[_plan(scenario, s.subscription_id)]
-            and s.total(scenario.traffic_start, scenario.now - timedelta(hours=3))}
+    uuids = {
+        s["uuid"] for s in cycle.sandbox.recurly.subscriptions("live") if s["custom_fields"][0]["value"] in transitional
+    }
+    busy = {
+        s.subscription_id
+        for s in scenario.traffic_series
+        if s.subscription_id in transitional
+        and scenario.usage_quotas[_plan(scenario, s.subscription_id)]
+        and s.total(scenario.traffic_start, scenario.now - timedelta(hours=3))
+    }
     assert len(posted & uuids) == len(busy)
 
 

@@ -40,11 +40,13 @@ def test_sampled_when_the_journal_counted_under_99_percent_of_the_invoiced_units
 
 
 def test_at_99_percent_or_more_the_source_is_not_sampled() -> None:
-    check = sampling_check([invoice(D0, 200, days=2)], journal((D0.date(), 99), ((D0 + DAY).date(), 100)),
-                           now=NOW, retention=7 * DAY)
+    check = sampling_check(
+        [invoice(D0, 200, days=2)], journal((D0.date(), 99), ((D0 + DAY).date(), 100)), now=NOW, retention=7 * DAY
+    )
 
     assert (check.verdict, check.evidence) == (
-        Verdict.OK, "Traceability counted 199 of 200 units Amplify invoiced over 1 interval(s) (99.5%): not sampled"
+        Verdict.OK,
+        "Traceability counted 199 of 200 units Amplify invoiced over 1 interval(s) (99.5%): not sampled",
     )
 
 
@@ -82,8 +84,10 @@ def test_the_census_counts_each_value_and_names_what_an_unknown_one_holds_back()
         {"name": "odd", "spec": {"type": "tiered-plan", "billing": {"interval": "weekly"}}},
     ]
     quotas = [{"name": "calls", "metadata": {"scope": {"name": "gold"}}, "spec": {"pricing": {"type": "perUnit"}}}]
-    subscriptions = [{"name": "s1", "approval": {"state": "approved"}, "state": {"name": "migrating"}},
-                     {"name": "s2", "approval": {"state": "waiting"}}]
+    subscriptions = [
+        {"name": "s1", "approval": {"state": "approved"}, "state": {"name": "migrating"}},
+        {"name": "s2", "approval": {"state": "waiting"}},
+    ]
 
     rows = {(r.field, r.value): r for r in census(plans, quotas, subscriptions)}
     check = census_check(list(rows.values()))

@@ -33,8 +33,13 @@ from tests.reconcile.test_subscription_diff import (
 
 
 def raw_plan(spec: dict[str, Any]) -> dict[str, Any]:
-    return {"name": "gold", "title": "Gold", "metadata": {"id": PLAN_ID}, "state": "active",
-            "spec": {"product": "weather", **spec}}
+    return {
+        "name": "gold",
+        "title": "Gold",
+        "metadata": {"id": PLAN_ID},
+        "state": "active",
+        "spec": {"product": "weather", **spec},
+    }
 
 
 def parsed(spec: dict[str, Any]) -> ProductPlan | ParseProblem:
@@ -42,6 +47,7 @@ def parsed(spec: dict[str, Any]) -> ProductPlan | ParseProblem:
 
 
 # ---- plans ------------------------------------------------------------------------------------------------------
+
 
 def test_a_free_plan_without_billing_reads_as_free_with_no_currency() -> None:
     # the "Create Plan" example of cli_product_foundry.md has no spec.billing at all
@@ -101,6 +107,7 @@ def test_a_free_plans_usage_add_ons_take_the_default_currency_too() -> None:
 
 
 # ---- subscriptions ------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("amplify_state", "recurly_state", "expected"),

@@ -76,8 +76,11 @@ def test_the_oldest_transaction_held_is_the_min_of_event_time(amplify: AmplifyEm
     amplify.add_traffic("s1", "q1", START + timedelta(hours=3), 2)
     amplify.add_traffic(None, None, START + timedelta(hours=1), 1)  # outside the Marketplace
     search = searcher(amplify)
-    body: dict[str, Any] = {"version": "0.2", "filters": {"$match": {"type": ["transactionSummary"]}},
-                            "invoke": {"method": "min", "field": "@event_time"}}
+    body: dict[str, Any] = {
+        "version": "0.2",
+        "filters": {"$match": {"type": ["transactionSummary"]}},
+        "invoke": {"method": "min", "field": "@event_time"},
+    }
     marketplace = {"$exists": {"transactionSummary.consumerDetails.subscription.id": True}}
 
     oldest = search(body).json()[0]["result"]
@@ -117,8 +120,11 @@ def test_subscription_invoices_live_under_their_subscription_and_list_across_all
         "kind": "SubscriptionInvoice",
         "name": "8ac9" * 8,
         "metadata": {"scope": {"kind": "Subscription", "name": "s1"}},
-        "spec": {"quotas": [{"name": "calls", "units": 12, "intervals": [{"from": "2026-03-01T00:00:00.000+0000",
-                                                                          "units": 12}]}]},
+        "spec": {
+            "quotas": [
+                {"name": "calls", "units": 12, "intervals": [{"from": "2026-03-01T00:00:00.000+0000", "units": 12}]}
+            ]
+        },
         "state": {"name": "draft"},
     }
     stored = amplify.put_resource(invoice)

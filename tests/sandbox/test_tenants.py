@@ -57,14 +57,32 @@ def test_the_sampled_tenant_counts_a_tenth_of_the_traffic(sandbox: Sandbox) -> N
     scenario = build_scenario(seed=4, subscriptions=12, now=NOW, days_of_traffic=2)
     seed_tenant(sandbox.amplify, scenario, "sampled")
     day = (NOW - timedelta(days=1), NOW)
-    body = {"version": "0.2", "invoke": {"method": "count", "field": "transactionId"},
-            "filters": {"$and": [{"$range": {"@event_time": {"gte": int(day[0].timestamp() * 1000),
-                                                              "lt": int(day[1].timestamp() * 1000)}}},
-                                 {"$exists": {"transactionSummary.quota.id": True,
-                                              "transactionSummary.consumerDetails.subscription.id": True}}]}}
+    body = {
+        "version": "0.2",
+        "invoke": {"method": "count", "field": "transactionId"},
+        "filters": {
+            "$and": [
+                {
+                    "$range": {
+                        "@event_time": {"gte": int(day[0].timestamp() * 1000), "lt": int(day[1].timestamp() * 1000)}
+                    }
+                },
+                {
+                    "$exists": {
+                        "transactionSummary.quota.id": True,
+                        "transactionSummary.consumerDetails.subscription.id": True,
+                    }
+                },
+            ]
+        },
+    }
 
-    counted = requests.post(f"{sandbox.amplify.url}/api/traceability/v1/traceability/search", json=body,
-                            headers=_headers(sandbox), timeout=5).json()[0]["result"]
+    counted = requests.post(
+        f"{sandbox.amplify.url}/api/traceability/v1/traceability/search",
+        json=body,
+        headers=_headers(sandbox),
+        timeout=5,
+    ).json()[0]["result"]
 
     full = sum(sandbox.amplify.traffic(*day).values())
     assert full == sum(scenario.expected_traffic(*day).values()) > 1000
@@ -75,8 +93,9 @@ def test_the_restricted_tenant_refuses_traceability_and_consumers_naming_the_rol
     scenario = build_scenario(seed=4, subscriptions=12, now=NOW)
     seed_tenant(sandbox.amplify, scenario, "restricted")
 
-    search = requests.post(f"{sandbox.amplify.url}/api/traceability/v1/traceability/search", json={},
-                           headers=_headers(sandbox), timeout=5)
+    search = requests.post(
+        f"{sandbox.amplify.url}/api/traceability/v1/traceability/search", json={}, headers=_headers(sandbox), timeout=5
+    )
     user = _get(sandbox, f"/api/v1/user/{scenario.users[0]['guid']}")
 
     assert search.status_code == 403 and search.json()["errors"][0]["detail"] == NO_TRACEABILITY_ROLE
@@ -130,9 +149,13 @@ def test_a_subscription_dunning_expired_leaves_the_live_listing_and_reads_by_uui
     auth = ("sandbox-recurly-key", "")
     for path, body in (("/accounts", account), ("/plans", plan)):
         assert requests.post(recurly.url + path, json=body, auth=auth, headers=headers, timeout=5).status_code < 300
-    created = requests.post(recurly.url + "/subscriptions", json={"plan_code": "amplify-p", "currency": "USD",
-                                                                  "account": {"code": "amplify-team-x"}},
-                            auth=auth, headers=headers, timeout=5).json()
+    created = requests.post(
+        recurly.url + "/subscriptions",
+        json={"plan_code": "amplify-p", "currency": "USD", "account": {"code": "amplify-team-x"}},
+        auth=auth,
+        headers=headers,
+        timeout=5,
+    ).json()
 
     with recurly.lock:
         recurly.state.expire_after_dunning(f"uuid-{created['uuid']}")
