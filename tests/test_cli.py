@@ -271,6 +271,9 @@ def test_demo_exits_0_and_explains(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli(["demo", "--subscriptions", "6"]) == ExitCode.OK
     out = capsys.readouterr().out
     assert "What just happened" in out and "every call is" in out
+    # the way on: check the configuration, ask doctor, then a dry run; and the other billing mode
+    flat = " ".join(out.split())
+    assert "`amplify-billing doctor`" in flat and "run --dry-run" in flat and "demo --mode marketplace" in flat
     assert run_cli(["--output", "json", "demo", "--subscriptions", "6"]) == ExitCode.OK
     out = capsys.readouterr().out
     # the report envelope of every command: one step per run (its note names the day), each with its four steps

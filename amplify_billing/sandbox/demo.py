@@ -135,7 +135,9 @@ def run_demo(console: Console, err: Console, *, seed: int = 7, subscriptions: in
             "counts, the journal and Recurly.",
             "3. For a real tenant: copy config.example.yaml to config.yaml, set the service account, the "
             "Recurly API key and the billingSystem=recurly product attribute, run `amplify-billing config "
-            "check`, then `amplify-billing run --dry-run` (README, 'Pointing it at a real tenant').",
+            "check`, then `amplify-billing doctor` (read-only: is the tenant ready, and how), then "
+            "`amplify-billing run --dry-run` (README, 'Pointing it at a real tenant'). `amplify-billing demo "
+            "--mode marketplace` shows the other billing mode: Amplify's own invoices, collected through Recurly.",
         ):
             console.print(line, markup=False, highlight=False)
         return code
