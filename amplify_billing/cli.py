@@ -276,7 +276,8 @@ def run_command(
         ),
     ] = None,
 ) -> int:
-    """sync-plans, link-accounts, sync-subscriptions and report-usage in order, sharing one set of listings."""
+    """sync-plans, link-accounts, sync-subscriptions and report-usage in order, then sync-invoices where a
+    Marketplace is in marketplace mode (billing.mode), sharing one set of listings."""
     from amplify_billing.commands.run import RunOptions, run_all
 
     options = RunOptions(dry_run=dry_run, exit_code=exit_code, force=force)
