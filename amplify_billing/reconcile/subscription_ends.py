@@ -50,7 +50,7 @@ def end_changes(
         why = "deleted in Amplify (missed by the run)"
     end = s.state_changed_at
     reported = inputs.usage_reported_through.get(s.id)
-    if end is not None and awaits_final_usage(s, inputs):
+    if end is not None and awaits_final_usage(s, inputs, current):
         return [
             Change(
                 ChangeKind.WAITING,
@@ -102,12 +102,18 @@ def _end_change(
     )
 
 
-def awaits_final_usage(s: AmplifySubscription, inputs: SubscriptionInputs) -> bool:
-    """An ended subscription whose usage up to its end is not reported yet: it must not end in Recurly yet."""
+def awaits_final_usage(s: AmplifySubscription, inputs: SubscriptionInputs, current: RecurlySubscription | None) -> bool:
+    """An ended subscription whose usage up to its end is not reported yet: it must not end in Recurly yet.
+
+    Usage is counted from ``current``'s activation (an ended Amplify subscription no longer says when it became
+    active; usage/planning.py): an end at or before it leaves no window, so no watermark would ever move and the
+    wait would keep the Recurly subscription billing for ever."""
     end = s.state_changed_at
     reported = inputs.usage_reported_through.get(s.id)
     plan = inputs.plans.get(s.plan_name)
     billable = bool(plan and plan.add_on_codes) and s.approval_state == literals.APPROVAL_APPROVED
+    if current is not None and current.activated_at is not None and end is not None and end <= current.activated_at:
+        return False
     return billable and end is not None and (reported is None or reported < end)
 
 
@@ -118,10 +124,14 @@ def awaiting_final_usage(inputs: SubscriptionInputs, options: SubscriptionOption
     for the next run's report-usage.
     """
     matched = match_subscriptions(inputs, options)
+    by_uuid = {r.uuid: r for r in inputs.recurly}
     return sorted(
         s.id
         for s in inputs.amplify
-        if s.id in matched and ended_state(s) and unknown_values(s) is None and awaits_final_usage(s, inputs)
+        if s.id in matched
+        and ended_state(s)
+        and unknown_values(s) is None
+        and awaits_final_usage(s, inputs, by_uuid.get(matched[s.id]))
     )
 
 

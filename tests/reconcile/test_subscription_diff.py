@@ -212,6 +212,20 @@ def test_end_waits_for_final_usage() -> None:
     assert result == [("waiting", "subscription")]
 
 
+def test_an_end_at_or_before_the_recurly_activation_has_no_usage_to_wait_for() -> None:
+    """Usage is counted from the Recurly activation (the Amplify subscription no longer says when it became active
+    once it ended): an end at that instant leaves no window, so no watermark ever moves. Waiting for one kept the
+    Recurly subscription live for ever, and billed its next term."""
+    for activated in (ENDED_AT, ENDED_AT + timedelta(minutes=5)):
+        current = recurly("active", activated_at=activated)
+        assert kinds(amplify(*CANCELLED), (current,), usage_reported_through={SUB_ID: None}) == [CANCEL], activated
+    # activated before the end: its usage up to the end comes first, as always
+    earlier = recurly("active", activated_at=ENDED_AT - timedelta(hours=1))
+    assert kinds(amplify(*CANCELLED), (earlier,), usage_reported_through={SUB_ID: None}) == [
+        ("waiting", "subscription")
+    ]
+
+
 def test_identity_after_a_crash_found_by_account_and_plan_without_journal() -> None:
     # created in Recurly, then killed before anything was written back: found, not created twice
     assert kinds(amplify(*PENDING), (recurly("active"),), journal_links={}) == [APPROVE, LINK]
