@@ -14,6 +14,9 @@ CREATED_LINK = "subscription-created"
 # Amplify id -> when a run first missed a journal-linked subscription that a direct read proved deleted
 # ("" once listed again)
 MISSED_LINK = "subscription-missed"
+# Amplify subscription id -> when it became active, kept from the create: once it ends, Amplify's state no longer
+# says (its timestamp is the end), and usage is billed from then, not from the later Recurly start
+ACTIVE_SINCE_LINK = "subscription-active-since"
 # Amplify id -> its name, so that one missing from a listing can be read directly (GET needs the name)
 NAME_LINK = "subscription-name"
 # Amplify id -> when the operator ended it (sync-subscriptions --end)

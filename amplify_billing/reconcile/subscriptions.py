@@ -12,7 +12,9 @@ become findings that withhold the action, with everything else still applied.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from amplify_billing.actions import Approve, CreateSubscription, Later, LinkSubscription, SetLink, known
 from amplify_billing.amplify import literals
@@ -20,7 +22,7 @@ from amplify_billing.amplify.parse import ParseProblem
 from amplify_billing.changes import Change, ChangeKind, ChangeSet
 from amplify_billing.identity import account_code
 from amplify_billing.journal_changes import record
-from amplify_billing.links import CREATED_LINK, SUBSCRIPTION_LINK
+from amplify_billing.links import ACTIVE_SINCE_LINK, CREATED_LINK, SUBSCRIPTION_LINK
 from amplify_billing.models import AmplifySubscription
 from amplify_billing.reconcile.billing_modes import withheld_finding
 from amplify_billing.reconcile.subscription_creates import create_or_withhold, late_start_finding
@@ -100,7 +102,8 @@ def diff_subscriptions(inputs: SubscriptionInputs, options: SubscriptionOptions)
         seen_uuids.update(r.uuid for r in candidates)
         changes.extend(_subscription_changes(s, plan, code, candidates, inputs, options))
     changes.extend(absent_findings(inputs, matcher, seen_uuids))
-    changes.extend(link for c in list(changes) for link in created_links(c))
+    active_since = {s.id: s.active_since for s in inputs.amplify if s.active_since is not None}
+    changes.extend(link for c in list(changes) for link in created_links(c, active_since))
     # the valve's denominator: what is linked now, plus what was linked before and would be created again (a
     # Recurly listing that came back empty must not make a mass re-create look small)
     linked = sum(1 for r in inputs.recurly if r.state in LIVE_STATES)
@@ -108,26 +111,35 @@ def diff_subscriptions(inputs: SubscriptionInputs, options: SubscriptionOptions)
     return ChangeSet.of("sync-subscriptions", changes, linked_count=linked)
 
 
-def created_links(change: Change) -> list[Change]:
+def created_links(change: Change, active_since: Mapping[str, datetime] | None = None) -> list[Change]:
     """The journal links of a subscription this run creates, written right after its create (the Applier runs a
     journal effect that requires one write at once after it): a killed run leaves at most one write without them.
     ``CREATED_LINK`` says every usage record on it goes through this journal's ledger, so report-usage need not
-    read Recurly to learn what is already there."""
+    read Recurly to learn what is already there. ``ACTIVE_SINCE_LINK`` keeps when it became active, which its
+    Amplify state stops saying once it ends (usage is billed from then)."""
     action = change.action
     if not isinstance(action, CreateSubscription):
         return []
     uuid = Later(change.key)
+    values: list[tuple[str, str | Later, str]] = [
+        (SUBSCRIPTION_LINK, uuid, "the new Recurly subscription"),
+        (CREATED_LINK, uuid, "the new Recurly subscription"),
+    ]
+    since = (active_since or {}).get(action.amplify_id)
+    if since is not None:
+        stamp = since.isoformat()
+        values.append((ACTIVE_SINCE_LINK, stamp, f"{stamp}, when it became active"))
     return [
         record(
-            SetLink(kind, action.amplify_id, uuid),
-            f"{kind} {action.amplify_id} = the new Recurly subscription",
+            SetLink(kind, action.amplify_id, value),
+            f"{kind} {action.amplify_id} = {what}",
             about=change.amplify,
             key=f"{kind}:{action.amplify_id}",
             requires=(change.key,),
             phase=change.phase,
             amplify_id=action.amplify_id,
         )
-        for kind in (SUBSCRIPTION_LINK, CREATED_LINK)
+        for kind, value, what in values
     ]
 
 

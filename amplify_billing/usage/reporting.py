@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from amplify_billing.actions import AdvanceWatermark, PostUsage, SetSampleCursor, UpdateUsage
+from amplify_billing.amplify.parse import parse_timestamp
 from amplify_billing.changes import Change, ChangeKind, ChangeResult, ChangeSet, CommandReport, Outcome
 from amplify_billing.collaborators import Listings, Phase, Reading, RecurlyAccess
 from amplify_billing.errors import UpstreamError
@@ -30,7 +31,7 @@ from amplify_billing.gather.options import subscription_options
 from amplify_billing.gather.subscriptions import reads_of, subscription_inputs
 from amplify_billing.journal_changes import PHASE_MARKS, set_link
 from amplify_billing.journal_changes import record as journal_record
-from amplify_billing.links import CREATED_LINK, LOOKED_UP_LINK, STALE_MARK
+from amplify_billing.links import ACTIVE_SINCE_LINK, CREATED_LINK, LOOKED_UP_LINK, STALE_MARK
 from amplify_billing.models import AmplifySubscription
 from amplify_billing.reconcile.billing_modes import withheld_finding
 from amplify_billing.reconcile.subscriptions import RecurlySubscription, match_subscriptions
@@ -231,9 +232,14 @@ def _billed_quotas(planner: Planner, targets: list[_Target]) -> None:
     journal = rt.journal_view()
     created_here = journal.links(CREATED_LINK)
     looked_up = journal.links(LOOKED_UP_LINK)
+    # an ended subscription's state no longer says when it became active: the journal kept it at the create
+    active_since = journal.links(ACTIVE_SINCE_LINK)
     tier_types = _tier_types(rt)
     for target in targets:
         subscription, current = target.subscription, target.current
+        if subscription.active_since is None and subscription.id in active_since:
+            kept = parse_timestamp(active_since[subscription.id])
+            subscription = replace(subscription, active_since=kept) if kept is not None else subscription
         quota_id, add_on = target.quota_id, target.add_on_code
         assert current.activated_at is not None
         watermark = journal.usage_watermark(subscription.id, quota_id)

@@ -135,6 +135,33 @@ def test_traffic_before_the_recurly_subscription_existed_is_billed_dated_at_its_
     _no_duplicate_tags(cycle)
 
 
+def test_traffic_before_the_recurly_start_is_billed_when_the_subscription_ends_first(make_cycle: Any) -> None:
+    """Once cancelled, an Amplify subscription no longer says when it became active (its state's timestamp is the
+    cancellation): the journal keeps it from the create, so the final usage still starts there, not at the
+    Recurly subscription's later start. Before, the hours between the two were billed by nobody, in silence."""
+    cycle: Cycle = make_cycle(subscriptions=8)
+    late_start = DAY0 + timedelta(days=2, hours=5)
+    cycle.clock.set(late_start)
+    _ok(cycle.run())
+    target = _approved_with_traffic(cycle)[0]
+    amplify_id = target["metadata"]["id"]
+    uuid = _recurly_for(cycle, amplify_id)["uuid"]
+    became_active = parse_timestamp(target["state"]["when"]["timestamp"])
+    assert became_active is not None
+    # the window of day 2 is not settled at the first run; its first five hours came before the Recurly start
+    assert _traffic(cycle, amplify_id, DAY0 + 2 * DAY, late_start) > 0
+
+    cancelled_at = late_start + timedelta(hours=1)
+    cycle.clock.set(cancelled_at)
+    cycle.sandbox.amplify.set_subscription_state(target["name"], "cancelled", reason="Cancelled by the consumer")
+    cycle.clock.set(TODAY)
+    _ok(cycle.run())
+
+    assert _usage_total(cycle, uuid) == _traffic(cycle, amplify_id, became_active, cancelled_at)
+    assert _recurly_for(cycle, amplify_id)["state"] == "canceled"
+    _no_duplicate_tags(cycle)
+
+
 def target_quota(cycle: Cycle, subscription: dict[str, Any]) -> str:
     return cycle.scenario.usage_quotas[subscription["spec"]["plan"]["name"]][0]
 

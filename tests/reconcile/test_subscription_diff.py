@@ -105,6 +105,27 @@ def test_a_create_is_followed_by_its_journal_links_keyed_to_its_result() -> None
     assert not any(c.writes and c.destructive for c in links)
 
 
+def test_a_create_keeps_when_the_subscription_became_active() -> None:
+    """Its Amplify state stops saying so once it ends; usage is billed from then (usage/reporting.py)."""
+    since = NOW - timedelta(hours=5)
+    changeset = diff_subscriptions(
+        SubscriptionInputs(
+            amplify=(amplify(*ACTIVE, active_since=since),),
+            plans={"gold": PLAN},
+            recurly=(),
+            accounts={ACCOUNT},
+            journal_links={},
+            usage_reported_through={SUB_ID: NOW},
+        ),
+        SubscriptionOptions(),
+    )
+    create = next(c for c in changeset.changes if c.kind is ChangeKind.CREATE)
+    kept = [c for c in changeset.changes if c.key == f"subscription-active-since:{SUB_ID}"]
+    assert [(c.action.key, c.action.value, c.requires) for c in kept] == [  # type: ignore[union-attr]
+        (SUB_ID, since.isoformat(), (create.key,))
+    ]
+
+
 PENDING = ("pending", None)
 ACTIVE = ("approved", "active")
 APPROVED_NO_STATE = ("approved", None)
