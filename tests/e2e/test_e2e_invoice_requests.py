@@ -1,0 +1,56 @@
+"""End-to-end: what a `run` in marketplace mode asks of each system for Amplify's invoices (issue 15), counted on the
+emulators' side. `run` plans the whole cycle before it applies it (docs/architecture.md, "Dry run and the whole
+cycle"): a read that no write of the run changes before the second pass uses it is made once for both passes.
+``python -m tools.bench --mode marketplace`` measures the same at scale."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from amplify_billing.sandbox.amplify_invoices import InvoiceIssuer, enable_custom_billing
+from tools.driver import Cycle, failed
+
+MARKETPLACE_MODE = {"mode": "marketplace", "collection_method": "automatic"}
+
+
+def invoicing(make_cycle: Any, subscriptions: int = 8) -> Cycle:
+    """A tenant whose one Marketplace bills through Custom billing, Amplify's initial invoices issued."""
+    cycle: Cycle = make_cycle(subscriptions=subscriptions, billing=MARKETPLACE_MODE)
+    enable_custom_billing(cycle.sandbox.amplify, cycle.scenario.marketplace)
+    InvoiceIssuer(cycle.sandbox.amplify).issue(cycle.clock())
+    return cycle
+
+
+def run_ok(cycle: Cycle) -> None:
+    for report in cycle.run():
+        assert failed(report) == [] and report.exit_code == 0, (report.command, failed(report), report.note)
+
+
+def to_pay(cycle: Cycle) -> dict[str, dict[str, Any]]:
+    invoices = cycle.sandbox.amplify.resources("SubscriptionInvoice")
+    return {i["metadata"]["id"]: i for i in invoices if i["spec"]["cost"]["total"] > 0}
+
+
+def test_a_run_reads_each_followed_invoice_and_lists_amplify_invoices_once(make_cycle: Any) -> None:
+    cycle = invoicing(make_cycle)
+    run_ok(cycle)  # the accounts, and a Recurly invoice for each Amplify invoice to pay
+    sent = {i["billing"]["payment"]["id"] for i in to_pay(cycle).values()}
+    assert len(sent) >= 3
+    amplify, recurly = len(cycle.sandbox.amplify.requests), len(cycle.sandbox.recurly.requests)
+
+    run_ok(cycle)  # Recurly says paid: each becomes paid in Amplify
+
+    assert {(i["state"]["name"], i["status"]["level"]) for i in to_pay(cycle).values()} == {("paid", "Success")}
+    read = Counter(
+        r.path.rsplit("/", 1)[-1] for r in cycle.sandbox.recurly.requests[recurly:] if r.route == "get_invoice"
+    )
+    assert read == Counter(sent), "each Recurly invoice followed is read once, for both passes of the run"
+    amplify_reads = Counter(r.route for r in cycle.sandbox.amplify.requests[amplify:] if r.method == "GET")
+    assert amplify_reads["list_subscriptioninvoices"] == 1
+    invoiced = [
+        r
+        for r in cycle.sandbox.amplify.requests[amplify:]
+        if r.route == "list_subscriptions" and "marketplace.name" in "".join(r.query.get("query", []))
+    ]
+    assert len(invoiced) == 1, "the invoiced Marketplace's subscriptions are listed once"
