@@ -39,9 +39,7 @@ def oldest_left(results: Iterable[ChangeResult], *, now: datetime, since: dateti
     return max(ages, default=None)
 
 
-def backlog_age(
-    reports: Sequence[CommandReport], now: datetime, started: datetime | None = None
-) -> timedelta | None:
+def backlog_age(reports: Sequence[CommandReport], now: datetime, started: datetime | None = None) -> timedelta | None:
     """The age of the oldest work the reports' run left at its deadline; None when it left nothing. ``started``:
     when the invocation began (the reports' own start times otherwise; a step not started has none)."""
     starts = [r.started_at for r in reports if r.started_at is not None] + ([started] if started else [])

@@ -48,7 +48,8 @@ def link_accounts(rt: Phase, options: SyncOptions, *, run_id: int | None) -> Com
     for result in results:
         if result.outcome is Outcome.APPLIED and isinstance(result.change.action, CreateAccount):
             code = result.change.action.code
-            existing[code] = {"code": code, "id": result.result_id}
+            if code not in snapshots.recurly_accounts():  # the executor keeps the create's whole answer there
+                snapshots.record_recurly_account(code, result.result_id)
     figures = {"subscriptions_billed": len([s for s in subscriptions if needs_billing(s)]), "accounts": len(needed)}
     return make_report(
         "link-accounts", results, dry_run=options.dry_run, exit_code_flag=options.exit_code, note=note, figures=figures

@@ -76,8 +76,12 @@ class _Catalog:
         """One listing per chunk of ``field=in=(names)``; with no names, a one-item page proves the version."""
         if not names:
             return self.read(plural, lambda: self._probe_only(plural))
-        return self.read(plural, lambda: [i for chunk in _chunks(sorted(names))
-                                           for i in self.resources.list(plural, query=_in(field, chunk))])
+        return self.read(
+            plural,
+            lambda: [
+                i for chunk in _chunks(sorted(names)) for i in self.resources.list(plural, query=_in(field, chunk))
+            ],
+        )
 
     def _probe_only(self, plural: str) -> list[Raw]:
         self.resources.api_version(plural)  # one GET of a one-item page (auto), or none (a pinned version)
@@ -177,7 +181,9 @@ def _announce_waits(rt: DoctorReads) -> None:
         rt.err_console.print(
             f"Waiting {seconds:.0f} s for Amplify's rate limit ({per_minute} requests a minute); "
             f"{transport.calls} request(s) sent so far",
-            markup=False, highlight=False, soft_wrap=True,
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
         )
 
     transport.on_wait = waiting
@@ -200,8 +206,10 @@ def _sampling_inputs(
         return None, journal, f"the SubscriptionInvoices could not be read: {invoice_error}"
     invoiced = tuple(invoiced_units(items["subscriptioninvoices"], items["subscriptions"], items["quotas"]))
     if not invoiced:
-        why = ("no SubscriptionInvoice holds metered units (Amplify makes them only where the Marketplace bills "
-               "with vendor Custom, for consumer organizations)")
+        why = (
+            "no SubscriptionInvoice holds metered units (Amplify makes them only where the Marketplace bills "
+            "with vendor Custom, for consumer organizations)"
+        )
     return invoiced, journal, why
 
 
@@ -239,11 +247,27 @@ def gather_doctor(rt: DoctorReads, *, invoices: InvoiceReader = newest_invoices)
     default = site_settings.get("default_currency") if settings.catalog.sync_free_plans else None
     mapping = replace(options.mapping, default_currency=str(default).upper()) if default else options.mapping
     return DoctorInputs(
-        tenant_id=settings.amplify.tenant_id, client_id=settings.amplify.client_id, pinned_version=pinned,
-        token=token, probes=tuple(probes), versions=versions,
-        products=tuple(items["products"]), plans=tuple(items["productplans"]), quotas=tuple(items["quotas"]),
-        units=tuple(items["productplanunits"]), subscriptions=tuple(items["subscriptions"]),
-        catalog_error=catalog_error, usage=usage, invoiced=invoiced, journal=journal, sampling_why=why,
-        recurly=recurly, options=options, mapping=mapping, now=now, billing=settings.billing,
-        marketplaces=marketplaces, requests=rt.api_calls(),
+        tenant_id=settings.amplify.tenant_id,
+        client_id=settings.amplify.client_id,
+        pinned_version=pinned,
+        token=token,
+        probes=tuple(probes),
+        versions=versions,
+        products=tuple(items["products"]),
+        plans=tuple(items["productplans"]),
+        quotas=tuple(items["quotas"]),
+        units=tuple(items["productplanunits"]),
+        subscriptions=tuple(items["subscriptions"]),
+        catalog_error=catalog_error,
+        usage=usage,
+        invoiced=invoiced,
+        journal=journal,
+        sampling_why=why,
+        recurly=recurly,
+        options=options,
+        mapping=mapping,
+        now=now,
+        billing=settings.billing,
+        marketplaces=marketplaces,
+        requests=rt.api_calls(),
     )

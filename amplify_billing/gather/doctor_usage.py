@@ -25,8 +25,14 @@ Raw = Mapping[str, Any]
 
 class InvoicePages(Protocol):
     def pages(
-        self, plural: str, *, query: str | None = None, scope: str | None = None, group: str = "catalog",
-        proof: Any = None, sort: str | None = None,
+        self,
+        plural: str,
+        *,
+        query: str | None = None,
+        scope: str | None = None,
+        group: str = "catalog",
+        proof: Any = None,
+        sort: str | None = None,
     ) -> Any: ...
 
 
@@ -68,11 +74,26 @@ def traceability_evidence(rt: AmplifyReads, now: datetime) -> UsageEvidence:
         total = traceability.total_count(start, end, statuses=usage.statuses)
         oldest = traceability.oldest(statuses=usage.statuses)
     except UpstreamError as error:
-        return UsageEvidence("traceability", usage.retention, start=start, end=end, limit=usage.group_limit,
-                             error=str(error), status=error.status)
+        return UsageEvidence(
+            "traceability",
+            usage.retention,
+            start=start,
+            end=end,
+            limit=usage.group_limit,
+            error=str(error),
+            status=error.status,
+        )
     return UsageEvidence(
-        "traceability", usage.retention, start=start, end=end, limit=usage.group_limit,
-        terms=grouped.subscription_terms, grouped=grouped.units, total=total, oldest=oldest, now=now,
+        "traceability",
+        usage.retention,
+        start=start,
+        end=end,
+        limit=usage.group_limit,
+        terms=grouped.subscription_terms,
+        grouped=grouped.units,
+        total=total,
+        oldest=oldest,
+        now=now,
     )
 
 

@@ -38,8 +38,12 @@ ROLES: Mapping[str, str] = {
     # "Only users with the Central Admin role can query" (docs query-the-traceability-apis-with-lexus.md)
     "traceability": "the Engage (Central) Admin role, which the Traceability API requires",
 }
-AREA_TITLES = {"catalog": "catalog", "teams": "Platform teams", "consumers": "consumer users and orgs",
-               "traceability": "Traceability"}
+AREA_TITLES = {
+    "catalog": "catalog",
+    "teams": "Platform teams",
+    "consumers": "consumer users and orgs",
+    "traceability": "Traceability",
+}
 
 
 @dataclass(frozen=True)
@@ -103,10 +107,23 @@ class DoctorInputs:
 def credential_checks(inputs: DoctorInputs) -> list[Check]:
     token = inputs.token
     if not token.ok:
-        return [Check("credentials", "token", Verdict.ACTION, token.detail,
-                      "fix amplify.client_id and its secret or key (config check proves them)")]
-    checks = [Check("credentials", "token", Verdict.OK,
-                    f"token issued to {inputs.client_id}; tenant {inputs.tenant_id} ({token.detail})")]
+        return [
+            Check(
+                "credentials",
+                "token",
+                Verdict.ACTION,
+                token.detail,
+                "fix amplify.client_id and its secret or key (config check proves them)",
+            )
+        ]
+    checks = [
+        Check(
+            "credentials",
+            "token",
+            Verdict.OK,
+            f"token issued to {inputs.client_id}; tenant {inputs.tenant_id} ({token.detail})",
+        )
+    ]
     for probe in inputs.probes:
         title = AREA_TITLES.get(probe.area, probe.area)
         if probe.ok is None:
@@ -114,8 +131,15 @@ def credential_checks(inputs: DoctorInputs) -> list[Check]:
         elif probe.ok:
             checks.append(Check("credentials", title, Verdict.OK, probe.detail))
         elif probe.status in (401, 403):
-            checks.append(Check("credentials", title, Verdict.ACTION, f"refused: {probe.detail}",
-                                f"give the service account {ROLES[probe.area]}"))
+            checks.append(
+                Check(
+                    "credentials",
+                    title,
+                    Verdict.ACTION,
+                    f"refused: {probe.detail}",
+                    f"give the service account {ROLES[probe.area]}",
+                )
+            )
         else:
             checks.append(Check("credentials", title, Verdict.ACTION, probe.detail, "see the error; then run again"))
     return checks
@@ -127,11 +151,15 @@ def version_checks(inputs: DoctorInputs) -> list[Check]:
         if kind.version is not None:
             checks.append(Check("api version", kind.plural, Verdict.OK, f"catalog/{kind.version} ({kind.how})"))
         elif kind.error and inputs.pinned_version and kind.status == 404:
-            checks.append(Check(
-                "api version", kind.plural, Verdict.ACTION,
-                f"catalog/{inputs.pinned_version}/{kind.plural} answered 404: the tenant does not serve it there",
-                "set amplify.api_version: auto (each kind at the version the tenant serves)",
-            ))
+            checks.append(
+                Check(
+                    "api version",
+                    kind.plural,
+                    Verdict.ACTION,
+                    f"catalog/{inputs.pinned_version}/{kind.plural} answered 404: the tenant does not serve it there",
+                    "set amplify.api_version: auto (each kind at the version the tenant serves)",
+                )
+            )
         elif kind.error:
             checks.append(Check("api version", kind.plural, Verdict.ACTION, kind.error, "see the error; run again"))
         else:
@@ -158,25 +186,48 @@ def recurly_checks(inputs: DoctorInputs, currencies: Mapping[str, Sequence[str]]
         checks.append(Check("recurly", "currencies", Verdict.UNKNOWN, f"site {name} lists no accepted currencies"))
     elif refused:
         listed = "; ".join(f"{c} ({', '.join(plans[:3])})" for c, plans in refused.items())
-        checks.append(Check("recurly", "currencies", Verdict.ACTION,
-                            f"plans bill in currencies site {name} does not accept ({', '.join(accepted)}): {listed}",
-                            "add the currencies to the site in Recurly (Configuration > Site Settings), or change "
-                            "the plans' currency in Amplify"))
+        checks.append(
+            Check(
+                "recurly",
+                "currencies",
+                Verdict.ACTION,
+                f"plans bill in currencies site {name} does not accept ({', '.join(accepted)}): {listed}",
+                "add the currencies to the site in Recurly (Configuration > Site Settings), or change "
+                "the plans' currency in Amplify",
+            )
+        )
     else:
         used = ", ".join(sorted(currencies)) or "none yet"
-        checks.append(Check("recurly", "currencies", Verdict.OK,
-                            f"plans bill in {used}; site {name} accepts {', '.join(accepted)}"))
+        checks.append(
+            Check(
+                "recurly", "currencies", Verdict.OK, f"plans bill in {used}; site {name} accepts {', '.join(accepted)}"
+            )
+        )
     missing = sorted(set(units) - set(recurly.measured_units))
     present = sorted(set(units) & set(recurly.measured_units))
     found = f"measured unit(s) {', '.join(present)} exist" if present else "no measured unit exists yet"
-    checks.append(Check("recurly", "measured units", Verdict.OK,
-                        found + (f"; sync-plans creates {', '.join(missing)}" if missing else "")))
+    checks.append(
+        Check(
+            "recurly",
+            "measured units",
+            Verdict.OK,
+            found + (f"; sync-plans creates {', '.join(missing)}" if missing else ""),
+        )
+    )
     if recurly.custom_field is not None:
         level, detail = recurly.custom_field
         verdict = Verdict.ACTION if level == "fail" else Verdict.OK
-        checks.append(Check("recurly", "custom field", verdict, detail,
-                            "create the field as the message says, or remove subscriptions.custom_field"
-                            if verdict is Verdict.ACTION else ""))
+        checks.append(
+            Check(
+                "recurly",
+                "custom field",
+                verdict,
+                detail,
+                "create the field as the message says, or remove subscriptions.custom_field"
+                if verdict is Verdict.ACTION
+                else "",
+            )
+        )
     return checks
 
 
@@ -186,16 +237,24 @@ def build_doctor(inputs: DoctorInputs) -> DoctorReport:
     catalog = catalog_from_raw(inputs.products, inputs.plans, inputs.quotas, inputs.units)
     preview_rows = preview(catalog, inputs.options, inputs.mapping)
     if inputs.catalog_error:
-        checks.append(Check("census", "literals", Verdict.UNKNOWN, f"the catalog could not be read: "
-                            f"{inputs.catalog_error}"))
+        checks.append(
+            Check("census", "literals", Verdict.UNKNOWN, f"the catalog could not be read: {inputs.catalog_error}")
+        )
         checks.append(Check("plans", "mapping preview", Verdict.UNKNOWN, "the catalog could not be read"))
     else:
         checks.append(census_check(rows))
         checks.append(preview_check(preview_rows, len(inputs.products)))
     checks += usage_checks(inputs.usage)
     if inputs.usage.source == "traceability":
-        checks.append(sampling_check(inputs.invoiced, inputs.journal, now=inputs.now,
-                                     retention=inputs.usage.retention, why_none=inputs.sampling_why))
+        checks.append(
+            sampling_check(
+                inputs.invoiced,
+                inputs.journal,
+                now=inputs.now,
+                retention=inputs.usage.retention,
+                why_none=inputs.sampling_why,
+            )
+        )
     currencies: dict[str, list[str]] = {}
     units: set[str] = set()
     for plan in catalog.plans:

@@ -103,9 +103,19 @@ def preview_check(rows: Sequence[PreviewRow], products: int) -> Check:
     count = {outcome: sum(r.count for r in rows if r.outcome == outcome) for outcome in ("synced", "unsupported")}
     summary = f"{count['synced']} plan(s) would sync, {count['unsupported']} unsupported (see the preview)"
     if products == 0:
-        return Check("plans", "mapping preview", Verdict.ACTION, "no product opts in: nothing would be billed",
-                     "give each product to bill the attribute amplify.opt_in_attribute=amplify.opt_in_value")
+        return Check(
+            "plans",
+            "mapping preview",
+            Verdict.ACTION,
+            "no product opts in: nothing would be billed",
+            "give each product to bill the attribute amplify.opt_in_attribute=amplify.opt_in_value",
+        )
     if count["synced"] == 0:
-        return Check("plans", "mapping preview", Verdict.ACTION, f"{summary}: nothing would be billed",
-                     "change the unsupported plans in Amplify, or bill them another way")
+        return Check(
+            "plans",
+            "mapping preview",
+            Verdict.ACTION,
+            f"{summary}: nothing would be billed",
+            "change the unsupported plans in Amplify, or bill them another way",
+        )
     return Check("plans", "mapping preview", Verdict.OK, summary)

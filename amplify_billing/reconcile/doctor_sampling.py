@@ -77,16 +77,25 @@ def sampling_check(
 
     ``invoiced`` None: no invoices could be read (``why_none`` says why); ``journal`` None: no journal yet."""
     if invoiced is None or not invoiced or journal is None:
-        missing = why_none or ("no SubscriptionInvoice holds metered units" if journal is not None else
-                               "no journal yet (report-usage keeps the daily counts)")
-        return Check(AREA, NAME, Verdict.UNKNOWN, f"no second count of the same traffic: {missing}; {BY_DEFAULT}",
-                     "after a few days of report-usage, where the Marketplace bills with vendor Custom, run doctor "
-                     "again")
+        missing = why_none or (
+            "no SubscriptionInvoice holds metered units"
+            if journal is not None
+            else "no journal yet (report-usage keeps the daily counts)"
+        )
+        return Check(
+            AREA,
+            NAME,
+            Verdict.UNKNOWN,
+            f"no second count of the same traffic: {missing}; {BY_DEFAULT}",
+            "after a few days of report-usage, where the Marketplace bills with vendor Custom, run doctor again",
+        )
     oldest_held = now - retention
     compared = [item for item in invoiced if _comparable(item, journal, oldest_held)]
     if not compared:
         return Check(
-            AREA, NAME, Verdict.UNKNOWN,
+            AREA,
+            NAME,
+            Verdict.UNKNOWN,
             f"no second count of the same traffic: none of {len(invoiced)} invoiced interval(s) covers whole days "
             f"inside the {retention.days}-day retention that the journal counted; {BY_DEFAULT}",
             "run doctor again after report-usage has counted the days of an invoice interval",
@@ -94,8 +103,10 @@ def sampling_check(
     billed = sum(item.units for item in compared)
     counted = sum((_counted(item, journal) for item in compared), Decimal(0))
     ratio = counted / billed
-    evidence = (f"Traceability counted {counted} of {billed} units Amplify invoiced over {len(compared)} "
-                f"interval(s) ({ratio:.1%})")
+    evidence = (
+        f"Traceability counted {counted} of {billed} units Amplify invoiced over {len(compared)} "
+        f"interval(s) ({ratio:.1%})"
+    )
     if ratio < SAMPLED_BELOW:
         return Check(AREA, NAME, Verdict.ACTION, f"summaries are sampled: this source under-bills; {evidence}", FIX)
     return Check(AREA, NAME, Verdict.OK, f"{evidence}: not sampled")

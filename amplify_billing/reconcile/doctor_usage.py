@@ -61,8 +61,12 @@ def retention_check(usage: UsageEvidence) -> Check:
     if usage.error:
         return Check(AREA, "retention", Verdict.UNKNOWN, "not read (see the count)")
     if usage.oldest is None or usage.now is None:
-        return Check(AREA, "retention", Verdict.UNKNOWN,
-                     "Traceability holds no transaction that names a subscription and a quota")
+        return Check(
+            AREA,
+            "retention",
+            Verdict.UNKNOWN,
+            "Traceability holds no transaction that names a subscription and a quota",
+        )
     age = usage.now - usage.oldest
     days = age / timedelta(days=1)
     return Check(

@@ -95,9 +95,13 @@ class IdentityProvider:
                 return idp_error(400, "invalid_request", "malformed Basic credentials")
             raw_id, _, raw_secret = decoded.partition(":")
             # RFC 6749 §2.3.1 form-encodes both parts; clients that do not are accepted too
-            client_id, secret = (raw_id, raw_secret) if raw_id == self.client_id else (
-                unquote_plus(raw_id),
-                unquote_plus(raw_secret),
+            client_id, secret = (
+                (raw_id, raw_secret)
+                if raw_id == self.client_id
+                else (
+                    unquote_plus(raw_id),
+                    unquote_plus(raw_secret),
+                )
             )
         if not client_id:
             return idp_error(401, "invalid_client", "Invalid client or Invalid client credentials")

@@ -71,4 +71,3 @@ def _guid(entry: Mapping[str, Any], what: str) -> str:
     if not isinstance(guid, str) or not guid:
         raise ValueError(f"a {what} needs its guid")
     return guid
-

@@ -261,9 +261,13 @@ PLANS: tuple[PlanSpec, ...] = (
 # must report it unsupported, naming its type.
 DOCUMENTED_PLANS: tuple[PlanSpec, ...] = (
     PlanSpec(
-        "weather-api", "weather-custom", "Enterprise contract",
+        "weather-api",
+        "weather-custom",
+        "Enterprise contract",
         (QuotaSpec("calls", "API calls", {"type": literals.PRICING_UNLIMITED}, bills_usage=False),),
-        price=None, plan_type=literals.PLAN_TYPE_CUSTOM, supported=False,
+        price=None,
+        plan_type=literals.PLAN_TYPE_CUSTOM,
+        supported=False,
     ),
 )
 

@@ -65,16 +65,32 @@ def _odd_values(amplify: AmplifyEmulator, scenario: Scenario) -> None:
 TENANTS: dict[str, Tenant] = {
     tenant.name: tenant
     for tenant in (
-        Tenant("default", "every documented fact on (7-day retention, 100 terms per grouping, free plan without "
-               "billing, a Custom plan, transitional states)"),
-        Tenant("v1alpha1", "the 2024 server: plans, plan units, subscriptions and invoices only as catalog/v1alpha1",
-               before=_v1alpha1),
-        Tenant("sampled", f"Traceability keeps a summary of {SAMPLED_RATE:.0%} of transactions (agent sampling); "
-               "the unsampled leave no trace", before=_sampled),
-        Tenant("restricted", "a service account without the role for Traceability and for consumers' users and orgs",
-               before=_restricted),
-        Tenant("odd-values", "values the tool does not know: a subscription state, a quota pricing type, and an "
-               "approval in error", after=_odd_values),
+        Tenant(
+            "default",
+            "every documented fact on (7-day retention, 100 terms per grouping, free plan without "
+            "billing, a Custom plan, transitional states)",
+        ),
+        Tenant(
+            "v1alpha1",
+            "the 2024 server: plans, plan units, subscriptions and invoices only as catalog/v1alpha1",
+            before=_v1alpha1,
+        ),
+        Tenant(
+            "sampled",
+            f"Traceability keeps a summary of {SAMPLED_RATE:.0%} of transactions (agent sampling); "
+            "the unsampled leave no trace",
+            before=_sampled,
+        ),
+        Tenant(
+            "restricted",
+            "a service account without the role for Traceability and for consumers' users and orgs",
+            before=_restricted,
+        ),
+        Tenant(
+            "odd-values",
+            "values the tool does not know: a subscription state, a quota pricing type, and an approval in error",
+            after=_odd_values,
+        ),
     )
 }
 

@@ -54,3 +54,19 @@ def test_a_run_reads_each_followed_invoice_and_lists_amplify_invoices_once(make_
         if r.route == "list_subscriptions" and "marketplace.name" in "".join(r.query.get("query", []))
     ]
     assert len(invoiced) == 1, "the invoiced Marketplace's subscriptions are listed once"
+
+
+def test_an_account_made_by_the_run_is_not_read_back_for_its_pay_link(make_cycle: Any) -> None:
+    cycle = invoicing(make_cycle)  # Amplify's invoices wait before the first run: no account exists yet
+    recurly = len(cycle.sandbox.recurly.requests)
+
+    run_ok(cycle)
+
+    made = [r for r in cycle.sandbox.recurly.requests[recurly:] if r.route == "create_account"]
+    read = [r for r in cycle.sandbox.recurly.requests[recurly:] if r.route == "get_account" and r.status == 200]
+    assert made and read == [], "the create's answer carries the hosted login token and the card on file"
+    tokens = {a["code"]: a["hosted_login_token"] for a in cycle.sandbox.recurly.accounts()}
+    for invoice in to_pay(cycle).values():
+        payment = invoice["billing"]["payment"]
+        assert invoice["state"]["name"] == "open"
+        assert payment["link"].endswith(tokens[payment["customer"]["id"]])
