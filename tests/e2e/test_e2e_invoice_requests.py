@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from amplify_billing.sandbox.amplify_invoices import InvoiceIssuer, enable_custom_billing
 from tools.driver import Cycle, failed
 
@@ -70,3 +72,29 @@ def test_an_account_made_by_the_run_is_not_read_back_for_its_pay_link(make_cycle
         payment = invoice["billing"]["payment"]
         assert invoice["state"]["name"] == "open"
         assert payment["link"].endswith(tokens[payment["customer"]["id"]])
+
+
+@pytest.mark.parametrize("collection", ["manual", "automatic"])
+def test_a_dry_run_plans_the_invoices_of_accounts_the_run_creates(make_cycle: Any, collection: str) -> None:
+    from amplify_billing.changes import ChangeKind, Outcome
+    from amplify_billing.invoice_actions import CreateInvoicePurchase
+
+    cycle = invoicing(make_cycle)
+    cycle.overrides["billing"] = {**MARKETPLACE_MODE, "collection_method": collection}
+    bills = to_pay(cycle)
+    recurly = len(cycle.sandbox.recurly.requests)
+
+    reports = {r.command: r for r in cycle.run(dry_run=True)}
+
+    invoices = reports["sync-invoices"]
+    assert invoices.exit_code == 0 and not (invoices.note or "").startswith("stopped"), invoices.note
+    asked = [r.route for r in cycle.sandbox.recurly.requests[recurly:]]
+    assert "get_account" not in asked, "an account the run only plans is not asked of Recurly"
+    planned = [r.change for r in invoices.results if r.outcome is Outcome.PLANNED]
+    purchases = [c for c in planned if isinstance(c.action, CreateInvoicePurchase)]
+    found = [r.change.summary for r in invoices.results if r.change.kind is ChangeKind.FINDING]
+    if collection == "manual":  # no card needed: each invoice to pay is planned as the real run makes it
+        assert len(purchases) == len(bills) and found == []
+    else:  # a new account's card on file is known once it exists: the real run decides, the dry run says so
+        assert purchases == [] and len(found) == len(bills)
+        assert all("created by this run" in text for text in found)
