@@ -22,7 +22,8 @@ pinned), five times; before each, the emulated Amplify issues what is due by the
 - ``steady`` (an hour later): nothing is left to do, so nothing is written.
 
 Requests are counted on the emulators' side as in recurly mode, and ``run``'s planning pass is timed step by step,
-so ``sync-invoices``' requests are its own in both passes. "Per invoice" divides them by the invoices the phase
+so ``sync-invoices``' requests are its own in both passes (with Amplify's invoice listing, which link-accounts may
+make first: the run shares it). "Per invoice" divides them by the invoices the phase
 acts on: new ones, ones with nothing to pay, and the ones followed.
 
 The minimum is derived from Amplify's invoices alone (what ``issue`` made before each run), never from what the
@@ -317,15 +318,23 @@ class InvoiceResult:
     outcome: Outcome
 
 
+# Amplify's invoice listing is read once a run by whichever step asks first (link-accounts, for the owners of
+# invoices still to send, then sync-invoices): it is sync-invoices' protocol wherever it is counted
+SHARED_ROUTES = frozenset({"GET list_subscriptioninvoices"})
+
+
 def command_requests(run: RunMeasure, command: str = COMMAND) -> dict[str, dict[str, int]]:
-    """A command's requests per system and method, in both passes of `run` (its planning step, and itself)."""
+    """A command's requests per system and method, in both passes of `run` (its planning step, and itself), with
+    the invoice listing wherever it was made (``SHARED_ROUTES``)."""
+    own = (f"{PLANNING} {command}", command)
     found: dict[str, dict[str, int]] = {}
-    for step in (f"{PLANNING} {command}", command):
-        for system, routes in run.by_command.get(step, {}).items():
+    for step, systems in run.by_command.items():
+        for system, routes in systems.items():
             methods = found.setdefault(system, {})
             for key, count in routes.items():
-                method = key.split(" ", 1)[0]
-                methods[method] = methods.get(method, 0) + count
+                if step in own or key in SHARED_ROUTES:
+                    method = key.split(" ", 1)[0]
+                    methods[method] = methods.get(method, 0) + count
     return {system: dict(sorted(found.get(system, {}).items())) for system in SYSTEMS}
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from amplify_billing.actions import KNOWN_AFTER_APPLY
 from amplify_billing.amplify import invoices as amp
-from amplify_billing.amplify.invoices import SubscriptionInvoice, list_subscription_invoices
+from amplify_billing.amplify.invoices import InvoiceListing, SubscriptionInvoice, list_subscription_invoices
 from amplify_billing.amplify.parse import parse_subscription, parse_timestamp
 from amplify_billing.compact import CompactResource
 from amplify_billing.errors import AmplifyBillingError, NotFoundError
@@ -167,11 +167,31 @@ def _plan_currencies(rt: InvoiceReads, invoices: Iterable[SubscriptionInvoice]) 
     return result
 
 
-def invoice_inputs(rt: InvoiceReads) -> InvoiceInputs:
-    settings = rt.settings
-    listing = _once(
+def _actionable(rt: InvoiceReads) -> InvoiceListing:
+    """Amplify's invoices the gateway acts on, listed once per invocation (link-accounts and sync-invoices share it)."""
+    return _once(
         rt, "actionable", lambda: list_subscription_invoices(rt.amplify().resources, query=amp.ACTIONABLE_QUERY)
     )
+
+
+def _waiting(invoice: SubscriptionInvoice) -> bool:
+    return invoice.state == amp.DRAFT and invoice.status == amp.PENDING
+
+
+def owed_subscriptions(rt: InvoiceReads) -> frozenset[str]:
+    """The subscriptions (by name) of Amplify's invoices waiting to be sent with something to pay: their owners need
+    a Recurly account even when the subscription has ended (its cancellation invoice always comes after the end)."""
+    billing = rt.settings.billing
+    return frozenset(
+        i.subscription_name
+        for i in _actionable(rt).invoices
+        if _waiting(i) and i.total > 0 and billing.reads_invoices(i.marketplace_name)
+    )
+
+
+def invoice_inputs(rt: InvoiceReads) -> InvoiceInputs:
+    settings = rt.settings
+    listing = _actionable(rt)
     ours = [i for i in listing.invoices if settings.billing.reads_invoices(i.marketplace_name)]
     calls = InvoiceCalls(rt.recurly())
     journal = rt.journal()
@@ -179,7 +199,7 @@ def invoice_inputs(rt: InvoiceReads) -> InvoiceInputs:
     intents = {i.key: i for i in journal.open_intents(INVOICE_INTENT)}
     owner = settings.accounts.owner
     found = _Found()
-    drafts = [i for i in ours if i.state == amp.DRAFT and i.status == amp.PENDING]
+    drafts = [i for i in ours if _waiting(i)]
     for invoice in drafts:
         _draft(rt, calls, invoice, links, intents, owner, found)
     for invoice in ours:

@@ -98,3 +98,37 @@ def test_a_dry_run_plans_the_invoices_of_accounts_the_run_creates(make_cycle: An
     else:  # a new account's card on file is known once it exists: the real run decides, the dry run says so
         assert purchases == [] and len(found) == len(bills)
         assert all("created by this run" in text for text in found)
+
+
+def test_an_owner_whose_only_subscription_ended_gets_an_account_for_the_invoices_it_owes(make_cycle: Any) -> None:
+    """Amplify invoices a subscription that ended before the tool's first run (its initial invoice, then the
+    cancellation one): its owner needs a Recurly account to be billed, though no live subscription asks for one."""
+    cycle: Cycle = make_cycle(subscriptions=8, billing=MARKETPLACE_MODE)
+    amplify, scenario = cycle.sandbox.amplify, cycle.scenario
+    enable_custom_billing(amplify, scenario.marketplace)
+    issuer = InvoiceIssuer(amplify)
+    paid_for = {i["metadata"]["scope"]["name"] for i in issuer.issue(cycle.clock()) if i["spec"]["cost"]["total"] > 0}
+    template = next(s for s in amplify.resources("Subscription") if s["name"] in paid_for)
+    owners = [s["marketplace"]["resource"]["owner"] for s in scenario.subscriptions]
+    taken = {o["user"]["id"] for o in owners if o.get("user")}
+    user = next(u["guid"] for u in scenario.users if u["guid"] not in taken)
+    owner = {**template["marketplace"]["resource"]["owner"], "user": {"id": user}}
+    ended = {
+        **template,
+        "name": "ended-before-the-first-run",
+        "metadata": {**template["metadata"], "id": "e" * 32},
+        "marketplace": {**template["marketplace"], "resource": {"owner": owner}},
+        "state": {"name": "cancelled", "when": {"timestamp": template["state"]["when"]["timestamp"]}},
+    }
+    amplify.put_resource(ended)
+    owed = [i for i in issuer.issue(cycle.clock()) if i["metadata"]["scope"]["name"] == ended["name"]]
+    assert [i["title"] for i in owed] == ["Initial Payment", "Cancellation"]
+
+    run_ok(cycle)  # before: "the consumer has no Recurly account (amplify-user-…)", every run, exit 1
+
+    assert f"amplify-user-{user}" in {a["code"] for a in cycle.sandbox.recurly.accounts()}
+    sent = {i["name"]: i for i in amplify.resources("SubscriptionInvoice")}
+    for invoice in owed:
+        now = sent[invoice["name"]]
+        expected = "open" if invoice["spec"]["cost"]["total"] > 0 else "paid"
+        assert now["state"]["name"] == expected, now["state"]
