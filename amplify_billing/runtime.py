@@ -142,8 +142,15 @@ class Runtime:
         from amplify_billing.recurly.executor import recurly_handlers, usage_handlers
 
         return {
-            # each subscription write's answer keeps the memoised listing current: the next phase re-lists nothing
-            **recurly_handlers(self.recurly, lambda answer: self._real_snapshots().record_recurly_subscription(answer)),
+            # each subscription write's answer keeps the memoised listing current: the next phase re-lists nothing;
+            # a created account's answer too (sync-invoices reads its pay link and card from it)
+            **recurly_handlers(
+                self.recurly,
+                lambda answer: self._real_snapshots().record_recurly_subscription(answer),
+                lambda answer: self._real_snapshots().record_recurly_account(
+                    str(answer.get("code")), str(answer.get("id")), answer
+                ),
+            ),
             **usage_handlers(self.recurly, self.journal, self.clock),
             **amplify_handlers(lambda: self.amplify().resources),
             **journal_handlers(self.journal),

@@ -169,11 +169,14 @@ class Snapshots:
                 kept.append(dict(data))
             self._store("recurly_subscriptions", kept)
 
-    def record_recurly_account(self, code: str, account_id: str | None) -> None:
-        """An account this run created (or plans to): the next phase bills subscriptions to it."""
+    def record_recurly_account(
+        self, code: str, account_id: str | None, answer: Mapping[str, Any] | None = None
+    ) -> None:
+        """An account this run created (or plans to): the next phase bills subscriptions to it. ``answer``: the
+        account as the create answered it, kept whole as a listing would show it."""
         with self._lock:
             accounts = dict(self.recurly_accounts())
-            accounts[code] = {"code": code, "id": account_id}
+            accounts[code] = {**(answer or {}), "code": code, "id": account_id}
             self._store("recurly_accounts", accounts)
 
     def record_recurly_plan(self, code: str, change: Callable[[RecurlyPlan | None], RecurlyPlan]) -> None:

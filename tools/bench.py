@@ -18,6 +18,9 @@ one write per needed change, one traceability query per usage window, and no Rec
 journal knows what it posted). ``--latency-ms`` makes every emulator answer that much later (outside
 their locks, so concurrent requests overlap), and then the initial run is also timed with
 ``recurly.concurrency: 1`` to show what concurrent writes save.
+
+``--mode marketplace`` measures the other billing mode on the same scenario: Amplify's invoices, each made a
+Recurly invoice by ``sync-invoices`` (``tools/bench_invoices.py``, which says how its minimum is derived).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
     from amplify_billing.sandbox.harness import Sandbox
     from amplify_billing.sandbox.scenario import Scenario
@@ -56,6 +60,7 @@ DEFAULT_SIZES = (1_000, 10_000)
 WEEK_RUN_AT = TODAY + timedelta(hours=3)
 # the step of a measured run in which `run` plans the whole cycle on overlays, before its first write
 PLANNING = "(planning the cycle)"
+PLANNING_STEPS = "planning-steps"  # the worker's flag: time the planning pass step by step
 
 AMPLIFY_PER_MINUTE = 25  # every request (reference/amplify-api.md)
 RECURLY_PRODUCTION_GETS_PER_MINUTE = 1_000  # only GETs count in production
@@ -225,10 +230,13 @@ def worker_main(argv: Sequence[str]) -> None:
     from amplify_billing.runtime import Runtime
     from amplify_billing.settings import load_settings
 
-    config, now_text, out = argv
+    config, now_text, out, *flags = argv
     now = datetime.fromisoformat(now_text)
     began = time.perf_counter()
     steps: list[dict[str, Any]] = []
+    planning_steps = PLANNING_STEPS in flags
+    if planning_steps:
+        _time_planned_steps(steps)
 
     def timed(rt: Runtime, name: str, dry_run: bool, body: Any) -> CommandReport:
         start = time.time()
@@ -244,8 +252,10 @@ def worker_main(argv: Sequence[str]) -> None:
         reports = run_all(rt, RunOptions(), timed)
     finally:
         rt.close()
-    # `run` plans the whole cycle before its first write: what that pass reads, it reads once for both passes
-    steps.insert(0, {"command": PLANNING, "start": planning_start, "end": steps[0]["start"] if steps else time.time()})
+    if not planning_steps:
+        # `run` plans the whole cycle before its first write: what that pass reads, it reads once for both passes
+        end = steps[0]["start"] if steps else time.time()
+        steps.insert(0, {"command": PLANNING, "start": planning_start, "end": end})
     document = {
         "wall_seconds": time.perf_counter() - began,
         "steps": steps,
@@ -266,6 +276,33 @@ def worker_main(argv: Sequence[str]) -> None:
     Path(out).write_text(json.dumps(document, default=str))
 
 
+def _time_planned_steps(steps: list[dict[str, Any]]) -> None:
+    """Time each step of `run`'s planning pass on its own (``"(planning the cycle) sync-invoices"``), so a command's
+    reads there are told apart from the other commands' (the planning pass runs every step with ``dry_run``)."""
+    from amplify_billing.commands import run as cycle
+
+    listed = cycle._steps
+
+    def timed_steps(rt: Any, options: Any) -> list[tuple[str, Any]]:
+        found = listed(rt, options)
+        if not options.dry_run:
+            return found
+
+        def timed(name: str, step: Any) -> Any:
+            def body(run_id: int | None) -> Any:
+                start = time.time()
+                try:
+                    return step(run_id)
+                finally:
+                    steps.append({"command": f"{PLANNING} {name}", "start": start, "end": time.time()})
+
+            return body
+
+        return [(name, timed(name, step)) for name, step in found]
+
+    cycle._steps = timed_steps
+
+
 def _peak_rss(fallback: int) -> int:
     """This process's own peak resident memory.
 
@@ -282,8 +319,18 @@ def _peak_rss(fallback: int) -> int:
 
 
 def _run_tool(
-    sandbox: Sandbox, taps: dict[str, _Tap], config: Path, now: datetime, phase: str, trace: bool, concurrency: int
+    sandbox: Sandbox,
+    taps: dict[str, _Tap],
+    config: Path,
+    now: datetime,
+    phase: str,
+    trace: bool,
+    concurrency: int,
+    *,
+    planning_steps: bool = False,
 ) -> RunMeasure:
+    """One `run` in a child process at ``now``; ``planning_steps``: the planning pass's requests are attributed to
+    each step (``"(planning the cycle) <command>"``) instead of all to ``PLANNING``."""
     from amplify_billing.errors import AmplifyBillingError
 
     sandbox_clock = sandbox.clock
@@ -291,13 +338,22 @@ def _run_tool(
     if callable(set_clock):
         set_clock(now)
     marks = {system: tap.mark() for system, tap in taps.items()}
-    out = config.parent / f"measure-{phase}-{concurrency}.json"
+    out = config.parent / f"measure-{phase.replace(' ', '-')}-{concurrency}.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AMPLIFY_BILLING")}
     # the child imports this module: `tools` is not installed, so it must find the repository wherever it runs
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPOSITORY), env.get("PYTHONPATH", "")) if p)
     began = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", _WORKER, "1" if trace else "0", str(config), now.isoformat(), str(out)],
+        [
+            sys.executable,
+            "-c",
+            _WORKER,
+            "1" if trace else "0",
+            str(config),
+            now.isoformat(),
+            str(out),
+            *([PLANNING_STEPS] if planning_steps else []),
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -439,13 +495,14 @@ def nonzero_cells(scenario: Scenario, windows: Sequence[datetime]) -> int:
     return sum(1 for total in cells.values() if total)
 
 
-def _owners(scenario: Scenario) -> tuple[set[str], set[str], set[str]]:
-    """Account codes to create, and the Platform users and teams their names and e-mails come from."""
+def _owners(scenario: Scenario, names: Sequence[str] | None = None) -> tuple[set[str], set[str], set[str]]:
+    """Account codes to create, and the Platform users and teams their names and e-mails come from: the owners of
+    ``names`` (default: the live subscriptions on billed plans)."""
     teams = {t["guid"]: t for t in scenario.teams}
     codes: set[str] = set()
     users: set[str] = set()
     needed_teams: set[str] = set()
-    for name in scenario.live_subscriptions:
+    for name in scenario.live_subscriptions if names is None else names:
         code = scenario.account_code(name)
         if code in codes:
             continue
@@ -462,12 +519,70 @@ def _owners(scenario: Scenario) -> tuple[set[str], set[str], set[str]]:
     return codes, users, needed_teams
 
 
-def minimum(scenario: Scenario, phase: str, *, settle: timedelta, lookback: timedelta, team_page: int) -> Minimum:
-    """The least each system must be asked in ``phase``, computed from the scenario alone."""
+Line = tuple[str, int, str]  # (method, requests, what for)
+
+
+def catalog_reads(scenario: Scenario) -> list[Line]:
+    """The Amplify reads every run makes whatever the mode: a token, then each catalog listing once."""
     opted_in = set(scenario.opted_in_plans)
+    plan_quotas = sum(1 for q in scenario.quotas if q["metadata"]["scope"]["name"] in opted_in)
+    return [
+        ("POST", 1, "token"),
+        ("GET", _pages(len(scenario.opted_in_products), AMPLIFY_PAGE), "products (opted in)"),
+        ("GET", _pages(len(opted_in), AMPLIFY_PAGE), f"plans of opted-in products ({len(opted_in)})"),
+        ("GET", _pages(plan_quotas, AMPLIFY_PAGE), f"quotas of those plans ({plan_quotas})"),
+        ("GET", _pages(len(scenario.units), AMPLIFY_PAGE), "plan units"),
+    ]
+
+
+def recurly_reads(sizes: Sequence[int]) -> list[Line]:
+    """Each Recurly listing once (``RECURLY_LISTINGS``, of these sizes), and what proving them complete costs."""
+    lines: list[Line] = [
+        ("GET", _pages(n, RECURLY_PAGE), f"{kind} ({n})") for kind, n in zip(RECURLY_LISTINGS, sizes, strict=True)
+    ]
+    # what proving reads complete costs (issue 11), on rows of their own
+    return [
+        *lines,
+        ("GET", 1, "completeness: the site, whose the journal is"),
+        ("HEAD", 1, "completeness: count of live subscriptions, taken before the listing"),
+    ]
+
+
+def first_run_writes(scenario: Scenario, users: int, team_page: int) -> tuple[list[Line], list[Line]]:
+    """What the first run writes whatever the mode, (Amplify, Recurly): the owners' details for their new accounts,
+    the catalog's link attributes; the measured unit and the plans. The caller adds the accounts it creates."""
     supported = scenario.supported_plans
     usage_quotas = sum(len(scenario.usage_quotas[p]) for p in supported)
-    plan_quotas = sum(1 for q in scenario.quotas if q["metadata"]["scope"]["name"] in opted_in)
+    amplify: list[Line] = [
+        ("GET", _pages(len(scenario.teams), team_page), f"Platform team listing ({len(scenario.teams)} teams)"),
+        ("GET", users, "Platform users whose e-mail a new account needs"),
+        ("PUT", len(supported), "plan link attributes"),
+        ("PUT", usage_quotas, "quota link attributes"),
+    ]
+    recurly: list[Line] = [
+        ("POST", 1, "measured unit"),
+        ("POST", len(supported), f"plans with their {usage_quotas} add-ons inline"),
+    ]
+    return amplify, recurly
+
+
+def tally(lines: dict[str, list[Line]]) -> tuple[dict[str, dict[str, int]], dict[str, list[str]]]:
+    """Requests per system and method, and the reasoning line by line, of ``lines`` per system."""
+    requests: dict[str, dict[str, int]] = {}
+    reasons: dict[str, list[str]] = {}
+    for system, found in lines.items():
+        counts: Counter[str] = Counter()
+        for method, count, what in found:
+            counts[method] += count
+            reasons.setdefault(system, []).append(f"{count} {method} {what}")
+        requests[system] = dict(sorted(counts.items()))
+    return requests, reasons
+
+
+def minimum(scenario: Scenario, phase: str, *, settle: timedelta, lookback: timedelta, team_page: int) -> Minimum:
+    """The least each system must be asked in ``phase``, computed from the scenario alone."""
+    supported = scenario.supported_plans
+    usage_quotas = sum(len(scenario.usage_quotas[p]) for p in supported)
     billed = len(scenario.billed_subscriptions)
     live = len(scenario.live_subscriptions)
     codes, users, _teams = _owners(scenario)
@@ -478,12 +593,8 @@ def minimum(scenario: Scenario, phase: str, *, settle: timedelta, lookback: time
     # a range whose total is 0 needs no grouped count: only those with traffic cost a second query
     busy = sum(1 for span in counted if scenario.expected_traffic(*span))
 
-    amplify: list[tuple[str, int, str]] = [
-        ("POST", 1, "token"),
-        ("GET", _pages(len(scenario.opted_in_products), AMPLIFY_PAGE), "products (opted in)"),
-        ("GET", _pages(len(opted_in), AMPLIFY_PAGE), f"plans of opted-in products ({len(opted_in)})"),
-        ("GET", _pages(plan_quotas, AMPLIFY_PAGE), f"quotas of those plans ({plan_quotas})"),
-        ("GET", _pages(len(scenario.units), AMPLIFY_PAGE), "plan units"),
+    amplify = [
+        *catalog_reads(scenario),
         ("GET", _pages(billed, AMPLIFY_PAGE), f"subscriptions on linked plans ({billed})"),
     ]
     if billed:
@@ -494,34 +605,19 @@ def minimum(scenario: Scenario, phase: str, *, settle: timedelta, lookback: time
         "week": (1, len(supported), usage_quotas, len(codes), live),
         "steady": (1, len(supported), usage_quotas, len(codes), live),
     }[phase]
-    recurly: list[tuple[str, int, str]] = [
-        ("GET", _pages(n, RECURLY_PAGE), f"{kind} ({n})")
-        for kind, n in zip(RECURLY_LISTINGS, recurly_size, strict=True)
-    ]
-    # what proving reads complete costs (issue 11), on rows of their own
-    recurly += [
-        ("GET", 1, "completeness: the site, whose the journal is"),
-        ("HEAD", 1, "completeness: count of live subscriptions, taken before the listing"),
-    ]
+    recurly = recurly_reads(recurly_size)
     if phase == "steady":
         recurly.append(("GET", JOURNAL_SAMPLE, "completeness: journal check, a sample of pairs' usage"))
     if phase == "initial":
         pending = len(scenario.pending_subscriptions)
+        first_amplify, first_recurly = first_run_writes(scenario, len(users), team_page)
         amplify += [
-            ("GET", _pages(len(scenario.teams), team_page), f"Platform team listing ({len(scenario.teams)} teams)"),
-            ("GET", len(users), "Platform users whose e-mail a new account needs"),
-            ("PUT", len(supported), "plan link attributes"),
-            ("PUT", usage_quotas, "quota link attributes"),
+            *first_amplify,
             # the account code and the uuid are both known once the subscription exists: one PUT carries both
             ("PUT", live, "subscription link attributes (account code and uuid)"),
             ("PUT", pending, "approvals of pending subscriptions"),
         ]
-        recurly += [
-            ("POST", 1, "measured unit"),
-            ("POST", len(supported), f"plans with their {usage_quotas} add-ons inline"),
-            ("POST", len(codes), "accounts"),
-            ("POST", live, "subscriptions"),
-        ]
+        recurly += [*first_recurly, ("POST", len(codes), "accounts"), ("POST", live, "subscriptions")]
     if busy:
         amplify.append(("POST", busy, f"traceability counts, one per range with traffic ({busy} of {ranges})"))
     if ranges:
@@ -530,28 +626,18 @@ def minimum(scenario: Scenario, phase: str, *, settle: timedelta, lookback: time
         )
     if cells:
         recurly.append(("POST", cells, "usage records, one per non-zero (subscription, quota, window)"))
-    requests: dict[str, dict[str, int]] = {}
-    reasons: dict[str, list[str]] = {}
-    for system, lines in (("amplify", amplify), ("recurly", recurly)):
-        counts: Counter[str] = Counter()
-        for method, count, what in lines:
-            counts[method] += count
-            reasons.setdefault(system, []).append(f"{count} {method} {what}")
-        requests[system] = dict(sorted(counts.items()))
+    requests, reasons = tally({"amplify": amplify, "recurly": recurly})
     return Minimum(requests, reasons, ranges, cells, JOURNAL_SAMPLE if phase == "steady" else 0, ranges + busy)
 
 
 # ---- the benchmark ---------------------------------------------------------------------------------------------
 
 
-def bench_size(subscriptions: int, options: BenchOptions) -> SizeResult:
-    """Seed a scenario of ``subscriptions``, run the tool initial/week/steady, measure each run."""
-    from amplify_billing.sandbox.clock import VirtualClock
-    from amplify_billing.sandbox.harness import Sandbox
+def bench_scenario(subscriptions: int, options: BenchOptions) -> Scenario:
+    """The scenario of ``subscriptions`` every mode measures (the same arguments give the same scenario)."""
     from amplify_billing.sandbox.scenario import build_scenario
 
-    began = time.perf_counter()
-    scenario = build_scenario(
+    return build_scenario(
         seed=options.seed,
         subscriptions=subscriptions,
         now=TODAY,
@@ -559,22 +645,35 @@ def bench_size(subscriptions: int, options: BenchOptions) -> SizeResult:
         quotas_per_plan=options.quotas_per_plan,
         subscriptions_per_plan=options.subscriptions_per_plan,
     )
+
+
+def start_sandbox(scenario: Scenario, state: Path, options: BenchOptions) -> tuple[Sandbox, dict[str, _Tap], Path]:
+    """Both emulators on a virtual clock at the traffic's start, seeded with ``scenario``, tapped and delayed."""
+    from amplify_billing.sandbox.clock import VirtualClock
+    from amplify_billing.sandbox.harness import Sandbox
+
+    state.mkdir(parents=True, exist_ok=True)
+    clock = VirtualClock(scenario.traffic_start)
+    sandbox = Sandbox.start(clock=clock, state_dir=state, seed=options.seed)
+    scenario.seed_amplify(sandbox.amplify)
+    taps = {"amplify": _Tap(), "recurly": _Tap()}
+    taps["amplify"].attach(sandbox.amplify)
+    taps["recurly"].attach(sandbox.recurly)
+    for emulator in (sandbox.amplify, sandbox.recurly):
+        emulator.latency_seconds = options.latency_ms / 1000
+    return sandbox, taps, state
+
+
+def bench_size(subscriptions: int, options: BenchOptions) -> SizeResult:
+    """Seed a scenario of ``subscriptions``, run the tool initial/week/steady, measure each run."""
+    began = time.perf_counter()
+    scenario = bench_scenario(subscriptions, options)
     serial = options.serial_baseline if options.serial_baseline is not None else options.latency_ms > 0
     with tempfile.TemporaryDirectory(prefix="amplify-billing-bench-") as temp:
         root = (options.keep_dir or Path(temp)) / f"n{subscriptions}"
 
         def sandbox_for(name: str) -> tuple[Sandbox, dict[str, _Tap], Path]:
-            state = root / name
-            state.mkdir(parents=True, exist_ok=True)
-            clock = VirtualClock(scenario.traffic_start)
-            sandbox = Sandbox.start(clock=clock, state_dir=state, seed=options.seed)
-            scenario.seed_amplify(sandbox.amplify)
-            taps = {"amplify": _Tap(), "recurly": _Tap()}
-            taps["amplify"].attach(sandbox.amplify)
-            taps["recurly"].attach(sandbox.recurly)
-            for emulator in (sandbox.amplify, sandbox.recurly):
-                emulator.latency_seconds = options.latency_ms / 1000
-            return sandbox, taps, state
+            return start_sandbox(scenario, root / name, options)
 
         def config_for(sandbox: Sandbox, state: Path, workers: int) -> Path:
             return sandbox.write_config(state / f"config-{workers}.yaml", recurly={"concurrency": workers})
@@ -700,26 +799,12 @@ def _peak_mb(run: RunMeasure) -> float:
     return (run.tracemalloc_peak_bytes or 0) / 1e6
 
 
-def checks(result: SizeResult) -> list[tuple[str, bool | None, str]]:
+Check = tuple[str, bool | None, str]  # (what, met or None when not measured here, the numbers)
+
+
+def checks(result: SizeResult) -> list[Check]:
     """The issue's acceptance figures: (what, met or None when not measured here, the numbers)."""
-    steady = result.run("steady")
-    found: list[tuple[str, bool | None, str]] = [
-        ("steady-state writes are zero", writes(steady) == 0, f"{writes(steady)} writes"),
-    ]
-    ratios = {r.phase: overall_ratio(r, result.minimums[r.phase]) for r in result.runs}
-    worst = max((v for v in ratios.values() if v is not None), default=1.0)
-    shown = ", ".join(f"{p} {_fmt_ratio(v)}" for p, v in ratios.items())
-    found.append((f"calls over minimum below {MAX_RATIO}", worst < MAX_RATIO, shown))
-    peak = max(_peak_mb(r) for r in result.runs)
-    rss = max(r.max_rss_bytes for r in result.runs) / 1e6
-    traced = all(r.tracemalloc_peak_bytes is not None for r in result.runs)
-    found.append(
-        (
-            f"peak memory under {MAX_PEAK_MB:.0f} MB",
-            rss < MAX_PEAK_MB and (not traced or peak < MAX_PEAK_MB),
-            f"tracemalloc peak {peak:.0f} MB, max RSS {rss:.0f} MB" if traced else f"max RSS {rss:.0f} MB",
-        )
-    )
+    found = [steady_check(result.run("steady")), ratio_check(result), memory_check(result.runs)]
     if result.serial_initial is not None:
         concurrent = result.run("initial").wall_seconds
         serial = result.serial_initial.wall_seconds
@@ -734,6 +819,28 @@ def checks(result: SizeResult) -> list[tuple[str, bool | None, str]]:
     return found
 
 
+def steady_check(steady: RunMeasure) -> Check:
+    return ("steady-state writes are zero", writes(steady) == 0, f"{writes(steady)} writes")
+
+
+def ratio_check(result: SizeResult) -> Check:
+    ratios = {r.phase: overall_ratio(r, result.minimums[r.phase]) for r in result.runs}
+    worst = max((v for v in ratios.values() if v is not None), default=1.0)
+    shown = ", ".join(f"{p} {_fmt_ratio(v)}" for p, v in ratios.items())
+    return (f"calls over minimum below {MAX_RATIO}", worst < MAX_RATIO, shown)
+
+
+def memory_check(runs: Sequence[RunMeasure]) -> Check:
+    peak = max(_peak_mb(r) for r in runs)
+    rss = max(r.max_rss_bytes for r in runs) / 1e6
+    traced = all(r.tracemalloc_peak_bytes is not None for r in runs)
+    return (
+        f"peak memory under {MAX_PEAK_MB:.0f} MB",
+        rss < MAX_PEAK_MB and (not traced or peak < MAX_PEAK_MB),
+        f"tracemalloc peak {peak:.0f} MB, max RSS {rss:.0f} MB" if traced else f"max RSS {rss:.0f} MB",
+    )
+
+
 def _fmt_ratio(value: float | None) -> str:
     if value is None:
         return "-"
@@ -742,38 +849,61 @@ def _fmt_ratio(value: float | None) -> str:
     return f"{value:.2f}"
 
 
+def run_document(run: RunMeasure, least: Minimum, **figures: Any) -> dict[str, Any]:
+    """One run's part of the JSON document; ``figures``: a command's own figures, after ``writes``."""
+    return {
+        "phase": run.phase,
+        "recurly_concurrency": run.concurrency,
+        "wall_seconds": round(run.wall_seconds, 3),
+        "requests": run.requests,
+        "minimum": least.requests,
+        "minimum_reasons": least.reasons,
+        "ratio": {
+            system: {
+                method: _json_ratio(_ratio(run.requests.get(system, {}).get(method, 0), count))
+                for method, count in sorted({**run.requests.get(system, {}), **least.requests.get(system, {})}.items())
+                for count in (least.requests.get(system, {}).get(method, 0),)
+            }
+            for system in SYSTEMS
+        },
+        "overall_ratio": _json_ratio(overall_ratio(run, least)),
+        "rate_limited_minutes": {k: round(v, 2) for k, v in budget_minutes(run.requests).items()},
+        "rate_limited_minutes_at_minimum": {k: round(v, 2) for k, v in budget_minutes(least.requests).items()},
+        "tracemalloc_peak_bytes": run.tracemalloc_peak_bytes,
+        "max_rss_bytes": run.max_rss_bytes,
+        "writes": writes(run),
+        **figures,
+        "by_command": run.by_command,
+        "commands": [{"command": s.command, "seconds": round(s.end - s.start, 3)} for s in run.steps],
+        "reports": list(run.reports),
+    }
+
+
+RATE_LIMITS = {
+    "amplify_all": AMPLIFY_PER_MINUTE,
+    "recurly_production_gets": RECURLY_PRODUCTION_GETS_PER_MINUTE,
+    "recurly_sandbox_all": RECURLY_SANDBOX_PER_MINUTE,
+}
+
+
+def size_document(r: SizeResult) -> dict[str, Any]:
+    """What a size's document says in every mode, before its runs."""
+    return {
+        "subscriptions": r.subscriptions,
+        "plans": r.plans,
+        "usage_quotas": r.usage_quotas,
+        "live_subscriptions": r.live_subscriptions,
+        "latency_ms": r.latency_ms,
+        "recurly_concurrency": r.concurrency,
+        "setup_seconds": round(r.setup_seconds, 2),
+    }
+
+
 def document(results: Sequence[SizeResult]) -> dict[str, Any]:
     """The whole benchmark as one JSON-serialisable document."""
 
     def run_doc(run: RunMeasure, least: Minimum) -> dict[str, Any]:
-        return {
-            "phase": run.phase,
-            "recurly_concurrency": run.concurrency,
-            "wall_seconds": round(run.wall_seconds, 3),
-            "requests": run.requests,
-            "minimum": least.requests,
-            "minimum_reasons": least.reasons,
-            "ratio": {
-                system: {
-                    method: _json_ratio(_ratio(run.requests.get(system, {}).get(method, 0), count))
-                    for method, count in sorted(
-                        {**run.requests.get(system, {}), **least.requests.get(system, {})}.items()
-                    )
-                    for count in (least.requests.get(system, {}).get(method, 0),)
-                }
-                for system in SYSTEMS
-            },
-            "overall_ratio": _json_ratio(overall_ratio(run, least)),
-            "rate_limited_minutes": {k: round(v, 2) for k, v in budget_minutes(run.requests).items()},
-            "rate_limited_minutes_at_minimum": {k: round(v, 2) for k, v in budget_minutes(least.requests).items()},
-            "tracemalloc_peak_bytes": run.tracemalloc_peak_bytes,
-            "max_rss_bytes": run.max_rss_bytes,
-            "writes": writes(run),
-            "report_usage": usage_figures(run, least),
-            "by_command": run.by_command,
-            "commands": [{"command": s.command, "seconds": round(s.end - s.start, 3)} for s in run.steps],
-            "reports": list(run.reports),
-        }
+        return run_document(run, least, report_usage=usage_figures(run, least))
 
     return {
         "scenario": {
@@ -781,20 +911,10 @@ def document(results: Sequence[SizeResult]) -> dict[str, Any]:
             "subscriptions_per_plan": SUBSCRIPTIONS_PER_PLAN,
             "quotas_per_plan": QUOTAS_PER_PLAN,
         },
-        "rate_limits_per_minute": {
-            "amplify_all": AMPLIFY_PER_MINUTE,
-            "recurly_production_gets": RECURLY_PRODUCTION_GETS_PER_MINUTE,
-            "recurly_sandbox_all": RECURLY_SANDBOX_PER_MINUTE,
-        },
+        "rate_limits_per_minute": RATE_LIMITS,
         "sizes": [
             {
-                "subscriptions": r.subscriptions,
-                "plans": r.plans,
-                "usage_quotas": r.usage_quotas,
-                "live_subscriptions": r.live_subscriptions,
-                "latency_ms": r.latency_ms,
-                "recurly_concurrency": r.concurrency,
-                "setup_seconds": round(r.setup_seconds, 2),
+                **size_document(r),
                 "runs": [run_doc(run, r.minimums[run.phase]) for run in r.runs],
                 "serial_initial": run_doc(r.serial_initial, r.minimums["initial"]) if r.serial_initial else None,
                 "checks": [{"check": c, "met": met, "figures": text} for c, met, text in checks(r)],
@@ -814,81 +934,15 @@ def _json_ratio(value: float | None) -> float | str | None:
 
 
 def render(console: Console, results: Sequence[SizeResult]) -> None:
-    from rich.table import Table
-
     for result in results:
         console.rule(
             f"{result.subscriptions:,} subscriptions ({result.live_subscriptions:,} live), {result.plans:,} plans, "
             f"{result.usage_quotas:,} usage add-ons; latency {result.latency_ms:g} ms; "
             f"recurly.concurrency {result.concurrency}"
         )
-        calls = Table(title="Requests by system and method, against the minimum the scenario needs", show_lines=False)
-        for column in ("run", "system", "method", "requests", "minimum", "ratio"):
-            calls.add_column(column, justify="left" if column in ("run", "system", "method") else "right")
-        for run in result.runs:
-            least = result.minimums[run.phase]
-            for system in SYSTEMS:
-                methods = sorted({*run.requests.get(system, {}), *least.requests.get(system, {})})
-                for method in methods:
-                    actual = run.requests.get(system, {}).get(method, 0)
-                    need = least.requests.get(system, {}).get(method, 0)
-                    ratio = _fmt_ratio(_ratio(actual, need))
-                    calls.add_row(run.phase, system, method, f"{actual:,}", f"{need:,}", ratio)
-            total = sum(_total(run.requests.get(s, {})) for s in SYSTEMS)
-            need_total = sum(_total(least.requests.get(s, {})) for s in SYSTEMS)
-            calls.add_row(
-                run.phase,
-                "both",
-                "all",
-                f"{total:,}",
-                f"{need_total:,}",
-                _fmt_ratio(_ratio(total, need_total)),
-                end_section=True,
-            )
-        console.print(calls)
-
-        times = Table(
-            title="Time and memory",
-            caption="minutes under rate limits = requests / limit: Amplify 25/min (all), Recurly production "
-            "1,000 GET/min, Recurly sandbox site 400/min (all); run = Amplify + Recurly production, in sequence; "
-            "py peak = tracemalloc (with --tracemalloc)",
-        )
-        for column in (
-            "run",
-            "workers",
-            "wall s",
-            "Amplify min",
-            "Recurly min",
-            "Recurly sandbox min",
-            "run min",
-            "run min at minimum",
-            "py peak MB",
-            "max RSS MB",
-        ):
-            times.add_column(column, justify="left" if column == "run" else "right")
-        rows = [(run, run.phase) for run in result.runs]
-        if result.serial_initial is not None:
-            rows.insert(1, (result.serial_initial, "initial (serial)"))
-        for run, label in rows:
-            budget = budget_minutes(run.requests)
-            best = budget_minutes(result.minimums[run.phase].requests)
-            times.add_row(
-                label,
-                str(run.concurrency),
-                f"{run.wall_seconds:.1f}",
-                f"{budget['amplify']:,.1f}",
-                f"{budget['recurly_production']:,.1f}",
-                f"{budget['recurly_sandbox']:,.1f}",
-                f"{budget['run_production']:,.1f}",
-                f"{best['run_production']:,.1f}",
-                f"{_peak_mb(run):.0f}" if run.tracemalloc_peak_bytes is not None else "-",
-                f"{run.max_rss_bytes / 1e6:.0f}",
-            )
-        console.print(times)
-
-        usage = Table(title="report-usage: the requests of that command alone, against the minimum")
-        for column in (
-            "run",
+        render_runs(console, result)
+        usage = figure_table(
+            "report-usage: the requests of that command alone, against the minimum",
             "traceability queries",
             "min (1/window)",
             "Recurly writes",
@@ -896,8 +950,7 @@ def render(console: Console, results: Sequence[SizeResult]) -> None:
             "Recurly usage reads",
             "min",
             "Recurly reads",
-        ):
-            usage.add_column(column, justify="left" if column == "run" else "right")
+        )
         for run in result.runs:
             f = usage_figures(run, result.minimums[run.phase])
             usage.add_row(
@@ -911,9 +964,93 @@ def render(console: Console, results: Sequence[SizeResult]) -> None:
                 f"{f['recurly_reads']:,}",
             )
         console.print(usage)
-        for what, met, figures in checks(result):
-            mark = "ok  " if met else ("FAIL" if met is False else "n/a ")
-            console.print(f"{mark} {what}: {figures}", markup=False, highlight=False)
+        render_checks(console, checks(result))
+
+
+def figure_table(title: str, *columns: str) -> Table:
+    """A table of figures by run: the run's phase on the left, then ``columns`` of numbers."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("run", justify="left")
+    for column in columns:
+        table.add_column(column, justify="right")
+    return table
+
+
+def render_runs(console: Console, result: SizeResult) -> None:
+    """The requests of each run against its minimum, then its time and memory (every mode)."""
+    from rich.table import Table
+
+    calls = Table(title="Requests by system and method, against the minimum the scenario needs", show_lines=False)
+    for column in ("run", "system", "method", "requests", "minimum", "ratio"):
+        calls.add_column(column, justify="left" if column in ("run", "system", "method") else "right")
+    for run in result.runs:
+        least = result.minimums[run.phase]
+        for system in SYSTEMS:
+            methods = sorted({*run.requests.get(system, {}), *least.requests.get(system, {})})
+            for method in methods:
+                actual = run.requests.get(system, {}).get(method, 0)
+                need = least.requests.get(system, {}).get(method, 0)
+                ratio = _fmt_ratio(_ratio(actual, need))
+                calls.add_row(run.phase, system, method, f"{actual:,}", f"{need:,}", ratio)
+        total = sum(_total(run.requests.get(s, {})) for s in SYSTEMS)
+        need_total = sum(_total(least.requests.get(s, {})) for s in SYSTEMS)
+        calls.add_row(
+            run.phase,
+            "both",
+            "all",
+            f"{total:,}",
+            f"{need_total:,}",
+            _fmt_ratio(_ratio(total, need_total)),
+            end_section=True,
+        )
+    console.print(calls)
+
+    times = Table(
+        title="Time and memory",
+        caption="minutes under rate limits = requests / limit: Amplify 25/min (all), Recurly production "
+        "1,000 GET/min, Recurly sandbox site 400/min (all); run = Amplify + Recurly production, in sequence; "
+        "py peak = tracemalloc (with --tracemalloc)",
+    )
+    for column in (
+        "run",
+        "workers",
+        "wall s",
+        "Amplify min",
+        "Recurly min",
+        "Recurly sandbox min",
+        "run min",
+        "run min at minimum",
+        "py peak MB",
+        "max RSS MB",
+    ):
+        times.add_column(column, justify="left" if column == "run" else "right")
+    rows = [(run, run.phase) for run in result.runs]
+    if result.serial_initial is not None:
+        rows.insert(1, (result.serial_initial, "initial (serial)"))
+    for run, label in rows:
+        budget = budget_minutes(run.requests)
+        best = budget_minutes(result.minimums[run.phase].requests)
+        times.add_row(
+            label,
+            str(run.concurrency),
+            f"{run.wall_seconds:.1f}",
+            f"{budget['amplify']:,.1f}",
+            f"{budget['recurly_production']:,.1f}",
+            f"{budget['recurly_sandbox']:,.1f}",
+            f"{budget['run_production']:,.1f}",
+            f"{best['run_production']:,.1f}",
+            f"{_peak_mb(run):.0f}" if run.tracemalloc_peak_bytes is not None else "-",
+            f"{run.max_rss_bytes / 1e6:.0f}",
+        )
+    console.print(times)
+
+
+def render_checks(console: Console, found: Sequence[Check]) -> None:
+    for what, met, figures in found:
+        mark = "ok  " if met else ("FAIL" if met is False else "n/a ")
+        console.print(f"{mark} {what}: {figures}", markup=False, highlight=False)
 
 
 def bench_command(
@@ -922,18 +1059,36 @@ def bench_command(
     *,
     output: str = "table",
     json_path: Path | None = None,
+    mode: str = "recurly",
 ) -> int:
-    """Run the benchmark, print the table (or JSON), optionally write the JSON; 1 when any run had failures."""
-    results = run_bench(options)
-    doc = document(results)
+    """Run the benchmark, print the table (or JSON), optionally write the JSON; 1 when any run had failures.
+
+    ``mode``: ``recurly`` (subscriptions and usage) or ``marketplace`` (Amplify's invoices billed through Recurly,
+    ``tools/bench_invoices.py``)."""
+    if mode == "marketplace":
+        from tools import bench_invoices
+
+        invoiced = bench_invoices.run_bench(options)
+        doc = bench_invoices.document(invoiced)
+        runs = [run for r in invoiced for run in r.size.runs]
+
+        def show() -> None:
+            bench_invoices.render(console, invoiced)
+    else:
+        results = run_bench(options)
+        doc = document(results)
+        runs = [run for r in results for run in (*r.runs, *([r.serial_initial] if r.serial_initial else []))]
+
+        def show() -> None:
+            render(console, results)
+
     if json_path is not None:
         json_path.write_text(json.dumps(doc, indent=2) + "\n")
     if output == "json":
         console.file.write(json.dumps(doc, indent=2) + "\n")
     else:
-        render(console, results)
-    failures = sum(run.failed for r in results for run in (*r.runs, *([r.serial_initial] if r.serial_initial else [])))
-    return 1 if failures else 0
+        show()
+    return 1 if sum(run.failed for run in runs) else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -944,6 +1099,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from amplify_billing.render import make_console
 
     parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--mode",
+        choices=("recurly", "marketplace"),
+        default="recurly",
+        help="billing.mode to measure: recurly (subscriptions, usage) or marketplace (Amplify's invoices)",
+    )
     parser.add_argument("--subscriptions", type=int, action="append", help="scenario size (repeat for several)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay every emulator answer by this much")
     parser.add_argument("--seed", type=int, default=7)
@@ -964,7 +1125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ConfigError as error:
         parser.error(str(error))
-    return bench_command(make_console(), options, output=args.output, json_path=args.json)
+    return bench_command(make_console(), options, output=args.output, json_path=args.json, mode=args.mode)
 
 
 def bench_options(

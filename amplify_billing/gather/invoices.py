@@ -6,16 +6,21 @@ Requests: one Amplify listing of the actionable invoices; the Recurly accounts t
 site (its subdomain makes the pay link); one Recurly read per invoice being followed (open, past due, voided) and
 per draft an earlier run already touched (a journal link, or an open intent: then the account's invoices are scanned
 for its ``po_number``, since neither it nor a line's ``product_code`` can be filtered on).
+
+Each of these reads is made once per invocation (``Snapshots.remember``): ``run`` plans the whole cycle, then
+applies it phase by phase, and no write of the run touches an invoice before sync-invoices, its last phase, uses
+them (docs/architecture.md, "Dry run and the whole cycle"). A read that failed is asked again by the next pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from amplify_billing.actions import KNOWN_AFTER_APPLY
 from amplify_billing.amplify import invoices as amp
-from amplify_billing.amplify.invoices import SubscriptionInvoice, list_subscription_invoices
+from amplify_billing.amplify.invoices import InvoiceListing, SubscriptionInvoice, list_subscription_invoices
 from amplify_billing.amplify.parse import parse_subscription
 from amplify_billing.compact import CompactResource
 from amplify_billing.errors import AmplifyBillingError, NotFoundError
@@ -33,6 +38,8 @@ from amplify_billing.settings.secret import Secret
 
 if TYPE_CHECKING:
     from amplify_billing.collaborators import InvoiceReads
+
+T = TypeVar("T")
 
 
 def plan_options(settings: Settings) -> InvoicePlanOptions:
@@ -59,17 +66,28 @@ def _account(data: Mapping[str, Any], subdomain: str) -> InvoiceAccount:
     return InvoiceAccount(str(data.get("code")), has_card=bool(data.get("billing_info")), link=link)
 
 
+def _once(rt: InvoiceReads, key: str, read: Callable[[], T]) -> T:
+    """``read()``'s answer, read once per invocation whichever pass of ``run`` asks (a read that failed is not kept:
+    the next pass asks again)."""
+    found: T = rt.snapshots().remember(f"invoices:{key}", read)
+    return found
+
+
 def _accounts(rt: InvoiceReads, codes: Iterable[str], calls: InvoiceCalls) -> dict[str, InvoiceAccount]:
     """The accounts of the consumers; one this run created (link-accounts keeps only its code) is read whole."""
     wanted = sorted(set(codes))
     if not wanted:
         return {}  # nothing to create: neither the accounts nor the site are read
     listed = rt.snapshots().recurly_accounts()
-    subdomain = str(rt.recurly().get_site().get("subdomain") or "")
+    subdomain = str(_once(rt, "site", rt.recurly().get_site).get("subdomain") or "")
     result: dict[str, InvoiceAccount] = {}
     for code in wanted:
         data = listed.get(code)
         if data is None:
+            continue
+        if str(data.get("id") or "").startswith(KNOWN_AFTER_APPLY):
+            # planned by link-accounts on the overlays (a dry run, `run`'s planning pass): Recurly has it not yet
+            result[code] = InvoiceAccount(code, has_card=None, link=Secret(KNOWN_AFTER_APPLY))
             continue
         if "hosted_login_token" not in data:
             data = calls.get_account(f"code-{code}")
@@ -84,9 +102,13 @@ class _Found:
     open_intents: dict[str, str] = field(default_factory=dict)
 
 
-def _read(calls: InvoiceCalls, invoice: SubscriptionInvoice, recurly_id: str, why: str, found: _Found) -> None:
+def _read(
+    rt: InvoiceReads, calls: InvoiceCalls, invoice: SubscriptionInvoice, recurly_id: str, why: str, found: _Found
+) -> None:
     try:
-        found.recurly[invoice.id] = recurly_invoice(calls.get_invoice(recurly_id))
+        found.recurly[invoice.id] = recurly_invoice(
+            _once(rt, f"recurly-invoice:{recurly_id}", lambda: calls.get_invoice(recurly_id))
+        )
     except NotFoundError:
         found.unusable[invoice.id] = f"{why} Recurly invoice {recurly_id}, which no longer exists (HTTP 404)"
     except AmplifyBillingError as error:
@@ -94,6 +116,7 @@ def _read(calls: InvoiceCalls, invoice: SubscriptionInvoice, recurly_id: str, wh
 
 
 def _draft(
+    rt: InvoiceReads,
     calls: InvoiceCalls,
     invoice: SubscriptionInvoice,
     links: Mapping[str, str],
@@ -103,10 +126,10 @@ def _draft(
 ) -> None:
     """A draft an earlier run touched: the Recurly invoice it made, if any."""
     if invoice.id in links:
-        _read(calls, invoice, links[invoice.id], "the journal links it to", found)
+        _read(rt, calls, invoice, links[invoice.id], "the journal links it to", found)
         return
     if invoice.payment is not None and invoice.payment.id:
-        _read(calls, invoice, invoice.payment.id, "its billing.payment.id names", found)
+        _read(rt, calls, invoice, invoice.payment.id, "its billing.payment.id names", found)
         return
     po = po_number(invoice.id)
     intent = intents.get(po)
@@ -115,7 +138,7 @@ def _draft(
         return
     found.open_intents[invoice.id] = po
     try:
-        data = calls.find_by_po_number(code, po)
+        data = _once(rt, f"po-number:{code}:{po}", lambda: calls.find_by_po_number(code, po))
     except AmplifyBillingError as error:
         found.unusable[invoice.id] = f"a purchase was begun for it and looking it up in Recurly failed ({error})"
         return
@@ -126,9 +149,13 @@ def _draft(
 def _plan_currencies(rt: InvoiceReads, invoices: Iterable[SubscriptionInvoice]) -> dict[str, str]:
     """The currency of each plan an invoice without one names (``spec.billing.currency``); one read per plan."""
     result: dict[str, str] = {}
+
+    def plan_of(name: str) -> Callable[[], dict[str, Any]]:
+        return lambda: rt.amplify().resources.get("productplans", name)
+
     for name in sorted({i.plan_name for i in invoices if i.currency is None and i.plan_name}):
         try:
-            plan = rt.amplify().resources.get("productplans", name)
+            plan = _once(rt, f"plan:{name}", plan_of(name))
         except AmplifyBillingError:
             continue  # no currency: the plan says so as a finding
         currency = (plan.get("spec") or {}).get("billing", {}).get("currency")
@@ -137,9 +164,31 @@ def _plan_currencies(rt: InvoiceReads, invoices: Iterable[SubscriptionInvoice]) 
     return result
 
 
+def _actionable(rt: InvoiceReads) -> InvoiceListing:
+    """Amplify's invoices the gateway acts on, listed once per invocation (link-accounts and sync-invoices share it)."""
+    return _once(
+        rt, "actionable", lambda: list_subscription_invoices(rt.amplify().resources, query=amp.ACTIONABLE_QUERY)
+    )
+
+
+def _waiting(invoice: SubscriptionInvoice) -> bool:
+    return invoice.state == amp.DRAFT and invoice.status == amp.PENDING
+
+
+def owed_subscriptions(rt: InvoiceReads) -> frozenset[str]:
+    """The subscriptions (by name) of Amplify's invoices waiting to be sent with something to pay: their owners need
+    a Recurly account even when the subscription has ended (its cancellation invoice always comes after the end)."""
+    billing = rt.settings.billing
+    return frozenset(
+        i.subscription_name
+        for i in _actionable(rt).invoices
+        if _waiting(i) and i.total > 0 and billing.reads_invoices(i.marketplace_name)
+    )
+
+
 def invoice_inputs(rt: InvoiceReads) -> InvoiceInputs:
     settings = rt.settings
-    listing = list_subscription_invoices(rt.amplify().resources, query=amp.ACTIONABLE_QUERY)
+    listing = _actionable(rt)
     ours = [i for i in listing.invoices if settings.billing.reads_invoices(i.marketplace_name)]
     calls = InvoiceCalls(rt.recurly())
     journal = rt.journal()
@@ -147,16 +196,16 @@ def invoice_inputs(rt: InvoiceReads) -> InvoiceInputs:
     intents = {i.key: i for i in journal.open_intents(INVOICE_INTENT)}
     owner = settings.accounts.owner
     found = _Found()
-    drafts = [i for i in ours if i.state == amp.DRAFT and i.status == amp.PENDING]
+    drafts = [i for i in ours if _waiting(i)]
     for invoice in drafts:
-        _draft(calls, invoice, links, intents, owner, found)
+        _draft(rt, calls, invoice, links, intents, owner, found)
     for invoice in ours:
         followed = invoice.state in (amp.OPEN, amp.PAST_DUE) or (
             invoice.state == amp.VOID and invoice.status == amp.PENDING
         )
         recurly_id = invoice.payment.id if invoice.payment is not None else None
         if followed and recurly_id:
-            _read(calls, invoice, recurly_id, "its billing.payment.id names", found)
+            _read(rt, calls, invoice, recurly_id, "its billing.payment.id names", found)
     codes = [c for c in (account_code(i, owner) for i in drafts) if c]
     return InvoiceInputs(
         invoices=listing.invoices,
@@ -177,7 +226,8 @@ def invoiced_subscriptions(rt: InvoiceReads) -> list[AmplifySubscription]:
     query = invoiced_query(rt.settings.billing)
     if query is None:
         return []
-    raws, _proof = rt.amplify().resources.listing("subscriptions", query=query)
+    # once per invocation: link-accounts reads them in both passes of `run`, before any write to a subscription
+    raws, _proof = _once(rt, "subscriptions", lambda: rt.amplify().resources.listing("subscriptions", query=query))
     parsed = (parse_subscription(raw) for raw in raws)
     return [
         replace(s, raw=CompactResource.of(raw))

@@ -52,8 +52,12 @@ def diff_accounts(
     existing_accounts: Collection[str],
     owner_details: Mapping[str, OwnerDetails],
     options: AccountOptions,
+    *,
+    owed: Collection[str] = (),
 ) -> ChangeSet:
-    billed = [s for s in sorted(subscriptions, key=lambda s: s.id) if needs_billing(s)]
+    """``owed``: subscriptions (by name) with Amplify invoices still to send (marketplace mode): their owners need an
+    account even once they ended; an ended one gets no link attribute, only its owner's account."""
+    billed = [s for s in sorted(subscriptions, key=lambda s: s.id) if needs_billing(s) or s.name in owed]
     changes: list[Change] = []
     # account code -> the subscriptions that wait for it: one WAITING per account, not one per subscription
     blocked: dict[str, list[AmplifySubscription]] = {}
@@ -63,7 +67,7 @@ def diff_accounts(
             changes.append(_no_owner(subscription, options))
         elif not _account_ready(code, existing_accounts, owner_details, options):
             blocked.setdefault(code, []).append(subscription)
-        elif subscription.attributes.get(options.link_attribute) != code:
+        elif needs_billing(subscription) and subscription.attributes.get(options.link_attribute) != code:
             changes.append(_link(subscription, code, options))
     changes.extend(_creates(billed, existing_accounts, owner_details, options, blocked))
     changes.extend(

@@ -5,7 +5,8 @@ One decision per Amplify invoice (docs/architecture.md, "Where each rule lives")
   (``invoice_lines`` builds it and proves its money), then ``billing.payment`` is written back, then state ``open``.
   If an earlier run already made it (the journal links it, or a purchase intent it left open found it by its
   ``po_number``), only what is left of the write-back is planned. A total of 0 is paid in Amplify at once: there is
-  nothing to collect. An account without a card under automatic collection gets no invoice but status ``Error``.
+  nothing to collect. An account without a card under automatic collection gets no invoice but status ``Error``;
+  one the run only plans to create (a dry run, ``run``'s planning pass) has no card known yet: a finding says so.
 - ``open`` or ``pastDue``: follow the Recurly invoice (``invoice_states``).
 - ``void`` with status ``Pending``: stop the Recurly invoice that still collects, then status ``Success``.
 Anything that cannot be done exactly is a finding that withholds it, with everything else still applied.
@@ -59,10 +60,11 @@ PHASE_REPORT = 95
 
 @dataclass(frozen=True)
 class InvoiceAccount:
-    """The consumer's Recurly account: whether a card is on file, and its hosted page (None: not known)."""
+    """The consumer's Recurly account: whether a card is on file (None: not known before it exists, an account this
+    run only plans to create), and its hosted page (None: not known)."""
 
     code: str
-    has_card: bool
+    has_card: bool | None
     link: Secret | None = field(default=None, repr=False)
 
 
@@ -248,6 +250,12 @@ def _draft(invoice: SubscriptionInvoice, inputs: InvoiceInputs, options: Invoice
         return [_finding(invoice, f"{purchase}; nothing is sent")]
     if account is None or account.link is None:
         return [_no_account(invoice, code, account)]
+    if options.collection_method == "automatic" and account.has_card is None:
+        reason = (
+            f"Recurly account {account.code} is created by this run: whether a card is on file is known once it "
+            "exists, so the run decides (automatic collection)"
+        )
+        return [_finding(invoice, reason, withholds=False)]
     if options.collection_method == "automatic" and not account.has_card:
         reason = f"no card on file for Recurly account {account.code} (automatic collection); no invoice was made"
         return [_status(invoice, amp.ERROR, reason), _finding(invoice, reason, withholds=False)]

@@ -89,11 +89,15 @@ def _stored_usage(
 
 
 def recurly_handlers(
-    gateway: Callable[[], RecurlyGateway], on_subscription: Callable[[Mapping[str, Any]], None] | None = None
+    gateway: Callable[[], RecurlyGateway],
+    on_subscription: Callable[[Mapping[str, Any]], None] | None = None,
+    on_account: Callable[[Mapping[str, Any]], None] | None = None,
 ) -> dict[type[Action], Handler]:
     """Catalog, account and subscription writes. ``gateway`` is called per write: one client per worker thread.
     ``on_subscription`` gets each subscription write's answer (the subscription as Recurly now holds it): the
-    runtime keeps its memoised listing current with it, so the next phase needs no second listing."""
+    runtime keeps its memoised listing current with it, so the next phase needs no second listing.
+    ``on_account`` likewise gets each created account (with its hosted login token and card on file, which
+    sync-invoices needs for the pay link: no read of it follows)."""
 
     def run(call: Callable[[RecurlyGateway, Any, str], Mapping[str, Any]]) -> Handler:
         def handle(action: Action, key: str, done: Mapping[str, str | None]) -> str | None:
@@ -101,14 +105,22 @@ def recurly_handlers(
 
         return handle
 
-    def subscription(call: Callable[[RecurlyGateway, Any, str], Mapping[str, Any]]) -> Handler:
+    def answered(
+        call: Callable[[RecurlyGateway, Any, str], Mapping[str, Any]], hook: Callable[[Mapping[str, Any]], None] | None
+    ) -> Handler:
         def handle(action: Action, key: str, done: Mapping[str, str | None]) -> str | None:
             answer = call(gateway(), action, key)
-            if on_subscription is not None:
-                on_subscription(answer)
+            if hook is not None:
+                hook(answer)
             return _id_of(answer)
 
         return handle
+
+    def subscription(call: Callable[[RecurlyGateway, Any, str], Mapping[str, Any]]) -> Handler:
+        return answered(call, on_subscription)
+
+    def account(call: Callable[[RecurlyGateway, Any, str], Mapping[str, Any]]) -> Handler:
+        return answered(call, on_account)
 
     return {
         CreateMeasuredUnit: run(
@@ -132,7 +144,7 @@ def recurly_handlers(
                 f"code-{a.plan_code}", f"code-{a.add_on.code}", add_on_body(a.add_on, create=False), idempotency_key=k
             )
         ),
-        CreateAccount: run(lambda g, a, k: g.create_account(account_body(a), idempotency_key=k)),
+        CreateAccount: account(lambda g, a, k: g.create_account(account_body(a), idempotency_key=k)),
         CreateSubscription: subscription(
             lambda g, a, k: g.create_subscription(subscription_body(a), idempotency_key=k)
         ),

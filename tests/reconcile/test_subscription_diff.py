@@ -456,6 +456,21 @@ def test_accounts_created_only_when_configured_and_never_without_email() -> None
     assert all("accounts.create_missing is false" in c.summary for c in not_configured.by_kind(ChangeKind.WAITING))
 
 
+def test_an_ended_subscription_with_invoices_to_send_gets_its_owners_account_but_no_link() -> None:
+    # marketplace mode: Amplify invoices a subscription after it ended (its cancellation invoice at least)
+    ended = amplify(*CANCELLED, owner_user="user-9")
+    details = {"amplify-user-user-9": OwnerDetails("nine@acme.test", "Nine", "Owner", "Acme")}
+    options = AccountOptions(create_missing=True)
+    assert diff_accounts([ended], set(), details, options).changes == ()  # nothing owed: no account
+
+    owed = diff_accounts([ended], set(), details, options, owed={"sub-1"})
+
+    [create] = owed.changes
+    assert create.kind is ChangeKind.CREATE and create.recurly == "account amplify-user-user-9"
+    existing = diff_accounts([ended], {"amplify-user-user-9"}, details, options, owed={"sub-1"})
+    assert existing.changes == ()  # an ended subscription gets no link attribute
+
+
 def test_org_mode_account_codes() -> None:
     changeset = diff_accounts([amplify(*ACTIVE)], {"amplify-org-100"}, {}, AccountOptions(owner="org"))
     [link] = changeset.by_kind(ChangeKind.LINK)
