@@ -353,7 +353,10 @@ class RecurlyTransport:
     def _list(
         self, what: str, make_pager: Callable[[recurly.Client, dict[str, Any]], Any], params: Any
     ) -> list[dict[str, Any]]:
-        query = {"limit": PAGE_LIMIT, **dict(params or {})}
+        given = dict(params or {})
+        # OpenAPI: "The ids parameter cannot be used with any other ordering or filtering parameters (limit, order,
+        # sort, begin_time, end_time, etc)": a listing by ids asks no page size
+        query = given if "ids" in given else {"limit": PAGE_LIMIT, **given}
         items: list[dict[str, Any]] = []
         pages: Iterator[list[Any]] | None = None
         done = object()

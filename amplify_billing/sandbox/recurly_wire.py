@@ -343,6 +343,13 @@ def parse_list_query(query: Mapping[str, list[str]], *, sorts: Sequence[str], de
     ids = frozenset(i.strip() for i in ids_text.split(",") if i.strip()) if ids_text else None
     if ids is not None and len(ids) > LIMIT_MAX:
         raise bad_request(f"ids accepts at most {LIMIT_MAX} ids")
+    if ids is not None:
+        # OpenAPI ``ids``: "cannot be used with any other ordering or filtering parameters (limit, order, sort,
+        # begin_time, end_time, etc)"; "results are all returned at once" (one page, up to the 200 ids)
+        mixed = [name for name in ("limit", "order", "sort", "begin_time", "end_time") if arg(name) not in (None, "")]
+        if mixed:
+            raise bad_request(f"ids cannot be used with {', '.join(mixed)}")
+        limit = LIMIT_MAX
     return ListQuery(limit, order, sort, bounds[0], bounds[1], _decode_cursor(cursor) if cursor else None, ids)
 
 

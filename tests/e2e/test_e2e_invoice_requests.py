@@ -44,10 +44,12 @@ def test_a_run_reads_each_followed_invoice_and_lists_amplify_invoices_once(make_
     run_ok(cycle)  # Recurly says paid: each becomes paid in Amplify
 
     assert {(i["state"]["name"], i["status"]["level"]) for i in to_pay(cycle).values()} == {("paid", "Success")}
-    read = Counter(
-        r.path.rsplit("/", 1)[-1] for r in cycle.sandbox.recurly.requests[recurly:] if r.route == "get_invoice"
-    )
-    assert read == Counter(sent), "each Recurly invoice followed is read once, for both passes of the run"
+    requests = cycle.sandbox.recurly.requests[recurly:]
+    # every Recurly invoice followed, in one listing by ids (up to 200 a request), for both passes of the run
+    assert not [r for r in requests if r.route == "get_invoice"]
+    by_ids = [r for r in requests if r.route == "list_invoices"]
+    assert len(by_ids) == 1 and set(by_ids[0].query["ids"][0].split(",")) == sent
+    assert set(by_ids[0].query) == {"ids"}, "ids takes no other parameter (OpenAPI list_invoices)"
     amplify_reads = Counter(r.route for r in cycle.sandbox.amplify.requests[amplify:] if r.method == "GET")
     assert amplify_reads["list_subscriptioninvoices"] == 1
     invoiced = [
@@ -56,6 +58,25 @@ def test_a_run_reads_each_followed_invoice_and_lists_amplify_invoices_once(make_
         if r.route == "list_subscriptions" and "marketplace.name" in "".join(r.query.get("query", []))
     ]
     assert len(invoiced) == 1, "the invoiced Marketplace's subscriptions are listed once"
+
+
+def test_a_followed_invoice_gone_from_recurly_is_read_alone_and_named(make_cycle: Any) -> None:
+    """The listing by ids leaves out an id Recurly does not know (OpenAPI: "Invalid or unknown IDs will be
+    ignored"): that one is read on its own, and its 404 is the finding, as before."""
+    cycle = invoicing(make_cycle)
+    run_ok(cycle)
+    invoices = to_pay(cycle)
+    gone = next(iter(invoices.values()))
+    amplify = cycle.sandbox.amplify
+    amplify.put_resource({**gone, "billing": {"payment": {**gone["billing"]["payment"], "id": "nosuchinvoice"}}})
+    since = len(cycle.sandbox.recurly.requests)
+
+    reports = cycle.run()
+
+    alone = [r for r in cycle.sandbox.recurly.requests[since:] if r.route == "get_invoice"]
+    assert {r.path.rsplit("/", 1)[-1] for r in alone} == {"nosuchinvoice"}
+    notes = [f for report in reports for f in failed(report) + [c.change.summary for c in report.results]]
+    assert any("nosuchinvoice, which no longer exists" in n for n in notes), notes
 
 
 def test_an_account_made_by_the_run_is_not_read_back_for_its_pay_link(make_cycle: Any) -> None:

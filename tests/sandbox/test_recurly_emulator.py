@@ -289,6 +289,20 @@ def test_bad_list_params_are_bad_requests(client: Any, params: dict[str, Any]) -
         next(client.list_plans(params=params).pages())
 
 
+def test_a_listing_by_ids_answers_all_at_once_and_takes_no_other_parameter(
+    client: Any, emulator: RecurlyEmulator
+) -> None:
+    """OpenAPI ``ids``: up to 200; "cannot be used with any other ordering or filtering parameters (limit, order,
+    sort, begin_time, end_time, etc)"; unknown ids are ignored; "results are all returned at once"."""
+    ids = [client.create_plan(plan_body(f"plan-{n}")).id for n in range(25)]  # more than a default page (20)
+    status, _headers, body = raw(emulator, "GET", "/plans?ids=" + ",".join([*ids, "unknown0000"]))
+    page = json.loads(body)
+    assert (status, page["has_more"], sorted(p["id"] for p in page["data"])) == (200, False, sorted(ids))
+    for extra in ("limit=200", "order=asc", "sort=created_at", "begin_time=2024-01-01T00:00:00Z"):
+        status, _headers, body = raw(emulator, "GET", f"/plans?ids={ids[0]}&{extra}")
+        assert status == 400 and extra.split("=")[0] in json.loads(body)["error"]["message"]
+
+
 def test_times_on_the_wire_have_no_fractional_seconds(
     client: Any, emulator: RecurlyEmulator, clock: VirtualClock
 ) -> None:
