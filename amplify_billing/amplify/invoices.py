@@ -325,3 +325,5 @@ ACTIONABLE_QUERY = (
     f"billing.payment.type=={CUSTOM};state.name=in=({DRAFT},{OPEN},{PAST_DUE}),"
     f"billing.payment.type=={CUSTOM};state.name=={VOID};status.level=={PENDING}"
 )
+# The drafts waiting for the gateway alone: the documented filter itself
+TO_SEND_QUERY = f"billing.payment.type=={CUSTOM};state.name=={DRAFT};status.level=={PENDING}"

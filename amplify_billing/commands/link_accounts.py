@@ -9,7 +9,7 @@ from amplify_billing.changes import CommandReport, Outcome
 from amplify_billing.collaborators import Phase
 from amplify_billing.commands.options import SyncOptions
 from amplify_billing.execute import execute, make_report
-from amplify_billing.gather.invoices import invoiced_subscriptions
+from amplify_billing.gather.invoices import awaiting_invoices, invoiced_subscriptions
 from amplify_billing.gather.owners import owner_details
 from amplify_billing.gather.subscriptions import amplify_subscriptions, linked_plans, reads_of
 from amplify_billing.identity import account_code
@@ -20,14 +20,20 @@ def link_accounts(rt: Phase, options: SyncOptions, *, run_id: int | None) -> Com
     snapshots = rt.snapshots()
     plans = linked_plans(reads_of(rt))
     subscriptions, _problems = amplify_subscriptions(reads_of(rt), plans)
-    subscriptions += invoiced_subscriptions(rt)  # marketplace mode: their invoices go to the owner's account too
+    invoiced = invoiced_subscriptions(rt)  # marketplace mode: their invoices go to the owner's account too
+    subscriptions += invoiced
     existing = snapshots.recurly_accounts()
     account_options = AccountOptions(
         owner=rt.settings.accounts.owner,
         create_missing=rt.settings.accounts.create_missing,
         link_attribute=rt.settings.accounts.link_attribute,
     )
-    needed = {account_code(s, account_options.owner) for s in subscriptions if needs_billing(s)}
+    # ... even once one ended, while Amplify still has an invoice of it to send
+    owner = account_options.owner
+    owing = awaiting_invoices(
+        rt, [s for s in invoiced if not needs_billing(s) and account_code(s, owner) not in existing]
+    )
+    needed = {account_code(s, owner) for s in subscriptions if needs_billing(s) or s.name in owing}
     missing = {c for c in needed if c and c not in existing}
     wanted = missing and account_options.create_missing
     # read once per invocation: ``run`` plans the cycle first, then applies it (the owners do not change between)
@@ -39,7 +45,7 @@ def link_accounts(rt: Phase, options: SyncOptions, *, run_id: int | None) -> Com
         if wanted
         else {}
     )
-    changeset = diff_accounts(subscriptions, set(existing), details, account_options)
+    changeset = diff_accounts(subscriptions, set(existing), details, account_options, owing=owing)
     if not options.account_links:
         changeset = replace(
             changeset, changes=tuple(c for c in changeset.changes if not isinstance(c.action, SetAttributes))

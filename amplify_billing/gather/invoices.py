@@ -207,6 +207,26 @@ def _paid_terms(rt: InvoiceReads, drafts: Iterable[SubscriptionInvoice]) -> dict
     return terms
 
 
+def awaiting_invoices(rt: InvoiceReads, ended: Iterable[AmplifySubscription]) -> frozenset[str]:
+    """Which of ``ended`` (subscriptions of marketplace mode that no longer need billing, whose owner has no Recurly
+    account) Amplify still has an invoice with something to pay of, waiting for the gateway (draft, Pending): its
+    cancellation invoice always comes after the end, its initial one too when it ended before a run sent it. Their
+    owners need an account, where sync-invoices bills it. One listing of the drafts, only when ``ended`` names a
+    subscription, made once an invocation (``run``'s two passes share it)."""
+    names = {s.name for s in ended}
+    if not names:
+        return frozenset()
+    billing = rt.settings.billing
+    drafts = rt.snapshots().remember(
+        "invoices:to-send", lambda: list_subscription_invoices(rt.amplify().resources, query=amp.TO_SEND_QUERY).invoices
+    )
+    return frozenset(
+        i.subscription_name
+        for i in drafts
+        if i.subscription_name in names and i.total > 0 and billing.reads_invoices(i.marketplace_name)
+    )
+
+
 def invoiced_subscriptions(rt: InvoiceReads) -> list[AmplifySubscription]:
     """The subscriptions Amplify's invoices bill (their Marketplace is in marketplace mode), whatever their plan:
     link-accounts gives their owners Recurly accounts. No request when no Marketplace is in that mode."""

@@ -52,20 +52,28 @@ def diff_accounts(
     existing_accounts: Collection[str],
     owner_details: Mapping[str, OwnerDetails],
     options: AccountOptions,
+    *,
+    owing: Collection[str] = frozenset(),
 ) -> ChangeSet:
-    billed = [s for s in sorted(subscriptions, key=lambda s: s.id) if needs_billing(s)]
+    """``owing``: names of subscriptions that no longer need billing but have an Amplify invoice still to send
+    (marketplace mode, ``gather/invoices.awaiting_invoices``): their owner's account is created too, where the
+    invoice goes; the ended subscription itself gets no link attribute."""
+    ordered = sorted(subscriptions, key=lambda s: s.id)
+    billed = [s for s in ordered if needs_billing(s)]
+    ended = [s for s in ordered if s.name in owing and not needs_billing(s)]
+    linked = {s.id for s in billed}
     changes: list[Change] = []
     # account code -> the subscriptions that wait for it: one WAITING per account, not one per subscription
     blocked: dict[str, list[AmplifySubscription]] = {}
-    for subscription in billed:
+    for subscription in [*billed, *ended]:
         code = account_code(subscription, options.owner)
         if code is None:
             changes.append(_no_owner(subscription, options))
         elif not _account_ready(code, existing_accounts, owner_details, options):
             blocked.setdefault(code, []).append(subscription)
-        elif subscription.attributes.get(options.link_attribute) != code:
+        elif subscription.id in linked and subscription.attributes.get(options.link_attribute) != code:
             changes.append(_link(subscription, code, options))
-    changes.extend(_creates(billed, existing_accounts, owner_details, options, blocked))
+    changes.extend(_creates([*billed, *ended], existing_accounts, owner_details, options, blocked))
     changes.extend(
         _blocked(code, waiting, owner_details.get(code), options) for code, waiting in sorted(blocked.items())
     )

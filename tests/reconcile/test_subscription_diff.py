@@ -421,6 +421,21 @@ def test_accounts_created_only_when_configured_and_never_without_email() -> None
     assert all("accounts.create_missing is false" in c.summary for c in not_configured.by_kind(ChangeKind.WAITING))
 
 
+def test_an_ended_subscription_with_an_invoice_to_send_gets_its_owners_account_but_no_link() -> None:
+    # marketplace mode: Amplify invoices a subscription after it ends (gather/invoices.awaiting_invoices names it)
+    ended = amplify(*CANCELLED)
+    details = {ACCOUNT: OwnerDetails("ops@acme.test", "Ada", "Lovelace", "Acme")}
+    assert diff_accounts([ended], set(), details, AccountOptions(create_missing=True)).changes == ()
+
+    changeset = diff_accounts([ended], set(), details, AccountOptions(create_missing=True), owing={"sub-1"})
+
+    [create] = changeset.changes
+    assert create.kind is ChangeKind.CREATE and create.recurly == f"account {ACCOUNT}"
+    assert diff_accounts([ended], {ACCOUNT}, details, AccountOptions(), owing={"sub-1"}).changes == ()
+    [waiting] = diff_accounts([ended], set(), details, AccountOptions(), owing={"sub-1"}).changes
+    assert waiting.kind is ChangeKind.WAITING and "accounts.create_missing is false" in waiting.summary
+
+
 def test_org_mode_account_codes() -> None:
     changeset = diff_accounts([amplify(*ACTIVE)], {"amplify-org-100"}, {}, AccountOptions(owner="org"))
     [link] = changeset.by_kind(ChangeKind.LINK)
