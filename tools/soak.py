@@ -1,10 +1,15 @@
 """The fault soak: a large scenario, both systems failing in every way, the process killed at random points.
 
 The emulators of Amplify and Recurly run in this process; the tool runs as a real child process
-(``python -m amplify_billing --config … run``), exactly as cron would start it. The soak:
+(``python -m amplify_billing --config … run``), exactly as cron would start it. Both billing modes run side by side
+(``tools/soak_invoices.py``): the scenario's Marketplace in recurly mode (Recurly plans, subscriptions, usage), and
+a Partner Marketplace with a third of the subscriptions in marketplace mode, whose invoices Amplify issues while the
+soak runs (initial ones, then the provider's approvals, then a month end with the period's consumption) and
+``sync-invoices`` makes Recurly invoices. The soak:
 
-0. **Reference** (unless turned off): one clean run of the same scenario in a fresh sandbox. Its size (requests,
-   writes) sets the range of the kill points; its final state is what the soak must end in.
+0. **Reference** (unless turned off): clean runs of the same scenario in a fresh sandbox, every Amplify event
+   before the first, until one writes nothing. Their size (requests, writes) sets the range of the kill points;
+   their final state is what the soak must end in.
 1. **Storm**: ``storm_runs`` runs with faults injected on both emulators at ``fault_rate`` of all requests,
    spread evenly over every kind of ``server.FAULT_KINDS`` (429, 500, 502, 503, an empty error body, an answer
    later than the client's timeout, the connection dropped before or after the server acted). Every storm run
@@ -13,7 +18,9 @@ The emulators of Amplify and Recurly run in this process; the tool runs as a rea
    the client dies before the answer, as in ``tests/e2e/test_crash_matrix.py``), *before* (the client dies as its
    request arrives, which is never applied) or *between* (a few milliseconds after an answer, while the client
    records it). A run that finishes before its kill point is not killed. The last storm run is never killed, to
-   show a whole run under faults.
+   show a whole run under faults. Amplify's events come between runs, spread over the storm
+   (``soak_invoices.stage_of_storm``), so that the purchases (``POST /purchases``), the scans of an account's
+   invoices and the Amplify invoice writes (``billing``, ``state``, ``status``) meet faults and kills too.
 2. **Calm**: faults off; runs until one exits 0 and writes nothing to either system (at most ``calm_runs``).
    The soak *converges* when such a quiet run happens.
 
@@ -21,12 +28,18 @@ Then the state is checked against what it must be, independently of the tool's o
 
 - every plan as the catalog says (code, name, price, setup fee, interval, cycles, add-ons and their tier type),
   and no other active plan;
-- every live Amplify subscription on a billed plan has exactly one Recurly subscription, active, on its plan,
-  under its owner's account, with every usage add-on of the plan; no Recurly subscription for anything else
-  and none twice for one Amplify id; no billed subscription left pending in Amplify;
+- every live Amplify subscription of a recurly-mode Marketplace on a billed plan has exactly one Recurly
+  subscription, active, on its plan, under its owner's account, with every usage add-on of the plan; no Recurly
+  subscription for anything else and none twice for one Amplify id; no billed subscription left pending in Amplify;
 - every (subscription, add-on) usage sum equals the emulator's own traffic over the closed, settled windows
   since the subscription started; no ``merchant_tag`` twice;
-- both systems equal, field by field (generated ids and timestamps aside), the reference's state;
+- marketplace mode (``soak_invoices.py``): exactly one Recurly invoice per Amplify invoice with something to pay
+  (by ``po_number``), none twice and none for anything else, on the owner's account, its lines and subtotal the
+  Amplify invoice's items and total in the currency's smallest unit; each such Amplify invoice's ``billing.payment``
+  names it and its state and status follow its Recurly state as README's mapping says (``paid`` -> ``paid`` /
+  ``Success``), one with nothing to pay is ``paid``; no Recurly subscription nor usage for its subscriptions;
+- both systems equal, field by field (generated ids, invoice numbers and timestamps aside), the reference's state,
+  invoices included;
 - no fault-free run exits non-zero, and no run hangs.
 
 The emulators' clock stands still three days before the real now (the child uses the real clock): subscriptions
@@ -57,7 +70,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -80,6 +93,17 @@ from amplify_billing.sandbox.server import (
 from amplify_billing.settings import load_settings
 from amplify_billing.usage.windows import window_floor
 from tools.driver import amplify_writes, recurly_writes
+from tools.soak_invoices import (
+    LAST_STAGE,
+    STAGES,
+    AmplifyInvoicing,
+    InvoiceFigures,
+    invoice_problems,
+    invoice_sections,
+    invoice_writes,
+    invoiced_subscriptions,
+    stage_of_storm,
+)
 
 Phase = Literal["storm", "calm", "reference"]
 KillMode = Literal["in-flight", "before", "between"]
@@ -180,6 +204,7 @@ class SoakResult:
     duplicate_tags: int
     seconds: float
     reference_checked: bool = False
+    invoices: InvoiceFigures = field(default_factory=InvoiceFigures)  # marketplace mode (soak_invoices.py)
 
     @property
     def passed(self) -> bool:
@@ -203,7 +228,8 @@ class SoakResult:
         return (
             f"soak: {self.options.subscriptions:,} subscriptions, {len(self.runs)} runs ({self.killed} killed), "
             f"{total:,} faults injected ({share}; {kinds}), {verdict}; usage {self.usage_units:,} units in "
-            f"{self.usage_records:,} records, {self.duplicate_tags} duplicate tags; {self.seconds:.0f} s"
+            f"{self.usage_records:,} records, {self.duplicate_tags} duplicate tags; {self.invoices.line()}; "
+            f"{self.seconds:.0f} s"
         )
 
 
@@ -332,6 +358,8 @@ class _Soak:
         self.fault_counts: Counter[str] = Counter()
         self.runs: list[SoakRun] = []
         self.reference_runs = 0
+        self.invoicing: dict[Path, AmplifyInvoicing] = {}  # Amplify's invoicing in each sandbox, by its config
+        self.reference_invoices: tuple[int, int] | None = None  # the reference's writes for invoices, invoices issued
 
     # ---- set-up ---------------------------------------------------------------------------------------
     def sandbox(self, name: str) -> tuple[Sandbox, Path]:
@@ -342,8 +370,12 @@ class _Soak:
         sandbox = Sandbox.start(clock=clock, state_dir=state, seed=self.options.seed)
         self.sandboxes.append(sandbox)
         self.scenario.seed_amplify(sandbox.amplify)
+        invoicing = AmplifyInvoicing.start(sandbox, self.scenario)  # the Partner Marketplace (soak_invoices.py)
         timeout = {"timeout_seconds": self.options.timeout_seconds}
-        config = sandbox.write_config(state / "config.yaml", amplify=timeout, recurly=timeout)
+        config = sandbox.write_config(
+            state / "config.yaml", amplify=timeout, recurly=timeout, billing=invoicing.billing()
+        )
+        self.invoicing[config] = invoicing
         return sandbox, config
 
     def stop(self) -> None:
@@ -361,8 +393,10 @@ class _Soak:
         target: int | None = None,
         writes_only: bool = True,
         rules: Sequence[FaultRule] = (),
+        stage: int = LAST_STAGE,
     ) -> SoakRun:
         number = len(self.runs) + 1 if phase != "reference" else 0
+        self.amplify_job(config, phase, stage)
         marks = (len(sandbox.recurly.requests), len(sandbox.amplify.requests))
         injected_before = sum(rule.injected for rule in rules)
         env = {k: v for k, v in os.environ.items() if not k.startswith("AMPLIFY_BILLING")}
@@ -416,6 +450,12 @@ class _Soak:
         self.progress(run.describe())
         return run
 
+    def amplify_job(self, config: Path, phase: Phase, stage: int) -> None:
+        """Amplify's events up to ``stage`` and its invoicing job, before a run (soak_invoices.py)."""
+        invoicing = self.invoicing[config]
+        if made := invoicing.before_run(stage):
+            self.progress(f"amplify ({phase}, {STAGES[invoicing.stage]}): {made:,} invoices issued")
+
     # ---- the phases -------------------------------------------------------------------------------------
     def storm(self, sandbox: Sandbox, config: Path, killer: _Killer, clean: SoakRun | None) -> None:
         """Faulted runs, each but the last killed at a random point of the work probably left."""
@@ -434,14 +474,25 @@ class _Soak:
             for index in range(options.storm_runs):
                 target: int | None = None
                 writes_only = self.rng.random() < KILL_AT_WRITE_SHARE
+                stage = stage_of_storm(index, options.storm_runs)
+                self.amplify_job(config, "storm", stage)
                 if index < options.storm_runs - 1:
                     # a kill point drawn over the work probably left, so that later runs are killed later in it
+                    # (not the writes for the invoices Amplify has not issued yet)
                     landed = _writes_landed(sandbox)
-                    left = max(1, total_writes - landed)
+                    due = total_writes - self.invoicing[config].writes_not_due(self.reference_invoices)
+                    left = max(1, due - landed)
                     span = left if writes_only else round(left * (1 + reads_per_write)) + LISTING_REQUESTS
                     target = self.rng.randint(1, max(1, round(span * 1.1)))
                 self.run_child(
-                    sandbox, config, "storm", killer=killer, target=target, writes_only=writes_only, rules=rules
+                    sandbox,
+                    config,
+                    "storm",
+                    killer=killer,
+                    target=target,
+                    writes_only=writes_only,
+                    rules=rules,
+                    stage=stage,
                 )
         finally:
             sandbox.amplify.clear_faults()
@@ -461,6 +512,16 @@ class _Soak:
                 return run
         return None
 
+    def clean_runs(self, sandbox: Sandbox, config: Path) -> tuple[SoakRun, bool]:
+        """The reference: clean runs, every Amplify event before the first, until one exits 0 and writes nothing
+        (a purchase is followed to paid one run later). The last run with the sums of their requests and writes
+        (the size of a whole clean soak), and whether it was quiet."""
+        runs = [self.run_child(sandbox, config, "reference")]
+        while runs[-1].exit_code == 0 and not runs[-1].quiet and len(runs) <= self.options.calm_runs:
+            runs.append(self.run_child(sandbox, config, "reference"))
+        whole = replace(runs[-1], requests=sum(r.requests for r in runs), writes=sum(r.writes for r in runs))
+        return whole, runs[-1].quiet
+
     def execute(self) -> SoakResult:
         began = time.monotonic()
         options = self.options
@@ -474,9 +535,11 @@ class _Soak:
         if options.reference:
             # first, so that its size sets the range of the kill points
             reference = self.sandbox("reference")
-            clean = self.run_child(*reference, "reference")
-            if clean.exit_code != 0:
-                problems.append(f"the clean reference run exited {clean.exit_code}: {clean.stderr_tail}")
+            clean, settled = self.clean_runs(*reference)
+            self.reference_invoices = invoice_writes(reference[0]), len(self.invoicing[reference[1]].made)
+            if not settled:
+                tail = clean.stderr_tail
+                problems.append(f"the clean reference runs did not settle (exit {clean.exit_code}): {tail}")
                 reference, clean = None, None
         sandbox, config = self.sandbox("soak")
         killer = _Killer((sandbox.amplify, sandbox.recurly), self.rng)
@@ -511,6 +574,7 @@ class _Soak:
             usage_units=sum(int(Decimal(str(r["amount"]))) for r in records),
             usage_records=len(records),
             duplicate_tags=sum(1 for n in tags.values() if n > 1),
+            invoices=InvoiceFigures.of(sandbox),
             seconds=time.monotonic() - began,
             reference_checked=reference_checked,
         )
@@ -610,11 +674,13 @@ class _Checks:
         self.sandbox = sandbox
         self.last_end = last_end
         self.prefix = "amplify-"
+        # billed by Amplify's invoices, never by a Recurly subscription (soak_invoices.py checks them)
+        self.invoiced = invoiced_subscriptions(sandbox)
 
     def all(self) -> list[str]:
         problems: list[str] = []
-        for check in (self.plans, self.subscriptions, self.usage):
-            found = check()
+        found_by_check = [check() for check in (self.plans, self.subscriptions, self.usage)]
+        for found in [*found_by_check, *invoice_problems(self.scenario, self.sandbox)]:
             problems.extend(found[:MAX_PROBLEMS_PER_CHECK])
             if len(found) > MAX_PROBLEMS_PER_CHECK:
                 problems.append(f"… and {len(found) - MAX_PROBLEMS_PER_CHECK} more like the above")
@@ -680,7 +746,7 @@ class _Checks:
         supported = set(self.scenario.supported_plans)
         live: dict[str, dict[str, Any]] = {}
         for resource in self.sandbox.amplify.resources("Subscription"):
-            if resource["spec"]["plan"]["name"] not in supported:
+            if resource["spec"]["plan"]["name"] not in supported or resource["metadata"]["id"] in self.invoiced:
                 continue
             approval = (resource.get("approval") or {}).get("state")
             state = (resource.get("state") or {}).get("name")
@@ -703,7 +769,7 @@ class _Checks:
             if len(found) > 1:
                 uuids = ", ".join(s["uuid"] for s in found)
                 problems.append(f"Amplify subscription {amplify_id} has {len(found)} Recurly subscriptions: {uuids}")
-            if amplify_id not in live:
+            if amplify_id not in live and amplify_id not in self.invoiced:  # those: soak_invoices.py
                 problems.append(
                     f"Recurly subscription {found[0]['uuid']} bills {amplify_id}, which is not live and billed"
                 )
@@ -817,6 +883,8 @@ def state_of(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
         tag = record["merchant_tag"]
         entry = {**_normal(record), "subscription": amplify_of_uuid.get(record["subscription_uuid"])}
         state["usage"][tag if tag not in state["usage"] else f"{tag} ({record['id']})"] = entry
+    for section, invoices in invoice_sections(sandbox).items():
+        state[section] = {key: _normal(invoice) for key, invoice in invoices.items()}
     for kind in ("ProductPlan", "Quota", "Subscription"):
         for resource in sandbox.amplify.resources(kind):
             attributes = dict(resource.get("attributes") or {})

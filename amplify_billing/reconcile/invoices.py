@@ -53,8 +53,9 @@ PHASE_CREATE = 10
 PHASE_JOURNAL = 15
 PHASE_STOP = 20
 PHASE_PAYMENT = 30
+# a followed invoice's status is written before its state (``_to_target``), a write-back's state after its payment
+PHASE_STATUS = 35
 PHASE_STATE = 40
-PHASE_STATUS = 50
 PHASE_REPORT = 95
 
 
@@ -159,12 +160,17 @@ def _change(
 
 
 def _to_target(invoice: SubscriptionInvoice, target: Target, recurly: str) -> list[Change]:
-    """The writes that bring the Amplify invoice to ``target``: state, then status (none when it stands there)."""
+    """The writes that bring the Amplify invoice to ``target``: status, then state (none when it stands there).
+
+    The state comes last: a final one (paid, incomplete, void) takes the invoice out of the actionable listing
+    (``amplify/invoices.ACTIONABLE_QUERY``), so a run stopped between the two writes must leave the state as it
+    was, for the next run to see the invoice again and finish both (found by the fault soak)."""
+    moves = invoice.state != target.state
     changes: list[Change] = []
-    if invoice.state != target.state:
-        changes.append(_state(invoice, target.state, target.reason, recurly=recurly))
-    if target.level is not None and (invoice.status != target.level or changes):
-        changes.append(_status(invoice, target.level, target.reason, tuple(c.key for c in changes), recurly))
+    if target.level is not None and (invoice.status != target.level or moves):
+        changes.append(_status(invoice, target.level, target.reason, recurly=recurly))
+    if moves:
+        changes.append(_state(invoice, target.state, target.reason, tuple(c.key for c in changes), recurly))
     return changes
 
 

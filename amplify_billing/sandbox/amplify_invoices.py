@@ -44,6 +44,11 @@ def next_month(moment: datetime) -> datetime:
     return start + timedelta(days=calendar.monthrange(start.year, start.month)[1])
 
 
+def invoice_name(subscription_id: str, title: str) -> str:
+    """An invoice's name: the same for one subscription and title, so that each is made once."""
+    return hashlib.sha256(f"{subscription_id}:{title}".encode()).hexdigest()[:32]
+
+
 def quota_cost(pricing: QuotaPricing, units: int) -> Decimal:
     """What ``units`` cost under ``pricing`` (DOCS ``manage_product_plans.md``: graduated prices each unit at its
     tier plus the flat fees of the tiers reached, volume prices every unit at the last tier reached)."""
@@ -88,30 +93,38 @@ class InvoiceIssuer:
         for subscription in self.amplify.resources("Subscription"):
             if (subscription.get("marketplace") or {}).get("name") not in custom:
                 continue
-            for name, invoice in self._due(subscription, now):
-                if name not in existing:
-                    made.append(self.amplify.put_resource(invoice))
+            for invoice in self._due(subscription, now, existing):
+                made.append(self.amplify.put_resource(invoice))
         return made
 
-    def _due(self, subscription: dict[str, Any], now: datetime) -> list[tuple[str, dict[str, Any]]]:
+    def _due(self, subscription: dict[str, Any], now: datetime, existing: set[str]) -> list[dict[str, Any]]:
+        """The subscription's invoices due by ``now`` that are not in ``existing`` (priced only those: the
+        consumption of a period is counted once, when its invoice is made)."""
         state = subscription.get("state") if isinstance(subscription.get("state"), dict) else None
         approval = (subscription.get("approval") or {}).get("state")
         if approval != literals.APPROVAL_APPROVED or state is None:
             return []
-        plan = self.amplify.resource("ProductPlan", subscription["spec"]["plan"]["name"])
         started = parse_timestamp((subscription.get("metadata") or {}).get("audit", {}).get("createTimestamp"))
         changed = parse_timestamp((state.get("when") or {}).get("timestamp"))
         ended = changed if state.get("name") in literals.ENDED_STATES else None
         active_from = (changed if state.get("name") == literals.STATE_ACTIVE else None) or started or now
-        due = [self._invoice(subscription, plan, "Initial Payment", None, None, setup=True)]
+        # (title, period start, period end, whether it charges the setup fee, whether it charges the base price)
+        due: list[tuple[str, datetime | None, datetime | None, bool, bool]] = [
+            ("Initial Payment", None, None, True, True)
+        ]
         period = next_month(active_from)
         start = active_from
         while period <= now and (ended is None or period <= ended):
-            due.append(self._invoice(subscription, plan, f"Period {start:%Y-%m}", start, period))
+            due.append((f"Period {start:%Y-%m}", start, period, False, True))
             start, period = period, next_month(period)
         if ended is not None and ended <= now:
-            due.append(self._invoice(subscription, plan, "Cancellation", start, ended, base=False))
-        return due
+            due.append(("Cancellation", start, ended, False, False))
+        sub_id = subscription["metadata"]["id"]
+        missing = [d for d in due if invoice_name(sub_id, d[0]) not in existing]
+        if not missing:
+            return []
+        plan = self.amplify.resource("ProductPlan", subscription["spec"]["plan"]["name"])
+        return [self._invoice(subscription, plan, *d) for d in missing]
 
     def _invoice(
         self,
@@ -120,12 +133,10 @@ class InvoiceIssuer:
         title: str,
         start: datetime | None,
         end: datetime | None,
-        *,
-        setup: bool = False,
-        base: bool = True,
-    ) -> tuple[str, dict[str, Any]]:
-        sub_id = subscription["metadata"]["id"]
-        name = hashlib.sha256(f"{sub_id}:{title}".encode()).hexdigest()[:32]
+        setup: bool,
+        base: bool,
+    ) -> dict[str, Any]:
+        name = invoice_name(subscription["metadata"]["id"], title)
         billing = plan["spec"].get("billing") or {}
         price = Decimal(str(billing.get("price") or 0)) if base else Decimal(0)
         setup_cost = Decimal(str((billing.get("setup") or {}).get("price") or 0)) if setup else Decimal(0)
@@ -141,7 +152,7 @@ class InvoiceIssuer:
             spec["period"] = {"from": format_timestamp(start), "to": format_timestamp(end)}
             spec["quotas"] = quotas
         marketplace = subscription["marketplace"]
-        return name, {
+        return {
             "kind": KIND,
             "name": name,
             "title": title,

@@ -35,14 +35,15 @@ from amplify_billing.sandbox.scenario import Scenario
 KIND = "SubscriptionInvoice"
 
 
-def _split(amplify: AmplifyEmulator, scenario: Scenario) -> str:
-    """A second Marketplace, billed by Amplify's invoices, with every other subscription; returns its name. The
-    scenario's own Marketplace stays in recurly mode."""
+def split_marketplace(amplify: AmplifyEmulator, scenario: Scenario, every: int = 2) -> str:
+    """A second Marketplace, billed by Amplify's invoices, with every ``every``-th subscription (by name); returns
+    its name. The scenario's own Marketplace stays in recurly mode. Also the fault soak's
+    (``tools/soak_invoices.py``)."""
     name = str(uuid.uuid5(uuid.NAMESPACE_URL, f"amplify-billing-demo:{scenario.seed}"))
     second = {**scenario.marketplace, "name": name, "title": "Partner Marketplace", "metadata": {"id": name[:32]}}
     amplify.put_resource(second)
     enable_custom_billing(amplify, second)
-    for s in sorted(amplify.resources("Subscription"), key=lambda s: s["name"])[::2]:
+    for s in sorted(amplify.resources("Subscription"), key=lambda s: s["name"])[::every]:
         amplify.put_resource({**s, "marketplace": {**s["marketplace"], "name": name}})
     return name
 
@@ -86,7 +87,7 @@ def run_invoice_demo(
     with seeded(seed, subscriptions, month_end) as (sandbox, clock, scenario):
         billing: dict[str, Any]
         if mode == "both":
-            billing = {"marketplaces": {_split(sandbox.amplify, scenario): "marketplace"}}
+            billing = {"marketplaces": {split_marketplace(sandbox.amplify, scenario): "marketplace"}}
         else:
             enable_custom_billing(sandbox.amplify, scenario.marketplace)
             billing = {"mode": "marketplace"}

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from amplify_billing.amplify.parse import parse_timestamp
-from amplify_billing.sandbox.server import Request, Response
+from amplify_billing.sandbox.server import Emulator, Request, Response
 from tools.driver import Cycle, failed
 
 # The child process uses the real clock, so the scenario is laid out around the real "now".
@@ -54,10 +54,11 @@ def _spawn(config: Path, *args: str) -> subprocess.Popen[str]:
 
 
 class KillAfterWrite:
-    """Wraps the Recurly emulator's dispatch: after the n-th successful matching write, SIGKILL the client."""
+    """Wraps an emulator's dispatch (Recurly's unless told): after the n-th successful matching write, SIGKILL the
+    client."""
 
-    def __init__(self, cycle: Cycle, matches: Callable[[Request], bool]) -> None:
-        self.emulator = cycle.sandbox.recurly
+    def __init__(self, cycle: Cycle, matches: Callable[[Request], bool], emulator: Emulator | None = None) -> None:
+        self.emulator = emulator or cycle.sandbox.recurly
         self.matches = matches
         self.original = self.emulator.dispatch
         self.target: int | None = None
@@ -286,3 +287,29 @@ def test_killed_after_stopping_a_voided_invoice_then_rerun_stops_it_once(make_cy
     )
     assert (voided["state"]["name"], voided["status"]["level"]) == ("void", "Success")
     assert by_po[po_number(amplify["metadata"]["id"])]["number"] in voided["status"]["reasons"][0]["detail"]
+
+
+def _invoice_state_or_status(raw: Request) -> bool:
+    return raw.method == "PUT" and "/subscriptioninvoices/" in raw.path and raw.path.endswith(("/state", "/status"))
+
+
+def test_killed_between_the_writes_that_follow_an_invoice_to_paid_then_rerun_finishes_both(make_cycle: Any) -> None:
+    # found by the fault soak: a paid invoice leaves Amplify's actionable listing, so whatever write of the follow
+    # comes last must be the one that moves the state; killed before it, the next run must still see the invoice
+    from amplify_billing.sandbox.recurly_invoices import settle
+
+    cycle, config = _invoicing(make_cycle)
+    assert _cli(cycle, config, "sync-invoices").returncode == 0
+    by_po = _assert_invoiced_once(cycle)
+    paid = next(iter(by_po.values()))
+    settle(cycle.sandbox.recurly, paid["number"], "paid")  # the consumer pays on the hosted page
+    killer = KillAfterWrite(cycle, _invoice_state_or_status, cycle.sandbox.amplify)
+
+    _kill_then_finish(cycle, config, killer, 1, "sync-invoices")
+
+    [invoice] = [
+        i
+        for i in cycle.sandbox.amplify.resources("SubscriptionInvoice")
+        if (i.get("billing") or {}).get("payment", {}).get("id") == paid["id"]
+    ]
+    assert (invoice["state"]["name"], invoice["status"]["level"]) == ("paid", "Success")

@@ -194,6 +194,35 @@ def test_the_period_and_cancellation_invoices_bill_the_metered_units(make_cycle:
     assert any(f"{units[name]:,} units" in text for name in units for text in lines)
 
 
+def test_an_invoice_of_a_subscription_that_ended_before_its_owner_had_an_account_is_billed(make_cycle: Any) -> None:
+    # found by the fault soak: Amplify invoices a subscription after it ends (its cancellation invoice always, its
+    # initial one too when it ended before a run sent it); an owner with nothing else live never got an account, and
+    # the invoice was a withholding finding on every run, whose advice (run link-accounts) could not help
+    cycle: Cycle = make_cycle(subscriptions=16, seed=5, billing=MARKETPLACE_MODE)
+    enable_custom_billing(cycle.sandbox.amplify, cycle.scenario.marketplace)
+    scenario = cycle.scenario
+    live = {
+        scenario.account_code(s["name"])
+        for s in scenario.subscriptions
+        if (s.get("approval") or {}).get("state") == "pending" or (s.get("state") or {}).get("name") == "active"
+    }
+    ended = {n for n in scenario.cancelled_subscriptions if scenario.account_code(n) not in live}
+    InvoiceIssuer(cycle.sandbox.amplify).issue(cycle.clock())  # made at its approval, before the first run
+    theirs = {i: inv for i, inv in to_bill(cycle).items() if inv["metadata"]["scope"]["name"] in ended}
+    assert theirs, "the scenario has an ended subscription with something to pay whose owner has nothing else"
+
+    reports = cycle.run()
+
+    for report in reports:
+        assert failed(report) == [] and report.exit_code == 0, (report.command, findings(report))
+    by_po = recurly_by_po(cycle)
+    for amplify_id, invoice in theirs.items():
+        recurly = by_po.get(po_number(amplify_id), [])
+        assert len(recurly) == 1, invoice["title"]
+        assert recurly[0]["account"]["code"] == scenario.account_code(invoice["metadata"]["scope"]["name"])
+        assert state(amplify_invoices(cycle)[amplify_id]) == ("open", "Pending")
+
+
 # ---- refusals and bad inputs ----------------------------------------------------------------------------------
 
 
