@@ -127,6 +127,11 @@ class Command(Phase, Recording, Protocol):
     """A phase together with its run-history entry (``execute.recorded``): what a command's CLI body runs."""
 
 
-class InvoiceReads(Settled, Listings, AmplifyAccess, RecurlyAccess, OpensJournal, Protocol):
+class InvoicedListing(Settled, Listings, AmplifyAccess, Protocol):
+    """What listing the subscriptions Amplify's invoices bill takes (``gather.invoices.invoiced_subscriptions``):
+    link-accounts, sync-invoices and the usage phase (whose traffic is billed by those invoices, not by usage)."""
+
+
+class InvoiceReads(InvoicedListing, RecurlyAccess, OpensJournal, Protocol):
     """What ``gather.invoices`` reads (marketplace mode): Amplify's invoices and subscriptions, Recurly's
     accounts and invoices, the journal's invoice links."""

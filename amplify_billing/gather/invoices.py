@@ -37,7 +37,7 @@ from amplify_billing.settings import Settings
 from amplify_billing.settings.secret import Secret
 
 if TYPE_CHECKING:
-    from amplify_billing.collaborators import InvoiceReads
+    from amplify_billing.collaborators import InvoicedListing, InvoiceReads
 
 T = TypeVar("T")
 
@@ -66,7 +66,7 @@ def _account(data: Mapping[str, Any], subdomain: str) -> InvoiceAccount:
     return InvoiceAccount(str(data.get("code")), has_card=bool(data.get("billing_info")), link=link)
 
 
-def _once(rt: InvoiceReads, key: str, read: Callable[[], T]) -> T:
+def _once(rt: InvoicedListing, key: str, read: Callable[[], T]) -> T:
     """``read()``'s answer, read once per invocation whichever pass of ``run`` asks (a read that failed is not kept:
     the next pass asks again)."""
     found: T = rt.snapshots().remember(f"invoices:{key}", read)
@@ -252,7 +252,7 @@ def invoice_inputs(rt: InvoiceReads) -> InvoiceInputs:
     )
 
 
-def invoiced_subscriptions(rt: InvoiceReads) -> list[AmplifySubscription]:
+def invoiced_subscriptions(rt: InvoicedListing) -> list[AmplifySubscription]:
     """The subscriptions Amplify's invoices bill (their Marketplace is in marketplace mode), whatever their plan:
     link-accounts gives their owners Recurly accounts. No request when no Marketplace is in that mode."""
     query = invoiced_query(rt.settings.billing)

@@ -394,18 +394,29 @@ def restatement_candidates(
     return tags
 
 
+# the units of a marketplace-mode subscription: Amplify meters them and its invoices bill them (sync-invoices)
+BILLED_BY_INVOICES = (
+    "its Marketplace is in marketplace mode: Amplify's invoices bill this traffic (sync-invoices), not Recurly usage"
+)
+
+
 def unbilled_findings(
     answers: Answers,
     billed_pairs: set[tuple[str, str]],
     known_subscriptions: Mapping[str, str],
     reasons: Mapping[tuple[str, str], str],
     size: timedelta,
+    *,
+    invoiced: Mapping[str, str] | None = None,
 ) -> list[Change]:
     """Traffic that cannot be billed, totalled per (subscription, quota): never silently dropped.
 
     ``known_subscriptions`` maps Amplify subscription id -> name for subscriptions on linked plans;
-    ``reasons`` says why a known pair is not billed (no Recurly link, no add-on for the quota …).
+    ``reasons`` says why a known pair is not billed (no Recurly link, no add-on for the quota …);
+    ``invoiced``: id -> name of the subscriptions Amplify's invoices bill (marketplace mode), whose units are
+    still listed, with where they are billed.
     """
+    invoiced = invoiced or {}
     # Ranges overlap: a window clipped at one subscription's start and the same window whole for another are
     # both counted. Per (pair, window) only the widest range counts (a clipped range is a subset of it).
     per_window: dict[tuple[tuple[str, str], datetime], int] = {}
@@ -422,8 +433,13 @@ def unbilled_findings(
     for (subscription_id, quota_id), total in sorted(totals.items()):
         name = known_subscriptions.get(subscription_id)
         reason = reasons.get((subscription_id, quota_id)) or (
-            "traffic for a subscription that is not on a plan billed through Recurly" if name is None else "not billed"
+            "not billed"
+            if name is not None
+            else BILLED_BY_INVOICES
+            if subscription_id in invoiced
+            else "traffic for a subscription that is not on a plan billed through Recurly"
         )
+        name = name or invoiced.get(subscription_id)
         ref = f"subscription {name or '?'} ({subscription_id}) quota {quota_id}"
         changes.append(
             Change(

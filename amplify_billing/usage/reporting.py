@@ -27,6 +27,7 @@ from amplify_billing.changes import Change, ChangeKind, ChangeResult, ChangeSet,
 from amplify_billing.collaborators import Listings, Phase, Reading, RecurlyAccess
 from amplify_billing.errors import UpstreamError
 from amplify_billing.execute import execute, make_report, record
+from amplify_billing.gather.invoices import invoiced_subscriptions
 from amplify_billing.gather.options import subscription_options
 from amplify_billing.gather.subscriptions import reads_of, subscription_inputs
 from amplify_billing.journal_changes import PHASE_MARKS, set_link
@@ -103,7 +104,12 @@ def report_usage_with_watermarks(
             for r, a in answers.items()
         }
     billed_pairs = {(q.subscription_id, q.quota_id) for q in planner.billed} | intents.blocked
-    findings = [*intents.stuck, *unbilled_findings(answers, billed_pairs, known_names, planner.reasons, size)]
+    # marketplace mode: Amplify's invoices bill these subscriptions' traffic, so their units say so (issue 15)
+    invoiced = {s.id: s.name for s in invoiced_subscriptions(rt)}
+    findings = [
+        *intents.stuck,
+        *unbilled_findings(answers, billed_pairs, known_names, planner.reasons, size, invoiced=invoiced),
+    ]
     findings.extend(withheld_finding(w) for w in planner.withheld)
 
     results, moved, figures, stopped = _plan_and_apply(rt, planner, answers, options, run_id)

@@ -327,6 +327,29 @@ def test_marketplace_mode_makes_no_recurly_subscription_nor_usage_but_accounts(m
     assert {cycle.scenario.account_code(s["name"]) for s in approved} <= codes
 
 
+def test_usage_names_amplify_invoices_as_the_bill_of_a_marketplace_mode_subscription(make_cycle: Any) -> None:
+    """Beside a recurly-mode Marketplace, the traffic Traceability counts holds the marketplace-mode subscriptions'
+    too: its units are listed (never dropped in silence) and say who bills them, not "not on a plan billed
+    through Recurly"."""
+    from amplify_billing.sandbox.demo_modes import split_marketplace
+
+    cycle: Cycle = make_cycle(subscriptions=10)
+    second = split_marketplace(cycle.sandbox.amplify, cycle.scenario)
+    cycle.overrides["billing"] = {"marketplaces": {second: "marketplace"}}
+    cycle.clock.advance(timedelta(days=7))
+    reports = cycle.run()
+    for report in reports:
+        assert failed(report) == [], (report.command, failed(report))
+
+    usage = next(r for r in reports if r.command == "report-usage")
+    units = [r.change for r in usage.results if r.change.object == "usage" and r.change.units]
+    amplify = cycle.sandbox.amplify
+    invoiced = {s["metadata"]["id"] for s in amplify.resources("Subscription") if s["marketplace"]["name"] == second}
+    theirs = [c for c in units if c.amplify_id in invoiced]
+    assert theirs, [c.summary for c in units]
+    assert all("Amplify's invoices bill this traffic" in c.summary for c in theirs), [c.summary for c in theirs]
+
+
 def test_the_pay_link_token_is_hidden_from_every_output(make_cycle: Any) -> None:
     cycle = start(make_cycle)
     report = invoices_run(cycle)
