@@ -109,16 +109,21 @@ def _usage_posts(cycle: Cycle, since: int, uuid: str | None = None) -> list[Any]
 # ---- billing starts when the Amplify subscription became active ------------------------------------------
 
 
-def test_traffic_before_the_recurly_subscription_existed_is_billed_dated_at_its_start(make_cycle: Any) -> None:
-    """The cron was down for two days after the subscriptions were approved: that traffic is billed, not dropped."""
+def _cron_down_two_days(make_cycle: Any) -> tuple[Cycle, datetime, dict[str, Any], dict[str, Any]]:
+    """The first run comes two days and five hours after the subscriptions were approved: the cycle, that moment,
+    an approved subscription with traffic, and its Recurly subscription (activated then)."""
     cycle: Cycle = make_cycle(subscriptions=8)
     late_start = DAY0 + timedelta(days=2, hours=5)
     cycle.clock.set(late_start)
     _ok(cycle.run())
     target = _approved_with_traffic(cycle)[0]
-    amplify_id = target["metadata"]["id"]
-    live = _recurly_for(cycle, amplify_id)
-    uuid = live["uuid"]
+    return cycle, late_start, target, _recurly_for(cycle, target["metadata"]["id"])
+
+
+def test_traffic_before_the_recurly_subscription_existed_is_billed_dated_at_its_start(make_cycle: Any) -> None:
+    """The cron was down for two days after the subscriptions were approved: that traffic is billed, not dropped."""
+    cycle, late_start, target, live = _cron_down_two_days(make_cycle)
+    amplify_id, uuid = target["metadata"]["id"], live["uuid"]
     assert parse_timestamp(live["activated_at"]) == late_start
     became_active = parse_timestamp(target["state"]["when"]["timestamp"])
     assert became_active is not None and became_active < DAY0
@@ -139,13 +144,8 @@ def test_traffic_before_the_recurly_start_is_billed_when_the_subscription_ends_f
     """Once cancelled, an Amplify subscription no longer says when it became active (its state's timestamp is the
     cancellation): the journal keeps it from the create, so the final usage still starts there, not at the
     Recurly subscription's later start. Before, the hours between the two were billed by nobody, in silence."""
-    cycle: Cycle = make_cycle(subscriptions=8)
-    late_start = DAY0 + timedelta(days=2, hours=5)
-    cycle.clock.set(late_start)
-    _ok(cycle.run())
-    target = _approved_with_traffic(cycle)[0]
-    amplify_id = target["metadata"]["id"]
-    uuid = _recurly_for(cycle, amplify_id)["uuid"]
+    cycle, late_start, target, live = _cron_down_two_days(make_cycle)
+    amplify_id, uuid = target["metadata"]["id"], live["uuid"]
     became_active = parse_timestamp(target["state"]["when"]["timestamp"])
     assert became_active is not None
     # the window of day 2 is not settled at the first run; its first five hours came before the Recurly start

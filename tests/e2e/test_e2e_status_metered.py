@@ -22,14 +22,20 @@ def status_of(cycle: Cycle) -> Any:
         rt.close()
 
 
-def test_the_latest_period_invoice_of_each_subscription_beside_traceability(make_cycle: Any) -> None:
+def month_end_invoices(make_cycle: Any) -> Cycle:
+    """Marketplace mode, a first run, then Amplify's month-end period invoices (with metered units)."""
     cycle: Cycle = make_cycle(subscriptions=6, days=5, today=MONTH_END, billing={"mode": "marketplace"})
-    amplify = cycle.sandbox.amplify
-    enable_custom_billing(amplify, cycle.scenario.marketplace)
+    enable_custom_billing(cycle.sandbox.amplify, cycle.scenario.marketplace)
     for report in cycle.run():
         assert failed(report) == []
     cycle.clock.advance(MONTH_END + timedelta(hours=1) - cycle.clock())
-    InvoiceIssuer(amplify).issue(cycle.clock())
+    InvoiceIssuer(cycle.sandbox.amplify).issue(cycle.clock())
+    return cycle
+
+
+def test_the_latest_period_invoice_of_each_subscription_beside_traceability(make_cycle: Any) -> None:
+    cycle = month_end_invoices(make_cycle)
+    amplify = cycle.sandbox.amplify
 
     report = status_of(cycle)
 
@@ -68,13 +74,8 @@ def test_filters_narrow_the_metered_section_to_the_subscription_plan_or_account(
     from amplify_billing.cli import run_cli
     from amplify_billing.render.envelope import ReportEnvelope
 
-    cycle: Cycle = make_cycle(subscriptions=6, days=5, today=MONTH_END, billing={"mode": "marketplace"})
+    cycle = month_end_invoices(make_cycle)
     amplify = cycle.sandbox.amplify
-    enable_custom_billing(amplify, cycle.scenario.marketplace)
-    for report in cycle.run():
-        assert failed(report) == []
-    cycle.clock.advance(MONTH_END + timedelta(hours=1) - cycle.clock())
-    InvoiceIssuer(amplify).issue(cycle.clock())
     config = cycle.sandbox.write_config(tmp_path / "config.yaml", **cycle.overrides)
 
     def status(*args: str) -> tuple[int, dict[str, Any], str]:

@@ -10,7 +10,7 @@ import pytest
 
 from amplify_billing import safety
 from amplify_billing.actions import CancelSubscription, Later
-from amplify_billing.changes import ChangeKind
+from amplify_billing.changes import ChangeKind, ChangeSet
 from amplify_billing.errors import SafetyValveError
 from amplify_billing.models import AmplifySubscription
 from amplify_billing.reconcile.accounts import AccountOptions, OwnerDetails, diff_accounts
@@ -82,19 +82,21 @@ def kinds(
     return [(c.kind.value, c.object) for c in changeset.changes if c.kind is not ChangeKind.RECORD]
 
 
-def test_a_create_is_followed_by_its_journal_links_keyed_to_its_result() -> None:
-    subscription = amplify(*ACTIVE)
-    changeset = diff_subscriptions(
-        SubscriptionInputs(
-            amplify=(subscription,),
-            plans={"gold": PLAN},
-            recurly=(),
-            accounts={ACCOUNT},
-            journal_links={},
-            usage_reported_through={SUB_ID: NOW},
-        ),
-        SubscriptionOptions(),
+def _first_create(subscription: AmplifySubscription) -> ChangeSet:
+    """The diff of one subscription with nothing in Recurly yet: its create and the journal links after it."""
+    inputs = SubscriptionInputs(
+        amplify=(subscription,),
+        plans={"gold": PLAN},
+        recurly=(),
+        accounts={ACCOUNT},
+        journal_links={},
+        usage_reported_through={SUB_ID: NOW},
     )
+    return diff_subscriptions(inputs, SubscriptionOptions())
+
+
+def test_a_create_is_followed_by_its_journal_links_keyed_to_its_result() -> None:
+    changeset = _first_create(amplify(*ACTIVE))
     create = next(c for c in changeset.changes if c.kind is ChangeKind.CREATE)
     links = [c for c in changeset.changes if c.kind is ChangeKind.RECORD]
     assert [(type(c.action).__name__, c.action.kind, c.requires, c.phase) for c in links] == [  # type: ignore[union-attr]
@@ -108,17 +110,7 @@ def test_a_create_is_followed_by_its_journal_links_keyed_to_its_result() -> None
 def test_a_create_keeps_when_the_subscription_became_active() -> None:
     """Its Amplify state stops saying so once it ends; usage is billed from then (usage/reporting.py)."""
     since = NOW - timedelta(hours=5)
-    changeset = diff_subscriptions(
-        SubscriptionInputs(
-            amplify=(amplify(*ACTIVE, active_since=since),),
-            plans={"gold": PLAN},
-            recurly=(),
-            accounts={ACCOUNT},
-            journal_links={},
-            usage_reported_through={SUB_ID: NOW},
-        ),
-        SubscriptionOptions(),
-    )
+    changeset = _first_create(amplify(*ACTIVE, active_since=since))
     create = next(c for c in changeset.changes if c.kind is ChangeKind.CREATE)
     kept = [c for c in changeset.changes if c.key == f"subscription-active-since:{SUB_ID}"]
     assert [(c.action.key, c.action.value, c.requires) for c in kept] == [  # type: ignore[union-attr]
