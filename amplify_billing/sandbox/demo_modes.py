@@ -55,8 +55,11 @@ def _invoices(amplify: AmplifyEmulator) -> list[dict[str, Any]]:
 def _totals(invoices: list[dict[str, Any]]) -> dict[str, Decimal]:
     totals: dict[str, Decimal] = {}
     for i in invoices:
+        total = Decimal(str(i["spec"]["cost"]["total"]))
+        if not total:
+            continue  # a free plan's invoice may name no currency: nothing to add, and no "0.0 ?" in the summary
         currency = str(i["spec"]["cost"]["plan"].get("currency") or "?")
-        totals[currency] = totals.get(currency, Decimal(0)) + Decimal(str(i["spec"]["cost"]["total"]))
+        totals[currency] = totals.get(currency, Decimal(0)) + total
     return totals
 
 
