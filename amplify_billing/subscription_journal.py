@@ -12,7 +12,7 @@ from amplify_billing.commands.options import SyncOptions
 from amplify_billing.errors import ConfigError
 from amplify_billing.gather.subscriptions import LinkReader, endable, reads_of, subscription_inputs
 from amplify_billing.journal_changes import set_link
-from amplify_billing.links import END_LINK, MISSED_LINK, NAME_LINK, SUBSCRIPTION_LINK
+from amplify_billing.links import ACTIVE_SINCE_LINK, END_LINK, MISSED_LINK, NAME_LINK, SUBSCRIPTION_LINK
 from amplify_billing.reconcile.subscriptions import (
     DELETED,
     STAND_IN,
@@ -64,12 +64,26 @@ def names(journal: LinkReader, inputs: SubscriptionInputs, links: Mapping[str, s
     ]
 
 
+def active_since(journal: LinkReader, inputs: SubscriptionInputs, links: Mapping[str, str]) -> list[Change]:
+    """When each linked subscription became active, while its Amplify state still says so: once it ends, its state's
+    timestamp is the end, and its final usage is billed from this (usage/reporting.py). A create records it too
+    (``reconcile/subscriptions.created_links``); this covers subscriptions linked before that, or found again."""
+    known = journal.links(ACTIVE_SINCE_LINK)
+    return [
+        set_link(ACTIVE_SINCE_LINK, s.id, s.active_since.isoformat())
+        for s in inputs.amplify
+        if s.id in links and s.active_since is not None and not known.get(s.id)
+    ]
+
+
 def links(journal: LinkReader, inputs: SubscriptionInputs, options: SubscriptionOptions) -> list[Change]:
-    """After the writes: the link of every matched subscription, and the names of the linked ones."""
+    """After the writes: the link of every matched subscription, and the names and activation times of the linked
+    ones."""
     matched = match_subscriptions(inputs, options)
     changes = [
         set_link(SUBSCRIPTION_LINK, amplify_id, uuid)
         for amplify_id, uuid in matched.items()
         if inputs.journal_links.get(amplify_id) != uuid
     ]
-    return changes + names(journal, inputs, {**journal.links(SUBSCRIPTION_LINK), **matched})
+    linked = {**journal.links(SUBSCRIPTION_LINK), **matched}
+    return changes + names(journal, inputs, linked) + active_since(journal, inputs, linked)

@@ -13,6 +13,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from amplify_billing.amplify.parse import parse_timestamp
 from amplify_billing.changes import ChangeKind, CommandReport, Outcome
 from amplify_billing.errors import ExitCode
@@ -140,16 +142,28 @@ def test_traffic_before_the_recurly_subscription_existed_is_billed_dated_at_its_
     _no_duplicate_tags(cycle)
 
 
-def test_traffic_before_the_recurly_start_is_billed_when_the_subscription_ends_first(make_cycle: Any) -> None:
+@pytest.mark.parametrize("kept_by", ["the create", "a later run (linked by an older version)"])
+def test_traffic_before_the_recurly_start_is_billed_when_the_subscription_ends_first(
+    make_cycle: Any, kept_by: str
+) -> None:
     """Once cancelled, an Amplify subscription no longer says when it became active (its state's timestamp is the
-    cancellation): the journal keeps it from the create, so the final usage still starts there, not at the
-    Recurly subscription's later start. Before, the hours between the two were billed by nobody, in silence."""
+    cancellation): the journal keeps it (from the create, or from any run while it is active), so the final usage
+    still starts there, not at the Recurly subscription's later start. Before, the hours between the two were
+    billed by nobody, in silence."""
     cycle, late_start, target, live = _cron_down_two_days(make_cycle)
     amplify_id, uuid = target["metadata"]["id"], live["uuid"]
     became_active = parse_timestamp(target["state"]["when"]["timestamp"])
     assert became_active is not None
     # the window of day 2 is not settled at the first run; its first five hours came before the Recurly start
     assert _traffic(cycle, amplify_id, DAY0 + 2 * DAY, late_start) > 0
+    if kept_by != "the create":
+        rt = cycle.runtime()
+        try:
+            rt.journal().set_link("subscription-active-since", amplify_id, "")  # what an older version left
+        finally:
+            rt.close()
+        cycle.clock.set(late_start + timedelta(minutes=15))
+        _ok(cycle.run())
 
     cancelled_at = late_start + timedelta(hours=1)
     cycle.clock.set(cancelled_at)
