@@ -79,7 +79,7 @@ def _accounts(rt: InvoiceReads, codes: Iterable[str], calls: InvoiceCalls) -> di
     if not wanted:
         return {}  # nothing to create: neither the accounts nor the site are read
     listed = rt.snapshots().recurly_accounts()
-    subdomain = str(_once(rt, "site", rt.recurly().get_site).get("subdomain") or "")
+    subdomain = str(rt.recurly().get_site().get("subdomain") or "")
     result: dict[str, InvoiceAccount] = {}
     for code in wanted:
         data = listed.get(code)

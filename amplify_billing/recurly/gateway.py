@@ -67,9 +67,14 @@ class RecurlyGateway(RecurlyTransport):
         )
 
     def get_site(self) -> dict[str, Any]:
-        """The site the API key belongs to (one cheap call that proves the key)."""
-        sites = self._list("sites", lambda c, p: c.list_sites(params=p), {"limit": 1})
-        return sites[0] if sites else {}
+        """The site the API key belongs to (one cheap call that proves the key). Read once per gateway, so once per
+        invocation: the journal's owner check, the free plans' currency and the pay links' subdomain all ask."""
+        known: dict[str, Any] | None = getattr(self, "_site", None)
+        if known is None:
+            sites = self._list("sites", lambda c, p: c.list_sites(params=p), {"limit": 1})
+            known = sites[0] if sites else {}
+            self._site = known
+        return dict(known)
 
     # ---- writes (each with an Idempotency-Key) ----------------------------------------------------
     def _keyed_write(
