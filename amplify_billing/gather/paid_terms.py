@@ -29,7 +29,6 @@ from amplify_billing.reconcile.mode_switch import (
     paid_term,
     paid_term_from_account,
 )
-from amplify_billing.recurly.invoices import InvoiceCalls
 from amplify_billing.settings.billing import MARKETPLACE_MODE
 from amplify_billing.snapshots import GONE
 
@@ -70,7 +69,9 @@ def _from_account(rt: InvoiceReads, subscription: AmplifySubscription) -> PaidTe
     if code is None:
         return None  # no owner: Recurly could never have billed it
     try:
-        listed, total = InvoiceCalls(rt.recurly()).list_account_subscriptions(f"code-{code}")
+        gateway = rt.recurly()
+        total = gateway.count_account_subscriptions(f"code-{code}")  # first: a walk never comes up short of it
+        listed = gateway.list_account_subscriptions(f"code-{code}")
     except NotFoundError:
         return None  # no account: Recurly never billed it
     except AmplifyBillingError as error:

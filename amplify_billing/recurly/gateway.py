@@ -40,6 +40,22 @@ class RecurlyGateway(RecurlyTransport):
         """How many subscriptions ``list_subscriptions(params)`` lists, taken before the walk proves it whole."""
         return self._total("subscriptions", lambda c, p: c.list_subscriptions(params=p), params)
 
+    def list_account_subscriptions(self, account_id: str) -> list[dict[str, Any]]:
+        """Every subscription of one account, in every state (no ``state`` filter)."""
+        return self._list(
+            f"subscriptions of account {account_id}",
+            lambda c, p: c.list_account_subscriptions(account_id, params=p),
+            None,
+        )
+
+    def count_account_subscriptions(self, account_id: str) -> int | None:
+        """How many ``list_account_subscriptions`` lists, taken before the walk proves it whole."""
+        return self._total(
+            f"subscriptions of account {account_id}",
+            lambda c, p: c.list_account_subscriptions(account_id, params=p),
+            None,
+        )
+
     def list_usage(
         self, subscription_id: str, add_on_id: str, params: Mapping[str, Any] | None = None
     ) -> list[dict[str, Any]]:

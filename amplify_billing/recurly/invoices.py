@@ -91,14 +91,6 @@ class InvoiceCalls:
             f"{len(invoice_ids)} invoices by id", lambda c, p: c.list_invoices(params=p), {"ids": list(invoice_ids)}
         )
 
-    def list_account_subscriptions(self, account_id: str) -> tuple[list[dict[str, Any]], int | None]:
-        """Every subscription of an account, in every state (no ``state`` filter), and the total Recurly counted
-        before the walk (None: no count given), which proves the walk whole."""
-        what = f"subscriptions of account {account_id}"
-        g = self._gateway
-        total = g._total(what, lambda c, p: c.list_account_subscriptions(account_id, params=p), None)
-        return g._list(what, lambda c, p: c.list_account_subscriptions(account_id, params=p), None), total
-
     def mark_invoice_failed(self, invoice_id: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
         g = self._gateway
         h = g._headers(idempotency_key)
