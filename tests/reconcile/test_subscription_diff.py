@@ -82,8 +82,9 @@ def kinds(
     return [(c.kind.value, c.object) for c in changeset.changes if c.kind is not ChangeKind.RECORD]
 
 
-def _first_create(subscription: AmplifySubscription) -> ChangeSet:
-    """The diff of one subscription with nothing in Recurly yet: its create and the journal links after it."""
+def _first_create(subscription: AmplifySubscription, **more: Any) -> ChangeSet:
+    """The diff of one subscription with nothing in Recurly yet: its create and the journal links after it.
+    ``more``: more SubscriptionInputs (a switch's ``starts_at`` or ``late_starts``)."""
     inputs = SubscriptionInputs(
         amplify=(subscription,),
         plans={"gold": PLAN},
@@ -91,6 +92,7 @@ def _first_create(subscription: AmplifySubscription) -> ChangeSet:
         accounts={ACCOUNT},
         journal_links={},
         usage_reported_through={SUB_ID: NOW},
+        **more,
     )
     return diff_subscriptions(inputs, SubscriptionOptions())
 
@@ -517,16 +519,7 @@ def test_deleted_stand_in_waits_for_its_usage_then_cancels() -> None:
 
 def test_a_subscription_created_ahead_of_a_switch_to_recurly_starts_at_it() -> None:
     switch = NOW + timedelta(days=3)
-    changeset = diff_subscriptions(
-        SubscriptionInputs(
-            amplify=(amplify(*PENDING),),
-            plans={"gold": PLAN},
-            recurly=(),
-            accounts={ACCOUNT},
-            starts_at={SUB_ID: switch},
-        ),
-        SubscriptionOptions(),
-    )
+    changeset = _first_create(amplify(*PENDING), starts_at={SUB_ID: switch})
     [create] = changeset.by_kind(ChangeKind.CREATE)
     assert subscription_body(create.action)["starts_at"] == switch.isoformat().replace("+00:00", "Z")
     assert create.summary.endswith(f"starting at billing.switch_at {switch.isoformat()}")
@@ -538,16 +531,7 @@ def test_a_future_subscription_whose_amplify_subscription_ends_is_cancelled_so_i
 
 def test_a_create_after_a_switch_to_recurly_names_the_base_price_no_side_billed() -> None:
     switch = NOW - timedelta(days=2)
-    changeset = diff_subscriptions(
-        SubscriptionInputs(
-            amplify=(amplify(*PENDING),),
-            plans={"gold": PLAN},
-            recurly=(),
-            accounts={ACCOUNT},
-            late_starts={SUB_ID: (switch, NOW)},
-        ),
-        SubscriptionOptions(),
-    )
+    changeset = _first_create(amplify(*PENDING), late_starts={SUB_ID: (switch, NOW)})
     assert len(changeset.by_kind(ChangeKind.CREATE)) == 1
     [gap] = [c for c in changeset.changes if c.kind is ChangeKind.FINDING]
     assert gap.withholds and "billed by neither side" in gap.summary and switch.isoformat() in gap.summary
