@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -386,6 +387,9 @@ def paginate(
     ]
     descending = q.order == "desc"
     chosen.sort(key=key, reverse=descending)
+    if q.ids is not None:
+        # OpenAPI ``ids``: "Records are returned in an arbitrary order": not by date, so a client relying on one fails
+        chosen.sort(key=lambda item: hashlib.sha256(ident(item).encode()).hexdigest())
     total = len(chosen)
     if cut is not None:
         chosen = chosen[:cut]

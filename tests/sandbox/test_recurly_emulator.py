@@ -298,6 +298,9 @@ def test_a_listing_by_ids_answers_all_at_once_and_takes_no_other_parameter(
     status, _headers, body = raw(emulator, "GET", "/plans?ids=" + ",".join([*ids, "unknown0000"]))
     page = json.loads(body)
     assert (status, page["has_more"], sorted(p["id"] for p in page["data"])) == (200, False, sorted(ids))
+    # "Records are returned in an arbitrary order": neither the order they were made in nor its reverse
+    served = [p["id"] for p in page["data"]]
+    assert served not in (ids, ids[::-1])
     for extra in ("limit=200", "order=asc", "sort=created_at", "begin_time=2024-01-01T00:00:00Z"):
         status, _headers, body = raw(emulator, "GET", f"/plans?ids={ids[0]}&{extra}")
         assert status == 400 and extra.split("=")[0] in json.loads(body)["error"]["message"]
