@@ -313,3 +313,22 @@ def test_killed_between_the_writes_that_follow_an_invoice_to_paid_then_rerun_fin
         if (i.get("billing") or {}).get("payment", {}).get("id") == paid["id"]
     ]
     assert (invoice["state"]["name"], invoice["status"]["level"]) == ("paid", "Success")
+
+
+def _invoice_billing(raw: Request) -> bool:
+    return raw.method == "PUT" and "/subscriptioninvoices/" in raw.path and raw.path.endswith("/billing")
+
+
+def test_killed_after_each_billing_write_back_then_rerun_opens_each_invoice_once(make_cycle: Any) -> None:
+    """Killed after Amplify stored an invoice's billing.payment (before its state open): the next run finds the
+    Recurly invoice (the journal's link, or billing.payment.id), sends no second purchase and finishes the state."""
+    cycle, config = _invoicing(make_cycle)
+    assert _cli(cycle, config, "sync-invoices").returncode == 0
+    total = len(_assert_invoiced_once(cycle))
+    for target in _positions(total):
+        cycle, config = _invoicing(make_cycle)
+        killer = KillAfterWrite(cycle, _invoice_billing, cycle.sandbox.amplify)
+        _kill_then_finish(cycle, config, killer, target, "sync-invoices")
+        _assert_invoiced_once(cycle)
+        sent = Counter(r.body["po_number"] for r in cycle.sandbox.recurly.requests if _purchase_post(r))
+        assert set(sent.values()) == {1}, sent
